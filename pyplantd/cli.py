@@ -1,0 +1,135 @@
+"""The `pyplantd` command line (typer): run, accept; the daemon and store commands join later.
+
+Exit codes: 0 success, 1 a reactor (or the script) failed, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import report
+from .errors import PlantError, ReactorFailedError, ScriptError
+from .host import hosting
+from .oneshot import OneShotHost, OneShotOptions
+from .script import run_script
+
+app = typer.Typer(
+    help="Run PyPlant pipelines, re-running only what a change affected.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+PipelineArg = Annotated[Path, typer.Argument(help="The pipeline script, e.g. pipeline.py.")]
+PlantDirOpt = Annotated[
+    Path | None, typer.Option("--plant-dir", help="Use this plant dir instead of the script's.")
+]
+VersionsOpt = Annotated[
+    bool,
+    typer.Option("--track-versions/--no-track-versions", help="Re-run on package upgrades."),
+]
+
+
+@app.command()
+def run(
+    pipeline: PipelineArg,
+    plant_dir: PlantDirOpt = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="Run this reactor instead of the script's (repeat)."),
+    ] = None,
+    explain: Annotated[bool, typer.Option(help="Say, per reactor, why it ran or not.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")
+    ] = False,
+    track_versions: VersionsOpt = True,
+) -> None:
+    """Run PIPELINE once, as `python PIPELINE` would, and print what ran and why."""
+    options = OneShotOptions(
+        plant_dir, list(target or []), "plan" if dry_run else "run", [], track_versions
+    )
+    host = _execute(pipeline, options)
+    if dry_run:
+        _print_plan(host)
+        return
+    decisions = host.decisions()
+    if not host.ran_anything():
+        err.print("The script ran no reactor. Name one with --target NAME.")
+        raise typer.Exit(2)
+    out.print(report.decision_table(decisions))
+    if explain:
+        report.print_explanations(out, decisions)
+    out.print(report.summary_line(decisions))
+
+
+@app.command()
+def accept(
+    reactors: Annotated[list[str], typer.Argument(help="Reactors whose code change is harmless.")],
+    pipeline: Annotated[
+        Path, typer.Option("--pipeline", "-p", help="The pipeline script defining them.")
+    ] = Path("pipeline.py"),
+    plant_dir: PlantDirOpt = None,
+) -> None:
+    """Record REACTORS' current code as matching their stored outputs, so they do not re-run."""
+    host = _execute(pipeline, OneShotOptions(plant_dir, [], "accept", list(reactors)))
+    for name in host.accepted:
+        out.print(f"accepted {name}: its stored outputs now count as up to date")
+
+
+def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:
+    """Run the script under a one-shot host; failures exit with the right code."""
+    if not pipeline.is_file():
+        err.print(f"Error: pipeline script {pipeline} does not exist.")
+        raise typer.Exit(2)
+    host = OneShotHost(options)
+    try:
+        with hosting(host):
+            status = run_script(pipeline, after=host.close_all)
+    except ReactorFailedError as failure:
+        _report_failure(host, failure)
+        raise typer.Exit(1) from None
+    except ScriptError as failure:
+        err.print(f"Error: {failure}")
+        raise typer.Exit(1) from None
+    except PlantError as failure:
+        err.print(f"Error: {failure}")
+        raise typer.Exit(2) from None
+    except Exception as failure:  # the script itself raised outside any reactor
+        err.print(report.user_traceback(failure), markup=False)
+        raise typer.Exit(1) from None
+    if status:
+        raise typer.Exit(status)
+    return host
+
+
+def _report_failure(host: OneShotHost, failure: ReactorFailedError) -> None:
+    cause = failure.__cause__ or failure
+    err.print(report.user_traceback(cause), markup=False)
+    decisions = host.decisions()
+    if decisions:
+        out.print(report.decision_table(decisions))
+    err.print(f"Error: {failure}")
+
+
+def _print_plan(host: OneShotHost) -> None:
+    if not host.plans:
+        err.print("The script runs no reactor. Name one with --target NAME.")
+        raise typer.Exit(2)
+    out.print(report.plan_table(host.plans))
+    runs = [s for s in host.plans if s.action != "cached"]
+    expected = sum(s.expected or 0.0 for s in runs)
+    out.print(f"would run {len(runs)} of {len(host.plans)} reactors (about {expected:.2f} s)")
+
+
+def main() -> None:
+    app(prog_name="pyplantd")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Pipeline configuration: ConfigBase / ConfigValue, with tracking of which reactor read what.
+
+A reactor gets a *view* of the config: a shallow copy that reports every parameter read to the
+running reactor and refuses writes. Depends only on errors.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .errors import ConfigWriteError, UnknownParamError
+
+_OWN_NAMES = frozenset({"peek", "has", "mark_auxiliary", "is_auxiliary"})
+
+
+class ConfigBase:
+    """Base class for pipeline configs; parameters are plain attributes.
+
+    >>> class MyConfig(ConfigBase):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.color = 'red'
+    ...         self.log_level = 'info'
+    ...         self.mark_auxiliary(['log_level'])  # changing it re-runs nothing
+    >>> MyConfig().color
+    'red'
+    """
+
+    # Class-level defaults so a subclass that forgets super().__init__() still works.
+    _reader: Callable[[str], None] | None = None
+    _auxiliary: frozenset[str] = frozenset()
+
+    def __init__(self, dictionary: Mapping[str, Any] | None = None) -> None:
+        if dictionary is not None:
+            # Keys need not be identifiers ('log-level'): they live in __dict__ all the same.
+            self.__dict__.update(dictionary)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("_") or name in _OWN_NAMES:
+            return object.__getattribute__(self, name)
+        values = object.__getattribute__(self, "__dict__")
+        if name in values:
+            reader = values.get("_reader")
+            if reader is not None and name not in object.__getattribute__(self, "_auxiliary"):
+                reader(name)
+            return values[name]
+        try:  # methods and properties of a subclass
+            return object.__getattribute__(self, name)
+        except AttributeError:
+            raise UnknownParamError(self._unknown_message(name)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and self.__dict__.get("_reader") is not None:
+            raise ConfigWriteError(
+                f"Reactors may not change the config (tried to set '{name}'). "
+                "Send a new ingredient instead, or set it before running the plant."
+            )
+        object.__setattr__(self, name, value)
+
+    def _params(self) -> dict[str, Any]:
+        """All parameters and their values (reading them here is not tracked)."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def has(self, name: str) -> bool:
+        return name in self._params()
+
+    def peek(self, name: str) -> Any:
+        """Read a parameter without making the running reactor depend on it."""
+        if not self.has(name):
+            raise UnknownParamError(self._unknown_message(name))
+        return self.__dict__[name]
+
+    def mark_auxiliary(self, names: Iterable[str]) -> None:
+        """Auxiliary parameters (log levels, temp dirs...) never cause a re-run."""
+        names = list(names)
+        for name in names:
+            if not self.has(name):
+                raise UnknownParamError(self._unknown_message(name))
+        self._auxiliary = frozenset(self._auxiliary | set(names))
+
+    def is_auxiliary(self, name: str) -> bool:
+        return name in self._auxiliary
+
+    def _read(self, name: str) -> Any:
+        """A tracked read by name (pipe.read_config): works for any key."""
+        value = self.peek(name)
+        reader = self.__dict__.get("_reader")
+        if reader is not None and not self.is_auxiliary(name):
+            reader(name)
+        return value
+
+    def _view_for(self, reader: Callable[[str], None]) -> ConfigBase:
+        view = copy.copy(self)
+        object.__setattr__(view, "_reader", reader)
+        return view
+
+    def _unknown_message(self, name: str) -> str:
+        known = ", ".join(sorted(self._params())) or "none"
+        return (
+            f"Config parameter '{name}' does not exist (known: {known}). "
+            "Add it to the config given to plant.set_config()."
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._params()!r})"
+
+
+class ConfigValue:
+    """Base for plain-data objects used as config values; the repr shows every field, so a
+    change to any field changes the parameter's fingerprint."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()))
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+def as_config(config: Mapping[str, Any] | ConfigBase) -> ConfigBase:
+    if isinstance(config, ConfigBase):
+        return config
+    if isinstance(config, Mapping):
+        return ConfigBase(dict(config))
+    raise TypeError(f"set_config takes a dict or a ConfigBase, not {type(config).__name__}.")

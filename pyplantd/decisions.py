@@ -1,0 +1,132 @@
+"""Stale-or-not: compare a reactor's record with the present and say why it must re-run.
+
+Pure functions over records, config and code signatures; the scheduler asks, this module answers
+in words a user understands (`param 'n' changed 10 -> 20`). Input fingerprints are compared by
+the scheduler itself, since knowing them may require running upstream reactors first.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigBase
+from .fingerprint import array_fingerprint, hash_bytes, short_repr, value_fingerprint
+from .reactor import find_subreactor
+from .signature import CodeSignature, SignatureComputer, describe_changes
+from .store.plant_store import PlantStore
+from .store.records import ReactorRecord
+
+NEW_REACTOR = "new reactor (never ran)"
+TARGET = "target"
+
+
+@dataclass
+class Decision:
+    """What happened to one reactor in one run, and why."""
+
+    reactor: str  # short name
+    reactor_id: str
+    status: str  # ran / cached / failed / skipped
+    reasons: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    started_at: float = 0.0
+
+    @property
+    def why(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else "cached"
+
+
+def code_signature(
+    computer: SignatureComputer, func: Callable[..., Any], subreactor_ids: list[str]
+) -> CodeSignature:
+    """The reactor's code signature including the subreactors it called last time."""
+    found = [f for f in (find_subreactor(i) for i in subreactor_ids) if f is not None]
+    signature = computer.signature(func, extra=found)
+    missing = [i for i in subreactor_ids if find_subreactor(i) is None]
+    if not missing:
+        return signature
+    parts = dict(signature.parts)
+    for sub_id in missing:
+        parts[f"subreactor:{sub_id.split(':')[-1]}@{sub_id.split(':')[0]}"] = "missing"
+    return CodeSignature(hash_bytes(*(f"{k}={v};" for k, v in sorted(parts.items()))), parts)
+
+
+def param_state(config: ConfigBase, name: str, computer: SignatureComputer) -> list[str] | None:
+    """[fingerprint, short repr] of a parameter's current value; None if it no longer exists."""
+    if not config.has(name):
+        return None
+    value = config.peek(name)
+    if inspect.isfunction(value):
+        return [computer.signature(value).digest, f"{value.__qualname__}()"]
+    return [hash_bytes(_canonical(value)), short_repr(value)]
+
+
+def _canonical(value: Any) -> str:
+    """A text that is equal exactly when two parameter values are equal, across processes."""
+    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        inner = ",".join(_canonical(v) for v in value)
+        return f"{type(value).__name__}[{inner}]"
+    if isinstance(value, set | frozenset):  # set order varies with the hash seed
+        return "set{" + ",".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        inner = ",".join(f"{_canonical(k)}:{_canonical(v)}" for k, v in value.items())
+        return "{" + inner + "}"
+    if isinstance(value, np.ndarray):
+        return "array:" + array_fingerprint(value)
+    if isinstance(value, enum.Enum):
+        return repr(value)
+    if type(value).__repr__ is object.__repr__:  # a default repr holds a memory address
+        return f"{type(value).__qualname__}:{value_fingerprint(value)}"
+    return repr(value)
+
+
+def static_reasons(
+    record: ReactorRecord | None,
+    code: CodeSignature,
+    config: ConfigBase,
+    store: PlantStore,
+    computer: SignatureComputer,
+) -> list[str]:
+    """Reasons to re-run that need no upstream work: code, params, own outputs."""
+    if record is None:
+        return [NEW_REACTOR]
+    reasons: list[str] = []
+    if code.digest != record.code_digest:
+        reasons += describe_changes(record.code_parts, code.parts) or ["code changed"]
+    reasons += _param_reasons(record, config, computer)
+    reasons += _output_reasons(record, store)
+    return reasons
+
+
+def _param_reasons(
+    record: ReactorRecord, config: ConfigBase, computer: SignatureComputer
+) -> list[str]:
+    reasons = []
+    for name, (fingerprint, shown) in record.params.items():
+        if config.is_auxiliary(name):
+            continue
+        now = param_state(config, name, computer)
+        if now is None:
+            reasons.append(f"param '{name}' was removed")
+        elif now[0] != fingerprint:
+            reasons.append(f"param '{name}' changed {shown} -> {now[1]}")
+    return reasons
+
+
+def _output_reasons(record: ReactorRecord, store: PlantStore) -> list[str]:
+    reasons = []
+    for name in record.outputs:
+        ingredient = store.ingredients.get(name)
+        if ingredient is None or ingredient.producer != record.id:
+            reasons.append(f"output '{name}' is missing")
+        elif not store.intact(ingredient):
+            reasons.append(f"output '{name}' is missing or damaged on disk")
+    return reasons

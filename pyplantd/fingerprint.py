@@ -1,0 +1,60 @@
+"""Content fingerprints: fast hashes of ingredient values and config parameter values.
+
+Equal fingerprints mean equal content, which lets a re-run that produced identical data stop
+there (early cutoff). Depends on nothing else in pyplantd.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import xxhash
+
+PICKLE_PROTOCOL = 5
+_CHUNK = 1 << 24  # hash big buffers in 16 MiB slices so no copy is ever made
+
+
+def hash_bytes(*parts: bytes | memoryview | str) -> str:
+    hasher = xxhash.xxh3_128()
+    for part in parts:
+        hasher.update(part.encode() if isinstance(part, str) else part)
+    return hasher.hexdigest()
+
+
+def array_fingerprint(array: np.ndarray) -> str:
+    """Hash of dtype, shape and values; C-contiguous arrays are hashed in place."""
+    hasher = xxhash.xxh3_128()
+    hasher.update(f"{array.dtype.str}|{array.shape}|".encode())
+    if array.dtype.hasobject:
+        hasher.update(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
+        return hasher.hexdigest()
+    flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    for start in range(0, flat.size, _CHUNK):
+        hasher.update(memoryview(flat[start : start + _CHUNK]))
+    return hasher.hexdigest()
+
+
+def file_fingerprint(path: str) -> str:
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while block := handle.read(_CHUNK):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def value_fingerprint(value: Any) -> str:
+    """Fingerprint of any value: arrays by content, everything else by its pickled bytes."""
+    if isinstance(value, np.ndarray):
+        return array_fingerprint(value)
+    try:
+        return hash_bytes(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
+    except Exception:  # unpicklable values: the repr is the best content we can see
+        return hash_bytes("repr:", repr(value))
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """A one-line repr for explanations: `param 'n' changed 10 -> 20`."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

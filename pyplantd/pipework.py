@@ -1,0 +1,187 @@
+"""Pipework: what a running reactor sees — receive, send, allocate, read_config.
+
+A pipework belongs to one execution of one reactor. It records everything the reactor touched
+(inputs, params, outputs, subreactors) for the plant to commit; it never decides what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import ConfigBase
+from .errors import AllocationError
+from .ingredient import Ingredient
+from .store.payloads import Payload
+from .store.specs import IngredientTypeSpec, infer_type
+
+if TYPE_CHECKING:
+    import h5py
+
+    from .store.plant_store import PlantStore
+
+
+@dataclass(frozen=True)
+class Receive:
+    """Yielded by a reactor to ask the plant for an ingredient."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return (
+            f"<pending ingredient {self.name!r}: write `value = yield pipe.receive"
+            f"({self.name!r})` to get its value>"
+        )
+
+
+@dataclass
+class Sent:
+    name: str
+    type: str
+    payload: Payload
+    value: Any
+
+
+@dataclass
+class Touched:
+    """Everything one execution of a reactor read and wrote."""
+
+    inputs: dict[str, str] = field(default_factory=dict)  # ingredient -> fingerprint
+    params: list[str] = field(default_factory=list)
+    subreactors: list[Callable[..., Any]] = field(default_factory=list)
+    sent: dict[str, Sent] = field(default_factory=dict)
+    allocated: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (type, handle)
+
+
+TypeArg = Ingredient.Type | str | type[IngredientTypeSpec] | IngredientTypeSpec | None
+
+
+class Pipework:
+    """The reactor's connection to the plant.
+
+    >>> @ReactorFunc                                                   # doctest: +SKIP
+    ... def scale(pipe, config):
+    ...     data = yield pipe.receive('data')
+    ...     pipe.send('scaled', data * config.factor)
+    """
+
+    def __init__(self, reactor_name: str, store: PlantStore, config: ConfigBase) -> None:
+        self.reactor_name = reactor_name
+        self._store = store
+        self.touched = Touched()
+        self.config = config._view_for(self._note_param)
+        # The scheduler hooks in here to wake consumers and make arrays read-only.
+        self.on_send: Callable[[Sent], Sent] = lambda sent: sent
+
+    def receive(self, name: str) -> Receive:
+        """Ask for an ingredient: ``value = yield pipe.receive(name)``."""
+        if not isinstance(name, str):
+            raise TypeError(f"Ingredient names are strings, not {name!r}.")
+        return Receive(name)
+
+    def send(self, name: str, value: Any, type: TypeArg = None) -> None:  # noqa: A002
+        """Store `value` as ingredient `name`; its type is inferred when not given."""
+        if name in self.touched.sent:
+            raise AllocationError(
+                f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
+            )
+        type_name = self._type_name(type, value)
+        if name in self.touched.allocated:
+            payload, value = self._send_allocated(name, type_name, value)
+        elif self._store.spec(type_name).allocatable:
+            raise AllocationError(
+                f"Ingredient '{name}' of type {type_name} must be allocated first: "
+                f"handle = pipe.allocate({name!r}, Ingredient.Type.{type_name}, ...)."
+            )
+        else:
+            payload = self._store.write(name, type_name, value)
+        self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
+
+    def allocate(self, name: str, type: TypeArg, **options: Any) -> Any:  # noqa: A002
+        """Storage the reactor fills itself, committed by ``pipe.send(name, handle)``.
+
+        ``Ingredient.Type.file`` gives a path (optional ``suffix='.png'``);
+        ``Ingredient.Type.hdf_array`` gives a writable h5py dataset
+        (``shape=..., dtype=..., chunks=..., compression=...``).
+        """
+        type_name = self._type_name(type, None)
+        if name in self.touched.allocated or name in self.touched.sent:
+            raise AllocationError(f"Ingredient '{name}' was already allocated or sent.")
+        handle: Any
+        if type_name == Ingredient.Type.file.value:
+            handle = str(self._store.allocate_file(name, options.pop("suffix", "")))
+        elif type_name == Ingredient.Type.hdf_array.value:
+            handle = self._allocate_hdf(name, options)
+        else:
+            raise AllocationError(
+                f"Ingredient type {type_name} cannot be allocated (file and hdf_array can). "
+                "Use pipe.send(name, value) instead."
+            )
+        self.touched.allocated[name] = (type_name, handle)
+        return handle
+
+    def read_config(self, name: str) -> Any:
+        """A config parameter by name; the reactor re-runs when its value changes."""
+        return self.config._read(name)
+
+    def read_config_unregistered(self, name: str) -> Any:
+        """A config parameter that does not make the reactor depend on it."""
+        return self.config.peek(name)
+
+    # -- internals --------------------------------------------------------------------------
+    def _allocate_hdf(self, name: str, options: dict[str, Any]) -> h5py.Dataset:
+        if "shape" not in options:
+            raise AllocationError(f"Allocating hdf_array '{name}' needs shape=(...).")
+        shape = options.pop("shape")
+        dtype = options.pop("dtype", None) or "float32"
+        return self._store.allocate_hdf(name, shape, dtype, **options)
+
+    def _send_allocated(self, name: str, type_name: str, value: Any) -> tuple[Payload, Any]:
+        allocated_type, handle = self.touched.allocated.pop(name)
+        if allocated_type == Ingredient.Type.file.value:
+            if str(value) != handle:
+                raise AllocationError(
+                    f"File ingredient '{name}' must be sent with the path allocate() returned "
+                    f"({handle}), not {value!r}."
+                )
+            payload = self._store.commit_file(name, Path(handle))
+            value = str(self._store.payloads.resolve(payload.path))
+            self._store.remember(payload, value)
+            return payload, value
+        if value is not handle:
+            raise AllocationError(
+                f"hdf_array '{name}' must be sent with the dataset allocate() returned."
+            )
+        payload = self._store.commit_hdf(name, handle)
+        return payload, self._store.reopen_hdf(payload)
+
+    def _type_name(self, type_arg: TypeArg, value: Any) -> str:
+        if type_arg is None:
+            return infer_type(value, self._store.custom_specs)
+        if isinstance(type_arg, Ingredient.Type):
+            return type_arg.value
+        if isinstance(type_arg, str):
+            return self._store.spec(type_arg).name
+        return type_arg.name
+
+    def _note_param(self, name: str) -> None:
+        if name not in self.touched.params:
+            self.touched.params.append(name)
+
+    def _note_input(self, name: str, fingerprint: str) -> None:
+        self.touched.inputs.setdefault(name, fingerprint)
+
+    def _abandon(self) -> list[str]:
+        """Close and list what an unfinished execution left behind, for deletion."""
+        leftovers = [s.payload.path for s in self.touched.sent.values()]
+        for _type_name, handle in self.touched.allocated.values():
+            if isinstance(handle, str):
+                Path(handle).unlink(missing_ok=True)
+            else:
+                path = handle.file.filename
+                handle.file.close()
+                Path(path).unlink(missing_ok=True)
+        self.touched.allocated.clear()
+        return leftovers

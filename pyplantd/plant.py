@@ -1,0 +1,254 @@
+"""Plant: the public face of the engine — registration, config, runs, results, history.
+
+It owns one run at a time (see scheduler.Run) over a PlantStore. Never imports the daemon or CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .config import ConfigBase, as_config
+from .decisions import Decision, code_signature
+from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError
+from .events import EventBus, EventType, PlantEvent
+from .history import ExecutionRecord, print_history
+from .host import current_host
+from .reactor import function_id, is_reactor, visible_reactors
+from .planner import PlannedStep, Planner
+from .scheduler import Reactor, Run, RunContext
+from .signature import SignatureComputer
+from .store.plant_store import PlantStore
+from .store.records import HistoryEntry
+from .store.specs import IngredientTypeSpec
+
+logger = logging.getLogger(__name__)
+
+ReactorRef = Callable[..., Any] | str
+
+
+class Plant:
+    """Runs reactors, stores every ingredient, and re-runs only what a change affected.
+
+    >>> with Plant('/tmp/my-plant') as plant:                     # doctest: +SKIP
+    ...     plant.set_config({'color': 'red'})
+    ...     plant.run_reactor(plot_data)
+    """
+
+    EventType = EventType
+    ExecutionRecord = ExecutionRecord
+
+    def __init__(
+        self,
+        plant_dir: str | os.PathLike[str],
+        logger: logging.Logger | None = None,
+        log_level: int | None = None,
+        function_hash: Callable[[Callable[..., Any]], str] | None = None,
+        *,
+        track_versions: bool = True,
+    ) -> None:
+        self._logger = logger or logging.getLogger("pyplantd")
+        if log_level is not None:
+            self._logger.setLevel(log_level)
+        self._function_hash = function_hash
+        self.track_versions = track_versions
+        self._host = current_host()
+        self._store = self._host.open_store(self, plant_dir) if self._host else PlantStore(plant_dir)
+        self.plant_dir = self._store.plant_dir
+        self._reactors: dict[str, Reactor] = {}
+        self._config = ConfigBase()
+        self._events = EventBus()
+        self._history: dict[str, ExecutionRecord] = {}
+        self._closed = False
+        self.last_run: list[Decision] = []
+        self.runs: list[list[Decision]] = []
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def __enter__(self) -> Plant:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Finish deferred work and release the plant dir (the `with` block does this)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._host is not None:
+                self._host.on_close(self)
+        finally:
+            if self._host is None or not self._host.owns_store(self._store):
+                self._store.close()
+
+    close = shutdown
+
+    # -- registration -----------------------------------------------------------------------
+    def add_reactors(self, *funcs: Callable[..., Any] | Iterable[Callable[..., Any]]) -> None:
+        """Register reactor functions (a list works too)."""
+        for item in funcs:
+            group = item if isinstance(item, list | tuple | set) else [item]
+            for func in group:
+                if not is_reactor(func):
+                    raise PlantError(f"{func!r} is not a reactor. Decorate it with @ReactorFunc.")
+                reactor = Reactor(function_id(func), func.__name__, func)
+                self._reactors[reactor.id] = reactor
+
+    add_reactor = add_reactors
+
+    def add_all_visible_reactors(self) -> None:
+        self.add_reactors(visible_reactors())
+
+    def get_reactors(self) -> list[Callable[..., Any]]:
+        return [reactor.func for reactor in self._reactors.values()]
+
+    def register_ingredient_specs(self, specs: Iterable[IngredientTypeSpec]) -> None:
+        """Add custom ingredient types (see IngredientTypeSpec)."""
+        self._store.register_specs(list(specs))
+
+    # -- config -----------------------------------------------------------------------------
+    def set_config(self, config: Mapping[str, Any] | ConfigBase) -> None:
+        self._config = as_config(config)
+
+    def mark_params_as_auxiliary(self, names: Iterable[str]) -> None:
+        """Changing these parameters re-runs nothing."""
+        self._config.mark_auxiliary(names)
+
+    def get_config_object(self) -> ConfigBase:
+        return self._config
+
+    # -- running ----------------------------------------------------------------------------
+    def run_reactor(self, reactor: ReactorRef) -> list[Decision]:
+        """Run `reactor` (always) and whatever it needs that is not up to date."""
+        self._ensure_registered()
+        target = self._resolve(reactor)
+        if self._host is not None and self._host.on_run_reactor(self, target.id):
+            return []
+        return self.run_reactors([target.id])
+
+    def run_reactors(self, reactors: Iterable[ReactorRef], forced: Iterable[str] = ()) -> list[Decision]:
+        """One run with several targets; `forced` reactor ids re-run whatever their state."""
+        self._ensure_registered()
+        targets = [self._resolve(r) for r in reactors]
+        run = Run(self._context(set(forced)), targets)
+        run_id = self._store.manifest.start_run([t.id for t in targets])
+        self._events.emit(PlantEvent(EventType.run_started, None, {"targets": [t.name for t in targets]}))
+        status = "failed"
+        try:
+            decisions = run.execute()
+            status = "ok"
+            return decisions
+        finally:
+            self._end_run(run, run_id, status)
+
+    def _context(self, forced: set[str]) -> RunContext:
+        signatures = SignatureComputer(self._function_hash, self.track_versions)
+        return RunContext(self._store, self._config, self._reactors, signatures, self._events, forced)
+
+    def _end_run(self, run: Run, run_id: int, status: str) -> None:
+        decisions = list(run.decisions.values())
+        self.last_run = decisions
+        self.runs.append(decisions)
+        for d in decisions:
+            if d.status in ("ran", "failed"):
+                finish = d.started_at + d.duration
+                self._history[d.reactor] = ExecutionRecord(
+                    d.reactor, d.started_at, d.duration, finish, d.status, d.reasons
+                )
+        entries = [HistoryEntry(d.reactor, d.status, d.duration, d.reasons, d.started_at) for d in decisions]
+        self._store.manifest.finish_run(run_id, status, entries)
+        self._events.emit(PlantEvent(EventType.run_finished, None, {"status": status, "decisions": decisions}))
+
+    def _ensure_registered(self) -> None:
+        # As in PyPlant: with nothing added explicitly, every visible @ReactorFunc joins.
+        if not self._reactors:
+            self.add_all_visible_reactors()
+
+    def _resolve(self, ref: ReactorRef) -> Reactor:
+        if callable(ref):
+            reactor_id = function_id(ref)
+            if reactor_id not in self._reactors:
+                self.add_reactors(ref)
+            return self._reactors[reactor_id]
+        if ref in self._reactors:
+            return self._reactors[ref]
+        matches = [r for r in self._reactors.values() if r.name == ref]
+        if len(matches) == 1:
+            return matches[0]
+        known = ", ".join(sorted(r.name for r in self._reactors.values())) or "none"
+        if matches:
+            ids = ", ".join(r.id for r in matches)
+            raise ReactorNotFoundError(f"Reactor name '{ref}' is ambiguous ({ids}). Use the full id.")
+        raise ReactorNotFoundError(
+            f"Reactor '{ref}' is not in this plant (known: {known}). "
+            f"Add it with plant.add_reactors({ref})."
+        )
+
+    def plan(self, reactors: Iterable[ReactorRef]) -> list[PlannedStep]:
+        """What `run_reactors(reactors)` would do and why, running nothing (a dry run)."""
+        self._ensure_registered()
+        targets = [self._resolve(r) for r in reactors]
+        return Planner(self._context(set())).plan(targets)
+
+    def reactor_names(self) -> list[str]:
+        return [r.name for r in self._reactors.values()]
+
+    # -- results ----------------------------------------------------------------------------
+    def fetch_ingredient(self, name: str) -> Any:
+        """The stored value of an ingredient, without running anything."""
+        record = self._store.ingredients.get(name)
+        if record is None:
+            known = ", ".join(sorted(self._store.ingredients)) or "none"
+            raise IngredientNotFoundError(
+                f"Ingredient '{name}' is not in the plant (known: {known}). "
+                "Run the reactor that sends it first."
+            )
+        return self._store.load(record)
+
+    def is_ingredient_known(self, name: str) -> bool:
+        return name in self._store.ingredients
+
+    def accept(self, reactor: ReactorRef) -> None:
+        """Record the reactor's current code as matching its stored outputs (after a harmless
+        refactor), so it does not re-run for that change."""
+        self._ensure_registered()
+        target = self._resolve(reactor)
+        record = self._store.reactors.get(target.id)
+        if record is None:
+            raise ReactorNotFoundError(
+                f"Reactor '{target.name}' never ran in this plant, so there is nothing to accept."
+            )
+        signatures = SignatureComputer(self._function_hash, self.track_versions)
+        code = code_signature(signatures, target.func, record.subreactors)
+        record.code_digest, record.code_parts = code.digest, code.parts
+        self._store.manifest.put_reactor(record)
+
+    # -- observing --------------------------------------------------------------------------
+    def add_event_listener(self, event_type: EventType, callback: Callable[..., None]) -> None:
+        """`callback(event_type, reactor_name)` whenever an event of that type happens."""
+        self._events.add_listener(event_type, callback)
+
+    def remove_event_listener(self, callback: Callable[..., None]) -> None:
+        self._events.remove(callback)
+
+    def subscribe(self, callback: Callable[[PlantEvent], None]) -> None:
+        """`callback(event)` for every event, with details (durations, reasons, errors)."""
+        self._events.subscribe(callback)
+
+    def get_execution_history(self) -> dict[str, ExecutionRecord]:
+        return dict(self._history)
+
+    def print_execution_history(self, print_fn: Callable[[Any], Any] = print) -> None:
+        print_history(self._history, print_fn)
+
+    @property
+    def store(self) -> PlantStore:
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"Plant({str(self.plant_dir)!r})"
+
+

@@ -1,0 +1,82 @@
+"""Terminal rendering of run results: the decision table, explanations, plans, tracebacks.
+
+Shared by `pyplantd run` and (later) the daemon console. Depends on rich, never on typer.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from rich.console import Console
+from rich.table import Table
+
+from .decisions import Decision
+from .history import format_duration
+from .planner import PlannedStep
+from .signature import is_user_file
+
+_STYLE = {"ran": "green", "cached": "dim", "failed": "bold red", "run": "yellow", "may run": "yellow"}
+
+
+def decision_table(decisions: list[Decision]) -> Table:
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    for column in ("reactor", "result", "duration", "why"):
+        table.add_column(column, justify="right" if column == "duration" else "left")
+    for d in decisions:
+        duration = format_duration(d.duration) if d.status != "cached" else "-"
+        style = _STYLE.get(d.status, "")
+        table.add_row(d.reactor, f"[{style}]{d.status}[/]", duration, _short_why(d))
+    return table
+
+
+def _short_why(decision: Decision) -> str:
+    if not decision.reasons:
+        return "cached"
+    first = decision.reasons[0]
+    if first == "target" and len(decision.reasons) > 1:
+        first = f"target; {decision.reasons[1]}"
+        rest = len(decision.reasons) - 2
+    else:
+        rest = len(decision.reasons) - 1
+    return first + (f" (+{rest} more)" if rest > 0 else "")
+
+
+def summary_line(decisions: list[Decision]) -> str:
+    ran = [d for d in decisions if d.status == "ran"]
+    cached = sum(d.status == "cached" for d in decisions)
+    failed = sum(d.status == "failed" for d in decisions)
+    total = sum(d.duration for d in ran)
+    line = f"{len(ran)} of {len(decisions)} reactors ran ({format_duration(total)}), {cached} cached"
+    return line + (f", {failed} failed" if failed else "")
+
+
+def print_explanations(console: Console, decisions: list[Decision]) -> None:
+    for d in decisions:
+        reasons = d.reasons or ["cached: code, params and inputs unchanged"]
+        console.print(f"[bold]{d.reactor}[/]: {d.status}")
+        for reason in reasons:
+            console.print(f"    {reason}", highlight=False)
+
+
+def plan_table(steps: list[PlannedStep]) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("reactor", "would", "expected", "why"):
+        table.add_column(column, justify="right" if column == "expected" else "left")
+    for step in steps:
+        expected = format_duration(step.expected) if step.expected is not None else "?"
+        style = _STYLE.get(step.action, "dim")
+        why = "; ".join(step.reasons) or "cached"
+        table.add_row(step.reactor, f"[{style}]{step.action}[/]", expected, why)
+    return table
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of `exc` with only the user's own frames, as `path:line` lines."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
+    lines = ["Traceback (your code, most recent call last):"]
+    for frame in frames:
+        lines.append(f"  {frame.filename}:{frame.lineno}, in {frame.name}")
+        if frame.line:
+            lines.append(f"    {frame.line}")
+    lines.append(f"{type(exc).__name__}: {exc}")
+    return "\n".join(lines)

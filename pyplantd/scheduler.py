@@ -1,0 +1,423 @@
+"""One run of the plant: drive reactor generators, check cached ones, find producers on demand.
+
+Every unit of work is a *task* driving a generator: a `run` task executes a reactor, a `check`
+task verifies a cached reactor by awaiting its recorded inputs. Both suspend on an ingredient
+that is not available yet; whoever makes it available wakes them. This keeps "which reactor is
+ready" separate from "how a reactor runs".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigBase
+from .decisions import TARGET, Decision, code_signature, param_state, static_reasons
+from .errors import (
+    AllocationError,
+    DependencyCycleError,
+    IngredientNotFoundError,
+    PayloadDamagedError,
+    ReactorFailedError,
+)
+from .events import EventBus, EventType, PlantEvent
+from .fingerprint import hash_bytes
+from .pipework import Pipework, Receive, Sent
+from .reactor import SubreactorStarted, function_id, start_reactor
+from .signature import CodeSignature, SignatureComputer
+from .store.plant_store import PlantStore
+from .store.records import IngredientRecord, ReactorRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reactor:
+    """A registered reactor function."""
+
+    id: str
+    name: str
+    func: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class _Await:
+    """Yielded by check tasks: the fingerprint of an ingredient, once it is available."""
+
+    name: str
+
+
+@dataclass
+class _Available:
+    fingerprint: str
+    sent: Sent | None = None  # produced in this run
+    record: IngredientRecord | None = None  # served from the store
+
+
+@dataclass
+class _Task:
+    reactor: Reactor
+    kind: str  # "run" or "check"
+    gen: Generator[Any, Any, Any]
+    reasons: list[str]
+    pipe: Pipework | None = None
+    awaiting: str | None = None
+    started: bool = False
+    started_at: float = 0.0
+    elapsed: float = 0.0
+
+
+@dataclass
+class RunContext:
+    store: PlantStore
+    config: ConfigBase
+    reactors: dict[str, Reactor]
+    signatures: SignatureComputer
+    events: EventBus
+    forced: set[str] = field(default_factory=set)
+
+
+class Run:
+    def __init__(self, ctx: RunContext, targets: list[Reactor]) -> None:
+        self.ctx = ctx
+        self.targets = targets
+        self.available: dict[str, _Available] = {}
+        self.status: dict[str, str] = {}
+        self.decisions: dict[str, Decision] = {}
+        self.ready: list[_Task] = []
+        self.waiters: dict[str, list[_Task]] = {}
+        self.providing: set[str] = set()
+        self.tried: list[str] = []
+        self._codes: dict[str, CodeSignature] = {}
+
+    # -- main loop --------------------------------------------------------------------------
+    def execute(self) -> list[Decision]:
+        try:
+            for target in reversed(self.targets):
+                self._start_run(target, self._target_reasons(target))
+            while self.ready or self.waiters:
+                if self.ready:
+                    self._step(self.ready.pop())
+                else:
+                    self._unstick()
+        finally:
+            self._abandon_unfinished()
+        return list(self.decisions.values())
+
+    def _step(self, task: _Task) -> None:
+        value: Any = None
+        if task.awaiting is not None:
+            got, value = self._request(task, task.awaiting)
+            if not got:
+                return
+        while True:
+            if not task.started and task.kind == "run":
+                task.started, task.started_at = True, time.time()
+                self._emit(EventType.reactor_started, task.reactor)
+            tick = time.perf_counter()
+            try:
+                command = task.gen.send(value)
+            except StopIteration as stop:
+                task.elapsed += time.perf_counter() - tick
+                self._finish(task, stop.value)
+                return
+            except Exception as exc:
+                task.elapsed += time.perf_counter() - tick
+                self._fail(task, exc)
+            task.elapsed += time.perf_counter() - tick
+            if isinstance(command, Receive | _Await):
+                got, value = self._request(task, command.name)
+                if not got:
+                    return
+            elif isinstance(command, SubreactorStarted):
+                self._note_subreactor(task, command.func)
+                value = None
+            else:
+                value = command  # PyPlant compatibility: a plain yielded value is given back
+
+    # -- ingredients ------------------------------------------------------------------------
+    def _request(self, task: _Task, name: str) -> tuple[bool, Any]:
+        """The ingredient's value (fingerprint for checks) if available; else suspend `task`."""
+        task.awaiting = None
+        if task.pipe is not None and name in task.pipe.touched.sent:
+            return True, task.pipe.touched.sent[name].value
+        available = self.available.get(name)
+        if available is not None:
+            if task.kind == "check":
+                return True, available.fingerprint
+            try:
+                value = self._value_of(available)
+            except PayloadDamagedError as err:
+                self._repair(name, err)
+            else:
+                assert task.pipe is not None
+                task.pipe._note_input(name, available.fingerprint)
+                return True, value
+        task.awaiting = name
+        self.waiters.setdefault(name, []).append(task)
+        self._provide(name)
+        return False, None
+
+    def _value_of(self, available: _Available) -> Any:
+        if available.sent is not None:
+            return available.sent.value
+        assert available.record is not None
+        return self.ctx.store.load(available.record)
+
+    def _make_available(self, name: str, available: _Available) -> None:
+        self.available[name] = available
+        self.providing.discard(name)
+        for waiter in reversed(self.waiters.pop(name, [])):
+            self.ready.append(waiter)
+
+    def _provide(self, name: str) -> None:
+        """Start whatever can produce `name`: its recorded producer, checked or re-run."""
+        if name in self.providing:
+            return
+        record = self.ctx.store.ingredients.get(name)
+        producer = self.ctx.reactors.get(record.producer) if record else None
+        if producer is None:
+            return  # unknown: _unstick tries new reactors when nothing else can go on
+        state = self.status.get(producer.id)
+        if state in ("checking", "running"):
+            self.providing.add(name)
+        elif state is None:
+            self.providing.add(name)
+            self._start_check(producer)
+
+    def _repair(self, name: str, err: PayloadDamagedError) -> None:
+        """A stored payload is bad: forget it and let its producer run again."""
+        logger.warning("%s Its producer will run again.", err)
+        record = self.ctx.store.ingredients.get(name)
+        self.ctx.store.forget([name])
+        self.available.pop(name, None)
+        if record is not None and self.status.get(record.producer) == "cached":
+            del self.status[record.producer]
+            self.decisions.pop(record.producer, None)
+
+    # -- starting and checking reactors -----------------------------------------------------
+    def _code(self, reactor: Reactor, subreactor_ids: list[str]) -> CodeSignature:
+        key = reactor.id + "|" + ",".join(subreactor_ids)
+        if key not in self._codes:
+            self._codes[key] = code_signature(self.ctx.signatures, reactor.func, subreactor_ids)
+        return self._codes[key]
+
+    def _static_reasons(self, reactor: Reactor) -> list[str]:
+        record = self.ctx.store.reactors.get(reactor.id)
+        code = self._code(reactor, record.subreactors if record else [])
+        ctx = self.ctx
+        reasons = static_reasons(record, code, ctx.config, ctx.store, ctx.signatures)
+        return (["forced"] if reactor.id in ctx.forced else []) + reasons
+
+    def _target_reasons(self, target: Reactor) -> list[str]:
+        return [TARGET, *self._static_reasons(target)]
+
+    def _start_check(self, reactor: Reactor) -> None:
+        reasons = self._static_reasons(reactor)
+        if reasons:
+            self._start_run(reactor, reasons)
+            return
+        record = self.ctx.store.reactors[reactor.id]
+        self.status[reactor.id] = "checking"
+        self.ready.append(_Task(reactor, "check", _check_inputs(record), []))
+
+    def _start_run(self, reactor: Reactor, reasons: list[str]) -> None:
+        pipe = Pipework(reactor.name, self.ctx.store, self.ctx.config)
+        task = _Task(reactor, "run", start_reactor(reactor.func, pipe, pipe.config), reasons)
+        task.pipe = pipe
+        pipe.on_send = lambda sent: self._sent(task, sent)
+        self.status[reactor.id] = "running"
+        self.ready.append(task)
+
+    def _note_subreactor(self, task: _Task, func: Callable[..., Any]) -> None:
+        if task.pipe is not None and func not in task.pipe.touched.subreactors:
+            task.pipe.touched.subreactors.append(func)
+        self._emit(EventType.subreactor_started, task.reactor, subreactor=func.__name__)
+
+    def _sent(self, task: _Task, sent: Sent) -> Sent:
+        """A reactor sent an ingredient: waiters may go on at once."""
+        if sent.payload.fingerprint is None:  # out-of-core data: fingerprint its provenance
+            fingerprint = hash_bytes(self._provenance(task), sent.name)
+            sent = replace(sent, payload=replace(sent.payload, fingerprint=fingerprint))
+        if isinstance(sent.value, np.ndarray) and sent.value.flags.writeable:
+            view = sent.value.view()
+            view.flags.writeable = False  # consumers share the array; none may change it
+            sent = replace(sent, value=view)
+        assert sent.payload.fingerprint is not None
+        self._make_available(sent.name, _Available(sent.payload.fingerprint, sent=sent))
+        return sent
+
+    def _provenance(self, task: _Task) -> str:
+        assert task.pipe is not None
+        touched = task.pipe.touched
+        subs = [function_id(f) for f in touched.subreactors]
+        params = self._param_states(touched.params)
+        return hash_bytes(self._code(task.reactor, subs).digest, repr(params), repr(touched.inputs))
+
+    def _param_states(self, names: list[str]) -> dict[str, list[str]]:
+        config, signatures = self.ctx.config, self.ctx.signatures
+        states = {name: param_state(config, name, signatures) for name in names}
+        return {name: state for name, state in states.items() if state is not None}
+
+    # -- endings ----------------------------------------------------------------------------
+    def _finish(self, task: _Task, result: Any) -> None:
+        if task.kind == "check":
+            self._finish_check(task, result)
+        else:
+            self._finish_run(task)
+
+    def _finish_check(self, task: _Task, reasons: list[str]) -> None:
+        if reasons:
+            self._start_run(task.reactor, reasons)
+            return
+        reactor, store = task.reactor, self.ctx.store
+        self.status[reactor.id] = "cached"
+        self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached")
+        for name in store.reactors[reactor.id].outputs:
+            record = store.ingredients[name]
+            self._make_available(name, _Available(record.fingerprint, record=record))
+        self._emit(EventType.reactor_cached, reactor)
+
+    def _finish_run(self, task: _Task) -> None:
+        pipe, reactor = task.pipe, task.reactor
+        assert pipe is not None
+        if pipe.touched.allocated:
+            names = ", ".join(sorted(pipe.touched.allocated))
+            self._fail(task, AllocationError(
+                f"Reactor '{reactor.name}' allocated {names} but never sent it. "
+                "Commit it with pipe.send(name, handle) before the reactor ends."
+            ))  # fmt: skip
+        record, outputs = self._record(task)
+        self.ctx.store.commit(record, outputs)
+        self.status[reactor.id] = "ran"
+        self.decisions[reactor.id] = Decision(
+            reactor.name, reactor.id, "ran", task.reasons, task.elapsed, task.started_at
+        )
+        self._emit(EventType.reactor_finished, reactor, duration=task.elapsed)
+
+    def _record(self, task: _Task) -> tuple[ReactorRecord, list[IngredientRecord]]:
+        assert task.pipe is not None
+        touched, reactor, now = task.pipe.touched, task.reactor, time.time()
+        subs = [function_id(f) for f in touched.subreactors]
+        code = self._code(reactor, subs)
+        record = ReactorRecord(
+            reactor.id, reactor.name, code.digest, code.parts,
+            self._param_states(touched.params), dict(touched.inputs), list(touched.sent),
+            subs, duration=task.elapsed, finished_at=now,
+        )  # fmt: skip
+        outputs = [
+            IngredientRecord(
+                s.name, reactor.id, s.type, self.available[s.name].fingerprint,
+                s.payload.path, s.payload.size, s.payload.meta, now,
+            )  # fmt: skip
+            for s in touched.sent.values()
+        ]
+        return record, outputs
+
+    def _fail(self, task: _Task, exc: BaseException) -> None:
+        reactor = task.reactor
+        self.status[reactor.id] = "failed"
+        if task.pipe is not None:
+            for name in task.pipe.touched.sent:
+                self.available.pop(name, None)
+            self.ctx.store.discard(task.pipe._abandon())
+        message = f"{type(exc).__name__}: {exc}"
+        self.decisions[reactor.id] = Decision(
+            reactor.name, reactor.id, "failed", [*task.reasons, message], task.elapsed,
+            task.started_at,
+        )  # fmt: skip
+        self._emit(EventType.reactor_failed, reactor, error=message, exception=exc)
+        raise ReactorFailedError(f"Reactor '{reactor.name}' failed: {message}", reactor.name) from exc
+
+    def _abandon_unfinished(self) -> None:
+        """After a failure: close suspended reactors and delete what they sent uncommitted."""
+        tasks = self.ready + [t for waiting in self.waiters.values() for t in waiting]
+        for task in tasks:
+            task.gen.close()
+            if task.pipe is not None:
+                self.ctx.store.discard(task.pipe._abandon())
+        self.ready.clear()
+        self.waiters.clear()
+
+    # -- when nothing is ready --------------------------------------------------------------
+    def _unstick(self) -> None:
+        if self._discover():
+            return
+        checks = [t for ts in self.waiters.values() for t in ts if t.kind == "check"]
+        if checks:  # records disagree with each other: stop trusting one, run it for real
+            task = checks[-1]
+            self._drop_waiter(task)
+            self._start_run(task.reactor, ["its recorded inputs are no longer produced"])
+            return
+        if self._serve_orphans():
+            return
+        raise self._stuck_error()
+
+    def _discover(self) -> bool:
+        """Run one reactor that might send an awaited ingredient (new or changed ones)."""
+        awaited = set(self.waiters)
+        for reactor in self.ctx.reactors.values():
+            if reactor.id in self.status:
+                continue
+            record = self.ctx.store.reactors.get(reactor.id)
+            reasons = self._static_reasons(reactor)
+            changed = record is None or self._code(reactor, record.subreactors).digest != (
+                record.code_digest
+            )
+            if changed or awaited & set(record.outputs if record else ()):
+                self.tried.append(reactor.name)
+                self._start_run(reactor, reasons or ["sends an awaited ingredient"])
+                return True
+        return False
+
+    def _serve_orphans(self) -> bool:
+        """Stored ingredients whose producer this script does not define are served as stored."""
+        served = False
+        for name in list(self.waiters):
+            record = self.ctx.store.ingredients.get(name)
+            if record is not None and record.producer not in self.ctx.reactors:
+                if self.ctx.store.intact(record):
+                    self._make_available(name, _Available(record.fingerprint, record=record))
+                    served = True
+        return served
+
+    def _drop_waiter(self, task: _Task) -> None:
+        for name, tasks in list(self.waiters.items()):
+            if task in tasks:
+                tasks.remove(task)
+                if not tasks:
+                    del self.waiters[name]
+        task.gen.close()
+
+    def _stuck_error(self) -> Exception:
+        waiting = [(t.reactor.name, name) for name, ts in self.waiters.items() for t in ts]
+        tried = ", ".join(self.tried) or "none"
+        if len(waiting) > 1:
+            detail = ", ".join(f"'{r}' waits for '{n}'" for r, n in waiting)
+            return DependencyCycleError(
+                f"Reactors wait for each other: {detail}; no other reactor sends these "
+                f"(tried: {tried}). Break the cycle so that one of them does not receive what "
+                "another sends."
+            )
+        reactor, name = waiting[0]
+        return IngredientNotFoundError(
+            f"Reactor '{reactor}' waits for ingredient '{name}', but no reactor sends it "
+            f"(tried: {tried}). Check the name, or add the reactor that sends it with "
+            "plant.add_reactors(...)."
+        )
+
+    def _emit(self, event_type: EventType, reactor: Reactor, **data: Any) -> None:
+        self.ctx.events.emit(PlantEvent(event_type, reactor.name, {"id": reactor.id, **data}))
+
+
+def _check_inputs(record: ReactorRecord) -> Generator[_Await, str, list[str]]:
+    for name, fingerprint in record.inputs.items():
+        current = yield _Await(name)
+        if current != fingerprint:
+            return [f"input '{name}' changed"]
+    return []

@@ -1,0 +1,74 @@
+"""Run a pipeline script exactly as `python pipeline.py` would.
+
+`__name__ == '__main__'`, `__file__` set, the script's directory first on sys.path, argv set, and
+the script's module installed as sys.modules['__main__'] so classes it defines pickle and
+unpickle the same way in both modes. Depends on errors only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import ScriptError
+
+
+def load_source(path: Path) -> str:
+    if not path.is_file():
+        raise ScriptError(f"Pipeline script {path} does not exist. Check the path.")
+    return path.read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def main_module(path: Path, argv: list[str]) -> Iterator[types.ModuleType]:
+    """Install a fresh __main__ module for `path`, restoring the interpreter state afterwards."""
+    module = types.ModuleType("__main__")
+    module.__file__ = str(path)
+    module.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    module.__spec__ = None
+    saved = sys.modules.get("__main__"), list(sys.path), list(sys.argv)
+    sys.modules["__main__"] = module
+    sys.path.insert(0, str(path.parent))
+    sys.argv = [str(path), *argv]
+    try:
+        yield module
+    finally:
+        main, sys.path[:], sys.argv[:] = saved
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+def run_script(
+    path: Path, argv: list[str] | None = None, after: Callable[[], None] | None = None
+) -> int:
+    """Execute the script and then `after()` (still as __main__); returns the exit status."""
+    path = path.absolute()
+    source = load_source(path)
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as err:
+        raise ScriptError(
+            f"{path}:{err.lineno}:{err.offset}: syntax error: {err.msg}. Fix it and run again."
+        ) from err
+    with main_module(path, argv or []) as module:
+        try:
+            exec(code, module.__dict__)
+        except SystemExit as stop:
+            status = _exit_status(stop.code)
+        else:
+            status = 0
+        if after is not None:
+            after()
+    return status
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1

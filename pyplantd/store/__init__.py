@@ -1,0 +1,1 @@
+"""The plant's storage: manifest (SQLite), payload files, ingredient type specs."""

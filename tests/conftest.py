@@ -1,0 +1,97 @@
+"""Shared fixtures: an isolated reactor registry, plant dirs, and pipeline projects on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pyplantd import reactor
+
+REPO = Path(__file__).resolve().parents[1]
+SUBPROCESS_TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registry():
+    reactor.forget_visible()
+    yield
+    reactor.forget_visible()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads():
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not leaked, f"test leaked threads: {leaked}"
+
+
+@pytest.fixture
+def plant_dir(tmp_path: Path) -> Path:
+    return tmp_path / "plant"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    ran: list[str]
+
+
+class Project:
+    """A pipeline project in a temp dir; reactors log their executions to ran.log."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.plant_dir = root / "plant"
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    def edit(self, name: str, old: str, new: str) -> None:
+        path = self.root / name
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {name}"
+        path.write_text(text.replace(old, new))
+
+    def _run(self, args: list[str]) -> Result:
+        log = self.root / "ran.log"
+        log.unlink(missing_ok=True)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "random"}
+        proc = subprocess.run(
+            args, cwd=self.root, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+            env=env,
+        )  # fmt: skip
+        ran = log.read_text().split() if log.exists() else []
+        return Result(proc.returncode, proc.stdout, proc.stderr, ran)
+
+    def python(self, script: str = "pipeline.py") -> Result:
+        """`python pipeline.py`"""
+        return self._run([sys.executable, script])
+
+    def cli(self, *args: str) -> Result:
+        """`pyplantd ...`"""
+        return self._run([sys.executable, "-m", "pyplantd.cli", *args])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+LOG_HELPER = """
+def log_run(name):
+    with open('ran.log', 'a') as handle:
+        handle.write(name + '\\n')
+"""
