@@ -1,0 +1,166 @@
+"""The plant dir: manifest, payload files, damage detection, locking and foreign directories."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from pyplantd import Plant, ReactorFunc
+from pyplantd.errors import PlantDirError
+from pyplantd.store.manifest import DB_NAME
+
+
+def chain(ran: list[str]):
+    @ReactorFunc
+    def load(pipe):
+        ran.append("load")
+        pipe.send("data", np.arange(1000, dtype=np.int32))
+        pipe.send("meta", {"rows": 1000})
+
+    @ReactorFunc
+    def total(pipe):
+        ran.append("total")
+        data = yield pipe.receive("data")
+        meta = yield pipe.receive("meta")
+        pipe.send("total", (int(data.sum()), meta["rows"]))
+
+    return load, total
+
+
+def run_total(plant_dir, ran):
+    ran.clear()
+    with Plant(plant_dir) as plant:
+        plant.add_reactors(*chain(ran))
+        plant.run_reactor("total")
+        return plant.fetch_ingredient("total")
+
+
+def payload_of(plant_dir, name):
+    with Plant(plant_dir) as plant:
+        return plant_dir / plant.store.ingredients[name].path
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "flip"])
+@pytest.mark.parametrize("name", ["data", "meta"])
+def test_damaged_payload_is_detected_and_its_producer_reruns(plant_dir, caplog, damage, name):
+    ran: list[str] = []
+    expected = run_total(plant_dir, ran)
+    path = payload_of(plant_dir, name)
+    raw = bytearray(path.read_bytes())
+    if damage == "delete":
+        path.unlink()
+    elif damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:  # same size, altered content
+        raw[-20] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING):
+        assert run_total(plant_dir, ran) == expected
+    assert sorted(ran) == ["load", "total"]
+
+
+def test_flipped_byte_found_on_load_gives_a_warning(plant_dir, caplog):
+    ran: list[str] = []
+    run_total(plant_dir, ran)
+    path = payload_of(plant_dir, "meta")
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING):
+        run_total(plant_dir, ran)
+    assert "meta" in caplog.text and "producer will run again" in caplog.text
+
+
+def test_orphan_and_temporary_payloads_are_removed_at_start(plant_dir):
+    ran: list[str] = []
+    run_total(plant_dir, ran)
+    payloads = plant_dir / "payloads"
+    (payloads / ".tmp-abc-data.h5").write_bytes(b"half written")
+    (payloads / "data-000000.h5").write_bytes(b"never committed")
+    with Plant(plant_dir):
+        pass
+    names = sorted(p.name for p in payloads.iterdir())
+    assert not any(n.startswith(".tmp") or n == "data-000000.h5" for n in names)
+    assert len(names) == 3  # data, meta, total
+
+
+def test_replaced_payloads_are_deleted(plant_dir):
+    @ReactorFunc
+    def make(pipe, config):
+        pipe.send("v", config.n)
+
+    for n in (1, 2, 3):
+        with Plant(plant_dir) as plant:
+            plant.set_config({"n": n})
+            plant.run_reactor(make)
+    assert len(list((plant_dir / "payloads").iterdir())) == 1
+
+
+def test_metadata_lives_in_sqlite_with_wal(plant_dir):
+    ran: list[str] = []
+    run_total(plant_dir, ran)
+    db = sqlite3.connect(plant_dir / DB_NAME)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"meta", "reactors", "ingredients", "runs", "history"} <= tables
+    assert db.execute("SELECT count(*) FROM ingredients").fetchone()[0] == 3
+
+
+def test_foreign_directory_is_refused_and_untouched(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(PlantDirError, match="not a pyplantd plant dir.*nothing was deleted"):
+        Plant(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_pyplant_directory_gets_a_hint(tmp_path):
+    (tmp_path / "plant.pcl").write_bytes(b"x")
+    with pytest.raises(PlantDirError, match="PyPlant 0.x"):
+        Plant(tmp_path)
+
+
+def test_incompatible_format_version_is_refused(plant_dir):
+    with Plant(plant_dir):
+        pass
+    db = sqlite3.connect(plant_dir / DB_NAME)
+    db.execute("UPDATE meta SET value='999' WHERE key='format_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(PlantDirError, match="version 999"):
+        Plant(plant_dir)
+    assert (plant_dir / DB_NAME).exists()
+
+
+def test_a_file_is_not_a_plant_dir(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(PlantDirError, match="is a file"):
+        Plant(tmp_path / "f")
+
+
+def test_plant_dir_in_use_by_another_process_is_refused(plant_dir):
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from pyplantd import Plant
+        with Plant({str(plant_dir)!r}):
+            print('ready', flush=True)
+            sys.stdin.readline()
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        with pytest.raises(PlantDirError, match=r"in use by another process \(pid \d+"):
+            Plant(plant_dir)
+    finally:
+        proc.communicate("\n", timeout=30)
+    with Plant(plant_dir):  # released when the holder exits
+        pass
