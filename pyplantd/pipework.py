@@ -81,16 +81,19 @@ class Pipework:
             raise TypeError(f"Ingredient names are strings, not {name!r}.")
         return Receive(name)
 
-    def send(self, name: str, value: Any, type: TypeArg = None) -> None:  # noqa: A002
+    def send(self, name: str, value: Any, type: TypeArg = None) -> None:
         """Store `value` as ingredient `name`; its type is inferred when not given."""
         if name in self.touched.sent:
             raise AllocationError(
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
             )
-        type_name = self._type_name(type, value)
         if name in self.touched.allocated:
-            payload, value = self._send_allocated(name, type_name, value)
-        elif self._store.spec(type_name).allocatable:
+            type_name = self.touched.allocated[name][0]
+            payload, value = self._send_allocated(name, value)
+            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
+            return
+        type_name = self._type_name(type, value)
+        if self._store.spec(type_name).allocatable:
             raise AllocationError(
                 f"Ingredient '{name}' of type {type_name} must be allocated first: "
                 f"handle = pipe.allocate({name!r}, Ingredient.Type.{type_name}, ...)."
@@ -99,7 +102,7 @@ class Pipework:
             payload = self._store.write(name, type_name, value)
         self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
 
-    def allocate(self, name: str, type: TypeArg, **options: Any) -> Any:  # noqa: A002
+    def allocate(self, name: str, type: TypeArg, **options: Any) -> Any:
         """Storage the reactor fills itself, committed by ``pipe.send(name, handle)``.
 
         ``Ingredient.Type.file`` gives a path (optional ``suffix='.png'``);
@@ -138,7 +141,7 @@ class Pipework:
         dtype = options.pop("dtype", None) or "float32"
         return self._store.allocate_hdf(name, shape, dtype, **options)
 
-    def _send_allocated(self, name: str, type_name: str, value: Any) -> tuple[Payload, Any]:
+    def _send_allocated(self, name: str, value: Any) -> tuple[Payload, Any]:
         allocated_type, handle = self.touched.allocated.pop(name)
         if allocated_type == Ingredient.Type.file.value:
             if str(value) != handle:

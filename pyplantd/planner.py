@@ -62,7 +62,9 @@ class Planner:
     def _evaluate(self, reactor: Reactor, is_target: bool) -> None:
         store = self.ctx.store
         record = store.reactors.get(reactor.id)
-        code = code_signature(self.ctx.signatures, reactor.func, record.subreactors if record else [])
+        code = code_signature(
+            self.ctx.signatures, reactor.func, record.subreactors if record else []
+        )
         reasons = static_reasons(record, code, self.ctx.config, store, self.ctx.signatures)
         if record is not None:
             reasons += self._input_reasons(list(record.inputs))

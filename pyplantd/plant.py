@@ -16,8 +16,8 @@ from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError
 from .events import EventBus, EventType, PlantEvent
 from .history import ExecutionRecord, print_history
 from .host import current_host
-from .reactor import function_id, is_reactor, visible_reactors
 from .planner import PlannedStep, Planner
+from .reactor import function_id, is_reactor, visible_reactors
 from .scheduler import Reactor, Run, RunContext
 from .signature import SignatureComputer
 from .store.plant_store import PlantStore
@@ -55,7 +55,9 @@ class Plant:
         self._function_hash = function_hash
         self.track_versions = track_versions
         self._host = current_host()
-        self._store = self._host.open_store(self, plant_dir) if self._host else PlantStore(plant_dir)
+        self._store = (
+            self._host.open_store(self, plant_dir) if self._host else PlantStore(plant_dir)
+        )
         self.plant_dir = self._store.plant_dir
         self._reactors: dict[str, Reactor] = {}
         self._config = ConfigBase()
@@ -129,13 +131,17 @@ class Plant:
             return []
         return self.run_reactors([target.id])
 
-    def run_reactors(self, reactors: Iterable[ReactorRef], forced: Iterable[str] = ()) -> list[Decision]:
+    def run_reactors(
+        self, reactors: Iterable[ReactorRef], forced: Iterable[str] = ()
+    ) -> list[Decision]:
         """One run with several targets; `forced` reactor ids re-run whatever their state."""
         self._ensure_registered()
         targets = [self._resolve(r) for r in reactors]
         run = Run(self._context(set(forced)), targets)
         run_id = self._store.manifest.start_run([t.id for t in targets])
-        self._events.emit(PlantEvent(EventType.run_started, None, {"targets": [t.name for t in targets]}))
+        self._events.emit(
+            PlantEvent(EventType.run_started, None, {"targets": [t.name for t in targets]})
+        )
         status = "failed"
         try:
             decisions = run.execute()
@@ -146,7 +152,9 @@ class Plant:
 
     def _context(self, forced: set[str]) -> RunContext:
         signatures = SignatureComputer(self._function_hash, self.track_versions)
-        return RunContext(self._store, self._config, self._reactors, signatures, self._events, forced)
+        return RunContext(
+            self._store, self._config, self._reactors, signatures, self._events, forced
+        )
 
     def _end_run(self, run: Run, run_id: int, status: str) -> None:
         decisions = list(run.decisions.values())
@@ -158,9 +166,14 @@ class Plant:
                 self._history[d.reactor] = ExecutionRecord(
                     d.reactor, d.started_at, d.duration, finish, d.status, d.reasons
                 )
-        entries = [HistoryEntry(d.reactor, d.status, d.duration, d.reasons, d.started_at) for d in decisions]
+        entries = [
+            HistoryEntry(d.reactor, d.status, d.duration, d.reasons, d.started_at)
+            for d in decisions
+        ]
         self._store.manifest.finish_run(run_id, status, entries)
-        self._events.emit(PlantEvent(EventType.run_finished, None, {"status": status, "decisions": decisions}))
+        self._events.emit(
+            PlantEvent(EventType.run_finished, None, {"status": status, "decisions": decisions})
+        )
 
     def _ensure_registered(self) -> None:
         # As in PyPlant: with nothing added explicitly, every visible @ReactorFunc joins.
@@ -181,7 +194,9 @@ class Plant:
         known = ", ".join(sorted(r.name for r in self._reactors.values())) or "none"
         if matches:
             ids = ", ".join(r.id for r in matches)
-            raise ReactorNotFoundError(f"Reactor name '{ref}' is ambiguous ({ids}). Use the full id.")
+            raise ReactorNotFoundError(
+                f"Reactor name '{ref}' is ambiguous ({ids}). Use the full id."
+            )
         raise ReactorNotFoundError(
             f"Reactor '{ref}' is not in this plant (known: {known}). "
             f"Add it with plant.add_reactors({ref})."
@@ -250,5 +265,3 @@ class Plant:
 
     def __repr__(self) -> str:
         return f"Plant({str(self.plant_dir)!r})"
-
-

@@ -15,7 +15,13 @@ from .history import format_duration
 from .planner import PlannedStep
 from .signature import is_user_file
 
-_STYLE = {"ran": "green", "cached": "dim", "failed": "bold red", "run": "yellow", "may run": "yellow"}
+_STYLE = {
+    "ran": "green",
+    "cached": "dim",
+    "failed": "bold red",
+    "run": "yellow",
+    "may run": "yellow",
+}
 
 
 def decision_table(decisions: list[Decision]) -> Table:
@@ -46,7 +52,9 @@ def summary_line(decisions: list[Decision]) -> str:
     cached = sum(d.status == "cached" for d in decisions)
     failed = sum(d.status == "failed" for d in decisions)
     total = sum(d.duration for d in ran)
-    line = f"{len(ran)} of {len(decisions)} reactors ran ({format_duration(total)}), {cached} cached"
+    line = (
+        f"{len(ran)} of {len(decisions)} reactors ran ({format_duration(total)}), {cached} cached"
+    )
     return line + (f", {failed} failed" if failed else "")
 
 

@@ -287,7 +287,7 @@ class Run:
         pipe, reactor = task.pipe, task.reactor
         assert pipe is not None
         if pipe.touched.allocated:
-            names = ", ".join(sorted(pipe.touched.allocated))
+            names = ", ".join(f"'{n}'" for n in sorted(pipe.touched.allocated))
             self._fail(task, AllocationError(
                 f"Reactor '{reactor.name}' allocated {names} but never sent it. "
                 "Commit it with pipe.send(name, handle) before the reactor ends."
@@ -312,9 +312,15 @@ class Run:
         )  # fmt: skip
         outputs = [
             IngredientRecord(
-                s.name, reactor.id, s.type, self.available[s.name].fingerprint,
-                s.payload.path, s.payload.size, s.payload.meta, now,
-            )  # fmt: skip
+                s.name,
+                reactor.id,
+                s.type,
+                self.available[s.name].fingerprint,
+                s.payload.path,
+                s.payload.size,
+                s.payload.meta,
+                now,
+            )
             for s in touched.sent.values()
         ]
         return record, outputs
@@ -332,7 +338,9 @@ class Run:
             task.started_at,
         )  # fmt: skip
         self._emit(EventType.reactor_failed, reactor, error=message, exception=exc)
-        raise ReactorFailedError(f"Reactor '{reactor.name}' failed: {message}", reactor.name) from exc
+        raise ReactorFailedError(
+            f"Reactor '{reactor.name}' failed: {message}", reactor.name
+        ) from exc
 
     def _abandon_unfinished(self) -> None:
         """After a failure: close suspended reactors and delete what they sent uncommitted."""
@@ -380,10 +388,10 @@ class Run:
         served = False
         for name in list(self.waiters):
             record = self.ctx.store.ingredients.get(name)
-            if record is not None and record.producer not in self.ctx.reactors:
-                if self.ctx.store.intact(record):
-                    self._make_available(name, _Available(record.fingerprint, record=record))
-                    served = True
+            orphan = record is not None and record.producer not in self.ctx.reactors
+            if orphan and record is not None and self.ctx.store.intact(record):
+                self._make_available(name, _Available(record.fingerprint, record=record))
+                served = True
         return served
 
     def _drop_waiter(self, task: _Task) -> None:

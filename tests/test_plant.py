@@ -238,7 +238,9 @@ def test_allocated_file_and_hdf_array_persist(plant_dir):
         with open(path, "w") as handle:
             handle.write("hello")
         pipe.send("notes", path)
-        big = pipe.allocate("big", Ingredient.Type.hdf_array, shape=(100, 10), dtype="f4", chunks=(10, 10))
+        big = pipe.allocate(
+            "big", Ingredient.Type.hdf_array, shape=(100, 10), dtype="f4", chunks=(10, 10)
+        )
         for start in range(0, 100, 10):
             big[start : start + 10] = start
         pipe.send("big", big)
@@ -247,14 +249,16 @@ def test_allocated_file_and_hdf_array_persist(plant_dir):
     def read(pipe):
         path = yield pipe.receive("notes")
         big = yield pipe.receive("big")
-        pipe.send("summary", (open(path).read(), float(big[90:100].mean()), big.shape))
+        with open(path) as handle:
+            pipe.send("summary", (handle.read(), float(big[90:100].mean()), big.shape))
 
     with Plant(plant_dir) as plant:
         plant.run_reactor(read)
         assert plant.fetch_ingredient("summary") == ("hello", 90.0, (100, 10))
     with Plant(plant_dir) as plant:
         path = plant.fetch_ingredient("notes")
-        assert path.endswith(".txt") and open(path).read() == "hello"
+        with open(path) as handle:
+            assert path.endswith(".txt") and handle.read() == "hello"
         assert plant.fetch_ingredient("big")[5, 0] == 0.0
 
 
@@ -335,14 +339,16 @@ def test_config_object_tracking_and_errors(plant_dir):
         seen.append((config.color, config.level))
         with pytest.raises(ConfigWriteError, match="color"):
             config.color = "blue"
-        with pytest.raises(UnknownParamError, match="'colour'.*known: color, level"):
+        with pytest.raises(UnknownParamError, match=r"'colour'.*known: color, level"):
             _ = config.colour
         pipe.send("out", config.color)
 
     with Plant(plant_dir) as plant:
         plant.set_config(Config())
         plant.run_reactor(draw)
-        record = plant.store.reactors["test_plant:test_config_object_tracking_and_errors.<locals>.draw"]
+        record = plant.store.reactors[
+            "test_plant:test_config_object_tracking_and_errors.<locals>.draw"
+        ]
     assert list(record.params) == ["color"]  # the auxiliary one is not a dependency
     assert seen == [("red", "info")]
 

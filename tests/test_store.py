@@ -114,14 +114,14 @@ def test_metadata_lives_in_sqlite_with_wal(plant_dir):
 
 def test_foreign_directory_is_refused_and_untouched(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(PlantDirError, match="not a pyplantd plant dir.*nothing was deleted"):
+    with pytest.raises(PlantDirError, match=r"not a pyplantd plant dir.*nothing was deleted"):
         Plant(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_pyplant_directory_gets_a_hint(tmp_path):
     (tmp_path / "plant.pcl").write_bytes(b"x")
-    with pytest.raises(PlantDirError, match="PyPlant 0.x"):
+    with pytest.raises(PlantDirError, match=r"PyPlant 0\.x"):
         Plant(tmp_path)
 
 

@@ -55,9 +55,7 @@ class Manifest:
             self._set_meta("created_at", str(time.time()))
 
     def _check_version(self, path: Path) -> None:
-        found = self.db.execute(
-            "SELECT value FROM meta WHERE key='format_version'"
-        ).fetchone()
+        found = self.db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
         if found is None or found[0] != FORMAT_VERSION:
             version = found[0] if found else "unknown"
             raise PlantDirError(
@@ -79,9 +77,8 @@ class Manifest:
         return {record.id: record for record in records}
 
     def ingredients(self) -> dict[str, IngredientRecord]:
-        rows = self.db.execute(
-            "SELECT name, producer, type, fingerprint, path, size, meta, created_at FROM ingredients"
-        )
+        columns = "name, producer, type, fingerprint, path, size, meta, created_at"
+        rows = self.db.execute(f"SELECT {columns} FROM ingredients")
         return {
             row[0]: IngredientRecord(*row[:6], meta=json.loads(row[6]), created_at=row[7])
             for row in rows
