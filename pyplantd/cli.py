@@ -1,6 +1,7 @@
 """The `pyplantd` command line (typer): run, accept; the daemon and store commands join later.
 
-Exit codes: 0 success, 1 a reactor (or the script) failed, 2 usage errors.
+Exit codes: 0 success, 1 the pipeline failed (a reactor raised, an ingredient nobody sends, a
+cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusable plant dir).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import typer
 from rich.console import Console
 
 from . import report
-from .errors import PlantError, ReactorFailedError, ScriptError
+from .errors import (
+    DependencyCycleError,
+    IngredientNotFoundError,
+    PlantError,
+    ReactorFailedError,
+    ScriptError,
+)
 from .host import hosting
 from .oneshot import OneShotHost, OneShotOptions
 from .script import run_script
@@ -93,6 +100,9 @@ def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:
             status = run_script(pipeline, after=host.close_all)
     except ReactorFailedError as failure:
         _report_failure(host, failure)
+        raise typer.Exit(1) from None
+    except (IngredientNotFoundError, DependencyCycleError) as failure:  # the pipeline is wrong
+        err.print(f"Error: {failure}")
         raise typer.Exit(1) from None
     except ScriptError as failure:
         err.print(f"Error: {failure}")

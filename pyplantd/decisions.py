@@ -24,6 +24,7 @@ from .store.records import ReactorRecord
 
 NEW_REACTOR = "new reactor (never ran)"
 TARGET = "target"
+PACKAGE_PART = "package:"
 
 
 @dataclass
@@ -53,7 +54,8 @@ def code_signature(
         return signature
     parts = dict(signature.parts)
     for sub_id in missing:
-        parts[f"subreactor:{sub_id.split(':')[-1]}@{sub_id.split(':')[0]}"] = "missing"
+        module, qualname = sub_id.split(":", 1)
+        parts[f"subreactor:{qualname}@{module.rpartition('.')[2]}.py"] = "missing"
     return CodeSignature(hash_bytes(*(f"{k}={v};" for k, v in sorted(parts.items()))), parts)
 
 
@@ -94,16 +96,28 @@ def static_reasons(
     config: ConfigBase,
     store: PlantStore,
     computer: SignatureComputer,
+    track_versions: bool = True,
 ) -> list[str]:
     """Reasons to re-run that need no upstream work: code, params, own outputs."""
     if record is None:
         return [NEW_REACTOR]
     reasons: list[str] = []
-    if code.digest != record.code_digest:
-        reasons += describe_changes(record.code_parts, code.parts) or ["code changed"]
+    reasons += code_changes(record, code, track_versions)
     reasons += _param_reasons(record, config, computer)
     reasons += _output_reasons(record, store)
     return reasons
+
+
+def code_changes(record: ReactorRecord, code: CodeSignature, track_versions: bool) -> list[str]:
+    """How the code differs from the record; package versions count only while tracked."""
+    if code.digest == record.code_digest:
+        return []
+    before = record.code_parts
+    if not track_versions:  # a record made while tracking must not look changed now
+        before = {k: v for k, v in before.items() if not k.startswith(PACKAGE_PART)}
+    if before == code.parts:
+        return []
+    return describe_changes(before, code.parts) or ["code changed"]
 
 
 def _param_reasons(

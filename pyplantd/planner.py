@@ -65,7 +65,10 @@ class Planner:
         code = code_signature(
             self.ctx.signatures, reactor.func, record.subreactors if record else []
         )
-        reasons = static_reasons(record, code, self.ctx.config, store, self.ctx.signatures)
+        ctx = self.ctx
+        reasons = static_reasons(
+            record, code, ctx.config, store, ctx.signatures, ctx.track_versions
+        )
         if record is not None:
             reasons += self._input_reasons(list(record.inputs))
         if is_target:

@@ -153,8 +153,9 @@ class Plant:
     def _context(self, forced: set[str]) -> RunContext:
         signatures = SignatureComputer(self._function_hash, self.track_versions)
         return RunContext(
-            self._store, self._config, self._reactors, signatures, self._events, forced
-        )
+            self._store, self._config, self._reactors, signatures, self._events, forced,
+            self.track_versions,
+        )  # fmt: skip
 
     def _end_run(self, run: Run, run_id: int, status: str) -> None:
         decisions = list(run.decisions.values())

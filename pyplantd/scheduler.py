@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigBase
-from .decisions import TARGET, Decision, code_signature, param_state, static_reasons
+from .decisions import (
+    TARGET,
+    Decision,
+    code_changes,
+    code_signature,
+    param_state,
+    static_reasons,
+)
 from .errors import (
     AllocationError,
     DependencyCycleError,
@@ -80,6 +87,7 @@ class RunContext:
     signatures: SignatureComputer
     events: EventBus
     forced: set[str] = field(default_factory=set)
+    track_versions: bool = True
 
 
 class Run:
@@ -211,7 +219,9 @@ class Run:
         record = self.ctx.store.reactors.get(reactor.id)
         code = self._code(reactor, record.subreactors if record else [])
         ctx = self.ctx
-        reasons = static_reasons(record, code, ctx.config, ctx.store, ctx.signatures)
+        reasons = static_reasons(
+            record, code, ctx.config, ctx.store, ctx.signatures, ctx.track_versions
+        )
         return (["forced"] if reactor.id in ctx.forced else []) + reasons
 
     def _target_reasons(self, target: Reactor) -> list[str]:
@@ -374,8 +384,9 @@ class Run:
                 continue
             record = self.ctx.store.reactors.get(reactor.id)
             reasons = self._static_reasons(reactor)
-            changed = record is None or self._code(reactor, record.subreactors).digest != (
-                record.code_digest
+            code = self._code(reactor, record.subreactors) if record else None
+            changed = record is None or bool(
+                code and code_changes(record, code, self.ctx.track_versions)
             )
             if changed or awaited & set(record.outputs if record else ()):
                 self.tried.append(reactor.name)

@@ -65,10 +65,11 @@ class Project:
         assert old in text, f"{old!r} not in {name}"
         path.write_text(text.replace(old, new))
 
-    def _run(self, args: list[str]) -> Result:
+    def _run(self, args: list[str], env: dict[str, str] | None = None) -> Result:
         log = self.root / "ran.log"
         log.unlink(missing_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "random"}
+        base = {"PYTHONPATH": str(REPO), "PYTHONHASHSEED": "random", "COLUMNS": "200"}
+        env = {**os.environ, **base, **(env or {})}
         proc = subprocess.run(
             args, cwd=self.root, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
             env=env,
@@ -76,13 +77,13 @@ class Project:
         ran = log.read_text().split() if log.exists() else []
         return Result(proc.returncode, proc.stdout, proc.stderr, ran)
 
-    def python(self, script: str = "pipeline.py") -> Result:
+    def python(self, script: str = "pipeline.py", env: dict[str, str] | None = None) -> Result:
         """`python pipeline.py`"""
-        return self._run([sys.executable, script])
+        return self._run([sys.executable, script], env)
 
-    def cli(self, *args: str) -> Result:
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
         """`pyplantd ...`"""
-        return self._run([sys.executable, "-m", "pyplantd.cli", *args])
+        return self._run([sys.executable, "-m", "pyplantd.cli", *args], env)
 
 
 @pytest.fixture
