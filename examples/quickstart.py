@@ -29,7 +29,7 @@ def expensive_operation(size):
 def plot_examples(data, color):
     """A text 'plot': a histogram of the data drawn with the configured color's initial."""
     counts, edges = np.histogram(data, bins=10)
-    for count, left in zip(counts, edges):
+    for count, left in zip(counts, edges[:-1], strict=True):
         print(f"{left:+.2f} {color[0] * int(60 * count / counts.max())}")
 
 

@@ -1,7 +1,5 @@
 """Helpers used by the pipeline: edit one and only the reactors that use it re-run."""
 
-import numpy as np
-
 SCALE = 2.0
 
 
