@@ -316,10 +316,12 @@ class SignatureComputer:
             self._note_package(_module_name(value) or type(value).__module__, found)
 
     def _constant_digest(self, value: object, name: str, home: _Home) -> str | None:
+        index = self._index(home.path) if home.module_level else None
+        statement = index.statement_digest(name) if index else None
+        if statement is not None and _is_mutable(value):
+            return statement  # a mutable global may be a cache that fills as the pipeline runs
         text = _canonical(value)
-        if text is None and (index := self._index(home.path)):
-            return index.statement_digest(name)  # not plain data: hash how it was made
-        return None if text is None else _hash(text)
+        return statement if text is None else _hash(text)  # not plain data: how it was made
 
     def _note_package(self, module_name: str | None, found: _Found) -> None:
         if not self._track_versions or not module_name or _origin(module_name) != "package":
@@ -603,6 +605,12 @@ def _canonical(value: object, depth: int = 0) -> str | None:
     if isinstance(value, dict):
         texts = [f"{k}:{v}" for k, v in zip(texts[::2], texts[1::2], strict=True)]
     return f"{kind.__name__}[{','.join(texts)}]"
+
+
+def _is_mutable(value: object) -> bool:
+    numpy = sys.modules.get("numpy")
+    is_array = numpy is not None and type(value) is numpy.ndarray
+    return is_array or isinstance(value, list | dict | set | bytearray)
 
 
 def _canonical_numpy(value: Any) -> str | None:

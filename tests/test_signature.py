@@ -436,6 +436,29 @@ def test_closure_data_and_written_globals_are_state_not_code(ws: Workspace) -> N
     assert after == before and sorted(after.parts) == ["code:make.<locals>.f"]
 
 
+def test_module_level_cache_filled_at_run_time_is_not_a_change(ws: Workspace) -> None:
+    ws.write(
+        {
+            "helpers": """
+        _CACHE = {}
+        SEEN = []
+        def lookup(x):
+            if x not in _CACHE:
+                _CACHE[x] = x * 2
+            SEEN.append(x)
+            return _CACHE[x]
+    """,
+            "pipeline": "from helpers import lookup\ndef f(x):\n    return lookup(x)\n",
+        }
+    )
+    module = ws.load("pipeline")
+    before = SignatureComputer().signature(module.f)
+    module.f(3)
+    assert SignatureComputer().signature(module.f) == before
+    ws.write({"helpers": (ws.root / "helpers.py").read_text().replace("SEEN = []", "SEEN = [0]")})
+    assert ws.signature("pipeline.f").digest != before.digest  # editing the source still counts
+
+
 def test_extra_subreactors_are_included(ws: Workspace) -> None:
     ws.write({"pipeline": "def f(x):\n    return x\ndef smooth(x):\n    return x * 2\n"})
     module = ws.load("pipeline")
