@@ -12,8 +12,8 @@ from rich.table import Table
 
 from .decisions import Decision
 from .history import format_duration
+from .origins import is_user_file
 from .planner import PlannedStep
-from .signature import is_user_file
 
 _STYLE = {
     "ran": "green",

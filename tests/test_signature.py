@@ -17,13 +17,7 @@ import numpy as np
 import pytest
 
 from pyplantd import signature
-from pyplantd.signature import (
-    CodeSignature,
-    SignatureComputer,
-    describe_changes,
-    is_user_file,
-    package_version,
-)
+from pyplantd.signature import CodeSignature, SignatureComputer, describe_changes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -567,34 +561,6 @@ def test_digest_is_stable_across_processes(ws: Workspace) -> None:
             timeout=60,
         )
         assert out.stdout.strip() == here
-
-
-# --- files and versions ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        np.__file__,
-        os.__file__,
-        signature.__file__,
-        "/somewhere/.venv/lib/python3.11/site-packages/thing.py",
-        "/usr/lib/python3/dist-packages/thing.py",
-    ],
-)
-def test_is_user_file_rejects_library_files(path: str) -> None:
-    assert not is_user_file(path)
-
-
-def test_is_user_file_accepts_project_files(tmp_path: Path) -> None:
-    assert is_user_file(str(tmp_path / "pipeline.py"))
-    assert not is_user_file(str(tmp_path / "data.txt"))
-
-
-def test_package_version() -> None:
-    assert package_version("numpy") == np.__version__
-    assert package_version("numpy.linalg") == np.__version__
-    assert package_version("math") is None
 
 
 # --- explanations ------------------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""Where code comes from: the user's own files, an installed package (and its version), the
+stdlib, or nothing to track. Depends on nothing else in pyplantd.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import sys
+import sysconfig
+from types import CodeType, FunctionType
+from typing import Literal
+
+Origin = Literal["user", "stdlib", "package", "ignored"]
+
+_PYPLANTD_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.lru_cache(maxsize=8192)
+def is_user_file(path: str) -> bool:
+    """True for a .py file of the user's own code: not the stdlib, not site-packages or
+    dist-packages, not pyplantd itself.
+
+    >>> is_user_file(os.__file__)
+    False
+    """
+    if not path.endswith(".py"):
+        return False
+    candidates = {os.path.normcase(p) for p in (os.path.abspath(path), os.path.realpath(path))}
+    return not any(_is_library_path(p) for p in candidates)
+
+
+def _is_library_path(path: str) -> bool:
+    if {"site-packages", "dist-packages"} & set(path.split(os.sep)):  # any venv, any interpreter
+        return True
+    return any(path == root or path.startswith(root + os.sep) for root in _library_roots())
+
+
+@functools.cache
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots.add(_PYPLANTD_DIR)
+    return tuple(
+        {os.path.normcase(f(r)) for r in roots for f in (os.path.abspath, os.path.realpath)}
+    )
+
+
+def package_version(module_name: str) -> str | None:
+    """Installed version of the distribution providing a top-level import name.
+
+    >>> package_version("os") is None
+    True
+    """
+    dist = distribution(module_name.partition(".")[0])
+    return None if dist is None else _dist_version(dist)
+
+
+@functools.cache
+def _dist_version(dist: str) -> str | None:
+    # cached: what runs is the version imported first, even if upgraded on disk since
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def distribution(top: str) -> str | None:
+    """Name of the installed distribution providing a top-level import name, if any."""
+    dists = _packages_distributions().get(top)
+    return sorted(set(dists))[0] if dists else None
+
+
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())  # ~0.2 s: once per process
+
+
+def module_origin(module_name: str | None, file: str | None = None) -> Origin:
+    """Where a module comes from; `file` overrides the file of the module of that name."""
+    top = (module_name or "").partition(".")[0]
+    if top == "pyplantd":
+        return "ignored"
+    file = file or module_file(module_name)
+    if file is not None and is_user_file(file):
+        return "user"
+    if top in sys.stdlib_module_names:
+        return "stdlib"
+    if top and distribution(top) is not None:
+        return "package"
+    # no file and no distribution: code exec'd into a namespace of the user's
+    return "ignored" if file is not None else "user"
+
+
+def definition_origin(obj: FunctionType | type) -> Origin:
+    """Where a function or class comes from, judged by the file its code was compiled from."""
+    code = getattr(obj, "__code__", None)
+    file = code.co_filename if isinstance(code, CodeType) else None
+    file = None if file is None or file.startswith("<") else file
+    return module_origin(module_name_of(obj), file)
+
+
+def safe_attr(obj: object, name: str) -> object:
+    """`getattr(obj, name, None)`, or None if the attribute lookup raises."""
+    try:  # proxies and lazy objects may raise anything from __getattr__
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def module_name_of(obj: object) -> str | None:
+    """`obj.__module__` if it is a string, else None."""
+    name = safe_attr(obj, "__module__")
+    return name if isinstance(name, str) else None
+
+
+def module_file(module_name: str | None) -> str | None:
+    """The file of an imported module of that name, if any."""
+    file = getattr(sys.modules.get(module_name or ""), "__file__", None)
+    return file if isinstance(file, str) else None
