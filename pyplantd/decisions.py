@@ -20,7 +20,7 @@ from .fingerprint import array_fingerprint, hash_bytes, short_repr, value_finger
 from .reactor import find_subreactor
 from .signature import CodeSignature, SignatureComputer, describe_changes
 from .store.plant_store import PlantStore
-from .store.records import ReactorRecord
+from .store.records import ReactorRecord, Version
 
 NEW_REACTOR = "new reactor (never ran)"
 TARGET = "target"
@@ -118,6 +118,27 @@ def code_changes(record: ReactorRecord, code: CodeSignature, track_versions: boo
     if before == code.parts:
         return []
     return describe_changes(before, code.parts) or ["code changed"]
+
+
+def version_key(record: ReactorRecord) -> str:
+    """Identifies one result of a reactor: the code, params and inputs it was made from."""
+    params = sorted((name, state[0]) for name, state in record.params.items())
+    return hash_bytes(record.code_digest, repr(params), repr(sorted(record.inputs.items())))
+
+
+def version_matches(
+    version: Version,
+    code: CodeSignature,
+    config: ConfigBase,
+    store: PlantStore,
+    computer: SignatureComputer,
+    track_versions: bool,
+) -> bool:
+    """Could this earlier result be served now (inputs aside)? Its payloads must be intact."""
+    record = version.record
+    if code_changes(record, code, track_versions) or _param_reasons(record, config, computer):
+        return False
+    return all(store.intact(output) for output in version.outputs)
 
 
 def _param_reasons(

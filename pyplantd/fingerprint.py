@@ -23,16 +23,27 @@ def hash_bytes(*parts: bytes | memoryview | str) -> str:
     return hasher.hexdigest()
 
 
+def array_hasher(dtype: Any, shape: tuple[int, ...]) -> Any:
+    """A streaming hasher for an array's content; feed it blocks in C order."""
+    hasher = xxhash.xxh3_128()
+    hasher.update(f"{np.dtype(dtype).str}|{tuple(shape)}|".encode())
+    return hasher
+
+
+def hash_block(hasher: Any, block: Any) -> None:
+    """Feed a block's raw bytes without copying it (unless it is not C-contiguous)."""
+    hasher.update(np.ascontiguousarray(block).reshape(-1).view(np.uint8))
+
+
 def array_fingerprint(array: np.ndarray) -> str:
     """Hash of dtype, shape and values; C-contiguous arrays are hashed in place."""
-    hasher = xxhash.xxh3_128()
-    hasher.update(f"{array.dtype.str}|{array.shape}|".encode())
+    hasher = array_hasher(array.dtype, array.shape)
     if array.dtype.hasobject:
         hasher.update(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
         return hasher.hexdigest()
     flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     for start in range(0, flat.size, _CHUNK):
-        hasher.update(memoryview(flat[start : start + _CHUNK]))
+        hasher.update(flat[start : start + _CHUNK])
     return hasher.hexdigest()
 
 

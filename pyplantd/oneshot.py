@@ -27,6 +27,8 @@ class OneShotOptions:
     mode: str = "run"  # run / plan / accept
     accept: list[str] = field(default_factory=list)
     track_versions: bool = True
+    memory: int | None = None
+    disk: int | None = None
 
 
 class OneShotHost:
@@ -41,7 +43,9 @@ class OneShotHost:
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:
         self.plants.append(plant)
         plant.track_versions = self.options.track_versions and plant.track_versions
-        return PlantStore(self.options.plant_dir or plant_dir)
+        memory = self.options.memory if self.options.memory is not None else plant.memory
+        disk = self.options.disk if self.options.disk is not None else plant.disk
+        return PlantStore(self.options.plant_dir or plant_dir, memory, disk)
 
     def owns_store(self, store: PlantStore) -> bool:
         return False

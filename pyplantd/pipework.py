@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from .config import ConfigBase
 from .errors import AllocationError
 from .ingredient import Ingredient
-from .store.payloads import Payload
 from .store.specs import IngredientTypeSpec, infer_type
+from .store.writer import PendingWrite
 
 if TYPE_CHECKING:
     import h5py
@@ -40,7 +40,7 @@ class Receive:
 class Sent:
     name: str
     type: str
-    payload: Payload
+    payload: PendingWrite  # durable later (write-behind); its path is known now
     value: Any
 
 
@@ -48,7 +48,7 @@ class Sent:
 class Touched:
     """Everything one execution of a reactor read and wrote."""
 
-    inputs: dict[str, str] = field(default_factory=dict)  # ingredient -> fingerprint
+    inputs: dict[str, Callable[[], str]] = field(default_factory=dict)  # name -> fingerprint
     params: list[str] = field(default_factory=list)
     subreactors: list[Callable[..., Any]] = field(default_factory=list)
     sent: dict[str, Sent] = field(default_factory=dict)
@@ -141,7 +141,7 @@ class Pipework:
         dtype = options.pop("dtype", None) or "float32"
         return self._store.allocate_hdf(name, shape, dtype, **options)
 
-    def _send_allocated(self, name: str, value: Any) -> tuple[Payload, Any]:
+    def _send_allocated(self, name: str, value: Any) -> tuple[PendingWrite, Any]:
         allocated_type, handle = self.touched.allocated.pop(name)
         if allocated_type == Ingredient.Type.file.value:
             if str(value) != handle:
@@ -149,16 +149,12 @@ class Pipework:
                     f"File ingredient '{name}' must be sent with the path allocate() returned "
                     f"({handle}), not {value!r}."
                 )
-            payload = self._store.commit_file(name, Path(handle))
-            value = str(self._store.payloads.resolve(payload.path))
-            self._store.remember(payload, value)
-            return payload, value
+            return self._store.commit_file(name, Path(handle))
         if value is not handle:
             raise AllocationError(
                 f"hdf_array '{name}' must be sent with the dataset allocate() returned."
             )
-        payload = self._store.commit_hdf(name, handle)
-        return payload, self._store.reopen_hdf(payload)
+        return self._store.commit_hdf(name, handle)
 
     def _type_name(self, type_arg: TypeArg, value: Any) -> str:
         if type_arg is None:
@@ -173,12 +169,12 @@ class Pipework:
         if name not in self.touched.params:
             self.touched.params.append(name)
 
-    def _note_input(self, name: str, fingerprint: str) -> None:
+    def _note_input(self, name: str, fingerprint: Callable[[], str]) -> None:
         self.touched.inputs.setdefault(name, fingerprint)
 
     def _abandon(self) -> list[str]:
         """Close and list what an unfinished execution left behind, for deletion."""
-        leftovers = [s.payload.path for s in self.touched.sent.values()]
+        leftovers = [sent.payload.path for sent in self.touched.sent.values()]
         for _type_name, handle in self.touched.allocated.values():
             if isinstance(handle, str):
                 Path(handle).unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from .planner import PlannedStep, Planner
 from .reactor import function_id, is_reactor, visible_reactors
 from .scheduler import Reactor, Run, RunContext
 from .signature import SignatureComputer
+from .sizes import parse_size
 from .store.plant_store import PlantStore
 from .store.records import HistoryEntry
 from .store.specs import IngredientTypeSpec
@@ -48,15 +49,21 @@ class Plant:
         function_hash: Callable[[Callable[..., Any]], str] | None = None,
         *,
         track_versions: bool = True,
+        memory: int | str | None = None,
+        disk: int | str | None = None,
     ) -> None:
         self._logger = logger or logging.getLogger("pyplantd")
         if log_level is not None:
             self._logger.setLevel(log_level)
         self._function_hash = function_hash
         self.track_versions = track_versions
+        self.memory = parse_size(memory) if memory is not None else None
+        self.disk = parse_size(disk) if disk is not None else None
         self._host = current_host()
         self._store = (
-            self._host.open_store(self, plant_dir) if self._host else PlantStore(plant_dir)
+            self._host.open_store(self, plant_dir)
+            if self._host
+            else PlantStore(plant_dir, self.memory, self.disk)
         )
         self.plant_dir = self._store.plant_dir
         self._reactors: dict[str, Reactor] = {}

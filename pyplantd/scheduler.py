@@ -24,6 +24,8 @@ from .decisions import (
     code_signature,
     param_state,
     static_reasons,
+    version_key,
+    version_matches,
 )
 from .errors import (
     AllocationError,
@@ -31,14 +33,16 @@ from .errors import (
     IngredientNotFoundError,
     PayloadDamagedError,
     ReactorFailedError,
+    StoreError,
 )
 from .events import EventBus, EventType, PlantEvent
 from .fingerprint import hash_bytes
 from .pipework import Pipework, Receive, Sent
 from .reactor import SubreactorStarted, function_id, start_reactor
 from .signature import CodeSignature, SignatureComputer
-from .store.plant_store import PlantStore
-from .store.records import IngredientRecord, ReactorRecord
+from .store.plant_store import PlantStore, output_record
+from .store.records import IngredientRecord, ReactorRecord, Version
+from .store.writer import PendingWrite
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +65,21 @@ class _Await:
 
 @dataclass
 class _Available:
-    fingerprint: str
-    sent: Sent | None = None  # produced in this run
-    record: IngredientRecord | None = None  # served from the store
+    """An ingredient this run can serve: sent in this run, or stored."""
+
+    sent: Sent | None = None
+    record: IngredientRecord | None = None
+
+    def ready(self) -> bool:
+        return self.sent is None or self.sent.payload.done()
+
+    def fingerprint(self) -> str:
+        """Content fingerprint; for a value sent in this run it may wait for the writer."""
+        if self.record is not None:
+            return self.record.fingerprint
+        assert self.sent is not None
+        fingerprint: str = self.sent.payload.wait().fingerprint
+        return fingerprint
 
 
 @dataclass
@@ -101,6 +117,8 @@ class Run:
         self.waiters: dict[str, list[_Task]] = {}
         self.providing: set[str] = set()
         self.tried: list[str] = []
+        self.commits: list[PendingWrite] = []
+        self.write_errors: list[StoreError] = []
         self._codes: dict[str, CodeSignature] = {}
 
     # -- main loop --------------------------------------------------------------------------
@@ -115,6 +133,9 @@ class Run:
                     self._unstick()
         finally:
             self._abandon_unfinished()
+            self._wait_for_commits()  # finished reactors stay cached even if the run failed
+        if self.write_errors:
+            raise self.write_errors[0]
         return list(self.decisions.values())
 
     def _step(self, task: _Task) -> None:
@@ -157,14 +178,18 @@ class Run:
         available = self.available.get(name)
         if available is not None:
             if task.kind == "check":
-                return True, available.fingerprint
+                try:
+                    return True, available.fingerprint()
+                except StoreError as err:  # its payload could not be written: not comparable
+                    self.write_errors.append(err)
+                    return True, None
             try:
                 value = self._value_of(available)
             except PayloadDamagedError as err:
                 self._repair(name, err)
             else:
                 assert task.pipe is not None
-                task.pipe._note_input(name, available.fingerprint)
+                task.pipe._note_input(name, available)
                 return True, value
         task.awaiting = name
         self.waiters.setdefault(name, []).append(task)
@@ -228,13 +253,32 @@ class Run:
         return [TARGET, *self._static_reasons(target)]
 
     def _start_check(self, reactor: Reactor) -> None:
+        """Serve the reactor's stored result if its inputs still match; else an earlier result
+        that matches the present (an undone edit); else run it."""
         reasons = self._static_reasons(reactor)
-        if reasons:
+        record = self.ctx.store.reactors.get(reactor.id)
+        candidates = [record] if record is not None and not reasons else []
+        candidates += [v.record for v in self._restorable(reactor)]
+        if not candidates:
             self._start_run(reactor, reasons)
             return
-        record = self.ctx.store.reactors[reactor.id]
         self.status[reactor.id] = "checking"
-        self.ready.append(_Task(reactor, "check", _check_inputs(record), []))
+        self.ready.append(_Task(reactor, "check", _match_inputs(candidates), reasons))
+
+    def _restorable(self, reactor: Reactor) -> list[Version]:
+        if reactor.id in self.ctx.forced:
+            return []
+        ctx = self.ctx
+        current = ctx.store.reactors.get(reactor.id)
+        current_key = version_key(current) if current is not None else None
+        found = []
+        for version in ctx.store.versions_of(reactor.id):
+            code = self._code(reactor, version.record.subreactors)
+            if version.key != current_key and version_matches(
+                version, code, ctx.config, ctx.store, ctx.signatures, ctx.track_versions
+            ):
+                found.append(version)
+        return found
 
     def _start_run(self, reactor: Reactor, reasons: list[str]) -> None:
         pipe = Pipework(reactor.name, self.ctx.store, self.ctx.config)
@@ -251,15 +295,16 @@ class Run:
 
     def _sent(self, task: _Task, sent: Sent) -> Sent:
         """A reactor sent an ingredient: waiters may go on at once."""
-        if sent.payload.fingerprint is None:  # out-of-core data: fingerprint its provenance
+        if sent.payload.done() and sent.payload.wait().fingerprint is None:
+            # out-of-core data is not hashed: its fingerprint is its provenance
             fingerprint = hash_bytes(self._provenance(task), sent.name)
-            sent = replace(sent, payload=replace(sent.payload, fingerprint=fingerprint))
+            payload = replace(sent.payload.wait(), fingerprint=fingerprint)
+            sent = replace(sent, payload=PendingWrite.completed(sent.name, payload))
         if isinstance(sent.value, np.ndarray) and sent.value.flags.writeable:
             view = sent.value.view()
             view.flags.writeable = False  # consumers share the array; none may change it
             sent = replace(sent, value=view)
-        assert sent.payload.fingerprint is not None
-        self._make_available(sent.name, _Available(sent.payload.fingerprint, sent=sent))
+        self._make_available(sent.name, _Available(sent=sent))
         return sent
 
     def _provenance(self, task: _Task) -> str:
@@ -267,7 +312,8 @@ class Run:
         touched = task.pipe.touched
         subs = [function_id(f) for f in touched.subreactors]
         params = self._param_states(touched.params)
-        return hash_bytes(self._code(task.reactor, subs).digest, repr(params), repr(touched.inputs))
+        inputs = {name: source.fingerprint() for name, source in touched.inputs.items()}
+        return hash_bytes(self._code(task.reactor, subs).digest, repr(params), repr(inputs))
 
     def _param_states(self, names: list[str]) -> dict[str, list[str]]:
         config, signatures = self.ctx.config, self.ctx.signatures
@@ -281,17 +327,22 @@ class Run:
         else:
             self._finish_run(task)
 
-    def _finish_check(self, task: _Task, reasons: list[str]) -> None:
-        if reasons:
-            self._start_run(task.reactor, reasons)
-            return
+    def _finish_check(self, task: _Task, result: tuple[ReactorRecord | None, list[str]]) -> None:
+        match, input_reasons = result
         reactor, store = task.reactor, self.ctx.store
+        if match is None:
+            self._start_run(reactor, task.reasons or input_reasons)
+            return
+        reasons: list[str] = []
+        if store.reactors.get(reactor.id) is not match:
+            store.restore(store.versions[(reactor.id, version_key(match))])
+            why = "; ".join(task.reasons) or "inputs changed back"
+            reasons = [f"restored an earlier result ({why})"]
         self.status[reactor.id] = "cached"
-        self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached")
-        for name in store.reactors[reactor.id].outputs:
-            record = store.ingredients[name]
-            self._make_available(name, _Available(record.fingerprint, record=record))
-        self._emit(EventType.reactor_cached, reactor)
+        self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached", reasons)
+        for name in match.outputs:
+            self._make_available(name, _Available(record=store.ingredients[name]))
+        self._emit(EventType.reactor_cached, reactor, reasons=reasons)
 
     def _finish_run(self, task: _Task) -> None:
         pipe, reactor = task.pipe, task.reactor
@@ -302,38 +353,45 @@ class Run:
                 f"Reactor '{reactor.name}' allocated {names} but never sent it. "
                 "Commit it with pipe.send(name, handle) before the reactor ends."
             ))  # fmt: skip
-        record, outputs = self._record(task)
-        self.ctx.store.commit(record, outputs)
+        self.commits.append(self._commit_later(task))
         self.status[reactor.id] = "ran"
         self.decisions[reactor.id] = Decision(
             reactor.name, reactor.id, "ran", task.reasons, task.elapsed, task.started_at
         )
         self._emit(EventType.reactor_finished, reactor, duration=task.elapsed)
 
-    def _record(self, task: _Task) -> tuple[ReactorRecord, list[IngredientRecord]]:
+    def _commit_later(self, task: _Task) -> PendingWrite:
+        """Queue the reactor's commit behind its payloads; what needs the engine (code, params)
+        is computed now, the fingerprints when the writer gets there."""
         assert task.pipe is not None
-        touched, reactor, now = task.pipe.touched, task.reactor, time.time()
+        touched, reactor = task.pipe.touched, task.reactor
         subs = [function_id(f) for f in touched.subreactors]
-        code = self._code(reactor, subs)
-        record = ReactorRecord(
-            reactor.id, reactor.name, code.digest, code.parts,
-            self._param_states(touched.params), dict(touched.inputs), list(touched.sent),
-            subs, duration=task.elapsed, finished_at=now,
-        )  # fmt: skip
-        outputs = [
-            IngredientRecord(
-                s.name,
-                reactor.id,
-                s.type,
-                self.available[s.name].fingerprint,
-                s.payload.path,
-                s.payload.size,
-                s.payload.meta,
-                now,
-            )
-            for s in touched.sent.values()
-        ]
-        return record, outputs
+        code, params = self._code(reactor, subs), self._param_states(touched.params)
+        sent, inputs = list(touched.sent.values()), dict(touched.inputs)
+
+        def build() -> Version:
+            now = time.time()
+            fingerprints = {name: source.fingerprint() for name, source in inputs.items()}
+            record = ReactorRecord(
+                reactor.id, reactor.name, code.digest, code.parts, params, fingerprints,
+                [s.name for s in sent], subs, duration=task.elapsed, finished_at=now,
+            )  # fmt: skip
+            outputs = [
+                replace(output_record(s.payload, s.name, reactor.id, s.type), created_at=now)
+                for s in sent
+            ]
+            return Version(version_key(record), record, outputs, now)
+
+        return self.ctx.store.commit_later(reactor.name, build)
+
+    def _wait_for_commits(self) -> None:
+        """The durability barrier: a run ends when what it made is on disk and recorded."""
+        for commit in self.commits:
+            try:
+                commit.wait()
+            except StoreError as err:  # that reactor re-runs next time; the run fails at its end
+                self.write_errors.append(err)
+        self.commits.clear()
 
     def _fail(self, task: _Task, exc: BaseException) -> None:
         reactor = task.reactor
@@ -401,7 +459,7 @@ class Run:
             record = self.ctx.store.ingredients.get(name)
             orphan = record is not None and record.producer not in self.ctx.reactors
             if orphan and record is not None and self.ctx.store.intact(record):
-                self._make_available(name, _Available(record.fingerprint, record=record))
+                self._make_available(name, _Available(record=record))
                 served = True
         return served
 
@@ -434,9 +492,17 @@ class Run:
         self.ctx.events.emit(PlantEvent(event_type, reactor.name, {"id": reactor.id, **data}))
 
 
-def _check_inputs(record: ReactorRecord) -> Generator[_Await, str, list[str]]:
-    for name, fingerprint in record.inputs.items():
-        current = yield _Await(name)
-        if current != fingerprint:
-            return [f"input '{name}' changed"]
-    return []
+def _match_inputs(
+    candidates: list[ReactorRecord],
+) -> Generator[_Await, str | None, tuple[ReactorRecord | None, list[str]]]:
+    """The first candidate whose recorded inputs all have their recorded fingerprints now."""
+    first_reasons: list[str] = []
+    for record in candidates:
+        for name, fingerprint in record.inputs.items():
+            current = yield _Await(name)
+            if current != fingerprint:
+                first_reasons = first_reasons or [f"input '{name}' changed"]
+                break
+        else:
+            return record, []
+    return None, first_reasons

@@ -90,16 +90,31 @@ def test_orphan_and_temporary_payloads_are_removed_at_start(plant_dir):
     assert len(names) == 3  # data, meta, total
 
 
-def test_replaced_payloads_are_deleted(plant_dir):
+def test_undoing_a_param_edit_restores_the_earlier_result_without_running(plant_dir):
+    ran: list[int] = []
+
     @ReactorFunc
     def make(pipe, config):
-        pipe.send("v", config.n)
+        ran.append(config.n)
+        pipe.send("v", config.n * 100)
 
-    for n in (1, 2, 3):
+    @ReactorFunc
+    def show(pipe):
+        pipe.send("shown", (yield pipe.receive("v")))
+
+    def go(n):
         with Plant(plant_dir) as plant:
             plant.set_config({"n": n})
-            plant.run_reactor(make)
-    assert len(list((plant_dir / "payloads").iterdir())) == 1
+            decisions = {d.reactor: d for d in plant.run_reactor(show)}
+            return decisions["make"], plant.fetch_ingredient("shown")
+
+    go(10)
+    go(20)
+    decision, shown = go(10)
+    assert ran == [10, 20] and shown == 1000
+    assert decision.status == "cached"
+    assert decision.reasons == ["restored an earlier result (param 'n' changed 20 -> 10)"]
+    assert len(list((plant_dir / "payloads").iterdir())) == 4  # v and shown, two versions each
 
 
 def test_metadata_lives_in_sqlite_with_wal(plant_dir):

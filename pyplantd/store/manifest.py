@@ -1,20 +1,26 @@
 """The manifest: all plant metadata in one SQLite database (WAL) inside the plant dir.
 
-Reactor records, ingredient records, run history and the format version. A reactor's results are
-committed in one transaction when it finishes, so a crash loses at most the running reactor.
+Reactor records, ingredient records, earlier versions, run history and the format version. A
+reactor's results are committed in one transaction as soon as its payloads are durable, so a
+crash loses at most what was still being computed or written. One connection, shared by the
+engine and the background writer, with every use serialized by a lock.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..errors import PlantDirError
-from .records import HistoryEntry, IngredientRecord, ReactorRecord
+from .records import HistoryEntry, IngredientRecord, ReactorRecord, Version
 
+T = TypeVar("T")
 DB_NAME = "pyplantd.db"
 FORMAT_VERSION = "1"
 
@@ -23,7 +29,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS reactors (id TEXT PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ingredients (
     name TEXT PRIMARY KEY, producer TEXT NOT NULL, type TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    path TEXT NOT NULL, size INTEGER NOT NULL, meta TEXT NOT NULL, created_at REAL NOT NULL);
+    path TEXT NOT NULL, size INTEGER NOT NULL, meta TEXT NOT NULL, created_at REAL NOT NULL,
+    checksum TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    reactor TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, used_at REAL NOT NULL,
+    PRIMARY KEY (reactor, key));
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,
     targets TEXT NOT NULL, status TEXT NOT NULL);
@@ -34,12 +44,22 @@ CREATE INDEX IF NOT EXISTS history_by_reactor ON history (reactor, run_id);
 """
 
 
+def _serialized(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def locked(self: Manifest, *args: Any, **kwargs: Any) -> T:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class Manifest:
     def __init__(self, plant_dir: Path) -> None:
         path = plant_dir / DB_NAME
         existed = path.exists()
         try:
-            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.lock = threading.RLock()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
             if existed:
@@ -67,23 +87,34 @@ class Manifest:
     def _set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    @_serialized
     def close(self) -> None:
         self.db.close()
 
     # -- reading ----------------------------------------------------------------------------
+    @_serialized
     def reactors(self) -> dict[str, ReactorRecord]:
         rows = self.db.execute("SELECT body FROM reactors")
         records = (ReactorRecord.from_json(json.loads(body)) for (body,) in rows)
         return {record.id: record for record in records}
 
+    @_serialized
     def ingredients(self) -> dict[str, IngredientRecord]:
-        columns = "name, producer, type, fingerprint, path, size, meta, created_at"
+        columns = "name, producer, type, fingerprint, path, size, meta, created_at, checksum"
         rows = self.db.execute(f"SELECT {columns} FROM ingredients")
         return {
-            row[0]: IngredientRecord(*row[:6], meta=json.loads(row[6]), created_at=row[7])
+            row[0]: IngredientRecord(
+                *row[:6], meta=json.loads(row[6]), created_at=row[7], checksum=row[8]
+            )
             for row in rows
         }
 
+    @_serialized
+    def versions(self) -> list[Version]:
+        rows = self.db.execute("SELECT key, body, used_at FROM versions ORDER BY used_at")
+        return [Version.from_json(key, json.loads(body), used) for key, body, used in rows]
+
+    @_serialized
     def history(self, reactor: str | None = None, limit: int = 1000) -> list[HistoryEntry]:
         query = "SELECT reactor, status, duration, reasons, started_at FROM history"
         args: tuple[object, ...] = ()
@@ -93,6 +124,7 @@ class Manifest:
         rows = self.db.execute(query + " ORDER BY rowid DESC LIMIT ?", (*args, limit))
         return [HistoryEntry(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
+    @_serialized
     def last_durations(self) -> dict[str, float]:
         """Duration of each reactor's most recent real run (for plans)."""
         rows = self.db.execute(
@@ -101,17 +133,37 @@ class Manifest:
         return dict(rows.fetchall())
 
     # -- writing ----------------------------------------------------------------------------
-    def commit_reactor(self, record: ReactorRecord, outputs: Iterable[IngredientRecord]) -> None:
-        """Store a finished reactor and the ingredients it sent, all or nothing."""
+    @_serialized
+    def commit_reactor(self, version: Version) -> None:
+        """Store a finished reactor and the ingredients it sent as current, all or nothing."""
         with self._transaction():
-            self._put_reactor(record)
-            for ing in outputs:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO ingredients VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ing.name, ing.producer, ing.type, ing.fingerprint, ing.path, ing.size,
-                     json.dumps(ing.meta), ing.created_at),
-                )  # fmt: skip
+            self._put_reactor(version.record)
+            self._put_outputs(version.outputs)
+            self._put_version(version)
 
+    def restore_version(self, version: Version) -> None:
+        """Make an earlier version current again."""
+        self.commit_reactor(version)
+
+    def _put_outputs(self, outputs: list[IngredientRecord]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO ingredients VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(o.name, o.producer, o.type, o.fingerprint, o.path, o.size, json.dumps(o.meta),
+              o.created_at, o.checksum) for o in outputs],
+        )  # fmt: skip
+
+    def _put_version(self, version: Version) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?)",
+            (version.record.id, version.key, json.dumps(version.to_json()), time.time()),
+        )
+
+    @_serialized
+    def forget_versions(self, keys: list[tuple[str, str]]) -> None:
+        with self._transaction():
+            self.db.executemany("DELETE FROM versions WHERE reactor = ? AND key = ?", keys)
+
+    @_serialized
     def put_reactor(self, record: ReactorRecord) -> None:
         with self._transaction():
             self._put_reactor(record)
@@ -122,14 +174,17 @@ class Manifest:
             (record.id, record.name, json.dumps(record.to_json())),
         )
 
+    @_serialized
     def forget_ingredients(self, names: Iterable[str]) -> None:
         with self._transaction():
             self.db.executemany("DELETE FROM ingredients WHERE name = ?", [(n,) for n in names])
 
+    @_serialized
     def forget_reactor(self, reactor_id: str) -> None:
         with self._transaction():
             self.db.execute("DELETE FROM reactors WHERE id = ?", (reactor_id,))
 
+    @_serialized
     def start_run(self, targets: list[str]) -> int:
         cursor = self.db.execute(
             "INSERT INTO runs (started_at, targets, status) VALUES (?, ?, 'running')",
@@ -137,6 +192,7 @@ class Manifest:
         )
         return int(cursor.lastrowid or 0)
 
+    @_serialized
     def finish_run(self, run_id: int, status: str, entries: list[HistoryEntry]) -> None:
         with self._transaction():
             self.db.execute(

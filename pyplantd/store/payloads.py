@@ -28,12 +28,20 @@ class Payload:
 
     path: str
     size: int
-    fingerprint: str | None
+    fingerprint: str | None  # content, for early cutoff (None: use provenance)
     meta: dict[str, Any] = field(default_factory=dict)
+    checksum: str = ""  # of the file, verified on first load ("" for out-of-core data)
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "_"
+
+
+def _write_error(name: str, path: Path, err: OSError) -> StoreError:
+    return StoreError(
+        f"Could not write ingredient '{name}' to {path}: {err.strerror or err}. "
+        "Check free space and permissions of the plant dir."
+    )
 
 
 def fsync_path(path: Path) -> None:
@@ -53,9 +61,12 @@ class PayloadFiles:
     def temp_path(self, name: str, suffix: str) -> Path:
         return self.root / f"{TEMP_PREFIX}{secrets.token_hex(6)}-{_safe(name)}{suffix}"
 
-    def commit(self, temp: Path, name: str, suffix: str) -> Path:
+    def final_path(self, name: str, suffix: str) -> Path:
+        return self.root / f"{_safe(name)}-{secrets.token_hex(6)}{suffix}"
+
+    def commit(self, temp: Path, name: str, final: Path | None = None) -> Path:
         """Make a completely written temporary file durable and give it its final name."""
-        final = self.root / f"{_safe(name)}-{secrets.token_hex(6)}{suffix}"
+        final = final or self.final_path(name, temp.suffix)
         try:
             fsync_path(temp)
             os.replace(temp, final)
@@ -63,33 +74,30 @@ class PayloadFiles:
         except OSError as err:
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise StoreError(
-                f"Could not write ingredient '{name}' to {final}: {err.strerror or err}. "
-                "Check free space and permissions of the plant dir."
-            ) from err
+            raise _write_error(name, final, err) from err
         return final
 
-    def write(self, name: str, spec: IngredientTypeSpec, value: Any) -> Payload:
+    def write_to(self, final: Path, name: str, spec: IngredientTypeSpec, value: Any) -> Payload:
+        """Write `value` under a temporary name, then commit it as `final`."""
         temp = self.temp_path(name, spec.suffix)
         try:
-            spec.store(value, str(temp))
+            written = spec.write(value, str(temp))
         except OSError as err:
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise StoreError(
-                f"Could not write ingredient '{name}' to {temp}: {err.strerror or err}. "
-                "Check free space and permissions of the plant dir."
-            ) from err
+            raise _write_error(name, final, err) from err
         except BaseException:
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise
-        final = self.commit(temp, name, spec.suffix)
-        return self.describe(final, spec.fingerprint(value, str(final)), spec.describe(value))
+        self.commit(temp, name, final)
+        meta = spec.describe(value)
+        return Payload(
+            self.rel(final), final.stat().st_size, written.fingerprint, meta, written.checksum
+        )
 
-    def describe(self, final: Path, fingerprint: str | None, meta: dict[str, Any]) -> Payload:
-        rel = final.relative_to(self.plant_dir).as_posix()
-        return Payload(rel, final.stat().st_size, fingerprint, meta)
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.plant_dir).as_posix()
 
     def resolve(self, rel: str) -> Path:
         """The absolute path of a payload, refusing anything outside the payload directory."""

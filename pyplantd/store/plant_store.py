@@ -1,37 +1,47 @@
-"""PlantStore: one plant dir, owned by one process: the lock, the manifest, payload files and
-the values already in memory.
+"""PlantStore: one plant dir, owned by one process — the lock, the manifest, payload files, the
+warm tier in memory and the background writer that makes payloads durable.
 
-The plant decides *what* to store and when; this class only knows *how*. It never imports the
-plant, the daemon or the CLI.
+The plant decides *what* to store and when; this class knows *how*. It never imports the plant,
+the daemon or the CLI.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-import time
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import h5py
 
-from ..errors import PayloadDamagedError, PlantDirError, StoreError
-from .manifest import DB_NAME, Manifest
-from .payloads import PAYLOAD_DIR, Payload, PayloadFiles
-from .records import IngredientRecord, ReactorRecord
+from ..errors import PayloadDamagedError, StoreError
+from ..fingerprint import file_fingerprint
+from ..sizes import default_disk_budget, default_memory_budget, format_size
+from .locking import acquire_lock, check_plant_dir
+from .manifest import Manifest
+from .payloads import Payload, PayloadFiles
+from .records import IngredientRecord, Version
 from .specs import DATASET, IngredientTypeSpec, builtin_specs
+from .warm import WarmTier
+from .writer import PendingWrite, Writer
 
 logger = logging.getLogger(__name__)
-LOCK_NAME = ".lock"
 
 
 class PlantStore:
-    def __init__(self, plant_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        plant_dir: str | os.PathLike[str],
+        memory: int | None = None,
+        disk: int | None = None,
+    ) -> None:
         self.plant_dir = Path(plant_dir).expanduser().absolute()
-        _check_plant_dir(self.plant_dir)
-        self._lock = _acquire_lock(self.plant_dir)
+        check_plant_dir(self.plant_dir)
+        self._lock = acquire_lock(self.plant_dir)
         try:
             self.manifest = Manifest(self.plant_dir)
         except BaseException:
@@ -42,10 +52,16 @@ class PlantStore:
         self.custom_specs: list[IngredientTypeSpec] = []
         self.reactors = self.manifest.reactors()
         self.ingredients = self.manifest.ingredients()
-        self._warm: dict[str, tuple[str, Any]] = {}  # payload path -> (fingerprint, value)
+        self.versions: dict[tuple[str, str], Version] = {
+            (v.record.id, v.key): v for v in self.manifest.versions()
+        }
+        self.warm = WarmTier(memory if memory is not None else default_memory_budget())
+        self.disk_budget = disk if disk is not None else default_disk_budget(self.plant_dir)
+        self.writer = Writer(self._written)
+        self._state = threading.Lock()  # the writer thread commits while the engine reads
         self._verified: set[str] = set()
         self._open_h5: list[h5py.File] = []
-        removed = self.payloads.remove_unreferenced({i.path for i in self.ingredients.values()})
+        removed = self.payloads.remove_unreferenced(self.referenced_paths())
         if removed:
             logger.info("Removed %d unfinished or orphan payload files.", len(removed))
 
@@ -66,10 +82,29 @@ class PlantStore:
             ) from None
 
     # -- writing ----------------------------------------------------------------------------
-    def write(self, name: str, type_name: str, value: Any) -> Payload:
-        payload = self.payloads.write(name, self.spec(type_name), value)
-        self._warm[payload.path] = (payload.fingerprint or "", value)
-        return payload
+    def write(self, name: str, type_name: str, value: Any) -> PendingWrite:
+        """Keep `value` warm and queue it for the disk; returns at once."""
+        spec = self.spec(type_name)
+        final = self.payloads.final_path(name, spec.suffix)
+        nbytes = spec.nbytes(value)
+        size = nbytes if nbytes is not None else sys.getsizeof(value)
+        pending = PendingWrite(name, self.payloads.rel(final), size)
+        if size > self.warm.budget:
+            logger.warning(
+                "Ingredient '%s' (%s) is larger than the memory budget (%s): it will be served "
+                "from disk.", name, format_size(size), format_size(self.warm.budget),
+            )  # fmt: skip
+        self.warm.put(pending.path, value, size, durable=False)
+        return self.writer.submit(pending, lambda: self.payloads.write_to(final, name, spec, value))
+
+    def _written(self, pending: PendingWrite) -> None:
+        """Writer thread: a payload is durable (or failed)."""
+        if pending.failed():
+            return  # the warm value stays usable for the rest of the run
+        payload: Payload = pending.wait()
+        self._verified.add(payload.path)
+        objects = payload.meta.get("python_type") is not None and "shape" not in payload.meta
+        self.warm.mark_durable(payload.path, payload.size if objects else None)
 
     def allocate_file(self, name: str, suffix: str = "") -> Path:
         path = self.payloads.temp_path(name, suffix)
@@ -86,146 +121,205 @@ class PlantStore:
             path.unlink()
             raise
 
-    def commit_file(self, name: str, temp: Path) -> Payload:
-        final = self.payloads.commit(temp, name, temp.suffix)
-        spec = self.spec("file")
-        return self.payloads.describe(final, spec.fingerprint(str(final), str(final)), {})
+    def commit_file(self, name: str, temp: Path) -> tuple[PendingWrite, str]:
+        final = self.payloads.commit(temp, name)
+        checksum = file_fingerprint(str(final))
+        payload = Payload(self.payloads.rel(final), final.stat().st_size, checksum, {}, checksum)
+        self._verified.add(payload.path)
+        return PendingWrite.completed(name, payload), str(final)
 
-    def commit_hdf(self, name: str, dataset: h5py.Dataset) -> Payload:
+    def commit_hdf(self, name: str, dataset: h5py.Dataset) -> tuple[PendingWrite, h5py.Dataset]:
         meta = self.spec("hdf_array").describe(dataset)
         temp = Path(dataset.file.filename)
         dataset.file.close()
-        final = self.payloads.commit(temp, name, ".h5")
-        return self.payloads.describe(final, None, meta)
+        final = self.payloads.commit(temp, name)
+        payload = Payload(self.payloads.rel(final), final.stat().st_size, None, meta)
+        handle = h5py.File(final, "r")
+        self._open_h5.append(handle)
+        self._verified.add(payload.path)
+        return PendingWrite.completed(name, payload), handle[DATASET]
 
     def discard(self, paths: list[str]) -> None:
+        """Delete payloads nobody will use (a failed reactor's, an evicted version's)."""
+        if not paths:
+            return
+        writing = {p.path for p in self.writer.pending()}
+        if writing & set(paths):
+            self.writer.flush()  # let the write finish, or it would land after the delete
         for path in paths:
-            self._warm.pop(path, None)
+            self.warm.drop(path)
             self.payloads.remove(path)
 
-    def commit(self, record: ReactorRecord, outputs: list[IngredientRecord]) -> None:
-        """Record a finished reactor; payloads it replaced are deleted afterwards."""
-        replaced = [
-            old.path
-            for out in outputs
-            if (old := self.ingredients.get(out.name)) is not None and old.path != out.path
-        ]
-        self.manifest.commit_reactor(record, outputs)
-        self.reactors[record.id] = record
-        for out in outputs:
-            self.ingredients[out.name] = out
-            self._verified.add(out.path)  # written by this process: known good
-        still_used = {i.path for i in self.ingredients.values()}
-        self.discard([path for path in replaced if path not in still_used])
+    def commit(self, version: Version) -> None:
+        """Record a finished reactor; its outputs become the current ingredients. Earlier
+        versions stay (an undo serves them) until the disk budget needs their space."""
+        replaced = self.versions.get((version.record.id, version.key))
+        self.manifest.commit_reactor(version)
+        self._make_current(version)
+        if replaced is not None:  # same inputs again: the older copy is no longer reachable
+            self._remove_unreferenced([o.path for o in replaced.outputs])
+        self.enforce_disk_budget()
+
+    def enforce_disk_budget(self) -> list[Version]:
+        """Forget least recently used versions that are not current until under budget."""
+        with self._state:
+            current = {o.path for o in self.ingredients.values()}
+            sizes = {o.path: o.size for v in self.versions.values() for o in v.outputs}
+            used = sum(sizes.values())
+            old = sorted(
+                (v for v in self.versions.values() if not {o.path for o in v.outputs} <= current),
+                key=lambda v: v.used_at,
+            )
+        evicted = []
+        for version in old:
+            if used <= self.disk_budget:
+                break
+            evicted.append(version)
+            used -= sum(o.size for o in version.outputs if o.path not in current)
+        if evicted:
+            self._forget_versions(evicted)
+        return evicted
+
+    def _forget_versions(self, versions: list[Version]) -> None:
+        keys = [(v.record.id, v.key) for v in versions]
+        with self._state:
+            for key in keys:
+                self.versions.pop(key, None)
+        self.manifest.forget_versions(keys)
+        self._remove_unreferenced([o.path for v in versions for o in v.outputs])
+
+    def _remove_unreferenced(self, paths: list[str]) -> None:
+        still_used = self.referenced_paths()
+        for path in paths:
+            if path not in still_used:
+                self.warm.drop(path)
+                self.payloads.remove(path)
+
+    def commit_later(self, name: str, build: Callable[[], Version]) -> PendingWrite:
+        """Commit the version `build()` makes on the writer thread, after every payload queued
+        so far (its own and its inputs') is durable. Returns at once."""
+
+        def job() -> Version:
+            version = build()  # raises if a payload it refers to could not be written
+            self.commit(version)
+            return version
+
+        pending = PendingWrite(name, "", 0)
+        return self.writer.submit(pending, job, after=lambda _done: None)
+
+    def restore(self, version: Version) -> None:
+        """Serve an earlier version of a reactor's results again."""
+        self.manifest.restore_version(version)
+        self._make_current(version)
+
+    def _make_current(self, version: Version) -> None:
+        with self._state:
+            self.reactors[version.record.id] = version.record
+            for out in version.outputs:
+                self.ingredients[out.name] = out
+            self.versions[(version.record.id, version.key)] = version
+
+    def versions_of(self, reactor_id: str) -> list[Version]:
+        """Earlier results of a reactor, most recently used first."""
+        with self._state:
+            found = [v for (rid, _key), v in self.versions.items() if rid == reactor_id]
+        return sorted(found, key=lambda v: v.used_at, reverse=True)
 
     def forget(self, names: list[str]) -> None:
-        """Drop damaged or cleaned ingredients from the manifest and disk."""
-        records = [self.ingredients.pop(n) for n in names if n in self.ingredients]
+        """Drop damaged or cleaned ingredients from the manifest (their files go too)."""
+        self.writer.flush()  # no commit may bring them back behind our back
+        with self._state:
+            records = [self.ingredients.pop(n) for n in names if n in self.ingredients]
+            dead = {r.path for r in records}
+            doomed = [k for k, v in self.versions.items() if {o.path for o in v.outputs} & dead]
+            for key in doomed:
+                del self.versions[key]
         self.manifest.forget_ingredients(names)
-        self.discard([r.path for r in records])
+        self.manifest.forget_versions(doomed)
+        self._remove_unreferenced(sorted(dead))
+
+    def referenced_paths(self) -> set[str]:
+        with self._state:
+            current = {i.path for i in self.ingredients.values()}
+            return current | {o.path for v in self.versions.values() for o in v.outputs}
 
     # -- reading ----------------------------------------------------------------------------
     def intact(self, record: IngredientRecord) -> bool:
-        return record.path in self._warm or self.payloads.intact(record.path, record.size)
+        return record.path in self.warm or self.payloads.intact(record.path, record.size)
 
     def load(self, record: IngredientRecord) -> Any:
-        """The value of a stored ingredient; the first load of a payload verifies it."""
-        warm = self._warm.get(record.path)
-        if warm is not None:
-            return warm[1]
+        """The value of a stored ingredient: warm if it is, else from disk, verified on the first
+        load; arrays larger than the memory budget are read lazily (out of core)."""
+        value = self.warm.get(record.path)
+        if value is not None:
+            return value
         if not self.payloads.intact(record.path, record.size):
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) is missing or has the "
                 "wrong size."
             )
-        value = self._fetch_verified(record)
-        self._warm[record.path] = (record.fingerprint, value)
-        return value
-
-    def _fetch_verified(self, record: IngredientRecord) -> Any:
         spec = self.spec(record.type)
         path = str(self.payloads.resolve(record.path))
+        self._verify(record, spec, path)
+        out_of_core = record.size > self.warm.budget
         try:
-            value = spec.fetch(path)
+            value = spec.load(path, out_of_core)
         except Exception as err:
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
             ) from err
         if isinstance(value, h5py.Dataset):
             self._open_h5.append(value.file)
-        if record.path not in self._verified:
-            expected = spec.fingerprint(value, path)
-            if not spec.check(value, record.meta) or (
-                expected is not None and expected != record.fingerprint
-            ):
-                raise PayloadDamagedError(
-                    f"Payload of ingredient '{record.name}' ({record.path}) does not match its "
-                    "recorded fingerprint."
-                )
-            self._verified.add(record.path)
+        elif not out_of_core:
+            self.warm.put(record.path, value, record.size, durable=True)
         return value
 
-    def reopen_hdf(self, payload: Payload) -> h5py.Dataset:
-        handle = h5py.File(self.payloads.resolve(payload.path), "r")
-        self._open_h5.append(handle)
-        dataset = handle[DATASET]
-        self._warm[payload.path] = ("", dataset)
-        return dataset
+    def _verify(self, record: IngredientRecord, spec: IngredientTypeSpec, path: str) -> None:
+        if record.path in self._verified:
+            return
+        try:
+            good = spec.verify(path, record.checksum)
+        except Exception as err:
+            raise PayloadDamagedError(
+                f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
+            ) from err
+        if not good:
+            raise PayloadDamagedError(
+                f"Payload of ingredient '{record.name}' ({record.path}) does not match its "
+                "recorded checksum."
+            )
+        self._verified.add(record.path)
 
-    def remember(self, payload: Payload, value: Any) -> None:
-        self._warm[payload.path] = (payload.fingerprint or "", value)
+    def tier(self, record: IngredientRecord) -> str:
+        """memory / disk / both, for listings."""
+        in_memory = record.path in self.warm
+        on_disk = self.payloads.intact(record.path, record.size)
+        return "both" if in_memory and on_disk else ("memory" if in_memory else "disk")
 
-    def close(self) -> None:
-        for handle in self._open_h5:
-            with contextlib.suppress(Exception):
-                handle.close()
-        self._open_h5.clear()
-        self._warm.clear()
-        self.manifest.close()
-        self._lock.close()
+    # -- lifetime ---------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.writer.flush(timeout)
 
-
-def _check_plant_dir(plant_dir: Path) -> None:
-    if plant_dir.exists() and not plant_dir.is_dir():
-        raise PlantDirError(f"Plant dir {plant_dir} is a file. Choose a directory.")
-    plant_dir.mkdir(parents=True, exist_ok=True)
-    if (plant_dir / DB_NAME).exists():
-        return
-    foreign = [p.name for p in plant_dir.iterdir() if p.name not in (LOCK_NAME, PAYLOAD_DIR)]
-    if not foreign:
-        return
-    hint = " It looks like a PyPlant 0.x plant dir." if "plant.pcl" in foreign else ""
-    raise PlantDirError(
-        f"{plant_dir} is not a pyplantd plant dir: it holds other files ({', '.join(foreign[:5])})"
-        f" and no {DB_NAME}.{hint} Use an empty or new directory; nothing was deleted."
-    )
-
-
-class _Lock:
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
+    def close(self, timeout: float | None = None) -> None:
+        try:
+            self.writer.close(timeout)
+        finally:
+            for handle in self._open_h5:
+                with contextlib.suppress(Exception):
+                    handle.close()
+            self._open_h5.clear()
+            self.warm.clear()
+            self.manifest.close()
+            self._lock.close()
 
 
-def _acquire_lock(plant_dir: Path) -> _Lock:
-    """One process per plant dir; the kernel drops the lock when the process dies."""
-    handle = open(plant_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held open for the plant's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "unknown"
-        handle.close()
-        raise PlantDirError(
-            f"Plant dir {plant_dir} is in use by another process ({owner}). Wait for it to "
-            "finish, stop it, or use another plant dir."
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}")
-    handle.flush()
-    return _Lock(handle)
+def output_record(
+    pending: PendingWrite, name: str, producer: str, type_name: str
+) -> IngredientRecord:
+    """The ingredient record of a durable payload (waits for it; raises its write error)."""
+    payload: Payload = pending.wait()
+    assert payload.fingerprint is not None
+    return IngredientRecord(
+        name, producer, type_name, payload.fingerprint, payload.path, payload.size,
+        payload.meta, 0.0, payload.checksum,
+    )  # fmt: skip

@@ -42,6 +42,29 @@ class IngredientRecord:
     size: int
     meta: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+    checksum: str = ""  # of the payload file; "" when only its size is checked
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Version:
+    """One complete result of a reactor: the record and the outputs it made. Kept after a
+    newer run replaces it, so undoing an edit can bring it back without running anything."""
+
+    key: str  # digest of code, params and inputs
+    record: ReactorRecord
+    outputs: list[IngredientRecord]
+    used_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record": self.record.to_json(), "outputs": [o.to_json() for o in self.outputs]}
+
+    @classmethod
+    def from_json(cls, key: str, data: dict[str, Any], used_at: float) -> Version:
+        record = ReactorRecord.from_json(data["record"])
+        return cls(key, record, [IngredientRecord(**o) for o in data["outputs"]], used_at)
 
 
 @dataclass

@@ -1,23 +1,40 @@
-"""Ingredient type specs: how each type of value is written to, read from and fingerprinted on disk.
+"""Ingredient type specs: how each type of value is written to, read from and checked on disk.
 
 Custom types subclass IngredientTypeSpec and are registered on the plant. Writes always go to a
 temporary path that the payload layer renames into place, so a spec never has to be atomic itself.
-h5py is only imported here and in the payload layer.
+h5py is only imported in store/.
 """
 
 from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import h5py
 import numpy as np
+import xxhash
 
-from ..fingerprint import PICKLE_PROTOCOL, array_fingerprint, file_fingerprint
+from ..fingerprint import (
+    PICKLE_PROTOCOL,
+    array_fingerprint,
+    array_hasher,
+    file_fingerprint,
+    hash_block,
+)
 from ..ingredient import Ingredient
 
 DATASET = "data"
+_SLICE_BYTES = 64 * 2**20  # arrays are written and hashed in slices: no copy of the whole array
+
+
+@dataclass(frozen=True)
+class Written:
+    """What writing a value produced: its content fingerprint and the file's checksum."""
+
+    fingerprint: str
+    checksum: str
 
 
 class IngredientTypeSpec(ABC):
@@ -51,21 +68,35 @@ class IngredientTypeSpec(ABC):
     def fetch(self, path: str) -> Any:
         """Read back the value written by `store`."""
 
-    def fingerprint(self, value: Any, path: str) -> str | None:
-        """Content fingerprint; None means 'use the producing reactor's signature'."""
+    def fingerprint(self, value: Any, path: str) -> str:
+        """Content fingerprint: equal for equal values. By default the file's bytes."""
         return file_fingerprint(path)
 
     def describe(self, value: Any) -> dict[str, Any]:
         """Small metadata shown by listings: shape, dtype, length..."""
         return {"python_type": type(value).__qualname__}
 
-    def check(self, value: Any, meta: dict[str, Any]) -> bool:
-        """Cheap structural check of a fetched value against what was recorded."""
-        return True
+    # -- used by the store; the defaults suit most custom types ----------------------------
+    def write(self, value: Any, path: str) -> Written:
+        self.store(value, path)
+        checksum = file_fingerprint(path)
+        return Written(self.fingerprint(value, path), checksum)
+
+    def verify(self, path: str, checksum: str) -> bool:
+        """Is the file at `path` the one written with `checksum`? Reads it in blocks."""
+        return file_fingerprint(path) == checksum
+
+    def load(self, path: str, out_of_core: bool) -> Any:
+        """The value; `out_of_core` asks for a lazily read one when the type allows it."""
+        return self.fetch(path)
+
+    def nbytes(self, value: Any) -> int | None:
+        """Bytes the value takes in memory, if known without serializing it."""
+        return None
 
 
 class PickleSpec(IngredientTypeSpec):
-    """simple, list and object values: pickled, so a tuple stays a tuple."""
+    """object values (and simple, list): pickled, so a tuple stays a tuple."""
 
     name = Ingredient.Type.object.value
     suffix = ".pkl"
@@ -81,6 +112,13 @@ class PickleSpec(IngredientTypeSpec):
         with open(path, "rb") as handle:
             return pickle.load(handle)  # only ever a file of this plant dir (see payloads)
 
+    def write(self, value: Any, path: str) -> Written:
+        data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        digest = xxhash.xxh3_128_hexdigest(data)
+        return Written(digest, digest)
+
     def describe(self, value: Any) -> dict[str, Any]:
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
         if hasattr(value, "__len__"):
@@ -88,8 +126,18 @@ class PickleSpec(IngredientTypeSpec):
         return meta
 
 
+class SimpleSpec(PickleSpec):
+    name = Ingredient.Type.simple.value
+
+
+class ListSpec(PickleSpec):
+    name = Ingredient.Type.list.value
+
+
 class ArraySpec(IngredientTypeSpec):
-    """numpy arrays in HDF5 (dtype and shape exact); object arrays fall back to pickle."""
+    """numpy arrays in HDF5 (dtype and shape exact). The content hash is computed while
+    writing, slice by slice, and is both the fingerprint and the checksum. Object arrays are
+    pickled inside the file."""
 
     name = Ingredient.Type.array.value
     suffix = ".h5"
@@ -98,31 +146,55 @@ class ArraySpec(IngredientTypeSpec):
         return isinstance(value, np.ndarray)
 
     def store(self, value: Any, path: str) -> None:
+        self.write(value, path)
+
+    def write(self, value: Any, path: str) -> Written:
         array = np.asarray(value)
         with h5py.File(path, "w") as handle:
             if array.dtype.hasobject:
                 handle.attrs["pickled"] = np.void(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
+                digest = array_fingerprint(array)
             else:
-                handle.create_dataset(DATASET, data=array)
+                dataset = handle.create_dataset(DATASET, shape=array.shape, dtype=array.dtype)
+                hasher = array_hasher(array.dtype, array.shape)
+                for index, block in _slices(array):
+                    dataset[index] = block
+                    hash_block(hasher, block)
+                digest = hasher.hexdigest()
+        return Written(digest, digest)
 
     def fetch(self, path: str) -> Any:
+        return self.load(path, out_of_core=False)
+
+    def load(self, path: str, out_of_core: bool) -> Any:
         with h5py.File(path, "r") as handle:
             if "pickled" in handle.attrs:
-                array = pickle.loads(handle.attrs["pickled"].tobytes())
+                array = np.asarray(pickle.loads(handle.attrs["pickled"].tobytes()))
             else:
-                array = handle[DATASET][()]
+                dataset = handle[DATASET]
+                offset = dataset.id.get_offset()
+                if out_of_core and offset is not None and dataset.chunks is None:
+                    return _readonly_memmap(path, dataset.dtype, dataset.shape, offset)
+                array = dataset[()]
         array = np.asarray(array)
         array.flags.writeable = False
         return array
 
-    def fingerprint(self, value: Any, path: str) -> str | None:
+    def fingerprint(self, value: Any, path: str) -> str:
         return array_fingerprint(np.asarray(value))
+
+    def verify(self, path: str, checksum: str) -> bool:
+        with h5py.File(path, "r") as handle:
+            if "pickled" in handle.attrs:
+                array = pickle.loads(handle.attrs["pickled"].tobytes())
+                return array_fingerprint(array) == checksum
+            return _dataset_digest(handle[DATASET]) == checksum
 
     def describe(self, value: Any) -> dict[str, Any]:
         return {"shape": list(value.shape), "dtype": str(value.dtype)}
 
-    def check(self, value: Any, meta: dict[str, Any]) -> bool:
-        return list(value.shape) == meta.get("shape") and str(value.dtype) == meta.get("dtype")
+    def nbytes(self, value: Any) -> int | None:
+        return int(value.nbytes)
 
 
 class FileSpec(IngredientTypeSpec):
@@ -139,6 +211,9 @@ class FileSpec(IngredientTypeSpec):
 
     def fetch(self, path: str) -> Any:
         return path
+
+    def nbytes(self, value: Any) -> int | None:
+        return len(value)
 
 
 class HdfArraySpec(IngredientTypeSpec):
@@ -157,22 +232,17 @@ class HdfArraySpec(IngredientTypeSpec):
     def fetch(self, path: str) -> Any:
         return h5py.File(path, "r")[DATASET]
 
-    def fingerprint(self, value: Any, path: str) -> str | None:
-        return None  # hashing data larger than memory on every send would defeat the point
+    def verify(self, path: str, checksum: str) -> bool:
+        # Hashing data larger than memory on every first load would defeat the point: an
+        # hdf_array is checked by size (always) and by opening its dataset.
+        with h5py.File(path, "r") as handle:
+            return DATASET in handle
 
     def describe(self, value: Any) -> dict[str, Any]:
         return {"shape": list(value.shape), "dtype": str(value.dtype)}
 
-    def check(self, value: Any, meta: dict[str, Any]) -> bool:
-        return list(value.shape) == meta.get("shape") and str(value.dtype) == meta.get("dtype")
-
-
-class SimpleSpec(PickleSpec):
-    name = Ingredient.Type.simple.value
-
-
-class ListSpec(PickleSpec):
-    name = Ingredient.Type.list.value
+    def nbytes(self, value: Any) -> int | None:
+        return 0  # lives on disk; nothing of it is held in memory
 
 
 def builtin_specs() -> dict[str, IngredientTypeSpec]:
@@ -197,3 +267,27 @@ def infer_type(value: Any, custom: list[IngredientTypeSpec]) -> str:
     if type(value) is list:
         return Ingredient.Type.list.value
     return Ingredient.Type.object.value
+
+
+# -- arrays in slices ----------------------------------------------------------------------
+def _slices(array: Any) -> Any:
+    """(index, block) pairs covering the array along its first axis, in order."""
+    if array.ndim == 0:
+        yield (), array[()]
+        return
+    row_bytes = max(1, int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize)
+    step = max(1, _SLICE_BYTES // row_bytes)
+    for start in range(0, array.shape[0], step):
+        index = slice(start, min(start + step, array.shape[0]))
+        yield index, array[index]
+
+
+def _dataset_digest(dataset: h5py.Dataset) -> str:
+    hasher = array_hasher(dataset.dtype, dataset.shape)
+    for _index, block in _slices(dataset):
+        hash_block(hasher, block)
+    return hasher.hexdigest()
+
+
+def _readonly_memmap(path: str, dtype: Any, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)

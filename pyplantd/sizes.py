@@ -1,0 +1,60 @@
+"""Byte sizes: parse `512MB` / `4GiB`, print them, and the default memory and disk budgets.
+
+`MB`/`GB` are powers of 10, `MiB`/`GiB` powers of 2. Depends on nothing else in pyplantd.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+}  # fmt: skip
+
+MEMORY_SHARE = 0.25  # of physical memory: leaves room for the reactors' own working memory
+DISK_SHARE = 0.5  # of the free space where the plant dir lives
+
+
+def parse_size(text: str | int | float) -> int:
+    """Bytes in `text`: `1024`, `512MB`, `1.5 GiB`, `4g` (bare k/m/g are powers of 2)."""
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError(f"A size cannot be negative: {text}.")
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(
+            f"'{text}' is not a size. Write a number with an optional unit, e.g. 512MB, 4GiB."
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 8 * 2**30
+
+
+def default_memory_budget() -> int:
+    return int(physical_memory() * MEMORY_SHARE)
+
+
+def default_disk_budget(plant_dir: Path) -> int:
+    probe = plant_dir if plant_dir.exists() else plant_dir.parent
+    return int(shutil.disk_usage(probe).free * DISK_SHARE)
