@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -130,6 +131,18 @@ def subprocess_env(*extra_paths: Path) -> dict[str, str]:
 def cli_with_path(project: Project, extra_path: Path, *args: str) -> Result:
     """`pyplantd ...` with another directory first on PYTHONPATH."""
     return project.cli(*args, env={"PYTHONPATH": os.pathsep.join([str(extra_path), str(REPO)])})
+
+
+def recorded_reactors(plant_dir: Path) -> set[str]:
+    """Reactors whose results the plant's manifest has committed (read-only peek)."""
+    try:
+        db = sqlite3.connect(f"file:{plant_dir / 'pyplantd.db'}?mode=ro", uri=True, timeout=1)
+        try:
+            return {name for (name,) in db.execute("SELECT name FROM reactors")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return set()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -682,7 +695,9 @@ def test_sigkill_during_a_reactor_keeps_the_finished_ones(project: Project) -> N
         stderr=subprocess.DEVNULL,
     )
     try:
+        # Kill once load's result is durable and recorded (write-behind takes a moment).
         wait_until(lambda: log.exists() and "process" in log.read_text().split())
+        wait_until(lambda: recorded_reactors(project.plant_dir) >= {"load"})
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
     finally:
