@@ -37,9 +37,10 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "_"
 
 
-def _write_error(name: str, path: Path, err: OSError) -> StoreError:
+def _write_error(name: str, path: Path, err: Exception) -> StoreError:
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
     return StoreError(
-        f"Could not write ingredient '{name}' to {path}: {err.strerror or err}. "
+        f"Could not write ingredient '{name}' to {path}: {reason}. "
         "Check free space and permissions of the plant dir."
     )
 
@@ -82,7 +83,7 @@ class PayloadFiles:
         temp = self.temp_path(name, spec.suffix)
         try:
             written = spec.write(value, str(temp))
-        except OSError as err:
+        except Exception as err:  # h5py reports a full disk as OSError or RuntimeError
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise _write_error(name, final, err) from err
