@@ -1,4 +1,4 @@
-"""The `pyplantd` command line (typer): run, accept; the daemon and store commands join later.
+"""The `pyplantd` command line (typer): run, accept, ls, clean; the daemon joins later.
 
 Exit codes: 0 success, 1 the pipeline failed (a reactor raised, an ingredient nobody sends, a
 cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusable plant dir).
@@ -24,6 +24,10 @@ from .errors import (
 from .host import hosting
 from .oneshot import OneShotHost, OneShotOptions
 from .script import run_script
+from .sizes import format_size, parse_size
+from .store import listing
+from .store.manifest import DB_NAME
+from .store.plant_store import PlantStore
 
 app = typer.Typer(
     help="Run PyPlant pipelines, re-running only what a change affected.",
@@ -33,13 +37,40 @@ app = typer.Typer(
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-PipelineArg = Annotated[Path, typer.Argument(help="The pipeline script, e.g. pipeline.py.")]
+PipelineArg = Annotated[
+    Path, typer.Argument(metavar="PIPELINE", help="The pipeline script, e.g. pipeline.py.")
+]
 PlantDirOpt = Annotated[
     Path | None, typer.Option("--plant-dir", help="Use this plant dir instead of the script's.")
 ]
 VersionsOpt = Annotated[
     bool,
     typer.Option("--track-versions/--no-track-versions", help="Re-run on package upgrades."),
+]
+
+
+def _size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory", help="Memory budget of the warm tier, e.g. 512MB, 4GiB (default: 1/4 of RAM)."
+    ),
+]
+DiskOpt = Annotated[
+    str | None,
+    typer.Option("--disk", help="Disk budget for kept versions (default: 1/2 of free space)."),
+]
+StoreDirOpt = Annotated[
+    Path | None,
+    typer.Option("--plant-dir", envvar="PYPLANTD_PLANT_DIR", help="The plant dir to look at."),
 ]
 
 
@@ -56,11 +87,14 @@ def run(
         bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")
     ] = False,
     track_versions: VersionsOpt = True,
+    memory: MemoryOpt = None,
+    disk: DiskOpt = None,
 ) -> None:
     """Run PIPELINE once, as `python PIPELINE` would, and print what ran and why."""
     options = OneShotOptions(
-        plant_dir, list(target or []), "plan" if dry_run else "run", [], track_versions
-    )
+        plant_dir, list(target or []), "plan" if dry_run else "run", [], track_versions,
+        _size(memory), _size(disk), on_open=_announce_store,
+    )  # fmt: skip
     host = _execute(pipeline, options)
     if dry_run:
         _print_plan(host)
@@ -87,6 +121,56 @@ def accept(
     host = _execute(pipeline, OneShotOptions(plant_dir, [], "accept", list(reactors)))
     for name in host.accepted:
         out.print(f"accepted {name}: its stored outputs now count as up to date")
+
+
+@app.command("ls")
+def list_ingredients(plant_dir: StoreDirOpt = None) -> None:
+    """List the ingredients of a plant dir: producer, type, shape, size, tier, age."""
+    rows = listing.list_ingredients(_plant_dir(plant_dir))
+    if not rows:
+        out.print("No ingredients yet: run a pipeline first.")
+        return
+    out.print(report.ingredient_table(rows))
+
+
+@app.command()
+def clean(
+    names: Annotated[list[str] | None, typer.Argument(help="Ingredients to remove.")] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Remove every stored result (the history stays).")
+    ] = False,
+    plant_dir: StoreDirOpt = None,
+) -> None:
+    """Remove old versions (by default), the named ingredients, or --all results."""
+    try:
+        store = PlantStore(_plant_dir(plant_dir), memory=0)
+    except PlantError as failure:
+        err.print(f"Error: {failure}")
+        raise typer.Exit(2) from None
+    try:
+        freed = store.clean(list(names or []), everything)
+    except PlantError as failure:
+        err.print(f"Error: {failure}")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    what = "every result" if everything else (", ".join(names) if names else "old versions")
+    out.print(f"removed {what}: {format_size(freed)} freed")
+
+
+def _plant_dir(plant_dir: Path | None) -> Path:
+    if plant_dir is None:
+        err.print("Error: name the plant dir with --plant-dir DIR (or PYPLANTD_PLANT_DIR).")
+        raise typer.Exit(2)
+    if not (plant_dir / DB_NAME).exists():
+        err.print(f"Error: {plant_dir} is not a plant dir (it has no {DB_NAME}).")
+        raise typer.Exit(2)
+    return plant_dir
+
+
+def _announce_store(store: PlantStore) -> None:
+    budget = format_size(store.warm.budget)
+    err.print(f"[dim]plant {store.plant_dir}: memory budget {budget}[/]")
 
 
 def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:

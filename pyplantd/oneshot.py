@@ -8,6 +8,7 @@ every decision for the final table.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ class OneShotOptions:
     track_versions: bool = True
     memory: int | None = None
     disk: int | None = None
+    on_open: Callable[[PlantStore], None] | None = None  # e.g. print the budget
 
 
 class OneShotHost:
@@ -45,7 +47,10 @@ class OneShotHost:
         plant.track_versions = self.options.track_versions and plant.track_versions
         memory = self.options.memory if self.options.memory is not None else plant.memory
         disk = self.options.disk if self.options.disk is not None else plant.disk
-        return PlantStore(self.options.plant_dir or plant_dir, memory, disk)
+        store = PlantStore(self.options.plant_dir or plant_dir, memory, disk)
+        if self.options.on_open is not None:
+            self.options.on_open(store)
+        return store
 
     def owns_store(self, store: PlantStore) -> bool:
         return False

@@ -14,6 +14,8 @@ from .decisions import Decision
 from .history import format_duration
 from .origins import is_user_file
 from .planner import PlannedStep
+from .sizes import format_size
+from .store.listing import IngredientRow
 
 _STYLE = {
     "ran": "green",
@@ -76,6 +78,26 @@ def plan_table(steps: list[PlannedStep]) -> Table:
         why = "; ".join(step.reasons) or "cached"
         table.add_row(step.reactor, f"[{style}]{step.action}[/]", expected, why)
     return table
+
+
+def ingredient_table(rows: list[IngredientRow]) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("ingredient", "producer", "type", "shape", "size", "tier", "age", "versions"):
+        table.add_column(column, justify="right" if column in ("size", "versions") else "left")
+    for row in rows:
+        tier = f"[red]{row.tier}[/]" if row.tier == "missing" else row.tier
+        table.add_row(
+            row.name, row.producer, row.type, row.shape, format_size(row.size), tier,
+            format_age(row.age), str(row.versions),
+        )  # fmt: skip
+    return table
+
+
+def format_age(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
 
 
 def user_traceback(exc: BaseException) -> str:

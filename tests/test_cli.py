@@ -173,3 +173,65 @@ def test_script_syntax_error_exits_1_with_path_and_line(pipeline: Project) -> No
     assert f"pipeline.py:{line}:" in result.stderr
     assert "syntax error" in result.stderr
     assert result.ran == []
+
+
+STORE_PIPELINE = """
+import numpy as np
+from pyplantd import Plant, ReactorFunc
+
+@ReactorFunc
+def load(pipe, config):
+    pipe.send('data', np.arange(config.n, dtype=np.float32))
+
+@ReactorFunc
+def total(pipe):
+    data = yield pipe.receive('data')
+    pipe.send('total', {'sum': float(data.sum())})
+
+with Plant('plant') as plant:
+    plant.set_config({'n': N})
+    plant.run_reactor(total)
+"""
+
+
+def test_ls_lists_ingredients_and_clean_removes_old_versions(project: Project) -> None:
+    for n in (10, 20):
+        project.write("pipeline.py", STORE_PIPELINE.replace("N", str(n)))
+        assert project.cli("run", "pipeline.py").returncode == 0
+    listed = project.cli("ls", "--plant-dir", "plant")
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines()[2:]}
+    assert "load" in lines["data"] and "(20,) float32" in lines["data"]
+    assert "disk" in lines["data"] and lines["data"].rstrip().endswith("2")  # two versions
+    assert "total" in lines["total"] and "dict" in lines["total"]
+    cleaned = project.cli("clean", "--plant-dir", "plant")
+    assert cleaned.returncode == 0 and "old versions" in cleaned.stdout
+    relisted = project.cli("ls", "--plant-dir", "plant").stdout
+    assert relisted.splitlines()[2].rstrip().endswith("1")
+
+
+def test_clean_named_ingredient_makes_its_producer_run_again(project: Project) -> None:
+    project.write("pipeline.py", STORE_PIPELINE.replace("N", "5"))
+    project.cli("run", "pipeline.py")
+    assert project.cli("clean", "data", "--plant-dir", "plant").returncode == 0
+    again = project.cli("run", "pipeline.py", "--explain")
+    assert "output 'data' is missing" in again.stdout
+    assert project.cli("clean", "--all", "--plant-dir", "plant").returncode == 0
+    assert project.cli("ls", "--plant-dir", "plant").stdout.startswith("No ingredients")
+    unknown = project.cli("clean", "nope", "--plant-dir", "plant")
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+
+def test_ls_and_clean_need_a_plant_dir(project: Project) -> None:
+    missing = project.cli("ls")
+    assert missing.returncode == 2 and "--plant-dir" in missing.stderr
+    not_plant = project.cli("ls", "--plant-dir", str(project.root))
+    assert not_plant.returncode == 2 and "not a plant dir" in not_plant.stderr
+
+
+def test_memory_option_is_parsed_and_announced(project: Project) -> None:
+    project.write("pipeline.py", STORE_PIPELINE.replace("N", "5"))
+    ok = project.cli("run", "pipeline.py", "--memory", "64MiB")
+    assert ok.returncode == 0 and "memory budget 64.0 MiB" in ok.stderr
+    bad = project.cli("run", "pipeline.py", "--memory", "lots")
+    assert bad.returncode == 2 and "512MB" in bad.stderr

@@ -74,6 +74,20 @@ class Manifest:
             self._set_meta("format_version", FORMAT_VERSION)
             self._set_meta("created_at", str(time.time()))
 
+    @classmethod
+    def read_only(cls, plant_dir: Path) -> Manifest:
+        """A reader that takes no lock and writes nothing (listings while a run goes on)."""
+        path = plant_dir / DB_NAME
+        if not path.exists():
+            raise PlantDirError(f"{plant_dir} is not a plant dir (it has no {DB_NAME}).")
+        manifest = cls.__new__(cls)
+        manifest.db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        manifest.lock = threading.RLock()
+        manifest._check_version(path)
+        return manifest
+
     def _check_version(self, path: Path) -> None:
         found = self.db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
         if found is None or found[0] != FORMAT_VERSION:

@@ -54,10 +54,11 @@ def fsync_path(path: Path) -> None:
 
 
 class PayloadFiles:
-    def __init__(self, plant_dir: Path) -> None:
+    def __init__(self, plant_dir: Path, create: bool = True) -> None:
         self.plant_dir = plant_dir
         self.root = plant_dir / PAYLOAD_DIR
-        self.root.mkdir(exist_ok=True)
+        if create:
+            self.root.mkdir(exist_ok=True)
 
     def temp_path(self, name: str, suffix: str) -> Path:
         return self.root / f"{TEMP_PREFIX}{secrets.token_hex(6)}-{_safe(name)}{suffix}"

@@ -238,6 +238,34 @@ class PlantStore:
         self.manifest.forget_versions(doomed)
         self._remove_unreferenced(sorted(dead))
 
+    def clean(self, names: list[str] | None = None, everything: bool = False) -> int:
+        """Remove stored results; returns the bytes freed.
+
+        No arguments: every version but the current ones. `names`: those ingredients (their
+        producers re-run next time). `everything`: all results; the run history stays.
+        """
+        self.writer.flush()
+        before = self._payload_bytes()
+        if everything or names:
+            unknown = sorted(set(names or []) - set(self.ingredients))
+            if unknown:
+                known = ", ".join(sorted(self.ingredients)) or "none"
+                raise StoreError(f"No ingredient named {', '.join(unknown)} (known: {known}).")
+            self.forget(list(self.ingredients) if everything else list(names or []))
+        if everything:
+            for reactor_id in list(self.reactors):
+                self.manifest.forget_reactor(reactor_id)
+            self.reactors.clear()
+        with self._state:
+            current = {o.path for o in self.ingredients.values()}
+            old = [v for v in self.versions.values() if not {o.path for o in v.outputs} <= current]
+        self._forget_versions(old)
+        self.payloads.remove_unreferenced(self.referenced_paths())
+        return before - self._payload_bytes()
+
+    def _payload_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.payloads.root.iterdir() if p.is_file())
+
     def referenced_paths(self) -> set[str]:
         with self._state:
             current = {i.path for i in self.ingredients.values()}

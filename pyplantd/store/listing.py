@@ -1,0 +1,56 @@
+"""What a plant dir holds, for `pyplantd ls`: read from the manifest without taking the lock."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .manifest import Manifest
+from .payloads import PayloadFiles
+
+
+@dataclass(frozen=True)
+class IngredientRow:
+    name: str
+    producer: str
+    type: str
+    shape: str  # "(1000, 3) float32", "dict", ...
+    size: int
+    tier: str  # memory / disk / both / missing
+    age: float  # seconds since it was made
+    versions: int  # results kept for its producer, the current one included
+
+
+def describe_shape(meta: dict[str, object]) -> str:
+    if "shape" in meta:
+        shape = tuple(meta["shape"])  # type: ignore[call-overload]
+        return f"{shape} {meta.get('dtype', '')}".strip()
+    kind = str(meta.get("python_type", ""))
+    return f"{kind} of {meta['length']}" if "length" in meta else kind
+
+
+def list_ingredients(plant_dir: Path, warm: set[str] | None = None) -> list[IngredientRow]:
+    """Every current ingredient; `warm` names payload paths held in memory by the caller."""
+    manifest = Manifest.read_only(plant_dir)
+    try:
+        ingredients = manifest.ingredients()
+        reactors = manifest.reactors()
+        versions = manifest.versions()
+    finally:
+        manifest.close()
+    files = PayloadFiles(plant_dir, create=False)
+    now, rows = time.time(), []
+    for record in sorted(ingredients.values(), key=lambda r: r.name):
+        on_disk = files.intact(record.path, record.size)
+        in_memory = warm is not None and record.path in warm
+        tier = {(True, True): "both", (True, False): "memory", (False, True): "disk"}.get(
+            (in_memory, on_disk), "missing"
+        )
+        producer = reactors[record.producer].name if record.producer in reactors else "?"
+        kept = sum(1 for v in versions if v.record.id == record.producer)
+        shape = describe_shape(record.meta)
+        age = now - record.created_at
+        row = IngredientRow(record.name, producer, record.type, shape, record.size, tier, age, kept)
+        rows.append(row)
+    return rows
