@@ -8,9 +8,10 @@ ready" separate from "how a reactor runs".
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -257,13 +258,18 @@ class Run:
         that matches the present (an undone edit); else run it."""
         reasons = self._static_reasons(reactor)
         record = self.ctx.store.reactors.get(reactor.id)
-        candidates = [record] if record is not None and not reasons else []
-        candidates += [v.record for v in self._restorable(reactor)]
-        if not candidates:
+        current = [record] if record is not None and not reasons else []
+        earlier = self._restorable_records(reactor)  # looked at only if `current` fails
+        if not current and not self.ctx.store.versions_of(reactor.id):
             self._start_run(reactor, reasons)
             return
         self.status[reactor.id] = "checking"
+        candidates = itertools.chain(current, earlier)
         self.ready.append(_Task(reactor, "check", _match_inputs(candidates), reasons))
+
+    def _restorable_records(self, reactor: Reactor) -> Iterator[ReactorRecord]:
+        for version in self._restorable(reactor):
+            yield version.record
 
     def _restorable(self, reactor: Reactor) -> list[Version]:
         if reactor.id in self.ctx.forced:
@@ -493,7 +499,7 @@ class Run:
 
 
 def _match_inputs(
-    candidates: list[ReactorRecord],
+    candidates: Iterable[ReactorRecord],
 ) -> Generator[_Await, str | None, tuple[ReactorRecord | None, list[str]]]:
     """The first candidate whose recorded inputs all have their recorded fingerprints now."""
     first_reasons: list[str] = []

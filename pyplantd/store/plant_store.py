@@ -52,9 +52,10 @@ class PlantStore:
         self.custom_specs: list[IngredientTypeSpec] = []
         self.reactors = self.manifest.reactors()
         self.ingredients = self.manifest.ingredients()
-        self.versions: dict[tuple[str, str], Version] = {
-            (v.record.id, v.key): v for v in self.manifest.versions()
-        }
+        self.versions: dict[tuple[str, str], Version] = {}
+        self._by_reactor: dict[str, dict[str, Version]] = {}
+        for version in self.manifest.versions():
+            self._index_version(version)
         self.warm = WarmTier(memory if memory is not None else default_memory_budget())
         self.disk_budget = disk if disk is not None else default_disk_budget(self.plant_dir)
         self.writer = Writer(self._written)
@@ -184,7 +185,7 @@ class PlantStore:
         keys = [(v.record.id, v.key) for v in versions]
         with self._state:
             for key in keys:
-                self.versions.pop(key, None)
+                self._unindex_version(key)
         self.manifest.forget_versions(keys)
         self._remove_unreferenced([o.path for v in versions for o in v.outputs])
 
@@ -217,12 +218,20 @@ class PlantStore:
             self.reactors[version.record.id] = version.record
             for out in version.outputs:
                 self.ingredients[out.name] = out
-            self.versions[(version.record.id, version.key)] = version
+            self._index_version(version)
+
+    def _unindex_version(self, key: tuple[str, str]) -> None:
+        self.versions.pop(key, None)
+        self._by_reactor.get(key[0], {}).pop(key[1], None)
+
+    def _index_version(self, version: Version) -> None:
+        self.versions[(version.record.id, version.key)] = version
+        self._by_reactor.setdefault(version.record.id, {})[version.key] = version
 
     def versions_of(self, reactor_id: str) -> list[Version]:
         """Earlier results of a reactor, most recently used first."""
         with self._state:
-            found = [v for (rid, _key), v in self.versions.items() if rid == reactor_id]
+            found = list(self._by_reactor.get(reactor_id, {}).values())
         return sorted(found, key=lambda v: v.used_at, reverse=True)
 
     def forget(self, names: list[str]) -> None:
@@ -233,7 +242,7 @@ class PlantStore:
             dead = {r.path for r in records}
             doomed = [k for k, v in self.versions.items() if {o.path for o in v.outputs} & dead]
             for key in doomed:
-                del self.versions[key]
+                self._unindex_version(key)
         self.manifest.forget_ingredients(names)
         self.manifest.forget_versions(doomed)
         self._remove_unreferenced(sorted(dead))
