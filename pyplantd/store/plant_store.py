@@ -14,9 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import h5py
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PayloadDamagedError, StoreError
 from ..fingerprint import file_fingerprint
@@ -25,9 +23,12 @@ from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .payloads import Payload, PayloadFiles
 from .records import IngredientRecord, Version
-from .specs import DATASET, IngredientTypeSpec, builtin_specs
+from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset
 from .warm import WarmTier
 from .writer import PendingWrite, Writer
+
+if TYPE_CHECKING:
+    import h5py
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class PlantStore:
 
     def allocate_hdf(self, name: str, shape: Any, dtype: Any, **options: Any) -> h5py.Dataset:
         path = self.payloads.temp_path(name, ".h5")
-        handle = h5py.File(path, "w")
+        handle = hdf5().File(path, "w")
         try:
             return handle.create_dataset(DATASET, shape=shape, dtype=dtype, **options)
         except Exception:
@@ -135,7 +136,7 @@ class PlantStore:
         dataset.file.close()
         final = self.payloads.commit(temp, name)
         payload = Payload(self.payloads.rel(final), final.stat().st_size, None, meta)
-        handle = h5py.File(final, "r")
+        handle = hdf5().File(final, "r")
         self._open_h5.append(handle)
         self._verified.add(payload.path)
         return PendingWrite.completed(name, payload), handle[DATASET]
@@ -305,7 +306,7 @@ class PlantStore:
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
             ) from err
-        if isinstance(value, h5py.Dataset):
+        if is_dataset(value):
             self._open_h5.append(value.file)
         elif not out_of_core:
             self.warm.put(record.path, value, record.size, durable=True)

@@ -2,17 +2,17 @@
 
 Custom types subclass IngredientTypeSpec and are registered on the plant. Writes always go to a
 temporary path that the payload layer renames into place, so a spec never has to be atomic itself.
-h5py is only imported in store/.
+h5py is only imported in store/, and only when HDF5 is first used (it costs ~30 ms at start).
 """
 
 from __future__ import annotations
 
 import pickle
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import h5py
 import numpy as np
 import xxhash
 
@@ -25,7 +25,24 @@ from ..fingerprint import (
 )
 from ..ingredient import Ingredient
 
+if TYPE_CHECKING:
+    import h5py
+
 DATASET = "data"
+
+
+def hdf5() -> Any:
+    """The h5py module, imported on first use."""
+    import h5py
+
+    return h5py
+
+
+def is_dataset(value: Any) -> bool:
+    """An h5py Dataset? (If h5py was never imported, nothing can be one.)"""
+    # getattr: another thread may be importing h5py right now (partly initialized)
+    dataset_type = getattr(sys.modules.get("h5py"), "Dataset", None)
+    return dataset_type is not None and isinstance(value, dataset_type)
 _SLICE_BYTES = 64 * 2**20  # arrays are written and hashed in slices: no copy of the whole array
 
 
@@ -150,7 +167,7 @@ class ArraySpec(IngredientTypeSpec):
 
     def write(self, value: Any, path: str) -> Written:
         array = np.asarray(value)
-        with h5py.File(path, "w") as handle:
+        with hdf5().File(path, "w") as handle:
             if array.dtype.hasobject:
                 handle.attrs["pickled"] = np.void(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
                 digest = array_fingerprint(array)
@@ -167,7 +184,7 @@ class ArraySpec(IngredientTypeSpec):
         return self.load(path, out_of_core=False)
 
     def load(self, path: str, out_of_core: bool) -> Any:
-        with h5py.File(path, "r") as handle:
+        with hdf5().File(path, "r") as handle:
             if "pickled" in handle.attrs:
                 array = np.asarray(pickle.loads(handle.attrs["pickled"].tobytes()))
             else:
@@ -184,7 +201,7 @@ class ArraySpec(IngredientTypeSpec):
         return array_fingerprint(np.asarray(value))
 
     def verify(self, path: str, checksum: str) -> bool:
-        with h5py.File(path, "r") as handle:
+        with hdf5().File(path, "r") as handle:
             if "pickled" in handle.attrs:
                 array = pickle.loads(handle.attrs["pickled"].tobytes())
                 return array_fingerprint(array) == checksum
@@ -224,18 +241,18 @@ class HdfArraySpec(IngredientTypeSpec):
     allocatable = True
 
     def is_instance(self, value: Any) -> bool:
-        return isinstance(value, h5py.Dataset)
+        return is_dataset(value)
 
     def store(self, value: Any, path: str) -> None:
         raise NotImplementedError("hdf_array ingredients are written by the reactor itself")
 
     def fetch(self, path: str) -> Any:
-        return h5py.File(path, "r")[DATASET]
+        return hdf5().File(path, "r")[DATASET]
 
     def verify(self, path: str, checksum: str) -> bool:
         # Hashing data larger than memory on every first load would defeat the point: an
         # hdf_array is checked by size (always) and by opening its dataset.
-        with h5py.File(path, "r") as handle:
+        with hdf5().File(path, "r") as handle:
             return DATASET in handle
 
     def describe(self, value: Any) -> dict[str, Any]:
@@ -260,7 +277,7 @@ def infer_type(value: Any, custom: list[IngredientTypeSpec]) -> str:
             return spec.name
     if isinstance(value, np.ndarray):
         return Ingredient.Type.array.value
-    if isinstance(value, h5py.Dataset):
+    if is_dataset(value):
         return Ingredient.Type.hdf_array.value
     if isinstance(value, _SIMPLE_TYPES):
         return Ingredient.Type.simple.value
