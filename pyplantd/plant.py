@@ -19,6 +19,7 @@ from .host import current_host
 from .planner import PlannedStep, Planner
 from .reactor import function_id, is_reactor, visible_reactors
 from .scheduler import Reactor, Run, RunContext
+from .signals import graceful_sigterm, release_sigterm
 from .signature import SignatureComputer
 from .sizes import parse_size
 from .store.plant_store import PlantStore
@@ -66,6 +67,7 @@ class Plant:
             else PlantStore(plant_dir, self.memory, self.disk)
         )
         self.plant_dir = self._store.plant_dir
+        self._graceful = graceful_sigterm()
         self._reactors: dict[str, Reactor] = {}
         self._config = ConfigBase()
         self._events = EventBus()
@@ -91,7 +93,9 @@ class Plant:
                 self._host.on_close(self)
         finally:
             if self._host is None or not self._host.owns_store(self._store):
-                self._store.close()
+                self._store.close()  # flushes pending writes first
+            if self._graceful:
+                release_sigterm()
 
     close = shutdown
 
