@@ -308,14 +308,20 @@ def test_subreactors_nested_and_plain_are_tracked(plant_dir):
         ran.append("show")
         yield pipe.receive("value")
 
+    subreactor_events: list[str] = []
+
     def go():
         ran.clear()
         with Plant(plant_dir, function_hash=hasher) as plant:
             plant.add_reactors(load, calc, show)
+            plant.add_event_listener(
+                Plant.EventType.subreactor_started, lambda t, n: subreactor_events.append(n)
+            )
             decisions = {d.reactor: d for d in plant.run_reactor(show)}
             return decisions, plant.fetch_ingredient("value")
 
     assert go()[1] == 20
+    assert subreactor_events == ["calc", "calc", "calc"]  # outer, inner, plain: all in calc
     go()
     assert ran == ["show"]
     hasher.edit("inner")

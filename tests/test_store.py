@@ -179,3 +179,84 @@ def test_plant_dir_in_use_by_another_process_is_refused(plant_dir):
         proc.communicate("\n", timeout=30)
     with Plant(plant_dir):  # released when the holder exits
         pass
+
+
+class Text:
+    """A custom value type with its own storage format."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+
+
+def test_custom_ingredient_spec_stores_infers_and_fetches(plant_dir):
+    from pyplantd import IngredientTypeSpec
+
+    class TextSpec(IngredientTypeSpec):
+        name = "text"
+        suffix = ".txt"
+
+        def is_instance(self, value):
+            return isinstance(value, Text)
+
+        def store(self, value, path):
+            with open(path, "w") as handle:
+                handle.write(value.body)
+
+        def fetch(self, path):
+            with open(path) as handle:
+                return Text(handle.read())
+
+    @ReactorFunc
+    def write(pipe):
+        pipe.send("inferred", Text("hello"))
+        pipe.send("explicit", Text("there"), type=TextSpec)
+
+    for _ in range(2):  # written, then read back in a new plant
+        with Plant(plant_dir) as plant:
+            plant.register_ingredient_specs([TextSpec()])
+            plant.run_reactor(write)
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([TextSpec()])
+        assert plant.fetch_ingredient("inferred").body == "hello"
+        assert plant.store.ingredients["explicit"].type == "text"
+        assert plant.store.ingredients["explicit"].path.endswith(".txt")
+
+
+def test_unregistered_custom_type_is_a_clear_error(plant_dir):
+    @ReactorFunc
+    def write(pipe):
+        pipe.send("x", 1, type="nonexistent")
+
+    with Plant(plant_dir) as plant, pytest.raises(Exception, match="register_ingredient_specs"):
+        plant.run_reactor(write)
+
+
+def test_a_manifest_path_outside_the_plant_dir_is_never_loaded(plant_dir, tmp_path):
+    ran: list[str] = []
+    run_total(plant_dir, ran)
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"not loaded")
+    db = sqlite3.connect(plant_dir / DB_NAME)
+    db.execute("UPDATE ingredients SET path = ? WHERE name = 'meta'", ("payloads/../../evil.pkl",))
+    db.commit()
+    db.close()
+    assert run_total(plant_dir, ran) == (499500, 1000)
+    assert sorted(ran) == ["load", "total"]  # treated as missing: its producer ran again
+
+
+def test_disk_budget_removes_least_recently_used_old_versions(plant_dir):
+    @ReactorFunc
+    def make(pipe, config):
+        pipe.send("v", np.full(100_000, config.n, dtype=np.int64))  # 800 kB each
+
+    def go(n):
+        with Plant(plant_dir, disk="2MB") as plant:
+            plant.set_config({"n": n})
+            plant.run_reactor(make)
+            return {key[1] for key in plant.store.versions}, plant.store.ingredients["v"]
+
+    for n in (1, 2, 3, 4):
+        keys, current = go(n)
+    assert len(keys) == 2  # 4 versions of 800 kB do not fit in 2 MB: the oldest went
+    files = list((plant_dir / "payloads").iterdir())
+    assert len(files) == 2 and (plant_dir / current.path).exists()
