@@ -13,7 +13,9 @@
         ├── PlantDirError           not a plant dir, an incompatible version, or in use
         └── PayloadDamagedError     a payload is missing, truncated or altered on disk
 
-Warnings use ``PlantWarning``.
+Warnings use ``PlantWarning``. ``RunCancelled`` is not an error but control flow: it derives
+from BaseException (like KeyboardInterrupt) so that a reactor's ``except Exception`` does not
+swallow a cancellation.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class PlantDirError(StoreError):
 
 class PayloadDamagedError(StoreError):
     """A payload on disk does not match what the manifest recorded."""
+
+
+class RunCancelled(BaseException):
+    """The run was cancelled (a newer save arrived); finished reactors stay recorded."""
 
 
 class PlantWarning(UserWarning):

@@ -34,6 +34,7 @@ from .errors import (
     IngredientNotFoundError,
     PayloadDamagedError,
     ReactorFailedError,
+    RunCancelled,
     StoreError,
 )
 from .events import EventBus, EventType, PlantEvent
@@ -62,6 +63,9 @@ class _Await:
     """Yielded by check tasks: the fingerprint of an ingredient, once it is available."""
 
     name: str
+
+
+_FINISHED = object()  # _advance's answer when the generator ended
 
 
 @dataclass
@@ -105,12 +109,27 @@ class RunContext:
     events: EventBus
     forced: set[str] = field(default_factory=set)
     track_versions: bool = True
+    # Polled between reactor steps (every receive and send): True cancels the run.
+    should_stop: Callable[[], bool] = lambda: False
+
+
+# The reactor whose code is executing right now, if any (one engine thread runs reactors).
+# The daemon's console prefixes printed lines with it; its cancel signal interrupts only then.
+_running: list[str] = []
+
+
+def running_reactor() -> str | None:
+    return _running[-1] if _running else None
 
 
 class Run:
-    def __init__(self, ctx: RunContext, targets: list[Reactor]) -> None:
+    def __init__(
+        self, ctx: RunContext, targets: list[Reactor], targets_always_run: bool = True
+    ) -> None:
         self.ctx = ctx
         self.targets = targets
+        self.targets_always_run = targets_always_run
+        self.current: _Task | None = None
         self.available: dict[str, _Available] = {}
         self.status: dict[str, str] = {}
         self.decisions: dict[str, Decision] = {}
@@ -126,7 +145,10 @@ class Run:
     def execute(self) -> list[Decision]:
         try:
             for target in reversed(self.targets):
-                self._start_run(target, self._target_reasons(target))
+                if self.targets_always_run:
+                    self._start_run(target, self._target_reasons(target))
+                else:  # after a save, targets follow the same rules as every other reactor
+                    self._start_check(target)
             while self.ready or self.waiters:
                 if self.ready:
                     self._step(self.ready.pop())
@@ -140,26 +162,21 @@ class Run:
         return list(self.decisions.values())
 
     def _step(self, task: _Task) -> None:
+        self.current = task
         value: Any = None
         if task.awaiting is not None:
             got, value = self._request(task, task.awaiting)
             if not got:
                 return
         while True:
+            if self.ctx.should_stop():
+                raise RunCancelled()
             if not task.started and task.kind == "run":
                 task.started, task.started_at = True, time.time()
                 self._emit(EventType.reactor_started, task.reactor)
-            tick = time.perf_counter()
-            try:
-                command = task.gen.send(value)
-            except StopIteration as stop:
-                task.elapsed += time.perf_counter() - tick
-                self._finish(task, stop.value)
+            command = self._advance(task, value)
+            if command is _FINISHED:
                 return
-            except Exception as exc:
-                task.elapsed += time.perf_counter() - tick
-                self._fail(task, exc)
-            task.elapsed += time.perf_counter() - tick
             if isinstance(command, Receive | _Await):
                 got, value = self._request(task, command.name)
                 if not got:
@@ -169,6 +186,29 @@ class Run:
                 value = None
             else:
                 value = command  # PyPlant compatibility: a plain yielded value is given back
+
+    def _advance(self, task: _Task, value: Any) -> Any:
+        """Run the reactor's code up to its next yield; its time is what the user's code took."""
+        tick = time.perf_counter()
+        _running.append(task.reactor.name)
+        try:
+            command = task.gen.send(value)
+        except StopIteration as stop:
+            task.elapsed += time.perf_counter() - tick
+            _running.pop()
+            self.current = None
+            self._finish(task, stop.value)
+            return _FINISHED
+        except Exception as exc:
+            task.elapsed += time.perf_counter() - tick
+            _running.pop()
+            self._fail(task, exc)
+        except BaseException:
+            _running.pop()
+            raise
+        task.elapsed += time.perf_counter() - tick
+        _running.pop()
+        return command
 
     # -- ingredients ------------------------------------------------------------------------
     def _request(self, task: _Task, name: str) -> tuple[bool, Any]:
@@ -401,6 +441,7 @@ class Run:
 
     def _fail(self, task: _Task, exc: BaseException) -> None:
         reactor = task.reactor
+        self.current = None
         self.status[reactor.id] = "failed"
         if task.pipe is not None:
             for name in task.pipe.touched.sent:
@@ -419,6 +460,9 @@ class Run:
     def _abandon_unfinished(self) -> None:
         """After a failure: close suspended reactors and delete what they sent uncommitted."""
         tasks = self.ready + [t for waiting in self.waiters.values() for t in waiting]
+        if self.current is not None and self.current not in tasks:
+            tasks.append(self.current)  # interrupted mid-step (cancelled, Ctrl-C)
+        self.current = None
         for task in tasks:
             task.gen.close()
             if task.pipe is not None:
