@@ -1,19 +1,29 @@
-"""Parsed source files: each file parsed once per change on disk, its definitions indexed by
-qualname, each definition hashed as its normalized AST with the names it uses. Depends on
-nothing else in pyplantd, and never imports or runs the code it reads.
+"""Parsed source files: each definition indexed by qualname, hashed as its normalized AST, with
+the names it uses. A file's index has a JSON form keyed by the file's content hash, so that an
+unchanged file costs no parse in a new process. Depends on nothing else in pyplantd, and never
+imports or runs the code it reads.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
+import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import xxhash
 
 Chain = tuple[str, ...]  # `name` or `name.attr.attr`
 Import = tuple[str, str | None, int]  # (module, attr of `from module import attr`, level)
+DefKey = str  # "qualname#n": the n-th definition of qualname in the file; "<lambda>#Lline"
+
+# Bump FORMAT whenever the index or the hashed text changes; the AST itself varies by Python.
+FORMAT = 1
+_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _BLOCKS = ("body", "handlers", "orelse", "finalbody", "cases")  # where statements nest
@@ -31,85 +41,263 @@ class Analysis:
     imports: dict[str, Import] = field(default_factory=dict)
 
 
-class ModuleIndex:
-    """One parsed file, docstrings stripped, its definitions indexed by qualname and first line."""
+class IndexCache(Protocol):
+    """Where file indexes outlive the process: JSON bodies by content hash. `put` takes a
+    callable so that a buffering cache serializes only when it writes, after the run."""
 
-    def __init__(self, tree: ast.Module) -> None:
-        self.tree = tree
-        self.defs: dict[str, list[ast.AST]] = defaultdict(list)
-        self.lines: dict[int, list[ast.AST]] = defaultdict(list)
-        self.assignments: dict[str, list[ast.stmt]] = defaultdict(list)
-        self._analyses: dict[int, Analysis | None] = {}
-        _strip_docstring(tree)
-        stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    def get(self, content_hash: str) -> str | None: ...
+
+    def put(self, content_hash: str, body: Callable[[], str]) -> None: ...
+
+
+class ModuleIndex:
+    """One source file, docstrings stripped, its definitions indexed by qualname and first line.
+
+    Built by parsing (`parse`, analyses made on demand) or from its JSON form (`from_json`,
+    every analysis ready, no tree: the file is parsed again only to find a lambda by line).
+
+    >>> index = ModuleIndex.parse(b"def f(x): return g(x)", "m.py")
+    >>> key = index.find("f", "f")
+    >>> index.analysis(key).chains
+    (('g',), ('x',))
+    >>> ModuleIndex.from_json(index.to_json(), index.source, "m.py").analysis(key).chains
+    (('g',), ('x',))
+    """
+
+    def __init__(self, source: bytes, filename: str, content_hash: str) -> None:
+        self.source, self.filename, self.content_hash = source, filename, content_hash
+        self.cached = False  # in an IndexCache already (loaded from one, or put into one)
+        self.defs: dict[str, list[int]] = defaultdict(list)  # qualname -> first lines, in order
+        self.lines: dict[int, list[DefKey]] = defaultdict(list)
+        self._analyses: dict[DefKey, Analysis | None] = {}
+        self._statements: dict[str, str | None] = {}  # module-level name -> its assignments
+        self._class_chains: dict[DefKey, frozenset[Chain]] = {}
+        # only while a tree is at hand (parsed here, or for lambdas by the parsed twin)
+        self.tree: ast.Module | None = None
+        self._nodes: dict[DefKey, ast.AST] = {}
+        self._assignments: dict[str, list[ast.stmt]] = defaultdict(list)
+        self._by_id: dict[int, Analysis | None] = {}  # the tree lives as long as this index
+        self._twin: ModuleIndex | None = None
+
+    @classmethod
+    def parse(cls, source: bytes, filename: str, content_hash: str | None = None) -> ModuleIndex:
+        """Index a file's bytes (bytes, so that ast honours an encoding cookie)."""
+        index = cls(source, filename, content_hash or content_digest(source))
+        index.tree = ast.parse(source, filename=filename)
+        _strip_docstring(index.tree)
+        stack: list[tuple[ast.AST, str]] = [(index.tree, "")]
         while stack:  # statements only, pre-order, so that a later redefinition comes last
             node, prefix = stack.pop()
-            inner = self._add(node, prefix)
+            inner = index._add(node, prefix)
             blocks = [c for f in _BLOCKS for c in getattr(node, f, None) or ()]
             stack.extend((child, inner) for child in reversed(blocks))
+        return index
 
     def _add(self, node: ast.AST, prefix: str) -> str:
         if not prefix and isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for name in {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}:
-                self.assignments[name].append(node)
+                self._assignments[name].append(node)
         if not isinstance(node, _SCOPES):
             return prefix
         qualname = prefix + node.name
-        self.defs[qualname].append(node)
-        self.lines[_first_line(node)].append(node)
+        key = f"{qualname}#{len(self.defs[qualname])}"
+        self.defs[qualname].append(_first_line(node))
+        self.lines[_first_line(node)].append(key)
+        self._nodes[key] = node
         _strip_docstring(node)
         return qualname + ("." if isinstance(node, ast.ClassDef) else ".<locals>.")
 
-    def find(self, qualname: str, name: str, line: int | None = None) -> ast.AST | None:
-        candidates = self.defs.get(qualname, [])
-        if len(candidates) > 1 and line is not None:
-            candidates = [n for n in candidates if _first_line(n) == line]
-        if candidates or line is None:
-            return candidates[-1] if candidates else None
+    def find(self, qualname: str, name: str, line: int | None = None) -> DefKey | None:
+        first_lines = self.defs.get(qualname, [])
+        keys = [(f"{qualname}#{i}", first) for i, first in enumerate(first_lines)]
+        if len(keys) > 1 and line is not None:
+            keys = [(key, first) for key, first in keys if first == line]
+        if keys or line is None:
+            return keys[-1][0] if keys else None
         if name == "<lambda>":  # rare: not worth indexing every expression up front
-            at_line = [n for n in ast.walk(self.tree) if _is_lambda_at(n, line)]
-        else:
-            at_line = [n for n in self.lines.get(line, []) if getattr(n, "name", "") == name]
-        return at_line[0] if len(at_line) == 1 else None  # two lambdas on a line: ambiguous
+            return self._lambda_at(line)
+        at_line = [key for key in self.lines.get(line, []) if _def_name(key) == name]
+        return at_line[0] if len(at_line) == 1 else None
 
-    def analysis(self, node: ast.AST) -> Analysis | None:
-        if id(node) not in self._analyses:  # the tree lives as long as this index: ids are stable
-            self._analyses[id(node)] = _analyze(node)
-        return self._analyses[id(node)]
+    def analysis(self, key: DefKey) -> Analysis | None:
+        if key not in self._analyses:
+            node = self._node(key)
+            self._analyses[key] = _analyze(node) if node is not None else None
+        return self._analyses[key]
+
+    def class_chains(self, key: DefKey) -> set[Chain] | None:
+        """Names the class statement itself evaluates: bases, decorators, class attributes;
+        None if `key` is not a class."""
+        if key not in self._class_chains:
+            node = self._nodes.get(key)  # from JSON, every class is in _class_chains already
+            if not isinstance(node, ast.ClassDef):
+                return None
+            nodes = [*node.bases, *node.keywords, *node.decorator_list]
+            nodes += [s for s in node.body if not isinstance(s, _SCOPES)]  # methods: as objects
+            found = [self._analysis_of(n) for n in nodes]
+            self._class_chains[key] = frozenset(c for a in found if a is not None for c in a.chains)
+        return set(self._class_chains[key])
+
+    def dump_digest(self, key: DefKey) -> str | None:
+        """The digest of `ast.dump`, for a definition too deeply nested to analyse."""
+        node = self._node(key)
+        return hash_text(ast.dump(node)) if node is not None else None
 
     def statement_digest(self, name: str) -> str | None:
-        found = [self.analysis(s) for s in self.assignments.get(name, [])]
-        digests = [a.digest for a in found if a is not None]
-        return hash_text(",".join(digests)) if digests else None
+        if name not in self._statements:  # from JSON, every assigned name is there already
+            found = [self._analysis_of(s) for s in self._assignments.get(name, [])]
+            digests = [a.digest for a in found if a is not None]
+            self._statements[name] = hash_text(",".join(digests)) if digests else None
+        return self._statements[name]
+
+    def _analysis_of(self, node: ast.AST) -> Analysis | None:
+        if id(node) not in self._by_id:
+            self._by_id[id(node)] = _analyze(node)
+        return self._by_id[id(node)]
+
+    def _node(self, key: DefKey) -> ast.AST | None:
+        if self.tree is not None:
+            return self._nodes.get(key)
+        twin = self._parsed_twin()
+        return twin._nodes.get(key) if twin is not None else None
+
+    def _parsed_twin(self) -> ModuleIndex | None:
+        if self._twin is None:
+            try:
+                self._twin = ModuleIndex.parse(self.source, self.filename, self.content_hash)
+            except (SyntaxError, ValueError):
+                return None
+        return self._twin
+
+    def _lambda_at(self, line: int) -> DefKey | None:
+        parsed = self if self.tree is not None else self._parsed_twin()
+        if parsed is None or parsed.tree is None:
+            return None
+        key = f"<lambda>#L{line}"
+        if key not in parsed._nodes:
+            at_line = [n for n in ast.walk(parsed.tree) if _is_lambda_at(n, line)]
+            if len(at_line) != 1:  # two lambdas on a line: ambiguous
+                return None
+            parsed._nodes[key] = at_line[0]
+        return key
+
+    # -- the JSON form ----------------------------------------------------------------------
+    def to_json(self) -> str:
+        """Everything the common paths need, every definition analysed: no tree required."""
+        keys = [f"{q}#{i}" for q, lines in self.defs.items() for i in range(len(lines))]
+        classes = {k: self.class_chains(k) for k in keys}
+        names = self._assignments.keys() if self.tree is not None else self._statements.keys()
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "python": _PYTHON,
+                "content_hash": self.content_hash,
+                "defs": self.defs,
+                "analyses": {k: _analysis_to_json(self.analysis(k)) for k in keys},
+                "statements": {n: self.statement_digest(n) for n in names},
+                "classes": {k: sorted(c) for k, c in classes.items() if c is not None},
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, body: str, source: bytes, filename: str) -> ModuleIndex | None:
+        """The index of `source` from its JSON form; None if the body does not fit `source`
+        (corrupt, another format or Python, another content)."""
+        content_hash = content_digest(source)
+        try:
+            data = json.loads(body)
+            if (data["format"], data["python"], data["content_hash"]) != (
+                FORMAT, _PYTHON, content_hash,
+            ):  # fmt: skip
+                return None
+            index = cls(source, filename, content_hash)
+            for qualname, first_lines in data["defs"].items():
+                for i, first in enumerate(first_lines):
+                    index.defs[qualname].append(int(first))
+                    index.lines[int(first)].append(f"{qualname}#{i}")
+            index._analyses = {k: _analysis_from_json(a) for k, a in data["analyses"].items()}
+            index._statements = {str(n): _optional_str(d) for n, d in data["statements"].items()}
+            index._class_chains = {
+                str(k): frozenset(tuple(map(str, c)) for c in chains)
+                for k, chains in data["classes"].items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        index.cached = True
+        return index
 
 
-# Parsed files, shared by every SignatureComputer of the process: path -> ((mtime_ns, size), index).
+def _analysis_to_json(analysis: Analysis | None) -> list[Any] | None:
+    if analysis is None:
+        return None
+    a = analysis
+    return [a.digest, a.chains, sorted(a.header), sorted(a.declared_global), a.imports]
+
+
+def _analysis_from_json(data: list[Any] | None) -> Analysis | None:
+    if data is None:
+        return None
+    digest, chains, header, declared, imports = data
+    return Analysis(
+        str(digest),
+        tuple(tuple(map(str, c)) for c in chains),
+        frozenset(map(str, header)),
+        frozenset(map(str, declared)),
+        {str(k): (str(m), _optional_str(a), int(level)) for k, (m, a, level) in imports.items()},
+    )
+
+
+def _optional_str(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected a string or null, got {value!r}")
+    return value
+
+
+# Indexes shared by every SignatureComputer of the process: path -> ((mtime_ns, size), index).
 _MODULES: dict[str, tuple[tuple[int, int], ModuleIndex | None]] = {}
 
 
-def module_index(path: str) -> ModuleIndex | None:
-    """The index of a file, re-parsed only when the file changed on disk."""
+def module_index(path: str, cache: IndexCache | None = None) -> ModuleIndex | None:
+    """The index of a file: kept while the file's (mtime, size) stay the same, else found by
+    content hash (this process, then `cache`), parsed only when new."""
     try:
         stat = os.stat(path)
     except (OSError, ValueError):
         return None
     stamp = (stat.st_mtime_ns, stat.st_size)
     if path not in _MODULES or _MODULES[path][0] != stamp:
-        try:
-            with open(path, "rb") as file:  # bytes, so that ast honours an encoding cookie
-                _MODULES[path] = (stamp, ModuleIndex(ast.parse(file.read(), filename=path)))
-        except (OSError, SyntaxError, ValueError):
-            _MODULES[path] = (stamp, None)
-    return _MODULES[path][1]
+        _MODULES[path] = (stamp, _load(path, cache, _MODULES.get(path, (stamp, None))[1]))
+    index = _MODULES[path][1]
+    if cache is not None and index is not None and not index.cached:
+        index.cached = True
+        cache.put(index.content_hash, index.to_json)
+    return index
 
 
-def class_level_chains(tree: ast.ClassDef, index: ModuleIndex) -> set[Chain]:
-    """Names the class statement itself evaluates: bases, decorators, class attributes."""
-    nodes = [*tree.bases, *tree.keywords, *tree.decorator_list]
-    nodes += [s for s in tree.body if not isinstance(s, _SCOPES)]  # methods come via objects
-    found = [index.analysis(n) for n in nodes]
-    return {chain for a in found if a is not None for chain in a.chains}
+def _load(path: str, cache: IndexCache | None, previous: ModuleIndex | None) -> ModuleIndex | None:
+    try:
+        with open(path, "rb") as file:
+            source = file.read()
+    except (OSError, ValueError):
+        return None
+    content_hash = content_digest(source)
+    if previous is not None and previous.content_hash == content_hash:
+        return previous  # touched or rewritten, but the same bytes
+    body = cache.get(content_hash) if cache is not None else None
+    index = ModuleIndex.from_json(body, source, path) if body is not None else None
+    if index is not None:
+        return index
+    try:
+        return ModuleIndex.parse(source, path, content_hash)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def content_digest(source: bytes) -> str:
+    """The key of a file's index: the xxh3_128 hex digest of its bytes."""
+    return xxhash.xxh3_128_hexdigest(source)
 
 
 def hash_text(text: str) -> str:
@@ -202,3 +390,7 @@ def _first_line(node: ast.AST) -> int:
 
 def _is_lambda_at(node: ast.AST, line: int) -> bool:
     return isinstance(node, ast.Lambda) and node.lineno == line
+
+
+def _def_name(key: DefKey) -> str:
+    return key.rpartition("#")[0].rpartition(".")[2]

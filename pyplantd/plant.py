@@ -22,6 +22,7 @@ from .scheduler import Reactor, Run, RunContext
 from .signals import graceful_sigterm, release_sigterm
 from .signature import SignatureComputer
 from .sizes import parse_size
+from .store.index_cache import ManifestIndexCache
 from .store.plant_store import PlantStore
 from .store.records import HistoryEntry
 from .store.specs import IngredientTypeSpec
@@ -67,6 +68,7 @@ class Plant:
             else PlantStore(plant_dir, self.memory, self.disk)
         )
         self.plant_dir = self._store.plant_dir
+        self._index_cache = ManifestIndexCache(self._store.manifest)  # flushed after each run
         self._graceful = graceful_sigterm()
         self._reactors: dict[str, Reactor] = {}
         self._config = ConfigBase()
@@ -162,7 +164,7 @@ class Plant:
             self._end_run(run, run_id, status)
 
     def _context(self, forced: set[str]) -> RunContext:
-        signatures = SignatureComputer(self._function_hash, self.track_versions)
+        signatures = self._signatures()
         return RunContext(
             self._store, self._config, self._reactors, signatures, self._events, forced,
             self.track_versions,
@@ -186,6 +188,10 @@ class Plant:
         self._events.emit(
             PlantEvent(EventType.run_finished, None, {"status": status, "decisions": decisions})
         )
+        self._index_cache.flush()  # after the run is reported: new code indexes for next time
+
+    def _signatures(self) -> SignatureComputer:
+        return SignatureComputer(self._function_hash, self.track_versions, self._index_cache)
 
     def _ensure_registered(self) -> None:
         # As in PyPlant: with nothing added explicitly, every visible @ReactorFunc joins.
@@ -218,7 +224,9 @@ class Plant:
         """What `run_reactors(reactors)` would do and why, running nothing (a dry run)."""
         self._ensure_registered()
         targets = [self._resolve(r) for r in reactors]
-        return Planner(self._context(set())).plan(targets)
+        steps = Planner(self._context(set())).plan(targets)
+        self._index_cache.flush()
+        return steps
 
     def reactor_names(self) -> list[str]:
         return [r.name for r in self._reactors.values()]
@@ -248,10 +256,10 @@ class Plant:
             raise ReactorNotFoundError(
                 f"Reactor '{target.name}' never ran in this plant, so there is nothing to accept."
             )
-        signatures = SignatureComputer(self._function_hash, self.track_versions)
-        code = code_signature(signatures, target.func, record.subreactors)
+        code = code_signature(self._signatures(), target.func, record.subreactors)
         record.code_digest, record.code_parts = code.digest, code.parts
         self._store.manifest.put_reactor(record)
+        self._index_cache.flush()
 
     # -- observing --------------------------------------------------------------------------
     def add_event_listener(self, event_type: EventType, callback: Callable[..., None]) -> None:

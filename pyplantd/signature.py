@@ -5,7 +5,6 @@ packages it uses. Depends on nothing in pyplantd but origins, code_index and can
 
 from __future__ import annotations
 
-import ast
 import functools
 import importlib
 import importlib.util
@@ -21,8 +20,8 @@ from .code_index import (
     Analysis,
     Chain,
     Import,
+    IndexCache,
     ModuleIndex,
-    class_level_chains,
     hash_text,
     module_index,
 )
@@ -81,10 +80,14 @@ class SignatureComputer:
     """
 
     def __init__(
-        self, function_hash: Callable[[Callable], str] | None = None, track_versions: bool = True
+        self,
+        function_hash: Callable[[Callable], str] | None = None,
+        track_versions: bool = True,
+        index_cache: IndexCache | None = None,
     ) -> None:
         self._function_hash = function_hash
         self._track_versions = track_versions
+        self._index_cache = index_cache  # file indexes kept across processes, by content hash
         self._visited: dict[int, tuple[object, str, _Found]] = {}
         self._indexes: dict[str, ModuleIndex | None] = {}
         self._resolved: dict[tuple[int, Chain, _Home], tuple[object, _Found]] = {}
@@ -109,7 +112,8 @@ class SignatureComputer:
 
     def _index(self, path: str | None) -> ModuleIndex | None:
         if path is not None and path not in self._indexes:  # one view of each file per run
-            self._indexes[path] = None if path.startswith("<") else module_index(path)
+            unreadable = path.startswith("<")
+            self._indexes[path] = None if unreadable else module_index(path, self._index_cache)
         return self._indexes.get(path) if path is not None else None
 
     def _visit(self, obj: Any) -> tuple[str, _Found]:
@@ -138,20 +142,22 @@ class SignatureComputer:
         for method in methods:
             self._scan_function(method, self._analysis_of(method), found)
         index = self._index(path)
-        tree = index.find(cls.__qualname__, cls.__name__) if index else None
-        if not (index and path and module and isinstance(tree, ast.ClassDef)):
-            return hash_text("\n".join(sorted(code_text(m.__code__) for m in methods))), found
-        for chain in class_level_chains(tree, index):
+        key = index.find(cls.__qualname__, cls.__name__) if index else None
+        chains = index.class_chains(key) if index and key else None
+        if not (index and key and path and module and chains is not None):
+            return _methods_digest(methods), found
+        for chain in chains:
             if chain[0] in vars(module):
                 self._resolve(vars(module)[chain[0]], chain, _Home(path, True), found)
-        analysis = index.analysis(tree)
-        return (analysis.digest if analysis else hash_text(ast.dump(tree))), found
+        analysis = index.analysis(key)
+        digest = analysis.digest if analysis else index.dump_digest(key)
+        return (digest or _methods_digest(methods)), found
 
     def _analysis_of(self, func: FunctionType) -> Analysis | None:
         code = func.__code__
         index = self._index(code.co_filename)
-        tree = index.find(_qualname(func), code.co_name, code.co_firstlineno) if index else None
-        return index.analysis(tree) if index and tree else None
+        key = index.find(_qualname(func), code.co_name, code.co_firstlineno) if index else None
+        return index.analysis(key) if index and key else None
 
     def _scan_function(self, func: FunctionType, analysis: Analysis | None, found: _Found) -> None:
         code, cells = func.__code__, _closure(func)
@@ -295,6 +301,11 @@ def _load_module(name: str) -> ModuleType | None:
         return importlib.import_module(name)
     except Exception:  # the reactor raises the same error, with context, when it runs
         return None
+
+
+def _methods_digest(methods: list[FunctionType]) -> str:
+    """A class's digest when its source is not at hand: its methods' code objects."""
+    return hash_text("\n".join(sorted(code_text(m.__code__) for m in methods)))
 
 
 def _code_names(code: CodeType) -> set[str]:

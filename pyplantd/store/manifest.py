@@ -41,7 +41,13 @@ CREATE TABLE IF NOT EXISTS history (
     run_id INTEGER NOT NULL, reactor TEXT NOT NULL, status TEXT NOT NULL, duration REAL NOT NULL,
     reasons TEXT NOT NULL, started_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS history_by_reactor ON history (reactor, run_id);
+CREATE TABLE IF NOT EXISTS code_index (
+    content_hash TEXT PRIMARY KEY, body TEXT NOT NULL, used_at REAL NOT NULL);
 """
+# Indexes of source files (see code_index.py), one per content: each save in a watched session
+# adds one, so keep only those used in the last 30 days, and at most the 200 last used.
+CODE_INDEX_DAYS = 30
+CODE_INDEX_ROWS = 200
 
 
 def _serialized(method: Callable[..., T]) -> Callable[..., T]:
@@ -146,7 +152,34 @@ class Manifest:
         )
         return dict(rows.fetchall())
 
+    @_serialized
+    def code_index(self, content_hash: str) -> tuple[str, float] | None:
+        """The JSON index of a source file with this content hash, and when it was last used."""
+        row = self.db.execute(
+            "SELECT body, used_at FROM code_index WHERE content_hash = ?", (content_hash,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
     # -- writing ----------------------------------------------------------------------------
+    @_serialized
+    def put_code_indexes(self, bodies: dict[str, str], used: Iterable[str] = ()) -> None:
+        """Store new file indexes, mark `used` ones as used now, and prune, all at once."""
+        now = time.time()
+        with self._transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO code_index VALUES (?, ?, ?)",
+                [(key, body, now) for key, body in bodies.items()],
+            )
+            self.db.executemany(
+                "UPDATE code_index SET used_at = ? WHERE content_hash = ?",
+                [(now, key) for key in used],
+            )
+            self.db.execute(
+                "DELETE FROM code_index WHERE used_at < ? OR content_hash NOT IN "
+                "(SELECT content_hash FROM code_index ORDER BY used_at DESC LIMIT ?)",
+                (now - CODE_INDEX_DAYS * 86400, CODE_INDEX_ROWS),
+            )
+
     @_serialized
     def commit_reactor(self, version: Version) -> None:
         """Store a finished reactor and the ingredients it sent as current, all or nothing."""

@@ -1,0 +1,263 @@
+"""The code index: its JSON form answers exactly as a fresh parse, and spares the parse."""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import importlib
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pyplantd import Plant, code_index
+from pyplantd.code_index import ModuleIndex, content_digest
+from pyplantd.signature import CodeSignature, SignatureComputer
+from pyplantd.store.manifest import Manifest
+
+SOURCE = '''
+"""A module with most of what the index has to get right."""
+import functools
+import numpy as np
+from dataclasses import dataclass
+
+SCALE = 2.5
+LIMITS, NAMES = (0, 10), ["a", "b"]
+TABLE: dict = {"k": (1, None)}
+TABLE["x"] = 3
+square = lambda v: v * v  # noqa: E731
+
+def helper(x, factor=SCALE):
+    """Docstrings do not count."""
+    return np.clip(x * factor, *LIMITS)
+
+def helper(x, factor=SCALE):  # a redefinition: the last one counts
+    return np.clip(x * factor + 1, *LIMITS)
+
+def outer(x):
+    def inner(y):
+        return helper(y) + square(y)
+    return inner(x)
+
+@dataclass
+class Model(object):
+    """A model."""
+    size: int = len(NAMES)
+    def predict(self, x):
+        global TABLE
+        import math
+        from os import path as p
+        return math.sqrt(x) + len(p.sep) + self.size
+    @property
+    def doubled(self):
+        return self.size * 2
+    class Inner:
+        def go(self):
+            return SCALE
+
+def fit(n):
+    return Model(n).doubled + helper(n)
+
+@functools.lru_cache
+def cached(x):
+    return Model().predict(x) + outer(x)
+
+def f(x):
+    return cached(x) + Model.Inner().go() + square(x)
+
+if SCALE > 1:
+    def f(x):  # noqa: F811
+        return cached(x) + Model.Inner().go() + square(x) * 2
+'''
+
+
+class DictCache:
+    """An IndexCache in a dict; `put` writes at once."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, str] = {}
+        self.puts = 0
+
+    def get(self, content_hash: str) -> str | None:
+        return self.bodies.get(content_hash)
+
+    def put(self, content_hash: str, body: Callable[[], str]) -> None:
+        self.bodies[content_hash] = body()
+        self.puts += 1
+
+
+class Sample:
+    """SOURCE written as a module; `new_process()` forgets every index, as a new process would."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "sample_mod.py"
+        self.path.write_text(textwrap.dedent(SOURCE).lstrip("\n"))
+        self.parses = 0
+
+    def load(self) -> ModuleType:
+        sys.modules.pop("sample_mod", None)
+        importlib.invalidate_caches()
+        return importlib.import_module("sample_mod")
+
+    def new_process(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(code_index, "_MODULES", {})
+
+    def signatures(self, cache: DictCache | None = None) -> list[CodeSignature]:
+        module = self.load()
+        computer = SignatureComputer(index_cache=cache)
+        funcs = [module.f, module.fit, module.outer, module.square, module.Model.predict]
+        return [computer.signature(func) for func in funcs]
+
+
+@pytest.fixture
+def sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sample]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    made = Sample(tmp_path)
+    parse = ast.parse
+
+    def counting_parse(source: object, filename: str = "<unknown>", *args: object, **kw: object):
+        made.parses += filename == str(made.path)
+        return parse(source, filename, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(code_index.ast, "parse", counting_parse)
+    made.new_process(monkeypatch)
+    yield made
+    sys.modules.pop("sample_mod", None)
+
+
+def _everything(index: ModuleIndex, source: bytes) -> dict[str, object]:
+    """What every public lookup of `index` answers, over every definition and name of SOURCE."""
+    fresh = ModuleIndex.parse(source, "sample_mod.py")
+    keys = [f"{q}#{i}" for q, lines in fresh.defs.items() for i in range(len(lines))]
+    finds = [
+        (q, line, index.find(q, q.rpartition(".")[2], line))
+        for q, lines in fresh.defs.items()
+        for line in [None, *lines, 999]
+    ]
+    names = ["SCALE", "LIMITS", "NAMES", "TABLE", "square", "missing"]
+    return {
+        "finds": finds,
+        "analyses": {k: index.analysis(k) for k in keys},
+        "classes": {k: index.class_chains(k) for k in keys},
+        "statements": {n: index.statement_digest(n) for n in names},
+    }
+
+
+def test_json_form_answers_every_lookup_as_a_fresh_parse() -> None:
+    source = textwrap.dedent(SOURCE).encode()
+    parsed = ModuleIndex.parse(source, "sample_mod.py")
+    loaded = ModuleIndex.from_json(parsed.to_json(), source, "sample_mod.py")
+    assert loaded is not None and loaded.tree is None
+    assert _everything(loaded, source) == _everything(parsed, source)
+    assert loaded.tree is None and loaded._twin is None  # none of that needed a parse
+
+
+def test_cached_index_gives_identical_signatures_without_a_parse(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = sample.signatures()
+    cache = DictCache()
+    sample.new_process(monkeypatch)
+    assert sample.signatures(cache) == fresh and cache.puts == 1
+    sample.new_process(monkeypatch)
+    sample.parses = 0
+    assert sample.signatures(cache) == fresh
+    assert sample.parses == 1  # the lambda `square`, found by line: the only reparse
+    assert cache.puts == 1
+
+
+def test_unchanged_file_is_not_parsed_by_a_second_process(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def signature(cache: DictCache) -> CodeSignature:
+        module = sample.load()  # a class, helpers, constants, redefinitions: but no lambda
+        return SignatureComputer(index_cache=cache).signature(module.fit)
+
+    cache = DictCache()
+    first = signature(cache)
+    assert sample.parses == 1
+    sample.new_process(monkeypatch)
+    assert signature(cache) == first
+    assert sample.parses == 1
+
+
+BAD_BODIES = {
+    "not json": lambda good: "{not json",
+    "truncated": lambda good: good[: len(good) // 2],
+    "another content": lambda good: good.replace('"content_hash":"', '"content_hash":"0'),
+    "another format": lambda good: good.replace('"format":', '"format":9', 1),
+    "another python": lambda good: good.replace('"python":"', '"python":"2.', 1),
+    "wrong shape": lambda good: json.dumps({**json.loads(good), "analyses": {"f#0": [1, 2]}}),
+    "not an object": lambda good: "[]",
+}
+
+
+@pytest.mark.parametrize("corrupt", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_corrupt_or_mismatching_cache_body_is_ignored_and_reparsed(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch, corrupt: Callable[[str], str]
+) -> None:
+    fresh = sample.signatures()
+    key = content_digest(sample.path.read_bytes())
+    cache = DictCache()
+    cache.bodies[key] = corrupt(ModuleIndex.parse(sample.path.read_bytes(), "x").to_json())
+    sample.new_process(monkeypatch)
+    sample.parses = 0
+    assert sample.signatures(cache) == fresh
+    assert sample.parses == 1 and cache.puts == 1  # parsed, and the body replaced
+    assert ModuleIndex.from_json(cache.bodies[key], sample.path.read_bytes(), "x") is not None
+
+
+def test_touched_file_with_the_same_bytes_keeps_its_index(sample: Sample) -> None:
+    first = code_index.module_index(str(sample.path))
+    sample.path.write_bytes(sample.path.read_bytes())  # new mtime, same content
+    stat = sample.path.stat()
+    code_index._MODULES[str(sample.path)] = ((0, stat.st_size), first)  # as if mtime changed
+    assert code_index.module_index(str(sample.path)) is first
+    assert sample.parses == 1
+
+
+PIPELINE = """
+from pyplantd import ReactorFunc
+import numpy as np
+
+@ReactorFunc
+def make(pipe):
+    pipe.send("a", np.arange(3.0))
+
+@ReactorFunc
+def use(pipe):
+    a = yield pipe.receive("a")
+    pipe.send("b", a + 1)
+"""
+
+
+def test_plant_keeps_code_indexes_in_its_manifest_and_sees_edits(
+    sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample.path.write_text(PIPELINE)
+
+    def run_in_new_process() -> dict[str, str]:
+        sample.new_process(monkeypatch)
+        module = sample.load()
+        with Plant(tmp_path / "plant") as plant:
+            return {d.reactor: d.status for d in plant.run_reactors([module.use])}
+
+    assert run_in_new_process() == {"make": "ran", "use": "ran"} and sample.parses == 1
+    assert run_in_new_process() == {"make": "cached", "use": "ran"} and sample.parses == 1
+    sample.path.write_text(PIPELINE.replace("np.arange(3.0)", "np.arange(3.0) * 2"))
+    assert run_in_new_process() == {"make": "ran", "use": "ran"} and sample.parses == 2
+    assert run_in_new_process() == {"make": "cached", "use": "ran"} and sample.parses == 2
+    manifest = Manifest(tmp_path / "plant")
+    try:
+        assert manifest.code_index(content_digest(sample.path.read_bytes())) is not None
+    finally:
+        manifest.close()
+
+
+def test_docstring_examples_run() -> None:
+    assert doctest.testmod(code_index).failed == 0
