@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigBase
-from .fingerprint import array_fingerprint, hash_bytes, short_repr, value_fingerprint
+from .fingerprint import (
+    array_fingerprint,
+    file_fingerprint,
+    hash_bytes,
+    short_repr,
+    value_fingerprint,
+)
 from .reactor import find_subreactor
 from .signature import CodeSignature, SignatureComputer, describe_changes
 from .store.plant_store import PlantStore
@@ -104,6 +111,7 @@ def static_reasons(
     reasons: list[str] = []
     reasons += code_changes(record, code, track_versions)
     reasons += _param_reasons(record, config, computer)
+    reasons += file_reasons(record.files)
     reasons += _output_reasons(record, store)
     return reasons
 
@@ -121,9 +129,10 @@ def code_changes(record: ReactorRecord, code: CodeSignature, track_versions: boo
 
 
 def version_key(record: ReactorRecord) -> str:
-    """Identifies one result of a reactor: the code, params and inputs it was made from."""
+    """Identifies one result of a reactor: the code, params, inputs and files it was made from."""
     params = sorted((name, state[0]) for name, state in record.params.items())
-    return hash_bytes(record.code_digest, repr(params), repr(sorted(record.inputs.items())))
+    inputs, files = sorted(record.inputs.items()), sorted(record.files.items())
+    return hash_bytes(record.code_digest, repr(params), repr(inputs), repr(files))
 
 
 def version_matches(
@@ -138,7 +147,43 @@ def version_matches(
     record = version.record
     if code_changes(record, code, track_versions) or _param_reasons(record, config, computer):
         return False
+    if file_reasons(record.files):
+        return False
     return all(store.intact(output) for output in version.outputs)
+
+
+def file_reasons(files: dict[str, str]) -> list[str]:
+    """Tracked data files whose content differs from what the reactor last read."""
+    reasons = []
+    for path, fingerprint in files.items():
+        shown = _shown_path(path)
+        try:
+            current = tracked_file_fingerprint(path)
+        except OSError:
+            reasons.append(f"file '{shown}' is missing")
+            continue
+        if current != fingerprint:
+            reasons.append(f"file '{shown}' changed")
+    return reasons
+
+
+# path -> ((mtime_ns, size), fingerprint): re-hash a tracked file only when it changed on disk
+_FILE_FINGERPRINTS: dict[str, tuple[tuple[int, int], str]] = {}
+
+
+def tracked_file_fingerprint(path: str) -> str:
+    stat = os.stat(path)
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _FILE_FINGERPRINTS.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, file_fingerprint(path))
+        _FILE_FINGERPRINTS[path] = cached
+    return cached[1]
+
+
+def _shown_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _param_reasons(

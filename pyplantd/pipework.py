@@ -6,6 +6,7 @@ A pipework belongs to one execution of one reactor. It records everything the re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ConfigBase
 from .errors import AllocationError
+from .fingerprint import file_fingerprint
 from .ingredient import Ingredient
 from .store.specs import IngredientTypeSpec, infer_type
 from .store.writer import PendingWrite
@@ -48,7 +50,8 @@ class Sent:
 class Touched:
     """Everything one execution of a reactor read and wrote."""
 
-    inputs: dict[str, Callable[[], str]] = field(default_factory=dict)  # name -> fingerprint
+    inputs: dict[str, Any] = field(default_factory=dict)  # name -> source of its fingerprint
+    files: dict[str, str] = field(default_factory=dict)  # tracked file (absolute) -> fingerprint
     params: list[str] = field(default_factory=list)
     subreactors: list[Callable[..., Any]] = field(default_factory=list)
     sent: dict[str, Sent] = field(default_factory=dict)
@@ -132,6 +135,22 @@ class Pipework:
     def read_config_unregistered(self, name: str) -> Any:
         """A config parameter that does not make the reactor depend on it."""
         return self.config.peek(name)
+
+    def track_file(self, path: str | os.PathLike[str]) -> str:
+        """Declare a data file the reactor reads: when its content changes, the reactor re-runs
+        (the daemon also watches it). Returns the path, to open as usual.
+
+        >>> raw = pd.read_csv(pipe.track_file('data/raw.csv'))    # doctest: +SKIP
+        """
+        absolute = os.path.abspath(path)
+        try:
+            self.touched.files[absolute] = file_fingerprint(absolute)
+        except OSError as err:
+            raise FileNotFoundError(
+                f"Reactor '{self.reactor_name}' tracks {path}, which cannot be read: "
+                f"{err.strerror or err}."
+            ) from err
+        return os.fspath(path)
 
     # -- internals --------------------------------------------------------------------------
     def _allocate_hdf(self, name: str, options: dict[str, Any]) -> h5py.Dataset:

@@ -413,14 +413,14 @@ class Run:
         touched, reactor = task.pipe.touched, task.reactor
         subs = [function_id(f) for f in touched.subreactors]
         code, params = self._code(reactor, subs), self._param_states(touched.params)
-        sent, inputs = list(touched.sent.values()), dict(touched.inputs)
+        sent, inputs, files = list(touched.sent.values()), dict(touched.inputs), dict(touched.files)
 
         def build() -> Version:
             now = time.time()
             fingerprints = {name: source.fingerprint() for name, source in inputs.items()}
             record = ReactorRecord(
                 reactor.id, reactor.name, code.digest, code.parts, params, fingerprints,
-                [s.name for s in sent], subs, duration=task.elapsed, finished_at=now,
+                [s.name for s in sent], subs, files, duration=task.elapsed, finished_at=now,
             )  # fmt: skip
             outputs = [
                 replace(output_record(s.payload, s.name, reactor.id, s.type), created_at=now)

@@ -570,3 +570,48 @@ def test_plain_function_reactor_without_config(plant_dir):
     with Plant(plant_dir) as plant:
         plant.run_reactor(plain)
         assert plant.fetch_ingredient("v") == 1
+
+
+def test_tracked_file_change_reruns_exactly_its_readers(plant_dir, tmp_path):
+    raw = tmp_path / "raw.csv"
+    raw.write_text("1,2,3")
+    ran: list[str] = []
+
+    @ReactorFunc
+    def parse(pipe):
+        ran.append("parse")
+        with open(pipe.track_file(raw)) as handle:
+            pipe.send("numbers", [int(x) for x in handle.read().split(",")])
+
+    @ReactorFunc
+    def other(pipe):
+        ran.append("other")
+        pipe.send("constant", 7)
+
+    @ReactorFunc
+    def report(pipe):
+        ran.append("report")
+        numbers = yield pipe.receive("numbers")
+        constant = yield pipe.receive("constant")
+        pipe.send("out", sum(numbers) + constant)
+
+    def go():
+        ran.clear()
+        with Plant(plant_dir) as plant:
+            plant.add_reactors(parse, other, report)
+            decisions = {d.reactor: d for d in plant.run_reactor(report)}
+            return decisions, plant.fetch_ingredient("out")
+
+    assert go()[1] == 13
+    go()
+    assert ran == ["report"]
+    raw.write_text("1,2,3,4")
+    decisions, out = go()
+    assert out == 17 and sorted(ran) == ["parse", "report"]
+    assert decisions["parse"].reasons == [f"file '{raw}' changed"]  # outside the cwd: absolute
+    raw.write_text("1,2,3")  # back to the first content: the first result is restored
+    decisions, out = go()
+    assert out == 13 and ran == ["report"] and decisions["parse"].status == "cached"
+    raw.unlink()
+    with pytest.raises(ReactorFailedError, match=r"raw\.csv"):
+        go()
