@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import ConfigBase, as_config
 from .decisions import Decision, code_signature
-from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError
+from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError, RunCancelled
 from .events import EventBus, EventType, PlantEvent
 from .history import ExecutionRecord, print_history
 from .host import current_host
@@ -145,12 +145,25 @@ class Plant:
         return self.run_reactors([target.id])
 
     def run_reactors(
-        self, reactors: Iterable[ReactorRef], forced: Iterable[str] = ()
+        self,
+        reactors: Iterable[ReactorRef],
+        forced: Iterable[str] = (),
+        *,
+        targets_always_run: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Decision]:
-        """One run with several targets; `forced` reactor ids re-run whatever their state."""
+        """One run with several targets.
+
+        `forced` reactor ids re-run whatever their state; with `targets_always_run=False` the
+        targets are skipped like any other reactor when nothing they depend on changed (the
+        daemon after a save); `should_stop()` is polled between steps to cancel the run.
+        """
         self._ensure_registered()
         targets = [self._resolve(r) for r in reactors]
-        run = Run(self._context(set(forced)), targets)
+        ctx = self._context(set(forced))
+        if should_stop is not None:
+            ctx.should_stop = should_stop
+        run = Run(ctx, targets, targets_always_run)
         run_id = self._store.manifest.start_run([t.id for t in targets])
         self._events.emit(
             PlantEvent(EventType.run_started, None, {"targets": [t.name for t in targets]})
@@ -160,8 +173,22 @@ class Plant:
             decisions = run.execute()
             status = "ok"
             return decisions
+        except RunCancelled:
+            status = "cancelled"
+            raise
         finally:
             self._end_run(run, run_id, status)
+
+    def sinks(self) -> list[str]:
+        """Reactors whose outputs no other reactor receives (and those that never ran)."""
+        self._ensure_registered()
+        records = self._store.reactors
+        received = {name for r in records.values() for name in r.inputs}
+        return [
+            reactor.id
+            for reactor in self._reactors.values()
+            if reactor.id not in records or not set(records[reactor.id].outputs) & received
+        ]
 
     def _context(self, forced: set[str]) -> RunContext:
         signatures = self._signatures()

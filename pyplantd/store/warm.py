@@ -24,6 +24,7 @@ class WarmTier:
         self.budget = budget
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
+        self.spilled_bytes = 0  # dropped from memory over the budget: served from disk since
         self._lock = threading.Lock()
 
     def put(self, key: str, value: Any, size: int, durable: bool) -> None:
@@ -68,7 +69,9 @@ class WarmTier:
         for key in [k for k, e in self._entries.items() if e.durable]:
             if self._bytes <= self.budget:
                 break
-            self._bytes -= self._entries.pop(key).size
+            size = self._entries.pop(key).size
+            self._bytes -= size
+            self.spilled_bytes += size
 
     @property
     def warm_bytes(self) -> int:
