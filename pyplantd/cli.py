@@ -1,4 +1,4 @@
-"""The `pyplantd` command line (typer): run, accept, ls, clean; the daemon joins later.
+"""The `pyplantd` command line (typer): run, watch, accept, ls, clean.
 
 Exit codes: 0 success, 1 the pipeline failed (a reactor raised, an ingredient nobody sends, a
 cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusable plant dir).
@@ -107,6 +107,43 @@ def run(
     if explain:
         report.print_explanations(out, decisions)
     out.print(report.summary_line(decisions))
+
+
+@app.command()
+def watch(
+    pipeline: PipelineArg,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="Run this reactor instead of the script's (repeat)."),
+    ] = None,
+    plant_dir: PlantDirOpt = None,
+    memory: MemoryOpt = None,
+    disk: DiskOpt = None,
+    debounce: Annotated[
+        float, typer.Option("--debounce", help="Quiet time after a save, in milliseconds.")
+    ] = 20.0,
+    poll: Annotated[
+        bool, typer.Option("--poll", help="Re-scan files instead of OS notifications.")
+    ] = False,
+) -> None:
+    """Run PIPELINE, then again on every save, re-running only what the save affected."""
+    from .daemon.console import Console
+    from .daemon.engine import Engine, WatchOptions
+    from .daemon.runtime import DaemonRunningError
+
+    if not pipeline.is_file():
+        err.print(f"Error: pipeline script {pipeline} does not exist.")
+        raise typer.Exit(2)
+    options = WatchOptions(
+        pipeline, list(target or []), plant_dir, _size(memory), _size(disk), debounce / 1000,
+        poll,
+    )  # fmt: skip
+    try:
+        code = Engine(options, Console()).serve()
+    except (DaemonRunningError, PlantError) as failure:
+        err.print(f"Error: {failure}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 @app.command()

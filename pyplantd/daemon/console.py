@@ -1,0 +1,195 @@
+"""What the daemon shows in its terminal: one line per reactor of the run (warm, running with
+its elapsed time, done with its duration, failed), a summary per run, the memory line, errors
+in the `path:line` form, and the reactors' own output prefixed with their names.
+
+A live view when the output is a terminal, plain lines otherwise (logs, pipes, tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING
+
+from rich.console import Console as RichConsole
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..decisions import Decision
+from ..errors import ReactorFailedError
+from ..events import EventType, PlantEvent
+from ..history import format_duration
+from ..report import user_traceback
+from ..scheduler import running_reactor
+from ..sizes import format_size
+from .loader import LoadError
+
+if TYPE_CHECKING:
+    from ..plant import Plant
+
+
+class Console:
+    def __init__(self, stream: IO[str] | None = None, live: bool | None = None) -> None:
+        self.out = RichConsole(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.live_view = self.out.is_terminal if live is None else live
+        self._rows: dict[str, tuple[str, float]] = {}  # reactor -> (state, since or duration)
+
+    # -- lines ------------------------------------------------------------------------------
+    def notice(self, text: str) -> None:
+        self.out.print(Text(text, style="dim"))
+
+    def error(self, text: str) -> None:
+        self.out.print(Text(f"error: {text}", style="bold red"))
+
+    def reload_failed(self, trigger: str, where: LoadError, failure: BaseException) -> None:
+        self.out.print(Text(f"{trigger}: the script did not load; keeping the last good state"))
+        self.out.print(
+            Text(f"{where.path}:{where.line}:{where.column}: error: {where.message}", "bold red")
+        )
+        if not isinstance(failure, SyntaxError) and not isinstance(failure.__cause__, SyntaxError):
+            self.out.print(Text(user_traceback(failure), style="red"))
+
+    def reactor_failed(self, failure: ReactorFailedError) -> None:
+        cause = failure.__cause__ or failure
+        self.out.print(Text(user_traceback(cause), style="red"))
+
+    # -- a run ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def run(self, trigger: str, plant: Plant) -> Iterator[None]:
+        """Show the run as it happens; reactors' output comes out prefixed with their name."""
+        self._rows = {}
+        plant.subscribe(self._on_event)
+        live = Live(self._table(), console=self.out, refresh_per_second=8, transient=True)
+        with contextlib.ExitStack() as stack:
+            if self.live_view:
+                stack.enter_context(live)
+                self._refresh = lambda: live.update(self._table())
+            else:
+                self._refresh = lambda: None
+            stack.enter_context(_prefixed_output(self.out))
+            yield
+        plant.remove_event_listener(self._on_event)
+
+    def _on_event(self, event: PlantEvent) -> None:
+        name, now = event.reactor or "", time.perf_counter()
+        if event.type is EventType.reactor_started:
+            self._rows[name] = ("running", now)
+        elif event.type is EventType.reactor_finished:
+            self._rows[name] = ("done", float(event.data.get("duration", 0.0)))
+            self._line(f"  [green]✓[/] {name} {format_duration(self._rows[name][1])}")
+        elif event.type is EventType.reactor_cached:
+            self._rows[name] = ("warm", 0.0)
+            restored = event.data.get("reasons") or []
+            self._line(f"  [dim]· {name} warm{' (' + restored[0] + ')' if restored else ''}[/]")
+        elif event.type is EventType.reactor_failed:
+            self._rows[name] = ("failed", 0.0)
+            self._line(f"  [bold red]✗ {name}[/] {event.data.get('error', '')}")
+        self._refresh()
+
+    def _line(self, markup: str) -> None:
+        if not self.live_view:  # the live table says it already; plain output needs lines
+            self.out.print(markup)
+
+    def _table(self) -> Table:
+        table = Table.grid(padding=(0, 1))
+        now = time.perf_counter()
+        for name, (state, value) in self._rows.items():
+            if state == "running":
+                table.add_row("[yellow]▶[/]", name, f"running {format_duration(now - value)}")
+            elif state == "done":
+                table.add_row("[green]✓[/]", name, format_duration(value))
+            elif state == "warm":
+                table.add_row("[dim]·[/]", f"[dim]{name}[/]", "[dim]warm[/]")
+            else:
+                table.add_row("[red]✗[/]", name, "[red]failed[/]")
+        return table
+
+    def run_finished(
+        self, trigger: str, decisions: list[Decision], status: str, elapsed: float, plant: Plant
+    ) -> None:
+        self.out.print(summary(trigger, decisions, status, elapsed))
+        store = plant.store
+        warm, budget = store.warm.warm_bytes, store.warm.budget
+        writing = store.writer.pending_bytes()
+        self.out.print(
+            Text(
+                f"memory: {format_size(warm)} warm of {format_size(budget)}, "
+                f"{format_size(store.warm.spilled_bytes)} spilled to disk"
+                + (f", {format_size(writing)} still being written" if writing else ""),
+                style="dim",
+            )
+        )
+
+
+def summary(trigger: str, decisions: list[Decision], status: str, elapsed: float) -> str:
+    """`saved pipeline.py: 1 of 5 reactors ran (0.42 s), 4 warm, why: plot: code changed`"""
+    ran = [d for d in decisions if d.status == "ran"]
+    warm = sum(d.status == "cached" for d in decisions)
+    if status == "cancelled":
+        return f"{trigger}: run cancelled by a newer save ({len(ran)} finished, kept)"
+    if decisions and not ran and status == "ok":
+        return f"{trigger}: nothing to re-run ({warm} warm; code, params and inputs unchanged)"
+    head = f"{trigger}: {len(ran)} of {len(decisions)} reactors ran ({format_duration(elapsed)})"
+    head += f", {warm} warm"
+    if status == "failed":
+        head += ", failed"
+    why = [f"{d.reactor}: {d.reasons[0]}" for d in ran if d.reasons and d.reasons[0] != "target"]
+    return head + (f", why: {'; '.join(why[:3])}" if why else "")
+
+
+class _PrefixedStream(io.TextIOBase):
+    """Whole lines, prefixed with the reactor printing them, onto the console."""
+
+    def __init__(self, console: RichConsole, stderr: bool) -> None:
+        self.console, self.stderr = console, stderr
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        while "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._emit(self._pending)
+            self._pending = ""
+
+    def _emit(self, line: str) -> None:
+        name = running_reactor()
+        text = Text(f"[{name}] " if name else "", style="cyan")
+        text.append(line, style="red" if self.stderr else "")
+        self.console.print(text)
+
+
+@contextlib.contextmanager
+def _prefixed_output(console: RichConsole) -> Iterator[None]:
+    stdout, stderr = _PrefixedStream(console, False), _PrefixedStream(console, True)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
+    log_filter = _PrefixLogRecords()
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        stdout.flush()
+        stderr.flush()
+        sys.stdout, sys.stderr = saved
+        for handler in handlers:
+            handler.removeFilter(log_filter)
+
+
+class _PrefixLogRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = running_reactor()
+        if name and not str(record.msg).startswith(f"[{name}]"):
+            record.msg = f"[{name}] {record.msg}"
+        return True

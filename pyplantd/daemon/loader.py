@@ -1,0 +1,89 @@
+"""Runs the pipeline script fresh on every reload, as `python pipeline.py` would, and tells which
+of the user's own modules it imported (the files to watch).
+
+The user's modules (files under the project root that are not libraries) are dropped from
+sys.modules before each run so they are imported fresh; third-party modules stay loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ScriptError
+from ..origins import is_user_file
+from ..script import run_script
+
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+
+
+def project_root(pipeline: Path) -> Path:
+    """The nearest folder above the pipeline that looks like a project; else its own folder."""
+    folder = pipeline.absolute().parent
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS):
+            return candidate
+    return folder
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A script that could not be loaded: where and why, for editors and the console."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+
+class ScriptLoader:
+    def __init__(self, pipeline: Path) -> None:
+        self.pipeline = pipeline.absolute()
+        self.root = project_root(self.pipeline)
+
+    def is_project_file(self, path: str | None) -> bool:
+        if not path or not is_user_file(path):
+            return False
+        return Path(path).absolute().is_relative_to(self.root)
+
+    def user_modules(self) -> dict[str, Path]:
+        """Module name -> file of every user module imported right now."""
+        found = {}
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if name != "__main__" and self.is_project_file(path):
+                found[name] = Path(str(path)).absolute()
+        return found
+
+    def purge(self) -> None:
+        """Forget the user's modules so the next run imports their current code."""
+        for name in self.user_modules():
+            del sys.modules[name]
+
+    def watched_files(self) -> set[Path]:
+        return {self.pipeline, *self.user_modules().values()}
+
+    def run(self) -> int:
+        """Purge, then execute the script; ScriptError on a syntax error."""
+        self.purge()
+        return run_script(self.pipeline)
+
+
+def load_error(error: BaseException, pipeline: Path) -> LoadError:
+    """Where a load failed: the SyntaxError's position, or the deepest frame in user code."""
+    cause = error.__cause__ if isinstance(error, ScriptError) else error
+    if isinstance(cause, SyntaxError):
+        return LoadError(
+            cause.filename or str(pipeline), cause.lineno or 1, cause.offset or 1, cause.msg
+        )
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        if is_user_file(tb.tb_frame.f_code.co_filename):
+            frames.append(tb)
+        tb = tb.tb_next
+    where = frames[-1] if frames else None
+    path = where.tb_frame.f_code.co_filename if where else str(pipeline)
+    line = where.tb_lineno if where else 1
+    return LoadError(path, line, 1, f"{type(error).__name__}: {error}")

@@ -1,0 +1,307 @@
+"""Report which watched files changed content: watchdog folder watches, a debounce, content
+hashes, and a stat scan (a safety net, and the fallback). Depends on nothing in pyplantd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import xxhash
+from watchdog import events
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+logger = logging.getLogger(__name__)
+
+# What can change a file's bytes or existence. Opens and read-only closes stay out: our own
+# hashing would otherwise wake us up again.
+_EVENT_KINDS: list[type[events.FileSystemEvent]] = [
+    events.FileModifiedEvent, events.FileCreatedEvent, events.FileMovedEvent,
+    events.FileDeletedEvent, events.FileClosedEvent, events.DirDeletedEvent,
+]  # fmt: skip
+# watchdog reports a kernel queue overflow only as a warning on this logger.
+_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
+StatKey = tuple[int, int, int, int]
+
+
+def content_hash(path: str) -> bytes | None:
+    """The xxh3-128 digest of a file's bytes; None if it cannot be read (gone)."""
+    digest = xxhash.xxh3_128()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.digest()
+
+
+def _stat_key(path: str) -> StatKey | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
+
+
+def _key(path: Path | str) -> str:
+    # Resolve the directory but not the file (an atomic save replaces it), so keys equal event
+    # paths on systems that report real paths (macOS: /tmp is /private/tmp).
+    absolute = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+
+
+class _Handler(events.FileSystemEventHandler):
+    def __init__(self, callback: Callable[[events.FileSystemEvent], None]) -> None:
+        self._callback = callback
+
+    def dispatch(self, event: events.FileSystemEvent) -> None:
+        self._callback(event)
+
+
+class Watcher:
+    """Calls ``on_change(paths)`` once per burst of saves, with the files whose bytes changed.
+
+    >>> watcher = Watcher(lambda paths: print(sorted(paths)), on_notice=print)
+    >>> watcher.watch([Path("pipeline.py").absolute()])
+    >>> watcher.start()
+    >>> watcher.stop()
+    """
+
+    def __init__(
+        self,
+        on_change: Callable[[set[Path]], None],
+        debounce: float = 0.02,
+        poll_interval: float = 0.5,
+        force_polling: bool = False,
+        on_notice: Callable[[str], None] | None = None,
+        observer_factory: Callable[[], BaseObserver] = Observer,
+    ) -> None:
+        self._on_change = on_change
+        self._on_notice = on_notice or logger.warning
+        self._debounce = debounce
+        self._poll_interval = poll_interval
+        self._observer_factory = observer_factory
+        self._mode = "polling" if force_polling else "native"
+        # _cond guards the state below it. It is never held while calling into watchdog, whose
+        # observer holds its own lock while it calls our handler.
+        self._cond = threading.Condition()
+        self._paths: dict[str, Path] = {}
+        self._known: dict[str, bytes | None] = {}
+        self._stats: dict[str, StatKey | None] = {}
+        self._dirty: set[str] = set()
+        self._last_event = 0.0
+        self._gone_dirs: set[str] = set()
+        self._overflowed = False
+        self._stopping = False
+        # _sync serializes changes to the observer and its watches (watch, tick, fallback, stop).
+        self._sync = threading.RLock()
+        self._observer: BaseObserver | None = None
+        self._watches: dict[str, ObservedWatch] = {}
+        self._thread: threading.Thread | None = None
+        self._handler = _Handler(self._on_event)
+
+    @property
+    def mode(self) -> str:
+        """``"native"`` (OS events) or ``"polling"`` (only the scan every ``poll_interval``)."""
+        return self._mode
+
+    def watch(self, paths: Iterable[Path]) -> None:
+        """Replace the watched files; the content of newly watched ones is recorded now."""
+        wanted = {_key(path): Path(path) for path in paths}
+        with self._sync:
+            new = [key for key in wanted if key not in self._paths]
+            stats = {key: _stat_key(key) for key in new}  # before hashing: a later write shows
+            hashes = {key: content_hash(key) for key in new}
+            with self._cond:
+                self._known = {k: self._known[k] if k in self._known else hashes[k] for k in wanted}
+                self._stats = {k: self._stats[k] if k in self._stats else stats[k] for k in wanted}
+                self._paths = wanted
+                self._dirty &= wanted.keys()
+            self._sync_dirs()
+
+    def snapshot(self, paths: Iterable[Path]) -> None:
+        """Record the current content of these watched files as known (the run just read it)."""
+        hashes = {key: content_hash(key) for key in map(_key, paths)}
+        with self._cond:
+            self._known.update((k, h) for k, h in hashes.items() if k in self._paths)
+
+    def start(self) -> None:
+        """Start watching (OS events, or polling if they are unavailable)."""
+        if self._stopping:
+            raise RuntimeError("This Watcher was stopped; create a new one to watch again.")
+        if self._thread is not None:
+            return
+        logging.getLogger(_INOTIFY_LOGGER).addFilter(self._spot_overflow)
+        with self._sync:
+            if self._mode == "native":
+                self._start_observer()
+        self._thread = threading.Thread(target=self._run, name="pyplantd-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and join every thread this watcher started. Idempotent."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        with self._sync:
+            self._stop_observer()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        logging.getLogger(_INOTIFY_LOGGER).removeFilter(self._spot_overflow)
+
+    # -- observer (callers hold _sync) ------------------------------------------------------
+    def _start_observer(self) -> None:
+        try:
+            self._observer = self._observer_factory()
+            self._observer.start()
+        except OSError as err:
+            self._fall_back(f"the OS file watcher could not start ({err})")
+        else:
+            self._sync_dirs()
+
+    def _sync_dirs(self) -> None:
+        """Watch each folder holding a watched file, once; missing ones when they appear."""
+        if self._observer is None or self._mode != "native":
+            return
+        with self._cond:
+            wanted = {os.path.dirname(key) for key in self._paths}
+            gone, self._gone_dirs = self._gone_dirs, set()
+        for folder in [d for d in self._watches if d not in wanted or d in gone]:
+            with contextlib.suppress(KeyError):  # watchdog may have dropped it already
+                self._observer.unschedule(self._watches.pop(folder))
+        for folder in sorted(wanted - self._watches.keys()):
+            if not os.path.isdir(folder):
+                continue  # a later tick watches it; meanwhile the scan sees its files appear
+            try:
+                watch = self._observer.schedule(self._handler, folder, event_filter=_EVENT_KINDS)
+            except OSError as err:
+                return self._fall_back(f"watching {folder!r} failed ({err})")
+            self._watches[folder] = watch
+
+    def _fall_back(self, reason: str) -> None:
+        if self._mode == "polling" or self._stopping:
+            return
+        self._mode = "polling"
+        self._stop_observer()
+        self._notice(
+            f"File watcher: {reason}; now polling the watched files every "
+            f"{self._poll_interval:g} s. Raise fs.inotify.max_user_watches (Linux) for instant "
+            "reloads."
+        )
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        self._watches.clear()
+        if observer is not None:
+            observer.stop()
+            if observer.ident is not None:  # it may have failed before its thread started
+                observer.join()
+
+    # -- event intake (watchdog's thread) ---------------------------------------------------
+    def _on_event(self, event: events.FileSystemEvent) -> None:
+        try:
+            src = os.fsdecode(event.src_path)
+            if event.is_directory:  # a watched folder was deleted; its emitter has stopped
+                with self._cond:
+                    self._gone_dirs.add(src)
+                self._mark([k for k in self._paths if os.path.dirname(k) == src])
+            else:
+                self._mark([src, os.fsdecode(event.dest_path)])
+        except Exception as err:  # an exception here would end watchdog's dispatch thread
+            self._notice(f"File watcher: handling {event!r} raised {err!r}; still watching.")
+
+    def _spot_overflow(self, record: logging.LogRecord) -> bool:
+        """A logging filter: notes watchdog's overflow warning, lets every record through."""
+        if "overflow" in str(record.msg).lower():
+            with self._cond:
+                self._overflowed = True
+                self._cond.notify_all()
+        return True
+
+    def _mark(self, keys: Iterable[str]) -> None:
+        """Mark watched keys dirty and restart the quiet period."""
+        with self._cond:
+            hits = self._paths.keys() & set(keys)
+            if hits:
+                self._dirty |= hits
+                self._last_event = time.monotonic()
+                self._cond.notify_all()
+
+    # -- the watcher's own thread: debounce, flush, tick ------------------------------------
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self._poll_interval
+        while self._wait_for_work(next_tick):
+            self._guarded(self._flush, "checking changed files")
+            if time.monotonic() >= next_tick or self._overflowed:
+                self._guarded(self._tick, "re-scanning watched files")
+                next_tick = time.monotonic() + self._poll_interval
+
+    def _wait_for_work(self, next_tick: float) -> bool:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                flush_at = self._last_event + self._debounce if self._dirty else next_tick
+                if now >= min(flush_at, next_tick) or self._overflowed:
+                    return True
+                self._cond.wait(min(flush_at, next_tick) - now)
+            return False
+
+    def _flush(self) -> None:
+        with self._cond:
+            if not self._dirty or time.monotonic() < self._last_event + self._debounce:
+                return
+            dirty, self._dirty = self._dirty, set()
+        stats = {key: _stat_key(key) for key in dirty}  # before hashing: a later write shows
+        hashes = {key: content_hash(key) for key in dirty}
+        with self._cond:
+            self._stats.update((k, s) for k, s in stats.items() if k in self._paths)
+            changed = {k: h for k, h in hashes.items() if k in self._paths and self._known[k] != h}
+            self._known.update(changed)
+            paths = {self._paths[key] for key in changed}
+        if paths:
+            self._guarded(lambda: self._on_change(paths), "on_change")
+
+    def _tick(self) -> None:
+        with self._cond:
+            overflowed, self._overflowed = self._overflowed, False
+        with self._sync:
+            if self._mode == "native" and self._observer is not None:
+                if overflowed:
+                    self._fall_back("the OS event queue overflowed, so events were lost")
+                elif not self._observer.is_alive():
+                    self._fall_back("watchdog's observer thread stopped")
+                else:
+                    self._sync_dirs()
+        self._scan()
+
+    def _scan(self) -> None:
+        # Natively too: a cheap net for events that never come (network mounts, a folder that
+        # appeared). A stat key decides what to hash, as data files can be large; no save is
+        # missed as long as the file system's timestamp tick is shorter than the debounce.
+        with self._cond:
+            keys = list(self._paths)
+        stats = {key: _stat_key(key) for key in keys}
+        with self._cond:
+            changed = [k for k, s in stats.items() if k in self._stats and self._stats[k] != s]
+            self._stats.update((k, stats[k]) for k in changed)
+        self._mark(changed)
+
+    def _guarded(self, action: Callable[[], object], what: str) -> None:
+        try:
+            action()
+        except Exception as err:
+            logger.debug("%s raised", what, exc_info=True)
+            self._notice(f"File watcher: {what} raised {err!r}; still watching.")
+
+    def _notice(self, message: str) -> None:
+        try:
+            self._on_notice(message)
+        except Exception:
+            logger.exception("on_notice raised for: %s", message)
