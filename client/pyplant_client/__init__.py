@@ -1,0 +1,1 @@
+"""pyplant_client: the thin client of the pyplantd daemon (needs only pyzmq)."""

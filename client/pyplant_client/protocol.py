@@ -1,0 +1,250 @@
+"""The pyplantd control protocol: the ONE definition of messages, signing, limits and version,
+used by the daemon's server and by every client. Standard library only.
+
+Transport: ZeroMQ over loopback only (ipc:// in the daemon's runtime dir, or tcp://127.0.0.1).
+Requests go client DEALER -> daemon ROUTER, events daemon PUB -> client SUB.
+
+Every message is a list of frames `[signature, payload]` (events: `[topic, signature, payload]`):
+`payload` is UTF-8 JSON, `signature` is HMAC-SHA256 over the frames after it, keyed with the
+random key of the connection file (mode 0600), checked in constant time before anything is
+parsed. A request carries a random nonce and its time; the daemon refuses one whose time is off
+by more than REPLAY_WINDOW seconds or whose nonce it has seen (replay protection).
+
+    request  {"v": 1, "id": "…", "nonce": "…", "ts": 1732..., "cmd": "status", "args": {...}}
+    reply    {"v": 1, "id": "…", "ok": true, "result": {...}}
+             {"v": 1, "id": "…", "ok": false, "error": {"type": "BadArguments", "message": "…"}}
+    event    {"v": 1, "seq": 7, "type": "reactor_finished", "time": 1732..., ...fields}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = 1
+RUNTIME_DIR = ".pyplantd"
+CONNECTION_FILE = "connection.json"
+MAX_MESSAGE_BYTES = 4 * 2**20  # the daemon's default limit for one request
+REPLAY_WINDOW = 60.0  # seconds a request stays valid; its nonce is remembered as long
+
+COMMANDS = (
+    "ping", "status", "run", "cancel", "invalidate", "ingredients", "preview", "fetch",
+    "shutdown",
+)  # fmt: skip
+EVENT_TYPES = (
+    "run_started", "reactor_started", "reactor_finished", "reactor_failed", "run_finished",
+    "reload_failed", "log",
+)  # fmt: skip
+
+
+class ProtocolError(Exception):
+    """A message that does not follow this protocol."""
+
+
+class Unauthenticated(ProtocolError):
+    """Bad signature, stale time or replayed nonce: such input gets no reply at all."""
+
+
+# -- connection file -------------------------------------------------------------------------
+@dataclass
+class ConnectionInfo:
+    """What a client needs to reach and trust a daemon; written by the daemon, mode 0600."""
+
+    request: str  # endpoint of the ROUTER socket
+    events: str  # endpoint of the PUB socket
+    key: str  # hex HMAC key
+    pid: int
+    process_start: str  # identifies the process beyond its pid (pids are reused)
+    instance: str = field(default_factory=lambda: secrets.token_hex(8))
+    version: int = PROTOCOL_VERSION
+    pipeline: str = ""
+    pyplantd_version: str = ""
+
+    @property
+    def key_bytes(self) -> bytes:
+        """The HMAC key as both sides use it: the bytes of the hex string."""
+        return self.key.encode()
+
+    def write(self, directory: Path) -> Path:
+        """Atomically, owner-only: a reader sees the old file or the whole new one."""
+        path = directory / CONNECTION_FILE
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=".connection-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(asdict(self), handle)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> ConnectionInfo:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except (OSError, ValueError, TypeError) as err:
+            raise ProtocolError(f"{path} is not a readable connection file: {err}") from err
+
+
+def process_start_time(pid: int) -> str:
+    """When the process started (Linux: /proc/<pid>/stat field 22); '' if unknown or gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after the command name
+
+
+def find_connection_file(start: Path) -> Path | None:
+    """Walk up from `start` to the first `.pyplantd/connection.json`."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        candidate = folder / RUNTIME_DIR / CONNECTION_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+# -- signing ----------------------------------------------------------------------------------
+def sign(key: bytes, frames: list[bytes]) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for frame in frames:
+        mac.update(len(frame).to_bytes(8, "big"))  # frame boundaries are part of what is signed
+        mac.update(frame)
+    return mac.hexdigest().encode()
+
+
+def _verified(key: bytes, frames: list[bytes]) -> bytes:
+    if len(frames) != 2:
+        raise Unauthenticated(f"expected 2 frames, got {len(frames)}")
+    signature, payload = frames
+    if not hmac.compare_digest(signature, sign(key, [payload])):
+        raise Unauthenticated("bad signature")
+    return payload
+
+
+def _load(payload: bytes, limit: int) -> dict[str, Any]:
+    if len(payload) > limit:
+        raise ProtocolError(f"message of {len(payload)} bytes is over the {limit}-byte limit")
+    try:
+        message = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ProtocolError(f"not JSON: {err}") from err
+    if not isinstance(message, dict):
+        raise ProtocolError("a message is a JSON object")
+    if message.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {message.get('v')!r}, this side speaks {PROTOCOL_VERSION}"
+        )
+    return message
+
+
+def _dump(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+
+
+# -- requests ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    id: str
+    cmd: str
+    args: dict[str, Any]
+
+
+def encode_request(key: bytes, cmd: str, args: dict[str, Any] | None = None) -> list[bytes]:
+    message = {
+        "v": PROTOCOL_VERSION, "id": secrets.token_hex(8), "nonce": secrets.token_hex(16),
+        "ts": time.time(), "cmd": cmd, "args": args or {},
+    }  # fmt: skip
+    payload = _dump(message)
+    return [sign(key, [payload]), payload]
+
+
+class ReplayGuard:
+    """Remembers the nonces of the last REPLAY_WINDOW seconds."""
+
+    def __init__(self, window: float = REPLAY_WINDOW, capacity: int = 100_000) -> None:
+        self.window, self.capacity = window, capacity
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def check(self, nonce: object, sent_at: object) -> None:
+        now = time.time()
+        if not isinstance(nonce, str) or not isinstance(sent_at, int | float):
+            raise Unauthenticated("no nonce or time")
+        if abs(now - sent_at) > self.window:
+            raise Unauthenticated("request time outside the replay window")
+        while self._seen and (
+            next(iter(self._seen.values())) < now - self.window or len(self._seen) > self.capacity
+        ):
+            self._seen.popitem(last=False)
+        if nonce in self._seen:
+            raise Unauthenticated("replayed request")
+        self._seen[nonce] = now
+
+
+def decode_request(
+    key: bytes, frames: list[bytes], guard: ReplayGuard, limit: int = MAX_MESSAGE_BYTES
+) -> Request:
+    """Unauthenticated (no reply) or ProtocolError (one error reply) or a Request."""
+    if any(len(f) > limit for f in frames):
+        raise Unauthenticated("oversized frame before authentication")
+    payload = _verified(key, frames)
+    try:
+        message = json.loads(payload.decode("utf-8"))
+        nonce, sent_at = message.get("nonce"), message.get("ts")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        nonce = sent_at = None
+    guard.check(nonce, sent_at)
+    message = _load(payload, limit)
+    cmd, args = message.get("cmd"), message.get("args", {})
+    if not isinstance(cmd, str) or not isinstance(args, dict):
+        raise ProtocolError("a request needs a string 'cmd' and an object 'args'")
+    return Request(str(message.get("id", "")), cmd, args)
+
+
+# -- replies ----------------------------------------------------------------------------------
+def encode_reply(key: bytes, request_id: str, result: dict[str, Any]) -> list[bytes]:
+    payload = _dump({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result})
+    return [sign(key, [payload]), payload]
+
+
+def encode_error(key: bytes, request_id: str, kind: str, message: str) -> list[bytes]:
+    error = {"type": kind, "message": message}
+    payload = _dump({"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": error})
+    return [sign(key, [payload]), payload]
+
+
+def decode_reply(key: bytes, frames: list[bytes]) -> dict[str, Any]:
+    """The reply message (check `ok`); raises ProtocolError for anything else."""
+    message = _load(_verified(key, frames), 2**31)
+    if "ok" not in message or "id" not in message:
+        raise ProtocolError("a reply needs 'id' and 'ok'")
+    return message
+
+
+# -- events -----------------------------------------------------------------------------------
+def encode_event(key: bytes, seq: int, kind: str, fields: dict[str, Any]) -> list[bytes]:
+    message = {"v": PROTOCOL_VERSION, "seq": seq, "type": kind, "time": time.time(), **fields}
+    payload = _dump(message)
+    return [kind.encode(), sign(key, [payload]), payload]
+
+
+def decode_event(key: bytes, frames: list[bytes]) -> dict[str, Any]:
+    if len(frames) != 3:
+        raise ProtocolError(f"an event has 3 frames, got {len(frames)}")
+    return _load(_verified(key, frames[1:]), 2**31)
