@@ -50,7 +50,7 @@ class ProtocolError(Exception):
     """A message that does not follow this protocol."""
 
 
-class Unauthenticated(ProtocolError):
+class UnauthenticatedError(ProtocolError):
     """Bad signature, stale time or replayed nonce: such input gets no reply at all."""
 
 
@@ -131,10 +131,10 @@ def sign(key: bytes, frames: list[bytes]) -> bytes:
 
 def _verified(key: bytes, frames: list[bytes]) -> bytes:
     if len(frames) != 2:
-        raise Unauthenticated(f"expected 2 frames, got {len(frames)}")
+        raise UnauthenticatedError(f"expected 2 frames, got {len(frames)}")
     signature, payload = frames
     if not hmac.compare_digest(signature, sign(key, [payload])):
-        raise Unauthenticated("bad signature")
+        raise UnauthenticatedError("bad signature")
     return payload
 
 
@@ -185,24 +185,24 @@ class ReplayGuard:
     def check(self, nonce: object, sent_at: object) -> None:
         now = time.time()
         if not isinstance(nonce, str) or not isinstance(sent_at, int | float):
-            raise Unauthenticated("no nonce or time")
+            raise UnauthenticatedError("no nonce or time")
         if abs(now - sent_at) > self.window:
-            raise Unauthenticated("request time outside the replay window")
+            raise UnauthenticatedError("request time outside the replay window")
         while self._seen and (
             next(iter(self._seen.values())) < now - self.window or len(self._seen) > self.capacity
         ):
             self._seen.popitem(last=False)
         if nonce in self._seen:
-            raise Unauthenticated("replayed request")
+            raise UnauthenticatedError("replayed request")
         self._seen[nonce] = now
 
 
 def decode_request(
     key: bytes, frames: list[bytes], guard: ReplayGuard, limit: int = MAX_MESSAGE_BYTES
 ) -> Request:
-    """Unauthenticated (no reply) or ProtocolError (one error reply) or a Request."""
+    """UnauthenticatedError (no reply) or ProtocolError (one error reply) or a Request."""
     if any(len(f) > limit for f in frames):
-        raise Unauthenticated("oversized frame before authentication")
+        raise UnauthenticatedError("oversized frame before authentication")
     payload = _verified(key, frames)
     try:
         message = json.loads(payload.decode("utf-8"))
