@@ -179,6 +179,21 @@ class Plant:
         finally:
             self._end_run(run, run_id, status)
 
+    def downstream_of(self, reactor: ReactorRef) -> list[str]:
+        """The reactor and every reactor that receives, directly or not, what it sends."""
+        self._ensure_registered()
+        start = self._resolve(reactor).id
+        records = self._store.reactors
+        found, frontier = {start}, [start]
+        while frontier:
+            record = records.get(frontier.pop())
+            outputs = set(record.outputs) if record else set()
+            for rid, record in records.items():
+                if rid not in found and outputs & set(record.inputs):
+                    found.add(rid)
+                    frontier.append(rid)
+        return sorted(found)
+
     def sinks(self) -> list[str]:
         """Reactors whose outputs no other reactor receives (and those that never ran)."""
         self._ensure_registered()

@@ -12,7 +12,7 @@ import io
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING
 
 from rich.console import Console as RichConsole
@@ -38,6 +38,7 @@ class Console:
         self.out = RichConsole(file=stream or sys.stdout, highlight=False, soft_wrap=True)
         self.live_view = self.out.is_terminal if live is None else live
         self._rows: dict[str, tuple[str, float]] = {}  # reactor -> (state, since or duration)
+        self.on_line: Callable[[str | None, str], None] = lambda reactor, text: None
 
     # -- lines ------------------------------------------------------------------------------
     def notice(self, text: str) -> None:
@@ -71,7 +72,7 @@ class Console:
                 self._refresh = lambda: live.update(self._table())
             else:
                 self._refresh = lambda: None
-            stack.enter_context(_prefixed_output(self.out))
+            stack.enter_context(_prefixed_output(self.out, self.on_line))
             yield
         plant.remove_event_listener(self._on_event)
 
@@ -145,8 +146,10 @@ def summary(trigger: str, decisions: list[Decision], status: str, elapsed: float
 class _PrefixedStream(io.TextIOBase):
     """Whole lines, prefixed with the reactor printing them, onto the console."""
 
-    def __init__(self, console: RichConsole, stderr: bool) -> None:
-        self.console, self.stderr = console, stderr
+    def __init__(
+        self, console: RichConsole, stderr: bool, on_line: Callable[[str | None, str], None]
+    ) -> None:
+        self.console, self.stderr, self.on_line = console, stderr, on_line
         self._pending = ""
 
     def write(self, text: str) -> int:
@@ -166,11 +169,15 @@ class _PrefixedStream(io.TextIOBase):
         text = Text(f"[{name}] " if name else "", style="cyan")
         text.append(line, style="red" if self.stderr else "")
         self.console.print(text)
+        self.on_line(name, line)
 
 
 @contextlib.contextmanager
-def _prefixed_output(console: RichConsole) -> Iterator[None]:
-    stdout, stderr = _PrefixedStream(console, False), _PrefixedStream(console, True)
+def _prefixed_output(
+    console: RichConsole, on_line: Callable[[str | None, str], None]
+) -> Iterator[None]:
+    stdout = _PrefixedStream(console, False, on_line)
+    stderr = _PrefixedStream(console, True, on_line)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
     log_filter = _PrefixLogRecords()

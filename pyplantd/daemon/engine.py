@@ -1,12 +1,14 @@
-"""The daemon's run loop, on the main thread: load the script, run its targets, wait for a save,
-and again. A save during a run cancels it (at the next receive/send, or at once inside a
-reactor's own code through a signal); errors are reported, never fatal. Only Ctrl-C, SIGTERM or
-a stop request end it, after flushing what is being written (a second Ctrl-C exits at once).
+"""The daemon's run loop, on the main thread: load the script, run its targets, wait for a save
+or a client's command, and again. A save during a run cancels it (at the next receive/send, or
+at once inside a reactor's own code through a signal); errors are reported, never fatal. Only
+Ctrl-C, SIGTERM or a client's stop end it, after flushing what is being written (a second
+Ctrl-C exits at once).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import signal
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from ..decisions import Decision
 from ..errors import PlantError, ReactorFailedError, RunCancelled
@@ -25,6 +28,7 @@ from .console import Console
 from .loader import ScriptLoader, load_error
 from .runtime import DaemonLock, runtime_dir
 from .session import Session
+from .state import EngineState
 from .watcher import Watcher
 
 SHUTDOWN_FLUSH_SECONDS = 10.0  # a graceful stop waits this long, at most, for pending writes
@@ -39,10 +43,21 @@ class WatchOptions:
     disk: int | None = None
     debounce: float = 0.02
     force_polling: bool = False
+    control: bool = True  # serve the ZeroMQ endpoint for clients
+    tcp: bool = False  # the endpoint on tcp://127.0.0.1 instead of ipc://
+
+
+@dataclass(frozen=True)
+class Command:
+    """A client's request for the engine: run, invalidate."""
+
+    kind: str
+    targets: list[str] = field(default_factory=list)
+    run_id: int = 0
 
 
 class _Stop(BaseException):
-    """Ctrl-C or SIGTERM: leave the loop gracefully."""
+    """Ctrl-C, SIGTERM or a client's stop: leave the loop gracefully."""
 
 
 class Engine:
@@ -52,11 +67,15 @@ class Engine:
         self.console = console
         self.session = Session(options.plant_dir, options.memory, options.disk)
         self.loader = ScriptLoader(self.pipeline)
-        self.changes: queue.Queue[set[Path]] = queue.Queue()
+        self.inbox: queue.Queue[set[Path] | Command] = queue.Queue()
         self.watcher = Watcher(
             self._on_change, options.debounce, on_notice=console.notice,
             force_polling=options.force_polling,
         )  # fmt: skip
+        self.state = EngineState()
+        self.publish = self.state.publish  # replaced by the server's when clients can listen
+        self._run_ids = itertools.count(1)
+        self.server: Any = None
         self._running = False
         self._cancel = threading.Event()
         self._stopping = False
@@ -65,23 +84,43 @@ class Engine:
     # -- lifetime ---------------------------------------------------------------------------
     def serve(self) -> int:
         """Run until stopped; the exit code."""
-        lock = DaemonLock(runtime_dir(self.pipeline), self.pipeline, self.options.plant_dir)
+        runtime = runtime_dir(self.pipeline)
+        lock = DaemonLock(runtime, self.pipeline, self.options.plant_dir)
+        server = None
         try:
             with self._signals():
+                server = self._start_server(runtime)
                 self.watcher.watch({self.pipeline})
                 self.watcher.start()
                 self.console.notice(f"watching {self.pipeline.name} ({self.watcher.mode})")
                 try:
                     self.cycle("start", targets_always_run=True)
                     while True:
-                        self.cycle(self._describe(self._next_change()), targets_always_run=False)
+                        self._handle(self._next_work())
                 except _Stop:
                     self.console.notice("stopping: flushing what is still being written")
         finally:
             self.watcher.stop()
             self.session.close(SHUTDOWN_FLUSH_SECONDS)
+            if server is not None:
+                server.stop()
             lock.release()
         return 0
+
+    def _start_server(self, runtime: Path) -> Any:
+        if not self.options.control:
+            return None
+        from .control import Control
+        from .server import Server
+
+        server = Server(runtime, Control(self).handlers(), self.pipeline, self.options.tcp)
+        self.publish = self.state.chain(server.publish)
+        self.server = server
+        self.console.on_line = lambda reactor, text: server.publish(
+            "log", {"reactor": reactor, "text": text}
+        )
+        server.start()
+        return server
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -110,22 +149,59 @@ class Engine:
         if self._cancel.is_set() and running_reactor() is not None:
             raise RunCancelled()
 
-    # -- saves ------------------------------------------------------------------------------
+    # -- requests from other threads --------------------------------------------------------
     def _on_change(self, paths: set[Path]) -> None:
         """Watcher thread: queue the change; cancel the run in progress."""
-        self.changes.put(paths)
-        if self._running:
-            self._cancel.set()
-            with contextlib.suppress(ProcessLookupError, OSError):
-                signal.pthread_kill(self._main or 0, signal.SIGUSR1)
+        self.inbox.put(paths)
+        self.cancel()
 
-    def _next_change(self) -> set[Path]:
-        changed = self.changes.get()
+    def cancel(self) -> bool:
+        """Cancel the run in progress, if any (any thread)."""
+        if not self._running:
+            return False
+        self._cancel.set()
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pthread_kill(self._main or 0, signal.SIGUSR1)
+        return True
+
+    def request_run(self, targets: list[str]) -> int:
+        run_id = next(self._run_ids)
+        self.inbox.put(Command("run", list(targets), run_id))
+        return run_id
+
+    def request_invalidate(self, reactor: str) -> int:
+        run_id = next(self._run_ids)
+        self.inbox.put(Command("invalidate", [reactor], run_id))
+        return run_id
+
+    def request_stop(self) -> None:
+        self._stopping = False  # a client's stop is graceful, like a first Ctrl-C
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pthread_kill(self._main or 0, signal.SIGTERM)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _next_work(self) -> set[Path] | Command:
+        work = self.inbox.get()
+        if isinstance(work, Command):
+            return work
         while True:  # a burst over several files: one run
             try:
-                changed |= self.changes.get_nowait()
+                more = self.inbox.get_nowait()
             except queue.Empty:
-                return changed
+                return work
+            if isinstance(more, Command):
+                self.inbox.put(more)  # after this change's run
+                return work
+            work |= more
+
+    def _handle(self, work: set[Path] | Command) -> None:
+        if isinstance(work, set):
+            self.cycle(self._describe(work), targets_always_run=False)
+        elif work.kind == "run":
+            self.cycle("run requested", True, targets=work.targets, run_id=work.run_id)
+        elif work.kind == "invalidate":
+            self.cycle(f"invalidated {work.targets[0]}", False, run_id=work.run_id,
+                       invalidate=work.targets[0])  # fmt: skip
 
     def _describe(self, changed: set[Path]) -> str:
         names = sorted(p.name for p in changed)
@@ -133,25 +209,38 @@ class Engine:
         return "saved " + ", ".join(names[:3]) + more
 
     # -- one cycle --------------------------------------------------------------------------
-    def cycle(self, trigger: str, targets_always_run: bool) -> list[Decision]:
+    def cycle(
+        self,
+        trigger: str,
+        targets_always_run: bool,
+        targets: list[str] | None = None,
+        run_id: int | None = None,
+        invalidate: str | None = None,
+    ) -> list[Decision]:
         """Reload the script and run what it asks for; report, never raise (but _Stop)."""
+        run_id = run_id if run_id is not None else next(self._run_ids)
         self._cancel.clear()
         started = time.perf_counter()
-        if not self._load(trigger):
+        self.publish("run_started", {"run_id": run_id, "trigger": trigger})
+        if not self._load(trigger, run_id):
             return []
         plant = self.session.plant
         if plant is None:
             self.console.notice(f"{self.pipeline.name} made no Plant(...): nothing to run")
+            self.publish("run_finished", {"run_id": run_id, "status": "empty", "ran": 0})
             return []
         decisions: list[Decision] = []
         status = "ok"
         self._running = True
+        self.state.run_began(run_id, trigger, plant, self.publish)
         try:
-            targets = self.options.targets or self.session.requested or plant.sinks()
+            chosen = targets or self.options.targets or self.session.requested or plant.sinks()
+            forced = plant.downstream_of(invalidate) if invalidate else []
             with self.console.run(trigger, plant):
                 decisions = plant.run_reactors(
-                    targets, targets_always_run=targets_always_run, should_stop=self._cancel.is_set
-                )
+                    chosen, forced, targets_always_run=targets_always_run,
+                    should_stop=self._cancel.is_set,
+                )  # fmt: skip
         except RunCancelled:
             status = "cancelled"
         except ReactorFailedError as failure:
@@ -164,10 +253,12 @@ class Engine:
             self._running = False
             decisions = decisions or plant.last_run
             self.watcher.watch(self._watched_files())
-        self.console.run_finished(trigger, decisions, status, time.perf_counter() - started, plant)
+        elapsed = time.perf_counter() - started
+        self.state.run_ended(run_id, status, decisions, elapsed)
+        self.console.run_finished(trigger, decisions, status, elapsed, plant)
         return decisions
 
-    def _load(self, trigger: str) -> bool:
+    def _load(self, trigger: str, run_id: int) -> bool:
         self.session.begin_load()
         try:
             with hosting(self.session):
@@ -175,7 +266,13 @@ class Engine:
         except (_Stop, KeyboardInterrupt):
             raise
         except BaseException as failure:  # the script's own error: report it, keep the last state
-            self.console.reload_failed(trigger, load_error(failure, self.pipeline), failure)
+            where = load_error(failure, self.pipeline)
+            self.console.reload_failed(trigger, where, failure)
+            self.publish("reload_failed", {
+                "run_id": run_id, "path": where.path, "line": where.line,
+                "column": where.column, "message": where.message,
+            })  # fmt: skip
+            self.state.load_failed(run_id, where)
             self.watcher.watch(self._watched_files())
             return False
         return True

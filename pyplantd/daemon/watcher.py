@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,11 +24,12 @@ logger = logging.getLogger(__name__)
 # hashing would otherwise wake us up again.
 _EVENT_KINDS: list[type[events.FileSystemEvent]] = [
     events.FileModifiedEvent, events.FileCreatedEvent, events.FileMovedEvent,
-    events.FileDeletedEvent, events.FileClosedEvent, events.DirDeletedEvent,
+    events.FileDeletedEvent, events.FileClosedEvent,
 ]  # fmt: skip
 # watchdog reports a kernel queue overflow only as a warning on this logger.
 _INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 StatKey = tuple[int, int, int, int]
+Seen = tuple[StatKey | None, bytes | None]  # what a file looked like, and its content hash
 
 
 def content_hash(path: str) -> bytes | None:
@@ -48,6 +50,18 @@ def _stat_key(path: str) -> StatKey | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
+
+
+def _folder_inode(folder: str) -> int | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_ino if stat.S_ISDIR(st.st_mode) else None
+
+
+def _read(path: str) -> Seen:
+    return _stat_key(path), content_hash(path)  # stat first: a write in between shows later
 
 
 def _key(path: Path | str) -> str:
@@ -93,17 +107,15 @@ class Watcher:
         # observer holds its own lock while it calls our handler.
         self._cond = threading.Condition()
         self._paths: dict[str, Path] = {}
-        self._known: dict[str, bytes | None] = {}
-        self._stats: dict[str, StatKey | None] = {}
+        self._seen: dict[str, Seen] = {}
         self._dirty: set[str] = set()
         self._last_event = 0.0
-        self._gone_dirs: set[str] = set()
         self._overflowed = False
         self._stopping = False
         # _sync serializes changes to the observer and its watches (watch, tick, fallback, stop).
         self._sync = threading.RLock()
         self._observer: BaseObserver | None = None
-        self._watches: dict[str, ObservedWatch] = {}
+        self._watches: dict[str, tuple[ObservedWatch, int]] = {}  # folder -> (watch, inode)
         self._thread: threading.Thread | None = None
         self._handler = _Handler(self._on_event)
 
@@ -116,21 +128,18 @@ class Watcher:
         """Replace the watched files; the content of newly watched ones is recorded now."""
         wanted = {_key(path): Path(path) for path in paths}
         with self._sync:
-            new = [key for key in wanted if key not in self._paths]
-            stats = {key: _stat_key(key) for key in new}  # before hashing: a later write shows
-            hashes = {key: content_hash(key) for key in new}
+            fresh = {key: _read(key) for key in wanted.keys() - self._paths.keys()}
             with self._cond:
-                self._known = {k: self._known[k] if k in self._known else hashes[k] for k in wanted}
-                self._stats = {k: self._stats[k] if k in self._stats else stats[k] for k in wanted}
+                self._seen = {key: self._seen.get(key) or fresh[key] for key in wanted}
                 self._paths = wanted
                 self._dirty &= wanted.keys()
             self._sync_dirs()
 
     def snapshot(self, paths: Iterable[Path]) -> None:
         """Record the current content of these watched files as known (the run just read it)."""
-        hashes = {key: content_hash(key) for key in map(_key, paths)}
+        fresh = {key: _read(key) for key in map(_key, paths)}
         with self._cond:
-            self._known.update((k, h) for k, h in hashes.items() if k in self._paths)
+            self._seen.update((key, seen) for key, seen in fresh.items() if key in self._paths)
 
     def start(self) -> None:
         """Start watching (OS events, or polling if they are unavailable)."""
@@ -141,7 +150,12 @@ class Watcher:
         logging.getLogger(_INOTIFY_LOGGER).addFilter(self._spot_overflow)
         with self._sync:
             if self._mode == "native":
-                self._start_observer()
+                try:
+                    self._observer = self._observer_factory()
+                    self._observer.start()
+                except OSError as err:
+                    self._fall_back(f"the OS file watcher could not start ({err})")
+                self._sync_dirs()
         self._thread = threading.Thread(target=self._run, name="pyplantd-watcher", daemon=True)
         self._thread.start()
 
@@ -156,34 +170,30 @@ class Watcher:
             self._thread.join()
         logging.getLogger(_INOTIFY_LOGGER).removeFilter(self._spot_overflow)
 
-    # -- observer (callers hold _sync) ------------------------------------------------------
-    def _start_observer(self) -> None:
-        try:
-            self._observer = self._observer_factory()
-            self._observer.start()
-        except OSError as err:
-            self._fall_back(f"the OS file watcher could not start ({err})")
-        else:
-            self._sync_dirs()
-
+    # -- the observer (callers hold _sync) --------------------------------------------------
     def _sync_dirs(self) -> None:
         """Watch each folder holding a watched file, once; missing ones when they appear."""
         if self._observer is None or self._mode != "native":
             return
         with self._cond:
             wanted = {os.path.dirname(key) for key in self._paths}
-            gone, self._gone_dirs = self._gone_dirs, set()
-        for folder in [d for d in self._watches if d not in wanted or d in gone]:
-            with contextlib.suppress(KeyError):  # watchdog may have dropped it already
-                self._observer.unschedule(self._watches.pop(folder))
+        # A deleted folder's emitter stops; a moved one's follows the old inode (a new folder may
+        # reuse the number, so both checks). Either way a folder made anew needs a new watch.
+        dead = {emitter.watch for emitter in self._observer.emitters if not emitter.is_alive()}
+        for folder, (watch, inode) in list(self._watches.items()):
+            if folder not in wanted or watch in dead or _folder_inode(folder) != inode:
+                del self._watches[folder]
+                with contextlib.suppress(KeyError):  # watchdog may have dropped it already
+                    self._observer.unschedule(watch)
         for folder in sorted(wanted - self._watches.keys()):
-            if not os.path.isdir(folder):
+            found = _folder_inode(folder)
+            if found is None:
                 continue  # a later tick watches it; meanwhile the scan sees its files appear
             try:
                 watch = self._observer.schedule(self._handler, folder, event_filter=_EVENT_KINDS)
             except OSError as err:
                 return self._fall_back(f"watching {folder!r} failed ({err})")
-            self._watches[folder] = watch
+            self._watches[folder] = watch, found
 
     def _fall_back(self, reason: str) -> None:
         if self._mode == "polling" or self._stopping:
@@ -206,14 +216,8 @@ class Watcher:
 
     # -- event intake (watchdog's thread) ---------------------------------------------------
     def _on_event(self, event: events.FileSystemEvent) -> None:
-        try:
-            src = os.fsdecode(event.src_path)
-            if event.is_directory:  # a watched folder was deleted; its emitter has stopped
-                with self._cond:
-                    self._gone_dirs.add(src)
-                self._mark([k for k in self._paths if os.path.dirname(k) == src])
-            else:
-                self._mark([src, os.fsdecode(event.dest_path)])
+        try:  # an atomic save only shows as a move (or creation) onto the target: dest_path
+            self._mark([os.fsdecode(event.src_path), os.fsdecode(event.dest_path)])
         except Exception as err:  # an exception here would end watchdog's dispatch thread
             self._notice(f"File watcher: handling {event!r} raised {err!r}; still watching.")
 
@@ -258,13 +262,11 @@ class Watcher:
             if not self._dirty or time.monotonic() < self._last_event + self._debounce:
                 return
             dirty, self._dirty = self._dirty, set()
-        stats = {key: _stat_key(key) for key in dirty}  # before hashing: a later write shows
-        hashes = {key: content_hash(key) for key in dirty}
+        fresh = {key: _read(key) for key in dirty}
         with self._cond:
-            self._stats.update((k, s) for k, s in stats.items() if k in self._paths)
-            changed = {k: h for k, h in hashes.items() if k in self._paths and self._known[k] != h}
-            self._known.update(changed)
-            paths = {self._paths[key] for key in changed}
+            fresh = {key: seen for key, seen in fresh.items() if key in self._paths}
+            paths = {self._paths[k] for k, seen in fresh.items() if seen[1] != self._seen[k][1]}
+            self._seen.update(fresh)
         if paths:
             self._guarded(lambda: self._on_change(paths), "on_change")
 
@@ -289,8 +291,8 @@ class Watcher:
             keys = list(self._paths)
         stats = {key: _stat_key(key) for key in keys}
         with self._cond:
-            changed = [k for k, s in stats.items() if k in self._stats and self._stats[k] != s]
-            self._stats.update((k, stats[k]) for k in changed)
+            changed = [k for k, st in stats.items() if k in self._seen and self._seen[k][0] != st]
+            self._seen.update((k, (stats[k], self._seen[k][1])) for k in changed)
         self._mark(changed)
 
     def _guarded(self, action: Callable[[], object], what: str) -> None:

@@ -1,0 +1,170 @@
+"""The commands clients send the daemon, one `cmd_<verb>` each (see pyplant_client.protocol).
+
+Answers come from what the engine publishes (its state, the warm store); commands that act are
+handed to the engine's inbox. Runs on the server thread: nothing here mutates plant state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..sizes import format_size
+from ..store.listing import describe_shape
+from .server import BadArgumentsError, Handler
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+PREVIEW_CHARS = 400
+MAX_BUFFER_BYTES = 2**30  # larger arrays are fetched from their file
+
+
+class Control:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.started = time.time()
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            name.removeprefix("cmd_"): getattr(self, name)
+            for name in dir(self)
+            if name.startswith("cmd_")
+        }
+
+    # -- reading ----------------------------------------------------------------------------
+    def cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "time": time.time()}
+
+    def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        status = self.engine.state.snapshot()
+        store = self.engine.session.store
+        if store is not None:
+            status["memory"] = {
+                "warm_bytes": store.warm.warm_bytes, "budget": store.warm.budget,
+                "spilled_bytes": store.warm.spilled_bytes,
+                "writing_bytes": store.writer.pending_bytes(),
+            }  # fmt: skip
+        server = self.engine.server
+        if server is not None:
+            status["endpoint"] = {
+                "unauthenticated": server.unauthenticated, "malformed": server.malformed,
+            }  # fmt: skip
+        status["pipeline"] = str(self.engine.pipeline)
+        status["uptime"] = time.time() - self.started
+        return status
+
+    def cmd_ingredients(self, args: dict[str, Any]) -> dict[str, Any]:
+        store = self.engine.session.store
+        if store is None:
+            return {"ingredients": []}
+        rows = []
+        for record in sorted(list(store.ingredients.values()), key=lambda r: r.name):
+            producer = store.reactors.get(record.producer)
+            rows.append({
+                "name": record.name, "producer": producer.name if producer else "?",
+                "type": record.type, "shape": describe_shape(record.meta),
+                "size": record.size, "tier": store.tier(record),
+            })  # fmt: skip
+        return {"ingredients": rows}
+
+    def cmd_preview(self, args: dict[str, Any]) -> dict[str, Any]:
+        value, record = self._value(args)
+        return {"name": record.name, "type": record.type, "text": preview(value)}
+
+    def cmd_fetch(
+        self, args: dict[str, Any]
+    ) -> dict[str, Any] | tuple[dict[str, Any], list[bytes]]:
+        value, record = self._value(args)
+        store = self.engine.session.store
+        assert store is not None
+        durable = store.payloads.intact(record.path, record.size)
+        if record.type == "array" and durable:
+            path = str(store.payloads.resolve(record.path))
+            return {"kind": "file", "path": path, "format": "hdf5", **record.meta}
+        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+            if value.nbytes > MAX_BUFFER_BYTES:
+                raise BadArgumentsError(f"'{record.name}' is not on disk yet and too large to send")
+            data = np.ascontiguousarray(value).tobytes()
+            meta = {"dtype": value.dtype.str, "shape": list(value.shape), "nbytes": len(data)}
+            digest = hashlib.sha256(data).hexdigest()
+            return {"kind": "buffer", **meta, "sha256": digest}, [data]
+        if _jsonable(value):
+            return {"kind": "value", "json": value}
+        raise BadArgumentsError(
+            f"'{record.name}' ({type(value).__name__}) cannot be sent without pickling; "
+            "fetch arrays and plain values, or use `pyplant preview`."
+        )
+
+    def _value(self, args: dict[str, Any]) -> tuple[Any, Any]:
+        name = args.get("name")
+        store = self.engine.session.store
+        if not isinstance(name, str):
+            raise BadArgumentsError("give the ingredient's name: {'name': ...}")
+        record = store.ingredients.get(name) if store is not None else None
+        if record is None or store is None:
+            known = ", ".join(sorted(store.ingredients)) if store else ""
+            raise BadArgumentsError(f"no ingredient named '{name}' (known: {known or 'none'})")
+        return store.load(record), record
+
+    # -- acting -----------------------------------------------------------------------------
+    def cmd_run(self, args: dict[str, Any]) -> dict[str, Any]:
+        targets = args.get("targets") or []
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise BadArgumentsError("targets is a list of reactor names")
+        self._check_reactors(targets)
+        return {"run_id": self.engine.request_run(targets)}
+
+    def cmd_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"cancelled": self.engine.cancel()}
+
+    def cmd_invalidate(self, args: dict[str, Any]) -> dict[str, Any]:
+        reactor = args.get("reactor")
+        if not isinstance(reactor, str):
+            raise BadArgumentsError("give the reactor's name: {'reactor': ...}")
+        self._check_reactors([reactor])
+        return {"run_id": self.engine.request_invalidate(reactor)}
+
+    def cmd_shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.engine.request_stop()
+        return {"stopping": True}
+
+    def _check_reactors(self, names: list[str]) -> None:
+        plant = self.engine.session.plant
+        known = plant.reactor_names() if plant is not None else []
+        unknown = [n for n in names if n not in known and not any(n == k for k in known)]
+        if unknown and plant is not None:
+            raise BadArgumentsError(
+                f"unknown reactor {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+
+
+def preview(value: Any) -> str:
+    """A small textual summary, never the data: shape, dtype, min/max/mean, or a repr head."""
+    if isinstance(value, np.ndarray) or (hasattr(value, "dtype") and hasattr(value, "shape")):
+        text = f"{type(value).__name__} shape={tuple(value.shape)} dtype={value.dtype}"
+        size = int(np.prod(value.shape)) if value.shape else 1
+        if size and np.issubdtype(value.dtype, np.number) and size * value.dtype.itemsize < 2**30:
+            array = np.asarray(value)
+            text += (
+                f" min={array.min():.6g} max={array.max():.6g} mean={array.mean():.6g}"
+                f" ({format_size(array.nbytes)})"
+            )
+        return text
+    text = repr(value)
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
+
+
+def _jsonable(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if depth > 20:
+        return False
+    if isinstance(value, list):
+        return all(_jsonable(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _jsonable(v, depth + 1) for k, v in value.items())
+    return False

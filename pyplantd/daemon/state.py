@@ -1,0 +1,135 @@
+"""What the daemon is doing, as clients see it: the run in progress and the last one, each
+reactor's state with its duration and why, turned into events for the PUB socket and into
+snapshots for `status`. Written by the engine thread, read by the server thread under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..decisions import Decision
+from ..events import EventType, PlantEvent
+from ..origins import is_user_file
+from .loader import LoadError
+
+if TYPE_CHECKING:
+    from ..plant import Plant
+
+Publish = Callable[[str, dict[str, Any]], None]
+
+
+class EngineState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.state = "idle"
+        self.current: dict[str, Any] | None = None
+        self.last: dict[str, Any] | None = None
+        self.reactors: dict[str, dict[str, Any]] = {}
+        self.plant: Plant | None = None
+        self._publish: Publish = self.publish
+
+    # -- publishing -------------------------------------------------------------------------
+    def publish(self, kind: str, fields: dict[str, Any]) -> None:
+        """Without a server, events go nowhere."""
+
+    def chain(self, sink: Publish) -> Publish:
+        self._publish = sink
+        return sink
+
+    # -- engine thread ----------------------------------------------------------------------
+    def run_began(self, run_id: int, trigger: str, plant: Plant, publish: Publish) -> None:
+        with self._lock:
+            self.state, self.plant = "running", plant
+            self.current = {"run_id": run_id, "trigger": trigger, "started": time.time()}
+            self.reactors = {}
+        plant.subscribe(lambda event: self._on_event(run_id, event))
+
+    def _on_event(self, run_id: int, event: PlantEvent) -> None:
+        name = event.reactor or ""
+        kind, fields = _translate(run_id, event)
+        if kind is None:
+            return
+        with self._lock:
+            if kind == "reactor_started":
+                self.reactors[name] = {"state": "running", "since": time.time()}
+            elif kind == "reactor_finished":
+                self.reactors[name] = {
+                    "state": fields["result"], "duration": fields["duration"],
+                    "why": fields.get("why", ""),
+                }  # fmt: skip
+            elif kind == "reactor_failed":
+                self.reactors[name] = {"state": "failed", "why": fields["message"]}
+        self._publish(kind, fields)
+
+    def run_ended(
+        self, run_id: int, status: str, decisions: list[Decision], elapsed: float
+    ) -> None:
+        ran = [d.reactor for d in decisions if d.status == "ran"]
+        summary = {
+            "run_id": run_id, "status": status, "duration": elapsed, "ran": len(ran),
+            "warm": sum(d.status == "cached" for d in decisions),
+            "failed": [d.reactor for d in decisions if d.status == "failed"],
+        }  # fmt: skip
+        with self._lock:
+            for d in decisions:
+                self.reactors[d.reactor] = {
+                    "state": {"cached": "warm"}.get(d.status, d.status),
+                    "duration": d.duration, "why": d.why,
+                }  # fmt: skip
+            self.state, self.last = "idle", {**(self.current or {}), **summary}
+            self.current = None
+        self._publish("run_finished", summary)
+
+    def load_failed(self, run_id: int, where: LoadError) -> None:
+        with self._lock:
+            self.state = "idle"
+            self.last = {
+                "run_id": run_id, "status": "reload_failed", "path": where.path,
+                "line": where.line, "column": where.column, "message": where.message,
+            }  # fmt: skip
+        self._publish("run_finished", {"run_id": run_id, "status": "reload_failed", "ran": 0})
+
+    # -- server thread ----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            reactors = {name: dict(info) for name, info in self.reactors.items()}
+            for info in reactors.values():
+                if info["state"] == "running":
+                    info["elapsed"] = time.time() - info.pop("since")
+            return {
+                "state": self.state, "current_run": self.current, "last_run": self.last,
+                "reactors": reactors,
+            }  # fmt: skip
+
+
+def _translate(run_id: int, event: PlantEvent) -> tuple[str | None, dict[str, Any]]:
+    base = {"run_id": run_id, "reactor": event.reactor}
+    if event.type is EventType.reactor_started:
+        return "reactor_started", base
+    if event.type is EventType.reactor_finished:
+        duration = float(event.data.get("duration", 0.0))
+        return "reactor_finished", {**base, "duration": duration, "result": "ran"}
+    if event.type is EventType.reactor_cached:
+        why = "; ".join(event.data.get("reasons") or [])
+        return "reactor_finished", {**base, "duration": 0.0, "result": "warm", "why": why}
+    if event.type is EventType.reactor_failed:
+        return "reactor_failed", {**base, **failure_fields(event.data.get("exception"))}
+    return None, {}
+
+
+def failure_fields(exc: BaseException | None) -> dict[str, Any]:
+    """Exception type, message, and the deepest frame of the user's own code."""
+    if exc is None:
+        return {"exception": "Error", "message": "", "path": "", "line": 0, "traceback": ""}
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
+    where = frames[-1] if frames else None
+    trimmed = "".join(traceback.format_list(frames)) + f"{type(exc).__name__}: {exc}\n"
+    return {
+        "exception": type(exc).__name__, "message": str(exc),
+        "path": where.filename if where else "", "line": where.lineno if where else 0,
+        "traceback": trimmed,
+    }  # fmt: skip
