@@ -1,0 +1,323 @@
+"""The file watcher against a real watchdog observer and real files: save styles, debounce,
+content hashes, watch-set changes, errors, and the polling fallback."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from watchdog.observers import Observer
+
+from pyplantd.daemon.watcher import Watcher
+
+DEADLINE = 5.0
+
+
+class Recorder:
+    """Collects on_change calls and notices; waits for them with a deadline."""
+
+    def __init__(self) -> None:
+        self.calls: list[set[Path]] = []
+        self.notices: list[str] = []
+        self.failures: list[Exception] = []  # raised by the next calls, one each
+
+    def __call__(self, paths: set[Path]) -> None:
+        self.calls.append(set(paths))
+        if self.failures:
+            raise self.failures.pop()
+
+    def wait_calls(self, count: int) -> list[set[Path]]:
+        self._wait(lambda: len(self.calls) >= count, f"{count} on_change calls")
+        return self.calls
+
+    def wait_notice(self, part: str) -> str:
+        self._wait(lambda: any(part in n for n in self.notices), f"a notice with {part!r}")
+        return next(n for n in self.notices if part in n)
+
+    def _wait(self, done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not done():
+            assert time.monotonic() < deadline, f"no {what}; calls={self.calls}"
+            time.sleep(0.002)
+
+
+@pytest.fixture(params=["native", "polling"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_watcher(mode: str) -> Iterator[Callable[..., tuple[Watcher, Recorder]]]:
+    """Start watchers in the test's mode (polling every 50 ms); stops them all afterwards."""
+    started: list[Watcher] = []
+
+    def make(paths: list[Path], **options: object) -> tuple[Watcher, Recorder]:
+        recorder = Recorder()
+        options = {"force_polling": mode == "polling", "poll_interval": 0.05, **options}
+        watcher = Watcher(recorder, on_notice=recorder.notices.append, **options)  # type: ignore[arg-type]
+        started.append(watcher)
+        watcher.watch(paths)
+        watcher.start()
+        assert watcher.mode == mode
+        return watcher, recorder
+
+    yield make
+    for watcher in started:
+        watcher.stop()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    """A watched file and a sentinel (another watched file in the same folder)."""
+    target, sentinel = tmp_path / "pipeline.py", tmp_path / "sentinel.py"
+    target.write_text("x = 0\n")
+    sentinel.write_text("s = 0\n")
+    return target, sentinel
+
+
+def settle(recorder: Recorder, sentinel: Path, expected: list[set[Path]]) -> None:
+    """Wait for the expected calls, then save the sentinel and wait for its call: a late or extra
+    call for anything saved before would come first or share the sentinel's burst."""
+    recorder.wait_calls(len(expected))
+    sentinel.write_text(f"s = {time.monotonic_ns()}\n")
+    assert recorder.wait_calls(len(expected) + 1) == [*expected, {sentinel}]
+
+
+# -- how editors save ------------------------------------------------------------------------
+def save_in_place(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def save_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+def save_atomic_from_elsewhere(path: Path, text: str) -> None:
+    # The temp file lives in a folder that is not watched: only a created/moved-in event.
+    temp = path.parent / "elsewhere" / path.name
+    temp.parent.mkdir(exist_ok=True)
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+def save_vim_style(path: Path, text: str) -> None:
+    backup = path.with_name(path.name + "~")
+    os.rename(path, backup)
+    path.write_text(text)
+    backup.unlink()
+
+
+def save_truncate_then_write(path: Path, text: str) -> None:
+    with open(path, "w") as handle:  # an event fires while the file is empty
+        handle.flush()
+        os.fsync(handle.fileno())
+        time.sleep(0.005)
+        handle.write(text)
+
+
+SAVES = [save_in_place, save_atomic, save_atomic_from_elsewhere, save_vim_style]
+
+
+@pytest.mark.parametrize("save", [*SAVES, save_truncate_then_write], ids=lambda f: f.__name__)
+def test_each_save_is_reported_exactly_once(make_watcher, files, save) -> None:
+    target, sentinel = files
+    # 100 ms: the truncate-then-write pause must fall inside the quiet window even on a slow CI.
+    _, recorder = make_watcher([target, sentinel], debounce=0.1)
+    for i in range(1, 6):
+        save(target, f"x = {i}\n")
+        recorder.wait_calls(i)
+    settle(recorder, sentinel, [{target}] * 5)
+
+
+@pytest.mark.parametrize("save", [*SAVES, save_truncate_then_write], ids=lambda f: f.__name__)
+def test_byte_identical_save_reports_nothing(make_watcher, files, save) -> None:
+    target, sentinel = files
+    _, recorder = make_watcher([target, sentinel], debounce=0.1)
+    for _ in range(3):
+        save(target, "x = 0\n")
+    settle(recorder, sentinel, [])
+
+
+def test_burst_of_saves_within_the_quiet_window_is_one_call(make_watcher, files) -> None:
+    target, sentinel = files
+    _, recorder = make_watcher([target, sentinel], debounce=0.3)
+    for i, save in enumerate(SAVES * 2):
+        save(target, f"x = {i + 1}\n")
+        time.sleep(0.01)  # saves 10 ms apart: well inside the 300 ms window
+    assert recorder.wait_calls(1) == [{target}]
+    settle(recorder, sentinel, [{target}])
+
+
+def test_comment_only_edit_is_a_content_change(make_watcher, files) -> None:
+    target, sentinel = files
+    _, recorder = make_watcher([target, sentinel])
+    save_atomic(target, "x = 0  # the engine decides whether this matters\n")
+    settle(recorder, sentinel, [{target}])
+
+
+def test_unwatched_file_in_the_same_folder_reports_nothing(make_watcher, files) -> None:
+    target, sentinel = files
+    other = target.with_name("notes.txt")
+    _, recorder = make_watcher([target, sentinel])
+    for i in range(3):
+        save_in_place(other, f"note {i}\n")
+        save_atomic(other, f"note {i} again\n")
+    settle(recorder, sentinel, [])
+
+
+def test_deleted_watched_file_is_reported_and_so_is_its_return(make_watcher, files) -> None:
+    target, sentinel = files
+    _, recorder = make_watcher([target, sentinel])
+    target.unlink()
+    assert recorder.wait_calls(1) == [{target}]
+    target.write_text("x = 0\n")  # back with its old bytes: still a change from "gone"
+    settle(recorder, sentinel, [{target}, {target}])
+
+
+def test_file_not_existing_yet_is_reported_when_created(make_watcher, files) -> None:
+    target, sentinel = files
+    data = target.parent / "later" / "data.csv"  # its folder does not exist either
+    _, recorder = make_watcher([target, sentinel, data])
+    data.parent.mkdir()
+    data.write_text("a,b\n")
+    assert recorder.wait_calls(1) == [{data}]
+    save_atomic(data, "a,b\n1,2\n")
+    settle(recorder, sentinel, [{data}, {data}])
+
+
+def test_deleted_folder_is_reported_and_watched_again_when_back(make_watcher, files) -> None:
+    target, sentinel = files
+    module = target.parent / "pkg" / "helpers.py"
+    module.parent.mkdir()
+    module.write_text("def helper(): ...\n")
+    _, recorder = make_watcher([target, sentinel, module])
+    module.unlink()
+    module.parent.rmdir()
+    assert recorder.wait_calls(1) == [{module}]
+    module.parent.mkdir()
+    module.write_text("def helper(): return 1\n")
+    assert recorder.wait_calls(2) == [{module}, {module}]
+    save_in_place(module, "def helper(): return 2\n")
+    settle(recorder, sentinel, [{module}] * 3)
+
+
+# -- the watched set changes while running ---------------------------------------------------
+def test_watch_adds_and_removes_files_while_running(make_watcher, files, tmp_path, mode) -> None:
+    target, sentinel = files
+    added = tmp_path / "sub" / "module.py"  # in a folder not watched so far
+    added.parent.mkdir()
+    added.write_text("y = 0\n")
+    # Natively, watch() itself must add the folder's watch: no periodic tick to rely on.
+    interval = 60.0 if mode == "native" else 0.05
+    watcher, recorder = make_watcher([target, sentinel], poll_interval=interval)
+    save_in_place(added, "y = 1\n")
+    added.write_text("y = 2\n")
+    watcher.watch([target, sentinel, added])  # its content is recorded now: "y = 2"
+    save_atomic(added, "y = 2\n")  # the same bytes as when it became watched
+    save_in_place(target, "x = 1\n")
+    assert recorder.wait_calls(1) == [{target}]
+    save_atomic(added, "y = 3\n")
+    assert recorder.wait_calls(2) == [{target}, {added}]
+    watcher.watch([target, sentinel])
+    save_atomic(added, "y = 4\n")
+    settle(recorder, sentinel, [{target}, {added}])
+
+
+def test_snapshot_records_the_content_a_run_read(make_watcher, files) -> None:
+    target, sentinel = files
+    watcher, recorder = make_watcher([target, sentinel], debounce=0.3)
+    target.write_text("x = 1\n")
+    watcher.snapshot([target])  # within the quiet window, as the engine does after a run
+    settle(recorder, sentinel, [])
+    save_in_place(target, "x = 2\n")
+    assert recorder.wait_calls(2) == [{sentinel}, {target}]
+
+
+# -- errors and fallback ---------------------------------------------------------------------
+def test_on_change_that_raises_is_noticed_and_watching_goes_on(make_watcher, files) -> None:
+    target, sentinel = files
+    _, recorder = make_watcher([target, sentinel])
+    recorder.failures.append(RuntimeError("engine hiccup"))
+    save_in_place(target, "x = 1\n")
+    assert "engine hiccup" in recorder.wait_notice("on_change raised")
+    save_in_place(target, "x = 2\n")
+    settle(recorder, sentinel, [{target}, {target}])
+
+
+class FailingObserver(Observer):  # type: ignore[misc, valid-type]
+    """A real observer whose watches on folders named like `fail_on` hit the inotify limit."""
+
+    fail_on = "limited"
+
+    def schedule(self, handler, path, **options):  # type: ignore[no-untyped-def]
+        if os.path.basename(path).startswith(self.fail_on):
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        return super().schedule(handler, path, **options)
+
+
+@pytest.mark.parametrize("when", ["at_start", "on_a_later_watch"])
+def test_os_watch_failure_falls_back_to_polling(files, tmp_path, when) -> None:
+    target, sentinel = files
+    limited = tmp_path / "limited" / "data.csv"
+    limited.parent.mkdir()
+    limited.write_text("a\n")
+    first = [target, sentinel, limited] if when == "at_start" else [target, sentinel]
+    recorder = Recorder()
+    watcher = Watcher(
+        recorder, poll_interval=0.05, on_notice=recorder.notices.append,
+        observer_factory=FailingObserver,
+    )  # fmt: skip
+    try:
+        watcher.watch(first)
+        watcher.start()
+        watcher.watch([target, sentinel, limited])
+        assert watcher.mode == "polling"
+        assert "polling" in recorder.wait_notice("inotify watch limit reached")
+        save_atomic(limited, "a\n1\n")
+        assert recorder.wait_calls(1) == [{limited}]
+        save_vim_style(target, "x = 1\n")
+        settle(recorder, sentinel, [{limited}, {target}])
+        assert len(recorder.notices) == 1
+    finally:
+        watcher.stop()
+
+
+def test_inotify_queue_overflow_falls_back_to_polling(files) -> None:
+    target, sentinel = files
+    recorder = Recorder()
+    watcher = Watcher(recorder, poll_interval=0.05, on_notice=recorder.notices.append)
+    try:
+        watcher.watch([target, sentinel])
+        watcher.start()
+        assert watcher.mode == "native"
+        # watchdog reports an overflow only through this log record; replay it.
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        assert "overflowed" in recorder.wait_notice("polling")
+        assert watcher.mode == "polling"
+        save_in_place(target, "x = 1\n")
+        settle(recorder, sentinel, [{target}])
+    finally:
+        watcher.stop()
+
+
+def test_stop_joins_every_thread_and_is_idempotent(files) -> None:
+    before = set(threading.enumerate())
+    watcher = Watcher(Recorder())
+    watcher.watch(files)
+    watcher.start()
+    assert set(threading.enumerate()) - before
+    watcher.stop()
+    watcher.stop()
+    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    with pytest.raises(RuntimeError, match="create a new one"):
+        watcher.start()
