@@ -44,6 +44,7 @@ from .reactor import SubreactorStarted, function_id, start_reactor
 from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore, output_record
 from .store.records import IngredientRecord, ReactorRecord, Version
+from .store.specs import IngredientTypeSpec
 from .store.writer import PendingWrite
 
 logger = logging.getLogger(__name__)
@@ -74,17 +75,28 @@ class _Available:
 
     sent: Sent | None = None
     record: IngredientRecord | None = None
+    spec: IngredientTypeSpec | None = None  # of a sent value: can fingerprint it in memory
+    _computed: str | None = None
 
     def ready(self) -> bool:
         return self.sent is None or self.sent.payload.done()
 
     def fingerprint(self) -> str:
-        """Content fingerprint; for a value sent in this run it may wait for the writer."""
+        """Content fingerprint. For a value sent in this run whose write is still going on,
+        computed from the value in memory (equal to what the writer records) rather than
+        waiting for the disk; only types that need their file wait."""
         if self.record is not None:
             return self.record.fingerprint
         assert self.sent is not None
-        fingerprint: str = self.sent.payload.wait().fingerprint
-        return fingerprint
+        if self.sent.payload.done() or self.spec is None:
+            fingerprint: str = self.sent.payload.wait().fingerprint
+            return fingerprint
+        if self._computed is None:
+            self._computed = self.spec.value_fingerprint(self.sent.value)
+        if self._computed is None:
+            self.spec = None
+            return self.fingerprint()
+        return self._computed
 
 
 @dataclass
@@ -350,7 +362,8 @@ class Run:
             view = sent.value.view()
             view.flags.writeable = False  # consumers share the array; none may change it
             sent = replace(sent, value=view)
-        self._make_available(sent.name, _Available(sent=sent))
+        spec = self.ctx.store.spec(sent.type)
+        self._make_available(sent.name, _Available(sent=sent, spec=spec))
         return sent
 
     def _provenance(self, task: _Task) -> str:

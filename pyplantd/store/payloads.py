@@ -71,8 +71,7 @@ class PayloadFiles:
         final = final or self.final_path(name, temp.suffix)
         try:
             fsync_path(temp)
-            os.replace(temp, final)
-            fsync_path(self.root)
+            os.replace(temp, final)  # the directory is fsynced once per commit (sync_names)
         except OSError as err:
             with contextlib.suppress(OSError):
                 temp.unlink()
@@ -97,6 +96,10 @@ class PayloadFiles:
         return Payload(
             self.rel(final), final.stat().st_size, written.fingerprint, meta, written.checksum
         )
+
+    def sync_names(self) -> None:
+        """Make the renames so far durable before metadata refers to them."""
+        fsync_path(self.root)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.plant_dir).as_posix()

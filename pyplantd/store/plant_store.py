@@ -55,6 +55,8 @@ class PlantStore:
         self.ingredients = self.manifest.ingredients()
         self.versions: dict[tuple[str, str], Version] = {}
         self._by_reactor: dict[str, dict[str, Version]] = {}
+        self._payload_refs: dict[str, list[int]] = {}  # path -> [size, versions using it]
+        self._stored_bytes = 0  # of every payload a version refers to
         for version in self.manifest.versions():
             self._index_version(version)
         self.warm = WarmTier(memory if memory is not None else default_memory_budget())
@@ -164,6 +166,8 @@ class PlantStore:
 
     def enforce_disk_budget(self) -> list[Version]:
         """Forget least recently used versions that are not current until under budget."""
+        if self._stored_bytes <= self.disk_budget:  # the common case costs nothing
+            return []
         with self._state:
             current = {o.path for o in self.ingredients.values()}
             sizes = {o.path: o.size for v in self.versions.values() for o in v.outputs}
@@ -203,6 +207,7 @@ class PlantStore:
 
         def job() -> Version:
             version = build()  # raises if a payload it refers to could not be written
+            self.payloads.sync_names()
             self.commit(version)
             return version
 
@@ -222,12 +227,27 @@ class PlantStore:
             self._index_version(version)
 
     def _unindex_version(self, key: tuple[str, str]) -> None:
-        self.versions.pop(key, None)
+        version = self.versions.pop(key, None)
         self._by_reactor.get(key[0], {}).pop(key[1], None)
+        for output in version.outputs if version else ():
+            refs = self._payload_refs.get(output.path)
+            if refs is not None:
+                refs[1] -= 1
+                if refs[1] == 0:
+                    del self._payload_refs[output.path]
+                    self._stored_bytes -= refs[0]
 
     def _index_version(self, version: Version) -> None:
-        self.versions[(version.record.id, version.key)] = version
+        key = (version.record.id, version.key)
+        if key in self.versions:
+            self._unindex_version(key)
+        self.versions[key] = version
         self._by_reactor.setdefault(version.record.id, {})[version.key] = version
+        for output in version.outputs:  # payloads shared by versions are counted once
+            refs = self._payload_refs.setdefault(output.path, [output.size, 0])
+            if refs[1] == 0:
+                self._stored_bytes += output.size
+            refs[1] += 1
 
     def versions_of(self, reactor_id: str) -> list[Version]:
         """Earlier results of a reactor, most recently used first."""

@@ -43,6 +43,8 @@ def is_dataset(value: Any) -> bool:
     # getattr: another thread may be importing h5py right now (partly initialized)
     dataset_type = getattr(sys.modules.get("h5py"), "Dataset", None)
     return dataset_type is not None and isinstance(value, dataset_type)
+
+
 _SLICE_BYTES = 64 * 2**20  # arrays are written and hashed in slices: no copy of the whole array
 
 
@@ -111,6 +113,11 @@ class IngredientTypeSpec(ABC):
         """Bytes the value takes in memory, if known without serializing it."""
         return None
 
+    def value_fingerprint(self, value: Any) -> str | None:
+        """The fingerprint `write` will record, computed from the value alone; None if only
+        the written file can tell (then whoever needs it waits for the writer)."""
+        return None
+
 
 class PickleSpec(IngredientTypeSpec):
     """object values (and simple, list): pickled, so a tuple stays a tuple."""
@@ -135,6 +142,9 @@ class PickleSpec(IngredientTypeSpec):
             handle.write(data)
         digest = xxhash.xxh3_128_hexdigest(data)
         return Written(digest, digest)
+
+    def value_fingerprint(self, value: Any) -> str | None:
+        return xxhash.xxh3_128_hexdigest(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
 
     def describe(self, value: Any) -> dict[str, Any]:
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
@@ -198,6 +208,9 @@ class ArraySpec(IngredientTypeSpec):
         return array
 
     def fingerprint(self, value: Any, path: str) -> str:
+        return array_fingerprint(np.asarray(value))
+
+    def value_fingerprint(self, value: Any) -> str | None:
         return array_fingerprint(np.asarray(value))
 
     def verify(self, path: str, checksum: str) -> bool:
