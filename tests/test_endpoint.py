@@ -1,0 +1,235 @@
+"""The daemon's control endpoint under bad input, with a real daemon and raw ZeroMQ peers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import zmq
+from pyplant_client import protocol
+
+REPO = Path(__file__).resolve().parents[1]
+
+PIPELINE = """
+import time
+from pyplantd import Plant, ReactorFunc
+
+@ReactorFunc
+def load(pipe):
+    pipe.send('data', list(range(10)))
+
+@ReactorFunc
+def busy(pipe, config):
+    data = yield pipe.receive('data')
+    end = time.time() + config.seconds
+    while time.time() < end:  # pure-Python, CPU-bound
+        pass
+    pipe.send('total', sum(data))
+
+with Plant('plant') as plant:
+    plant.set_config({'seconds': SECONDS})
+    plant.run_reactor(busy)
+"""
+
+
+class Daemon:
+    def __init__(self, root: Path, seconds: float = 0.0) -> None:
+        (root / "pipeline.py").write_text(PIPELINE.replace("SECONDS", str(seconds)))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")])}
+        self.log = (root / "daemon.out").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyplantd.cli", "watch", "pipeline.py"], cwd=root, env=env,
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.connection = root / ".pyplantd" / "connection.json"
+        deadline = time.monotonic() + 30
+        while not self.connection.exists():
+            assert self.proc.poll() is None, (root / "daemon.out").read_text()
+            assert time.monotonic() < deadline, "the daemon wrote no connection file"
+            time.sleep(0.02)
+        self.info = protocol.ConnectionInfo.read(self.connection)
+        self.context = zmq.Context()
+
+    def socket(self) -> zmq.Socket[bytes]:
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(self.info.request)
+        return socket
+
+    def call(self, socket: zmq.Socket[bytes], cmd: str, args: dict | None = None) -> dict:
+        socket.send_multipart(protocol.encode_request(self.info.key_bytes, cmd, args))
+        return self.reply(socket)
+
+    def reply(self, socket: zmq.Socket[bytes], timeout: float = 10) -> dict:
+        assert socket.poll(int(timeout * 1000)), "no reply"
+        return protocol.decode_reply(self.info.key_bytes, socket.recv_multipart()[:2])
+
+    def stop(self) -> None:
+        self.context.destroy(0)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    running = Daemon(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_runtime_dir_is_0700_and_connection_file_0600(daemon):
+    assert stat.S_IMODE(daemon.connection.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(daemon.connection.stat().st_mode) == 0o600
+    assert daemon.info.request.startswith(("ipc://", "tcp://127.0.0.1:"))
+    assert daemon.info.pid == daemon.proc.pid
+
+
+def test_wrong_key_gets_no_reply_and_is_counted(daemon):
+    socket = daemon.socket()
+    socket.send_multipart(protocol.encode_request(b"not the key", "ping"))
+    assert not socket.poll(500)
+    status = daemon.call(socket, "status")["result"]
+    assert status["endpoint"]["unauthenticated"] >= 1
+
+
+def test_a_replayed_message_is_rejected(daemon):
+    socket = daemon.socket()
+    frames = protocol.encode_request(daemon.info.key_bytes, "ping")
+    socket.send_multipart(frames)
+    assert daemon.reply(socket)["ok"]
+    socket.send_multipart(frames)  # the very same signed bytes again
+    assert not socket.poll(500)
+
+
+def test_malformed_but_signed_input_gets_exactly_one_error_reply(daemon):
+    socket = daemon.socket()
+    key = daemon.info.key_bytes
+    payload = b"{not json"
+    socket.send_multipart([protocol.sign(key, [payload]), payload])
+    assert not socket.poll(300)  # no nonce readable: treated as unauthenticated
+    for args, kind in (
+        ({"cmd": "fly"}, "UnknownCommand"),
+        ({"cmd": "preview", "args": {"name": 3}}, "BadArguments"),
+        ({"cmd": "run", "args": {"targets": ["nope"]}}, "BadArguments"),
+        ({"cmd": "ping", "v": 99}, "Malformed"),
+    ):
+        message = {"v": 1, "id": "x", "nonce": os.urandom(8).hex(), "ts": time.time(), **args}
+        payload = json.dumps(message).encode()
+        socket.send_multipart([protocol.sign(key, [payload]), payload])
+        reply = daemon.reply(socket)
+        assert reply["ok"] is False and reply["error"]["type"] == kind, reply
+        assert not socket.poll(200)  # exactly one reply
+
+
+def test_random_and_malformed_frames_leave_the_daemon_answering(daemon):
+    socket = daemon.socket()
+    rss_before = psutil.Process(daemon.proc.pid).memory_info().rss
+    rng = random.Random(7)
+    answered = 0
+    for i in range(1000):
+        kind = rng.randrange(5)
+        if kind == 0:
+            frames = [os.urandom(rng.randrange(0, 200)) for _ in range(rng.randrange(1, 4))]
+        elif kind == 1:
+            frames = [b"", b""]
+        elif kind == 2:  # a real request with a flipped signature byte
+            frames = protocol.encode_request(daemon.info.key_bytes, "ping")
+            frames[0] = bytes([frames[0][0] ^ 1]) + frames[0][1:]
+        elif kind == 3:
+            frames = [b"x" * 64, os.urandom(1000)]
+        else:
+            frames = None
+        if frames is not None:
+            socket.send_multipart(frames)
+        if i % 10 == 0 or frames is None:
+            assert daemon.call(socket, "ping")["ok"]
+            answered += 1
+    assert answered >= 100
+    while socket.poll(200):  # nothing but ping replies may have come back
+        raise AssertionError(f"unexpected reply: {socket.recv_multipart()}")
+    grown = psutil.Process(daemon.proc.pid).memory_info().rss - rss_before
+    assert grown < 10 * 2**20, f"the daemon grew by {grown} bytes"
+
+
+def test_a_client_killed_mid_request_does_not_disturb_others(daemon, tmp_path):
+    script = tmp_path / "victim.py"
+    script.write_text(
+        "import sys, zmq\n"
+        "from pathlib import Path\n"
+        "from pyplant_client import protocol\n"
+        "info = protocol.ConnectionInfo.read(Path(sys.argv[1]))\n"
+        "s = zmq.Context().socket(zmq.DEALER)\n"
+        "s.connect(info.request)\n"
+        "for _ in range(200):\n"
+        "    s.send_multipart(protocol.encode_request(info.key_bytes, 'status'))\n"
+        "print('sent', flush=True)\n"
+        "input()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "client")}
+    victim = subprocess.Popen(
+        [sys.executable, str(script), str(daemon.connection)], env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().strip() == "sent"
+        victim.kill()
+        victim.wait(10)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    socket = daemon.socket()
+    for _ in range(20):
+        assert daemon.call(socket, "ping")["ok"]
+
+
+def test_status_answers_while_a_cpu_bound_reactor_runs(tmp_path):
+    running = Daemon(tmp_path, seconds=30)
+    try:
+        socket = running.socket()
+        deadline = time.monotonic() + 30
+        while True:
+            status = running.call(socket, "status")["result"]
+            if status["reactors"].get("busy", {}).get("state") == "running":
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        for _ in range(20):  # every one answered while the reactor computes
+            status = running.call(socket, "status")["result"]
+            assert status["state"] == "running"
+            assert status["reactors"]["busy"]["state"] == "running"
+    finally:
+        running.stop()
+
+
+SOCKET_PATHS = [REPO / "client" / "pyplant_client", REPO / "pyplantd" / "daemon"]
+
+
+@pytest.mark.parametrize("pattern", ["pickle.loads", "recv_pyobj", "allow_pickle=True"])
+def test_nothing_on_a_socket_path_unpickles(pattern):
+    hits = [
+        f"{path}:{number}"
+        for folder in SOCKET_PATHS
+        for path in folder.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(re.escape(pattern), line)
+    ]
+    assert hits == []
