@@ -177,17 +177,16 @@ class ArraySpec(IngredientTypeSpec):
 
     def write(self, value: Any, path: str) -> Written:
         array = np.asarray(value)
-        with hdf5().File(path, "w") as handle:
-            if array.dtype.hasobject:
+        if array.dtype.hasobject:
+            with hdf5().File(path, "w") as handle:
                 handle.attrs["pickled"] = np.void(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
-                digest = array_fingerprint(array)
-            else:
-                dataset = handle.create_dataset(DATASET, shape=array.shape, dtype=array.dtype)
-                hasher = array_hasher(array.dtype, array.shape)
-                for index, block in _slices(array):
-                    dataset[index] = block
-                    hash_block(hasher, block)
-                digest = hasher.hexdigest()
+            digest = array_fingerprint(array)
+        elif array.dtype.kind in "biufc" and array.size and array.dtype.fields is None:
+            digest = _write_contiguous(array, path)
+        else:  # strings, records, empty arrays: h5py converts them itself
+            with hdf5().File(path, "w") as handle:
+                handle.create_dataset(DATASET, data=array)
+            digest = array_fingerprint(array)
         return Written(digest, digest)
 
     def fetch(self, path: str) -> Any:
@@ -310,6 +309,29 @@ def _slices(array: Any) -> Any:
     for start in range(0, array.shape[0], step):
         index = slice(start, min(start + step, array.shape[0]))
         yield index, array[index]
+
+
+def _write_contiguous(array: np.ndarray, path: str) -> str:
+    """Numbers straight into an HDF5 file: h5py lays out the file and a contiguous dataset
+    (allocated at once, never filled), then the bytes go to its offset with plain writes,
+    hashed on the way. Several times faster than h5py's own write path, same file."""
+    h5py = hdf5()
+    with h5py.File(path, "w") as handle:
+        create = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        create.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        create.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        space = h5py.h5s.create_simple(array.shape)
+        file_type = h5py.h5t.py_create(array.dtype)
+        dataset = h5py.h5d.create(handle.id, DATASET.encode(), file_type, space, dcpl=create)
+        offset = dataset.get_offset()
+    hasher = array_hasher(array.dtype, array.shape)
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        for _index, block in _slices(array):
+            data = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
+            hasher.update(data)
+            handle.write(data)
+    return hasher.hexdigest()
 
 
 def _dataset_digest(dataset: h5py.Dataset) -> str:
