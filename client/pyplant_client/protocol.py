@@ -8,7 +8,12 @@ Every message is a list of frames `[signature, payload]` (events: `[topic, signa
 `payload` is UTF-8 JSON, `signature` is HMAC-SHA256 over the frames after it, keyed with the
 random key of the connection file (mode 0600), checked in constant time before anything is
 parsed. A request carries a random nonce and its time; the daemon refuses one whose time is off
-by more than REPLAY_WINDOW seconds or whose nonce it has seen (replay protection).
+by more than REPLAY_WINDOW seconds or whose nonce it has seen (replay protection). The key is
+the connection file's hex text, encoded: `info.key.encode()`, not `bytes.fromhex`.
+
+A reply may carry raw data frames after its two (`fetch` of an in-memory array). They are not
+signed: the signed payload describes them (`nbytes`, `sha256`), and the client checks them
+against it before use. Decode such a reply with `decode_reply(key, frames[:2])`.
 
     request  {"v": 1, "id": "…", "nonce": "…", "ts": 1732..., "cmd": "status", "args": {...}}
     reply    {"v": 1, "id": "…", "ok": true, "result": {...}}
@@ -247,4 +252,7 @@ def encode_event(key: bytes, seq: int, kind: str, fields: dict[str, Any]) -> lis
 def decode_event(key: bytes, frames: list[bytes]) -> dict[str, Any]:
     if len(frames) != 3:
         raise ProtocolError(f"an event has 3 frames, got {len(frames)}")
-    return _load(_verified(key, frames[1:]), 2**31)
+    message = _load(_verified(key, frames[1:]), 2**31)
+    if frames[0] != str(message.get("type")).encode():  # the topic is not signed: it must agree
+        raise ProtocolError(f"event topic {frames[0]!r} is not its type {message.get('type')!r}")
+    return message

@@ -1,0 +1,328 @@
+"""The `pyplant` command: drive a running `pyplantd watch` from a terminal or an editor.
+
+Exit codes: 0 success, 1 a reactor of the pipeline failed (or the run did not complete), 2 usage
+error or no reachable daemon, 130 Ctrl-C. Failures print as `path:line:column: error: message`
+between `run started` and `run finished` lines, the form editors' problem matchers read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .client import DEFAULT_TIMEOUT, Client, check_alive
+from .errors import ClientError, DaemonNotRunningError
+
+app = typer.Typer(
+    name="pyplant",
+    help="Talk to a running `pyplantd watch`: run, follow, inspect, stop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DirOpt = Annotated[
+    Path, typer.Option("--dir", help="Where to start looking for the daemon (walks up).")
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=0.0, help="Seconds to wait for the daemon's reply.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
+TracebackOpt = Annotated[
+    bool, typer.Option("--traceback", help="Print failed reactors' tracebacks too.")
+]
+
+SUCCESS_STATUSES = ("ok", "empty")  # "empty": the script made no Plant, nothing to run
+STOP_WAIT = 15.0  # seconds `stop` waits for the daemon to exit (it flushes for up to 10 s)
+
+
+def main() -> None:
+    app()
+
+
+@contextlib.contextmanager
+def _connected(directory: Path, timeout: float) -> Iterator[Client]:
+    """A client, with the CLI's exit codes for what can go wrong."""
+    try:
+        with Client.find(directory, timeout=timeout) as client:
+            yield client
+    except ClientError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+# -- output -----------------------------------------------------------------------------------
+def _duration(seconds: object) -> str:
+    value = float(seconds) if isinstance(seconds, int | float) else 0.0
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def error_line(event: dict[str, Any]) -> str:
+    """`path:line:column: error: message`, or `error: message` when the place is unknown."""
+    message = event.get("message", "")
+    if event.get("type") == "reactor_failed":
+        exception = event.get("exception") or "Error"
+        message = f"{event.get('reactor')}: {exception}: {message}".rstrip(": ")
+    path, line = event.get("path"), event.get("line")
+    if isinstance(path, str) and path and isinstance(line, int) and line > 0:
+        column = event.get("column")
+        column = column if isinstance(column, int) and column > 0 else 1
+        return f"{path}:{line}:{column}: error: {_one_line(message)}"
+    return f"error: {_one_line(message)}"
+
+
+def run_summary(event: dict[str, Any]) -> str:
+    parts = [f"{event.get('ran', 0)} ran", f"{event.get('warm', 0)} warm"]
+    failed = event.get("failed")
+    if isinstance(failed, list) and failed:
+        parts.append(f"{len(failed)} failed ({', '.join(map(str, failed))})")
+    if "duration" in event:
+        parts.append(_duration(event["duration"]))
+    return f"run finished: run {event.get('run_id')} {event.get('status')}: {', '.join(parts)}"
+
+
+def event_line(event: dict[str, Any]) -> str | None:
+    """One line for a human (and an editor); None for what `pyplant run` leaves out."""
+    kind, reactor = event.get("type"), event.get("reactor")
+    if kind == "run_started":
+        return f"run started: run {event.get('run_id')} ({event.get('trigger', '')})"
+    if kind == "reactor_started":
+        return None
+    if kind == "reactor_finished" and event.get("result") == "warm":
+        why = event.get("why")
+        return f"  warm {reactor}" + (f" ({why})" if why else "")
+    if kind == "reactor_finished":
+        return f"  ran  {reactor} ({_duration(event.get('duration'))})"
+    if kind in ("reactor_failed", "reload_failed"):
+        return error_line(event)
+    if kind == "run_finished":
+        return run_summary(event)
+    if kind == "log":
+        text = event.get("text", event.get("message", ""))
+        return f"[{reactor}] {text}" if reactor else str(text)
+    fields = {k: v for k, v in event.items() if k not in ("v", "type", "seq", "time")}
+    return f"{kind} {json.dumps(fields)}"
+
+
+def _print_traceback(event: dict[str, Any]) -> None:
+    text = event.get("traceback")
+    if event.get("type") == "reactor_failed" and isinstance(text, str) and text:
+        typer.echo("\n".join("    " + line for line in text.rstrip().splitlines()))
+
+
+def _stream_run(client: Client, stream: Any, run_id: int | None, timeout: float | None,
+                traceback: bool) -> int:  # fmt: skip
+    """Print a run's events until its run_finished; its exit code."""
+    status = "unknown"
+    for event in client.follow(stream, run_id, timeout=timeout):
+        if event.get("type") == "run_finished" and event.get("synthesized"):
+            typer.echo("(some events were missed; the outcome is from `status`)", err=True)
+        line = event_line(event)
+        if line is not None:
+            typer.echo(line)
+        if traceback:
+            _print_traceback(event)
+        if event.get("type") == "run_finished":
+            status = str(event.get("status"))
+    return 0 if status in SUCCESS_STATUSES else 1
+
+
+# -- commands ---------------------------------------------------------------------------------
+@app.command()
+def run(
+    reactors: Annotated[
+        list[str] | None, typer.Argument(metavar="[REACTOR ...]", help="Default: the script's.")
+    ] = None,
+    directory: DirOpt = Path("."),
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Run the pipeline now and show its progress; exit 1 if a reactor failed."""
+    with _connected(directory, timeout) as client, client.subscribe() as stream:
+        run_id = client.run(reactors or None)
+        code = _stream_run(client, stream, run_id, None, traceback)
+    raise typer.Exit(code)
+
+
+@app.command()
+def wait(
+    directory: DirOpt = Path("."),
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.0, help="Give up after S seconds (exit 2).")
+    ] = None,
+    traceback: TracebackOpt = False,
+) -> None:
+    """Wait for the current run, or else the next one, to finish; exit code as `run`."""
+    with _connected(directory, DEFAULT_TIMEOUT) as client, client.subscribe() as stream:
+        code = _stream_run(client, stream, None, timeout, traceback)
+    raise typer.Exit(code)
+
+
+@app.command()
+def events(
+    directory: DirOpt = Path("."), timeout: TimeoutOpt = DEFAULT_TIMEOUT, as_json: JsonOpt = False
+) -> None:
+    """Follow the daemon's events, one line each, until Ctrl-C."""
+    with _connected(directory, timeout) as client:
+        for event in client.events():
+            line = json.dumps(event) if as_json else event_line(event)
+            if line is None:
+                line = f"  started {event.get('reactor')}"
+            typer.echo(line)
+
+
+@app.command()
+def status(
+    directory: DirOpt = Path("."), timeout: TimeoutOpt = DEFAULT_TIMEOUT, as_json: JsonOpt = False
+) -> None:
+    """What the daemon is doing: state, current and last run, reactors, memory."""
+    with _connected(directory, timeout) as client:
+        result = client.status()
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        typer.echo(f"daemon pid {client.info.pid}: {result.get('pipeline', client.info.pipeline)}")
+        for line in _status_lines(result):
+            typer.echo(line)
+
+
+def _status_lines(result: dict[str, Any]) -> Iterator[str]:
+    current, last = result.get("current_run"), result.get("last_run")
+    state = result.get("state", "?")
+    if isinstance(current, dict):
+        state += f", run {current.get('run_id')} ({current.get('trigger', '')})"
+    yield f"state: {state}"
+    if isinstance(last, dict):
+        yield "last " + run_summary(last).removeprefix("run finished: ")
+        if last.get("status") == "reload_failed":
+            yield error_line({**last, "type": "reload_failed"})
+    reactors = result.get("reactors")
+    if isinstance(reactors, dict):
+        for name, info in reactors.items():
+            info = info if isinstance(info, dict) else {}
+            text = f"  {info.get('state', '?'):8} {name}"
+            if "duration" in info:
+                text += f" ({_duration(info['duration'])})"
+            if info.get("why"):
+                text += f": {_one_line(info['why'])}"
+            yield text
+    memory = result.get("memory")
+    if isinstance(memory, dict):
+        yield (
+            f"memory: {_size(memory.get('warm_bytes'))} warm of {_size(memory.get('budget'))}, "
+            f"{_size(memory.get('spilled_bytes'))} spilled to disk"
+        )
+
+
+def _size(value: object) -> str:
+    size = float(value) if isinstance(value, int | float) else 0.0
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+@app.command()
+def invalidate(
+    reactor: Annotated[str, typer.Argument(help="The reactor to re-run, with what depends on it.")],
+    directory: DirOpt = Path("."),
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Re-run a reactor and everything downstream of it (`pyplant wait` follows the run)."""
+    with _connected(directory, timeout) as client:
+        typer.echo(f"invalidated {reactor}: run {client.invalidate(reactor)} queued")
+
+
+@app.command()
+def ingredients(
+    directory: DirOpt = Path("."), timeout: TimeoutOpt = DEFAULT_TIMEOUT, as_json: JsonOpt = False
+) -> None:
+    """The plant's ingredients: name, producer, type, shape, size, tier."""
+    with _connected(directory, timeout) as client:
+        rows = client.ingredients()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    columns = ["name", "producer", "type", "shape", "size", "tier"]
+    table = [columns] + [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+@app.command()
+def preview(
+    name: Annotated[str, typer.Argument(help="The ingredient.")],
+    directory: DirOpt = Path("."),
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """A short look at an ingredient's value (shape, dtype, range; or the start of its repr)."""
+    with _connected(directory, timeout) as client:
+        typer.echo(client.preview(name))
+
+
+@app.command()
+def fetch(
+    name: Annotated[str, typer.Argument(help="The ingredient.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write it here (.npy; .json for values).")
+    ] = None,
+    directory: DirOpt = Path("."),
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Copy an ingredient's value out of the daemon: arrays to .npy, plain values to JSON."""
+    with _connected(directory, timeout) as client:
+        value = client.fetch(name)
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        if output is None:
+            typer.echo(f"Error: '{name}' is an array; write it with -o {name}.npy", err=True)
+            raise typer.Exit(2)
+        import numpy as np  # only for arrays, which need it to exist anyway
+
+        np.save(output, value, allow_pickle=False)
+        typer.echo(f"{output}: {name}, {value.dtype} {tuple(value.shape)}")
+    elif output is None:
+        typer.echo(json.dumps(value))
+    else:
+        output.write_text(json.dumps(value) + "\n")
+        typer.echo(f"{output}: {name}")
+
+
+@app.command()
+def stop(directory: DirOpt = Path("."), timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
+    """Stop the daemon (it flushes what is still being written first)."""
+    with _connected(directory, timeout) as client:
+        client.shutdown()
+        typer.echo(f"daemon pid {client.info.pid} stopping")
+        deadline = time.monotonic() + STOP_WAIT
+        while time.monotonic() < deadline:
+            try:
+                check_alive(client.info)
+            except DaemonNotRunningError:
+                typer.echo(f"daemon pid {client.info.pid} stopped")
+                return
+            time.sleep(0.05)
+        typer.echo(f"daemon pid {client.info.pid} is still flushing; it will exit on its own")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""`Client`: talks to a running `pyplantd watch` through its connection file. Requests go over a
+DEALER socket (signed, answered by id, never blocking past a timeout), events come from a SUB
+socket. Depends on pyzmq and the protocol module only: numpy and h5py are imported inside
+`fetch`, pyplantd never. Not thread-safe: use one Client per thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+from . import protocol
+from .errors import ClientError, ClientTimeoutError, DaemonNotRunningError, ProtocolError
+
+DEFAULT_TIMEOUT = 5.0  # seconds to wait for a reply
+FOLLOW_POLL = 1.0  # seconds of silence on the event stream before asking `status` instead
+_LOOPBACK = ("ipc://", "tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:")
+_START_HINT = "Start one with `pyplantd watch pipeline.py`."
+
+
+# -- is the daemon there? ---------------------------------------------------------------------
+def check_alive(info: protocol.ConnectionInfo) -> None:
+    """DaemonNotRunningError unless the connection file's pid is alive and still the daemon."""
+    pid = info.pid
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise ProtocolError(f"the connection file names no valid pid ({pid!r})")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        raise DaemonNotRunningError(
+            f"stale connection file: daemon pid {pid} is gone. {_START_HINT}"
+        ) from None
+    except PermissionError:
+        pass  # alive but another user's: the start time below tells whether it is the daemon
+    if protocol.process_start_time(pid) != info.process_start:
+        raise DaemonNotRunningError(
+            f"stale connection file: daemon pid {pid} is now another process. {_START_HINT}"
+        )
+    if _is_zombie(pid):
+        raise DaemonNotRunningError(f"daemon pid {pid} has exited. {_START_HINT}")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[:1] == ["Z"]
+
+
+def _check_info(info: protocol.ConnectionInfo) -> None:
+    if info.version != protocol.PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"the daemon speaks protocol version {info.version!r}, this client "
+            f"{protocol.PROTOCOL_VERSION}. Install matching versions of pyplantd and pyplant."
+        )
+    for endpoint in (info.request, info.events):
+        if not isinstance(endpoint, str) or not endpoint.startswith(_LOOPBACK):
+            raise ProtocolError(f"refusing endpoint {endpoint!r}: the daemon listens on loopback")
+    if not isinstance(info.key, str) or not info.key:
+        raise ProtocolError("the connection file holds no key")
+
+
+class Client:
+    """A connection to one daemon.
+
+    >>> with Client.find("examples") as client:  # doctest: +SKIP
+    ...     run_id = client.run(["plot_data"])
+    ...     client.status()["state"]
+    'running'
+    """
+
+    def __init__(self, info: protocol.ConnectionInfo, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        _check_info(info)
+        check_alive(info)
+        self.info, self.timeout = info, timeout
+        self._key = info.key.encode()  # the daemon signs with the hex text's bytes
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(info.request)
+
+    @classmethod
+    def find(
+        cls, path: str | os.PathLike[str] = ".", *, timeout: float = DEFAULT_TIMEOUT
+    ) -> Client:
+        """Walk up from `path` to `.pyplantd/connection.json` and connect to its daemon."""
+        found = protocol.find_connection_file(Path(path))
+        if found is None:
+            raise DaemonNotRunningError(
+                f"no pyplantd daemon found from {Path(path).absolute()} (no "
+                f"{protocol.RUNTIME_DIR}/{protocol.CONNECTION_FILE} here or above). {_START_HINT}"
+            )
+        try:
+            info = protocol.ConnectionInfo.read(found)
+        except protocol.ProtocolError as err:
+            raise ProtocolError(str(err)) from err
+        return cls(info, timeout=timeout)
+
+    def close(self) -> None:
+        self._context.destroy(linger=0)  # also closes event streams still open
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------------------------
+    def call(
+        self, cmd: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send one command, return its result (raises ClientError subclasses)."""
+        return self._call(cmd, args, timeout)[0]
+
+    def _call(
+        self, cmd: str, args: dict[str, Any] | None, timeout: float | None
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        frames = protocol.encode_request(self._key, cmd, args)
+        request_id = json.loads(frames[1])["id"]
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        try:
+            self._socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:  # the queue towards a daemon that stopped reading is full
+            raise self._no_reply(cmd, wait) from None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._socket.poll(math.ceil(remaining * 1000)):
+                raise self._no_reply(cmd, wait)
+            reply = self._socket.recv_multipart(zmq.NOBLOCK)
+            message = self._verified(reply)
+            # Replies to earlier requests that timed out are dropped; an error without an id is
+            # the daemon refusing a request it could not read: ours, as we send one at a time.
+            if message is not None and message["id"] in (request_id, ""):
+                if message["id"] == "" and message.get("ok") is not False:
+                    continue
+                return self._result(cmd, message), reply[2:]
+
+    def _verified(self, reply: list[bytes]) -> dict[str, Any] | None:
+        try:
+            # Frames after the signed two are raw data that the signed payload describes.
+            return protocol.decode_reply(self._key, reply[:2])
+        except protocol.UnauthenticatedError:
+            return None  # not from our daemon: it gets no more attention than it gave
+        except protocol.ProtocolError as err:
+            raise ProtocolError(f"bad reply from daemon pid {self.info.pid}: {err}") from err
+
+    def _result(self, cmd: str, message: dict[str, Any]) -> dict[str, Any]:
+        if message.get("ok") is True:
+            result = message.get("result")
+            if not isinstance(result, dict):
+                raise ProtocolError(f"the reply to '{cmd}' holds no result object")
+            return result
+        error = message.get("error")
+        error = error if isinstance(error, dict) else {}
+        text = str(error.get("message") or f"the daemon refused '{cmd}'")
+        raise ProtocolError(text, type=str(error.get("type") or "Error"))
+
+    def _no_reply(self, cmd: str, wait: float) -> ClientError:
+        try:
+            check_alive(self.info)
+        except DaemonNotRunningError as gone:
+            return gone
+        return ClientTimeoutError(
+            f"daemon pid {self.info.pid} did not answer '{cmd}' within {wait:g} s. "
+            "It may be stuck in a call that holds the GIL; see its terminal, or pass a longer "
+            "--timeout."
+        )
+
+    # -- commands ---------------------------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        return self.call("ping")
+
+    def status(self) -> dict[str, Any]:
+        """State, current and last run, each reactor's state, memory, pipeline, uptime."""
+        return self.call("status")
+
+    def run(self, targets: Sequence[str] | None = None) -> int:
+        """Queue a run (of these reactors, else the script's targets); its run id."""
+        result = self.call("run", {"targets": list(targets)} if targets else {})
+        return _field(result, "run_id", int, "run")
+
+    def cancel(self) -> bool:
+        """Cancel the run in progress; False if none was."""
+        return bool(self.call("cancel").get("cancelled"))
+
+    def invalidate(self, reactor: str) -> int:
+        """Re-run this reactor and what depends on it; the run id."""
+        return _field(self.call("invalidate", {"reactor": reactor}), "run_id", int, "invalidate")
+
+    def ingredients(self) -> list[dict[str, Any]]:
+        rows = _field(self.call("ingredients"), "ingredients", list, "ingredients")
+        return [row for row in rows if isinstance(row, dict)]
+
+    def preview(self, name: str) -> str:
+        """A short text about an ingredient's value (shape, dtype, range, or a repr head)."""
+        return _field(self.call("preview", {"name": name}), "text", str, "preview")
+
+    def shutdown(self) -> None:
+        """Ask the daemon to stop (it flushes pending writes first)."""
+        self.call("shutdown")
+
+    def fetch(self, name: str) -> Any:
+        """An ingredient's value: a numpy array (read-only when sent in memory) or a JSON value."""
+        result, extra = self._call("fetch", {"name": name}, None)
+        kind = result.get("kind")
+        if kind == "value":
+            return result.get("json")
+        try:
+            import numpy as np  # only here: the client installs without numpy
+        except ImportError:
+            raise ClientError(
+                f"'{name}' is an array; fetching arrays needs numpy: pip install numpy"
+            ) from None
+        if kind == "buffer":
+            return _array_from_buffer(np, result, extra)
+        if kind == "file":
+            return _array_from_file(np, name, result)
+        raise ProtocolError(f"the reply to 'fetch' has an unknown kind {kind!r}")
+
+    # -- events -----------------------------------------------------------------------------
+    def subscribe(self) -> EventStream:
+        """An open event stream (a context manager); open it before asking for what you await."""
+        return EventStream(self._context, self.info.events, self._key, min(self.timeout, 2.0))
+
+    def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Every valid event, as it comes; stops after `timeout` seconds without one."""
+        with self.subscribe() as stream:
+            while (event := stream.next(timeout)) is not None:
+                yield event
+
+    def follow(
+        self, stream: EventStream, run_id: int | None = None, *, timeout: float | None = None,
+        poll: float = FOLLOW_POLL,
+    ) -> Iterator[dict[str, Any]]:  # fmt: skip
+        """The events of run `run_id` (else of the current or next run), its run_finished last.
+
+        Events can be lost (a slow subscriber); when the stream is quiet, `status` tells whether
+        the run is over, and then a run_finished built from it (`"synthesized": True`) ends it.
+        """
+        after = 0
+        if run_id is None:
+            status = self.status()
+            run_id = _run_id(status.get("current_run"))
+            after = _run_id(status.get("last_run")) or 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = poll if deadline is None else min(poll, deadline - time.monotonic())
+            if wait <= 0:
+                raise ClientTimeoutError(f"the run did not finish within {timeout:g} s")
+            event = stream.next(wait)
+            if event is None:
+                finished = self._finished_from_status(run_id, after)
+                if finished is not None:
+                    yield finished
+                    return
+                continue
+            rid = event.get("run_id")
+            if run_id is None and isinstance(rid, int) and rid > after:
+                run_id = rid  # the next run has begun
+            if rid == run_id and run_id is not None:
+                yield event
+                if event.get("type") == "run_finished":
+                    return
+
+    def _finished_from_status(self, run_id: int | None, after: int) -> dict[str, Any] | None:
+        status = self.status()
+        current, last = status.get("current_run"), status.get("last_run")
+        last_id = _run_id(last) or 0
+        if run_id is None:
+            run_id = last_id if last_id > after else None
+        if run_id is None or last_id < run_id or _run_id(current) == run_id:
+            return None
+        fields = dict(last) if last_id == run_id and isinstance(last, dict) else {}
+        fields.setdefault("status", "unknown")  # a later run already replaced it
+        return {**fields, "v": protocol.PROTOCOL_VERSION, "type": "run_finished",
+                "run_id": run_id, "synthesized": True}  # fmt: skip
+
+
+class EventStream:
+    """Signed events from the daemon's PUB socket, invalid ones skipped (counted in `skipped`)."""
+
+    def __init__(
+        self, context: zmq.Context[Any], endpoint: str, key: bytes, connect: float
+    ) -> None:
+        self._key = key
+        self.skipped = 0
+        self._socket = context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._await_handshake(endpoint, connect)
+
+    def _await_handshake(self, endpoint: str, wait: float) -> None:
+        # PUB/SUB connect in the background: events published before the handshake are lost, so
+        # wait for it (bounded) before the caller asks for what it will listen to.
+        monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        try:
+            self._socket.connect(endpoint)
+            if monitor.poll(math.ceil(wait * 1000)):
+                monitor.recv_multipart(zmq.NOBLOCK)
+        finally:
+            self._socket.disable_monitor()
+            monitor.close(linger=0)
+
+    def next(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next valid event, or None after `timeout` seconds (None: wait for ever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            if not self._socket.poll(math.ceil(wait * 1000)):
+                continue
+            frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            try:
+                return protocol.decode_event(self._key, frames)
+            except protocol.ProtocolError:
+                self.skipped += 1
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- reply fields -----------------------------------------------------------------------------
+def _field(result: dict[str, Any], key: str, kind: type, cmd: str) -> Any:
+    value = result.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProtocolError(f"the reply to '{cmd}' has no {kind.__name__} '{key}'")
+    return value
+
+
+def _run_id(run: object) -> int | None:
+    value = run.get("run_id") if isinstance(run, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dtype(np: Any, text: object) -> Any:
+    try:
+        dtype = np.dtype(text) if isinstance(text, str) else None
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.hasobject or dtype.itemsize == 0:
+        raise ProtocolError(f"unusable dtype {text!r} in the reply to 'fetch'")
+    return dtype
+
+
+def _shape(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or len(value) > 64:
+        raise ProtocolError(f"unusable shape {value!r} in the reply to 'fetch'")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value):
+        raise ProtocolError(f"unusable shape {value!r} in the reply to 'fetch'")
+    return tuple(value)
+
+
+def _array_from_buffer(np: Any, result: dict[str, Any], extra: list[bytes]) -> Any:
+    dtype, shape = _dtype(np, result.get("dtype")), _shape(result.get("shape"))
+    if len(extra) != 1:
+        raise ProtocolError(f"a 'buffer' reply carries one data frame, this one {len(extra)}")
+    data, nbytes = extra[0], result.get("nbytes")
+    if nbytes != math.prod(shape) * dtype.itemsize or len(data) != nbytes:
+        raise ProtocolError(
+            f"a {dtype} array of shape {shape} is {math.prod(shape) * dtype.itemsize} bytes; "
+            f"the reply says {nbytes!r} and carries {len(data)}"
+        )
+    digest = result.get("sha256")
+    # The data frame is not signed itself: the signed payload's digest vouches for it.
+    if not isinstance(digest, str) or not hmac.compare_digest(
+        hashlib.sha256(data).hexdigest(), digest
+    ):
+        raise ProtocolError("the array's bytes do not match the digest of the signed reply")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _array_from_file(np: Any, name: str, result: dict[str, Any]) -> Any:
+    path, kind = result.get("path"), result.get("format")
+    if not isinstance(path, str) or not path:
+        raise ProtocolError("a 'file' reply to 'fetch' names no path")
+    if kind == "npy":
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    elif kind == "hdf5":
+        try:
+            import h5py
+        except ImportError:
+            raise ClientError(
+                f"'{name}' is stored as HDF5 ({path}); reading it needs h5py: pip install h5py"
+            ) from None
+        with h5py.File(path, "r") as handle:
+            if not isinstance(handle.get("data"), h5py.Dataset):  # e.g. a pickled object array
+                raise ProtocolError(f"{path} holds no 'data' dataset that can be read safely")
+            array = handle["data"][()]
+    else:
+        raise ProtocolError(f"unknown payload format {kind!r} in the reply to 'fetch'")
+    if "dtype" in result and np.dtype(array.dtype) != _dtype(np, result["dtype"]):
+        raise ProtocolError(f"{path} holds {array.dtype}, the daemon said {result['dtype']}")
+    if "shape" in result and tuple(array.shape) != _shape(result["shape"]):
+        raise ProtocolError(f"{path} holds shape {array.shape}, the daemon said {result['shape']}")
+    return array

@@ -1,0 +1,41 @@
+"""What the client raises. Depends only on the protocol module.
+
+    Exception
+    ├── protocol.ProtocolError
+    │   └── ProtocolError ─────────┐   bad reply, version mismatch, or the daemon's error reply
+    └── ClientError ───────────────┤   (`.type`: "BadArguments", "UnknownCommand", ...)
+        ├── DaemonNotRunningError  │   no connection file, or its daemon is gone
+        ├── ProtocolError ─────────┘
+        └── ClientTimeoutError  (also a builtin TimeoutError)   no reply in time
+
+`DaemonNotRunning` and `ClientTimeout` are the same classes under shorter names.
+"""
+
+from __future__ import annotations
+
+from . import protocol
+
+
+class ClientError(Exception):
+    """Base of everything the client raises."""
+
+
+class DaemonNotRunningError(ClientError):
+    """No daemon to talk to: no connection file, or the process it names is gone."""
+
+
+class ProtocolError(ClientError, protocol.ProtocolError):
+    """The daemon's answer is unusable, or it is an error reply (then `type` is its kind)."""
+
+    def __init__(self, message: str, type: str = "ProtocolError") -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+
+
+class ClientTimeoutError(ClientError, TimeoutError):
+    """The daemon did not answer in time."""
+
+
+DaemonNotRunning = DaemonNotRunningError
+ClientTimeout = ClientTimeoutError
