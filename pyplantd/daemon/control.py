@@ -82,7 +82,8 @@ class Control:
         store = self.engine.session.store
         assert store is not None
         durable = store.payloads.intact(record.path, record.size)
-        if record.type == "array" and durable:
+        on_disk = record.type in ("array", "hdf_array") and record.meta.get("dtype") != "object"
+        if on_disk and durable:  # the client reads dataset "data" of the file itself
             path = str(store.payloads.resolve(record.path))
             return {"kind": "file", "path": path, "format": "hdf5", **record.meta}
         if isinstance(value, np.ndarray) and not value.dtype.hasobject:
@@ -134,9 +135,15 @@ class Control:
 
     def _check_reactors(self, names: list[str]) -> None:
         plant = self.engine.session.plant
-        known = plant.reactor_names() if plant is not None else []
-        unknown = [n for n in names if n not in known and not any(n == k for k in known)]
-        if unknown and plant is not None:
+        if plant is None:
+            if names:
+                raise BadArgumentsError(
+                    "the pipeline has not loaded yet (see the daemon's output); fix it and save"
+                )
+            return
+        known = plant.reactor_names()
+        unknown = [n for n in names if n not in known]
+        if unknown:
             raise BadArgumentsError(
                 f"unknown reactor {', '.join(unknown)} (known: {', '.join(sorted(known))})"
             )
