@@ -146,6 +146,34 @@ def test_byte_identical_save_reports_nothing(make_watcher, files, save) -> None:
     settle(recorder, sentinel, [])
 
 
+@pytest.mark.parametrize("pause", [0.06, 0.3])
+def test_slow_truncate_then_write_waits_for_the_writer_to_close(files, pause) -> None:
+    # The pause between truncation and writing outlasts the 20 ms quiet window: the file is
+    # still open for writing, so the watcher waits for the close before reading it.
+    target, sentinel = files
+    recorder, seen = Recorder(), []
+
+    def on_change(paths: set[Path]) -> None:
+        if target in paths:
+            seen.append(target.read_text())  # what a reload would load at that moment
+        recorder(paths)
+
+    watcher = Watcher(on_change, debounce=0.02)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        for i in range(1, 4):
+            with open(target, "w") as handle:
+                handle.flush()
+                time.sleep(pause)
+                handle.write(f"x = {i}\n")
+            assert recorder.wait_calls(i)[-1] == {target}
+        settle(recorder, sentinel, [{target}] * 3)
+        assert seen == [f"x = {i}\n" for i in (1, 2, 3)]  # never the empty, half-saved file
+    finally:
+        watcher.stop()
+
+
 def test_burst_of_saves_within_the_quiet_window_is_one_call(make_watcher, files) -> None:
     target, sentinel = files
     _, recorder = make_watcher([target, sentinel], debounce=0.3)

@@ -79,6 +79,7 @@ class Engine:
         self._running = False
         self._cancel = threading.Event()
         self._stopping = False
+        self._idle = False
         self._main = threading.main_thread().ident
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -142,7 +143,11 @@ class Engine:
         if self._stopping:
             os._exit(130)  # a second Ctrl-C: the user does not want to wait
         self._stopping = True
-        raise _Stop()
+        # Unwind at once only where nothing of ours is half done: waiting for work, or inside
+        # a reactor's own code. Elsewhere (a commit, a print) the run stops at its next step.
+        if self._idle or running_reactor() is not None:
+            raise _Stop()
+        self._cancel.set()
 
     def _on_cancel_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only inside a reactor's own code: elsewhere the scheduler stops at the next step.
@@ -175,13 +180,19 @@ class Engine:
         return run_id
 
     def request_stop(self) -> None:
-        self._stopping = False  # a client's stop is graceful, like a first Ctrl-C
+        """A client's stop: graceful, like a first Ctrl-C."""
         with contextlib.suppress(ProcessLookupError, OSError):
             signal.pthread_kill(self._main or 0, signal.SIGTERM)
 
     # -- the loop ---------------------------------------------------------------------------
     def _next_work(self) -> set[Path] | Command:
-        work = self.inbox.get()
+        if self._stopping:
+            raise _Stop()
+        self._idle = True
+        try:
+            work = self.inbox.get()
+        finally:
+            self._idle = False
         if isinstance(work, Command):
             return work
         while True:  # a burst over several files: one run
@@ -243,6 +254,9 @@ class Engine:
                 )  # fmt: skip
         except RunCancelled:
             status = "cancelled"
+        except _Stop:
+            status = "cancelled"
+            raise
         except ReactorFailedError as failure:
             status = "failed"
             self.console.reactor_failed(failure)

@@ -20,6 +20,10 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 logger = logging.getLogger(__name__)
 
+# How long a file modified in place may stay open before it is read anyway (editors close at
+# once; this covers platforms and file systems that report no close).
+WRITE_GRACE = 1.0
+
 # What can change a file's bytes or existence. Opens and read-only closes stay out: our own
 # hashing would otherwise wake us up again.
 _EVENT_KINDS: list[type[events.FileSystemEvent]] = [
@@ -109,6 +113,7 @@ class Watcher:
         self._paths: dict[str, Path] = {}
         self._seen: dict[str, Seen] = {}
         self._dirty: set[str] = set()
+        self._writing: dict[str, float] = {}  # modified in place, not closed yet: since when
         self._last_event = 0.0
         self._overflowed = False
         self._stopping = False
@@ -217,7 +222,11 @@ class Watcher:
     # -- event intake (watchdog's thread) ---------------------------------------------------
     def _on_event(self, event: events.FileSystemEvent) -> None:
         try:  # an atomic save only shows as a move (or creation) onto the target: dest_path
-            self._mark([os.fsdecode(event.src_path), os.fsdecode(event.dest_path)])
+            keys = [os.fsdecode(event.src_path), os.fsdecode(event.dest_path)]
+            if event.event_type == events.EVENT_TYPE_CLOSED_NO_WRITE:
+                return
+            self._note_writing(keys[0], event.event_type == events.EVENT_TYPE_MODIFIED)
+            self._mark(keys)
         except Exception as err:  # an exception here would end watchdog's dispatch thread
             self._notice(f"File watcher: handling {event!r} raised {err!r}; still watching.")
 
@@ -228,6 +237,15 @@ class Watcher:
                 self._overflowed = True
                 self._cond.notify_all()
         return True
+
+    def _note_writing(self, key: str, modified: bool) -> None:
+        """A file modified in place is still being written until its writer closes it (a
+        truncate-then-write save may pause longer than the quiet window in between)."""
+        with self._cond:
+            if modified and key in self._paths:
+                self._writing[key] = time.monotonic()
+            else:  # closed after writing, moved, created, deleted: complete
+                self._writing.pop(key, None)
 
     def _mark(self, keys: Iterable[str]) -> None:
         """Mark watched keys dirty and restart the quiet period."""
@@ -251,17 +269,29 @@ class Watcher:
         with self._cond:
             while not self._stopping:
                 now = time.monotonic()
-                flush_at = self._last_event + self._debounce if self._dirty else next_tick
+                flush_at = self._flush_time(now) if self._dirty else next_tick
                 if now >= min(flush_at, next_tick) or self._overflowed:
                     return True
                 self._cond.wait(min(flush_at, next_tick) - now)
             return False
 
+    def _flush_time(self, now: float) -> float:
+        """When the dirty files may be read: after the quiet window, and for files still open
+        for writing, once closed (or, with no close event coming, after WRITE_GRACE)."""
+        quiet = self._last_event + self._debounce
+        if any(now >= self._writing.get(k, -WRITE_GRACE) + WRITE_GRACE for k in self._dirty):
+            return quiet
+        return max(quiet, min(self._writing[k] + WRITE_GRACE for k in self._dirty))
+
     def _flush(self) -> None:
         with self._cond:
-            if not self._dirty or time.monotonic() < self._last_event + self._debounce:
+            now = time.monotonic()
+            if not self._dirty or now < self._last_event + self._debounce:
                 return
-            dirty, self._dirty = self._dirty, set()
+            held = {
+                k for k in self._dirty if now < self._writing.get(k, -WRITE_GRACE) + WRITE_GRACE
+            }
+            dirty, self._dirty = self._dirty - held, held
         fresh = {key: _read(key) for key in dirty}
         with self._cond:
             fresh = {key: seen for key, seen in fresh.items() if key in self._paths}
