@@ -233,3 +233,109 @@ def test_nothing_on_a_socket_path_unpickles(pattern):
         if re.search(re.escape(pattern), line)
     ]
     assert hits == []
+
+
+CHAIN = """
+import time
+from pyplantd import Plant, ReactorFunc
+
+def log(name):
+    with open('ran.log', 'a') as handle:
+        handle.write(name + '\\n')
+
+@ReactorFunc
+def load(pipe):
+    log('load')
+    pipe.send('data', [1.0, 2.0, 3.0])
+
+@ReactorFunc
+def scale(pipe):
+    log('scale')
+    data = yield pipe.receive('data')
+    pipe.send('scaled', [x * 10 for x in data])
+
+@ReactorFunc
+def report(pipe, config):
+    log('report')
+    scaled = yield pipe.receive('scaled')
+    end = time.time() + config.seconds
+    while time.time() < end:
+        pass
+    print('total', sum(scaled))
+
+with Plant('plant') as plant:
+    plant.set_config({'seconds': 0})
+    plant.run_reactor(report)
+"""
+
+
+def _wait_finished(client, stream, run_id):
+    events = list(client.follow(stream, run_id, timeout=60))
+    assert events[-1]["type"] == "run_finished", events
+    return events
+
+
+def test_client_commands_against_a_real_daemon(tmp_path):
+    from pyplant_client import Client
+
+    running = Daemon(tmp_path)
+    (tmp_path / "pipeline.py").write_text(CHAIN)  # the daemon reloads it on this save
+    log = tmp_path / "ran.log"
+    try:
+        with Client.find(tmp_path) as client:
+            deadline = time.monotonic() + 30
+            while "scale" not in client.status()["reactors"]:
+                assert time.monotonic() < deadline, client.status()
+                time.sleep(0.05)
+            rows = {row["name"]: row for row in client.ingredients()}
+            assert rows["data"]["producer"] == "load" and rows["scaled"]["type"] == "list"
+            assert rows["data"]["tier"] in ("memory", "both")
+            assert client.preview("scaled") == "[10.0, 20.0, 30.0]"
+            assert client.fetch("scaled") == [10.0, 20.0, 30.0]
+            log.unlink(missing_ok=True)
+            with client.subscribe() as stream:
+                run_id = client.invalidate("scale")
+                events = _wait_finished(client, stream, run_id)
+            ran = {e["reactor"] for e in events if e["type"] == "reactor_started"}
+            assert ran == {"scale", "report"}  # the invalidated one and what depends on it
+            assert sorted(log.read_text().split()) == ["report", "scale"]
+            assert not client.cancel()  # nothing is running
+    finally:
+        running.stop()
+
+
+def test_cancel_from_the_client_stops_a_busy_reactor(tmp_path):
+    from pyplant_client import Client
+
+    running = Daemon(tmp_path)
+    (tmp_path / "pipeline.py").write_text(CHAIN.replace("'seconds': 0", "'seconds': 60"))
+    try:
+        with Client.find(tmp_path) as client:
+            deadline = time.monotonic() + 30
+            while client.status()["reactors"].get("report", {}).get("state") != "running":
+                assert time.monotonic() < deadline, client.status()
+                time.sleep(0.05)
+            with client.subscribe() as stream:
+                assert client.cancel()
+                event = stream.next(20)
+                while event is not None and event["type"] != "run_finished":
+                    event = stream.next(20)
+            assert event is not None and event["status"] == "cancelled"
+            assert client.status()["state"] == "idle"
+    finally:
+        running.stop()
+
+
+@pytest.mark.slow
+def test_ten_thousand_random_frames_leave_the_daemon_answering(daemon):
+    socket = daemon.socket()
+    rss_before = psutil.Process(daemon.proc.pid).memory_info().rss
+    rng = random.Random(11)
+    for i in range(10_000):
+        socket.send_multipart(
+            [os.urandom(rng.randrange(0, 300)) for _ in range(rng.randrange(1, 4))]
+        )
+        if i % 100 == 0:
+            assert daemon.call(socket, "ping")["ok"]
+    grown = psutil.Process(daemon.proc.pid).memory_info().rss - rss_before
+    assert grown < 10 * 2**20, f"the daemon grew by {grown} bytes"
