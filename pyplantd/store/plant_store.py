@@ -24,6 +24,7 @@ from .manifest import Manifest
 from .payloads import Payload, PayloadFiles
 from .records import IngredientRecord, Version
 from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset
+from .versions import VersionIndex
 from .warm import WarmTier
 from .writer import PendingWrite, Writer
 
@@ -53,12 +54,7 @@ class PlantStore:
         self.custom_specs: list[IngredientTypeSpec] = []
         self.reactors = self.manifest.reactors()
         self.ingredients = self.manifest.ingredients()
-        self.versions: dict[tuple[str, str], Version] = {}
-        self._by_reactor: dict[str, dict[str, Version]] = {}
-        self._payload_refs: dict[str, list[int]] = {}  # path -> [size, versions using it]
-        self._stored_bytes = 0  # of every payload a version refers to
-        for version in self.manifest.versions():
-            self._index_version(version)
+        self.versions = VersionIndex(self.manifest.versions())
         self.warm = WarmTier(memory if memory is not None else default_memory_budget())
         self.disk_budget = disk if disk is not None else default_disk_budget(self.plant_dir)
         self.writer = Writer(self._written)
@@ -157,40 +153,29 @@ class PlantStore:
     def commit(self, version: Version) -> None:
         """Record a finished reactor; its outputs become the current ingredients. Earlier
         versions stay (an undo serves them) until the disk budget needs their space."""
-        replaced = self.versions.get((version.record.id, version.key))
         self.manifest.commit_reactor(version)
-        self._make_current(version)
+        replaced = self._make_current(version)
         if replaced is not None:  # same inputs again: the older copy is no longer reachable
             self._remove_unreferenced([o.path for o in replaced.outputs])
         self.enforce_disk_budget()
 
     def enforce_disk_budget(self) -> list[Version]:
         """Forget least recently used versions that are not current until under budget."""
-        if self._stored_bytes <= self.disk_budget:  # the common case costs nothing
+        if self.versions.stored_bytes <= self.disk_budget:  # the common case costs nothing
             return []
         with self._state:
             current = {o.path for o in self.ingredients.values()}
-            sizes = {o.path: o.size for v in self.versions.values() for o in v.outputs}
-            used = sum(sizes.values())
-            old = sorted(
-                (v for v in self.versions.values() if not {o.path for o in v.outputs} <= current),
-                key=lambda v: v.used_at,
-            )
-        evicted = []
-        for version in old:
-            if used <= self.disk_budget:
-                break
-            evicted.append(version)
-            used -= sum(o.size for o in version.outputs if o.path not in current)
-        if evicted:
-            self._forget_versions(evicted)
+            evicted = self.versions.over_budget(current, self.disk_budget)
+        self._forget_versions(evicted)
         return evicted
 
     def _forget_versions(self, versions: list[Version]) -> None:
+        if not versions:
+            return
         keys = [(v.record.id, v.key) for v in versions]
         with self._state:
             for key in keys:
-                self._unindex_version(key)
+                self.versions.remove(key)
         self.manifest.forget_versions(keys)
         self._remove_unreferenced([o.path for v in versions for o in v.outputs])
 
@@ -219,41 +204,17 @@ class PlantStore:
         self.manifest.restore_version(version)
         self._make_current(version)
 
-    def _make_current(self, version: Version) -> None:
+    def _make_current(self, version: Version) -> Version | None:
         with self._state:
             self.reactors[version.record.id] = version.record
             for out in version.outputs:
                 self.ingredients[out.name] = out
-            self._index_version(version)
-
-    def _unindex_version(self, key: tuple[str, str]) -> None:
-        version = self.versions.pop(key, None)
-        self._by_reactor.get(key[0], {}).pop(key[1], None)
-        for output in version.outputs if version else ():
-            refs = self._payload_refs.get(output.path)
-            if refs is not None:
-                refs[1] -= 1
-                if refs[1] == 0:
-                    del self._payload_refs[output.path]
-                    self._stored_bytes -= refs[0]
-
-    def _index_version(self, version: Version) -> None:
-        key = (version.record.id, version.key)
-        if key in self.versions:
-            self._unindex_version(key)
-        self.versions[key] = version
-        self._by_reactor.setdefault(version.record.id, {})[version.key] = version
-        for output in version.outputs:  # payloads shared by versions are counted once
-            refs = self._payload_refs.setdefault(output.path, [output.size, 0])
-            if refs[1] == 0:
-                self._stored_bytes += output.size
-            refs[1] += 1
+            return self.versions.add(version)
 
     def versions_of(self, reactor_id: str) -> list[Version]:
         """Earlier results of a reactor, most recently used first."""
         with self._state:
-            found = list(self._by_reactor.get(reactor_id, {}).values())
-        return sorted(found, key=lambda v: v.used_at, reverse=True)
+            return self.versions.of(reactor_id)
 
     def forget(self, names: list[str]) -> None:
         """Drop damaged or cleaned ingredients from the manifest (their files go too)."""
@@ -261,9 +222,9 @@ class PlantStore:
         with self._state:
             records = [self.ingredients.pop(n) for n in names if n in self.ingredients]
             dead = {r.path for r in records}
-            doomed = [k for k, v in self.versions.items() if {o.path for o in v.outputs} & dead]
+            doomed = self.versions.using(dead)
             for key in doomed:
-                self._unindex_version(key)
+                self.versions.remove(key)
         self.manifest.forget_ingredients(names)
         self.manifest.forget_versions(doomed)
         self._remove_unreferenced(sorted(dead))
@@ -287,8 +248,7 @@ class PlantStore:
                 self.manifest.forget_reactor(reactor_id)
             self.reactors.clear()
         with self._state:
-            current = {o.path for o in self.ingredients.values()}
-            old = [v for v in self.versions.values() if not {o.path for o in v.outputs} <= current]
+            old = self.versions.not_current({o.path for o in self.ingredients.values()})
         self._forget_versions(old)
         self.payloads.remove_unreferenced(self.referenced_paths())
         return before - self._payload_bytes()
@@ -298,8 +258,7 @@ class PlantStore:
 
     def referenced_paths(self) -> set[str]:
         with self._state:
-            current = {i.path for i in self.ingredients.values()}
-            return current | {o.path for v in self.versions.values() for o in v.outputs}
+            return {i.path for i in self.ingredients.values()} | self.versions.paths()
 
     # -- reading ----------------------------------------------------------------------------
     def intact(self, record: IngredientRecord) -> bool:
