@@ -269,6 +269,11 @@ with Plant('plant') as plant:
 """
 
 
+def _reloaded_and_done(status: dict) -> bool:
+    last = status.get("last_run") or {}
+    return status["state"] == "idle" and str(last.get("trigger", "")).startswith("saved")
+
+
 def _wait_finished(client, stream, run_id):
     events = list(client.follow(stream, run_id, timeout=60))
     assert events[-1]["type"] == "run_finished", events
@@ -284,7 +289,7 @@ def test_client_commands_against_a_real_daemon(tmp_path):
     try:
         with Client.find(tmp_path) as client:
             deadline = time.monotonic() + 30
-            while "scale" not in client.status()["reactors"]:
+            while not _reloaded_and_done(client.status()):  # the run after the save is over
                 assert time.monotonic() < deadline, client.status()
                 time.sleep(0.05)
             rows = {row["name"]: row for row in client.ingredients()}
