@@ -8,6 +8,7 @@ Ctrl-C exits at once).
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import queue
@@ -190,6 +191,8 @@ class Engine:
             raise _Stop()
         self._idle = True
         try:
+            if self.inbox.empty():
+                gc.collect()  # while idle, so a collection rarely lands inside a save's run
             work = self.inbox.get()
         finally:
             self._idle = False

@@ -41,11 +41,16 @@ class ScriptLoader:
     def __init__(self, pipeline: Path) -> None:
         self.pipeline = pipeline.absolute()
         self.root = project_root(self.pipeline)
+        self._project_files: dict[str, bool] = {}
 
     def is_project_file(self, path: str | None) -> bool:
-        if not path or not is_user_file(path):
+        if not path:
             return False
-        return Path(path).absolute().is_relative_to(self.root)
+        known = self._project_files.get(path)
+        if known is None:  # sys.modules holds hundreds of modules: decide each path once
+            known = is_user_file(path) and Path(path).absolute().is_relative_to(self.root)
+            self._project_files[path] = known
+        return known
 
     def user_modules(self) -> dict[str, Path]:
         """Module name -> file of every user module imported right now."""
