@@ -660,12 +660,14 @@ def test_same_named_reactors_in_two_modules_do_not_collide(project: Project) -> 
     [
         ("examples/quickstart.py", "PYPLANTD_QUICKSTART_DIR", "plot_data"),
         ("examples/multi_module/pipeline.py", "PYPLANTD_EXAMPLE_DIR", "report"),
+        ("examples/out_of_core.py", "PYPLANTD_EXAMPLE_DIR", "summarize"),
     ],
 )
 def test_example_second_run_runs_only_the_target(
     project: Project, monkeypatch: pytest.MonkeyPatch, example: str, variable: str, target: str
 ) -> None:
     monkeypatch.setenv(variable, str(project.root / "plant"))
+    monkeypatch.setenv("FRAMES", "96")  # out_of_core.py: 48 MiB instead of 512
     first = project.python(str(REPO / example))
     assert first.returncode == 0, first.stderr
     second = project.cli("run", str(REPO / example), "--explain")
