@@ -125,6 +125,10 @@ def watch(
     poll: Annotated[
         bool, typer.Option("--poll", help="Re-scan files instead of OS notifications.")
     ] = False,
+    tcp: Annotated[
+        bool,
+        typer.Option("--tcp", help="Serve clients on tcp://127.0.0.1 instead of a Unix socket."),
+    ] = False,
 ) -> None:
     """Run PIPELINE, then again on every save, re-running only what the save affected."""
     from .daemon.console import Console
@@ -136,7 +140,7 @@ def watch(
         raise typer.Exit(2)
     options = WatchOptions(
         pipeline, list(target or []), plant_dir, _size(memory), _size(disk), debounce / 1000,
-        poll,
+        poll, tcp=tcp,
     )  # fmt: skip
     try:
         code = Engine(options, Console()).serve()

@@ -43,12 +43,13 @@ with Plant('plant') as plant:
 
 
 class Daemon:
-    def __init__(self, root: Path, seconds: float = 0.0) -> None:
+    def __init__(self, root: Path, seconds: float = 0.0, *options: str) -> None:
         (root / "pipeline.py").write_text(PIPELINE.replace("SECONDS", str(seconds)))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")])}
         self.log = (root / "daemon.out").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyplantd.cli", "watch", "pipeline.py"], cwd=root, env=env,
+            [sys.executable, "-m", "pyplantd.cli", "watch", "pipeline.py", *options],
+            cwd=root, env=env,
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.connection = root / ".pyplantd" / "connection.json"
@@ -100,6 +101,16 @@ def test_runtime_dir_is_0700_and_connection_file_0600(daemon):
     assert stat.S_IMODE(daemon.connection.stat().st_mode) == 0o600
     assert daemon.info.request.startswith(("ipc://", "tcp://127.0.0.1:"))
     assert daemon.info.pid == daemon.proc.pid
+
+
+def test_tcp_endpoint_on_request_is_loopback_only(tmp_path):
+    running = Daemon(tmp_path, 0.0, "--tcp")
+    try:
+        assert running.info.request.startswith("tcp://127.0.0.1:")
+        assert running.info.events.startswith("tcp://127.0.0.1:")
+        assert running.call(running.socket(), "ping")["ok"]
+    finally:
+        running.stop()
 
 
 def test_wrong_key_gets_no_reply_and_is_counted(daemon):
