@@ -152,6 +152,10 @@ def _load(payload: bytes, limit: int) -> dict[str, Any]:
         raise ProtocolError(f"not JSON: {err}") from err
     if not isinstance(message, dict):
         raise ProtocolError("a message is a JSON object")
+    return _check_version(message)
+
+
+def _check_version(message: dict[str, Any]) -> dict[str, Any]:
     if message.get("v") != PROTOCOL_VERSION:
         raise ProtocolError(
             f"protocol version {message.get('v')!r}, this side speaks {PROTOCOL_VERSION}"
@@ -209,13 +213,14 @@ def decode_request(
     if any(len(f) > limit for f in frames):
         raise UnauthenticatedError("oversized frame before authentication")
     payload = _verified(key, frames)
-    try:
-        message = json.loads(payload.decode("utf-8"))
-        nonce, sent_at = message.get("nonce"), message.get("ts")
-    except (UnicodeDecodeError, ValueError, AttributeError):
-        nonce = sent_at = None
-    guard.check(nonce, sent_at)
-    message = _load(payload, limit)
+    try:  # parsed once; a message without a readable nonce cannot be checked for replay
+        parsed = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise UnauthenticatedError("no readable nonce")
+    guard.check(parsed.get("nonce"), parsed.get("ts"))
+    message = _check_version(parsed)
     cmd, args = message.get("cmd"), message.get("args", {})
     if not isinstance(cmd, str) or not isinstance(args, dict):
         raise ProtocolError("a request needs a string 'cmd' and an object 'args'")
