@@ -6,7 +6,6 @@ cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusa
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -267,4 +266,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import ConfigBase
 from .errors import AllocationError
@@ -46,11 +46,19 @@ class Sent:
     value: Any
 
 
+class FingerprintSource(Protocol):
+    """Where an input's fingerprint comes from (it may still be being written)."""
+
+    def ready(self) -> bool: ...
+
+    def fingerprint(self) -> str: ...
+
+
 @dataclass
 class Touched:
     """Everything one execution of a reactor read and wrote."""
 
-    inputs: dict[str, Any] = field(default_factory=dict)  # name -> source of its fingerprint
+    inputs: dict[str, FingerprintSource] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # tracked file (absolute) -> fingerprint
     params: list[str] = field(default_factory=list)
     subreactors: list[Callable[..., Any]] = field(default_factory=list)
@@ -188,8 +196,8 @@ class Pipework:
         if name not in self.touched.params:
             self.touched.params.append(name)
 
-    def _note_input(self, name: str, fingerprint: Callable[[], str]) -> None:
-        self.touched.inputs.setdefault(name, fingerprint)
+    def _note_input(self, name: str, source: FingerprintSource) -> None:
+        self.touched.inputs.setdefault(name, source)
 
     def _abandon(self) -> list[str]:
         """Close and list what an unfinished execution left behind, for deletion."""

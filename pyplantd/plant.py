@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from . import events, history
 from .config import ConfigBase, as_config
 from .decisions import Decision, code_signature
 from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError, RunCancelled
@@ -105,7 +106,7 @@ class Plant:
     def add_reactors(self, *funcs: Callable[..., Any] | Iterable[Callable[..., Any]]) -> None:
         """Register reactor functions (a list works too)."""
         for item in funcs:
-            group = item if isinstance(item, list | tuple | set) else [item]
+            group: Iterable[Any] = item if isinstance(item, list | tuple | set) else [item]
             for func in group:
                 if not is_reactor(func):
                     raise PlantError(f"{func!r} is not a reactor. Decorate it with @ReactorFunc.")
@@ -304,7 +305,9 @@ class Plant:
         self._index_cache.flush()
 
     # -- observing --------------------------------------------------------------------------
-    def add_event_listener(self, event_type: EventType, callback: Callable[..., None]) -> None:
+    def add_event_listener(
+        self, event_type: events.EventType, callback: Callable[..., None]
+    ) -> None:
         """`callback(event_type, reactor_name)` whenever an event of that type happens."""
         self._events.add_listener(event_type, callback)
 
@@ -315,7 +318,7 @@ class Plant:
         """`callback(event)` for every event, with details (durations, reasons, errors)."""
         self._events.subscribe(callback)
 
-    def get_execution_history(self) -> dict[str, ExecutionRecord]:
+    def get_execution_history(self) -> dict[str, history.ExecutionRecord]:
         return dict(self._history)
 
     def print_execution_history(self, print_fn: Callable[[Any], Any] = print) -> None:

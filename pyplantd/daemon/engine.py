@@ -15,7 +15,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -74,7 +74,8 @@ class Engine:
             force_polling=options.force_polling,
         )  # fmt: skip
         self.state = EngineState()
-        self.publish = self.state.publish  # replaced by the server's when clients can listen
+        # replaced by the server's when clients can listen
+        self.publish: Callable[[str, dict[str, Any]], None] = self.state.publish
         self._run_ids = itertools.count(1)
         self.server: Any = None
         self._running = False

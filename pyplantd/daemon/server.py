@@ -137,7 +137,7 @@ class Server:
     def _forward_events(self) -> None:
         while True:
             try:
-                event = self.pull.recv_json(zmq.NOBLOCK)
+                event: dict[str, Any] = self.pull.recv_json(zmq.NOBLOCK)  # type: ignore[assignment]
             except zmq.Again:
                 return
             self._seq += 1

@@ -24,7 +24,8 @@ class IngredientRow:
 
 def describe_shape(meta: dict[str, object]) -> str:
     if "shape" in meta:
-        shape = tuple(meta["shape"])  # type: ignore[call-overload]
+        dims = meta["shape"]
+        shape = tuple(dims) if isinstance(dims, list | tuple) else dims
         return f"{shape} {meta.get('dtype', '')}".strip()
     kind = str(meta.get("python_type", ""))
     return f"{kind} of {meta['length']}" if "length" in meta else kind

@@ -123,10 +123,10 @@ class Manifest:
         columns = "name, producer, type, fingerprint, path, size, meta, created_at, checksum"
         rows = self.db.execute(f"SELECT {columns} FROM ingredients")
         return {
-            row[0]: IngredientRecord(
-                *row[:6], meta=json.loads(row[6]), created_at=row[7], checksum=row[8]
+            name: IngredientRecord(
+                name, producer, kind, fingerprint, path, size, json.loads(meta), created, checksum
             )
-            for row in rows
+            for name, producer, kind, fingerprint, path, size, meta, created, checksum in rows
         }
 
     @_serialized

@@ -330,7 +330,7 @@ def _write_contiguous(array: np.ndarray, path: str) -> str:
         for _index, block in _slices(array):
             data = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
             hasher.update(data)
-            handle.write(data)
+            handle.write(data.data)
     return hasher.hexdigest()
 
 
