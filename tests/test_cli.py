@@ -44,12 +44,6 @@ if __name__ == '__main__':
 """
 
 
-@pytest.fixture(autouse=True)
-def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    # rich wraps tables at 80 columns when not on a terminal; keep each row on one line.
-    monkeypatch.setenv("COLUMNS", "200")
-
-
 @pytest.fixture
 def pipeline(project: Project) -> Project:
     """A project holding the load -> process -> plot pipeline."""

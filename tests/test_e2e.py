@@ -79,12 +79,6 @@ def plot(pipe):
 EXPLAIN_HEADER = re.compile(r"(\S+): (ran|cached|failed|skipped)")
 
 
-@pytest.fixture(autouse=True)
-def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    # rich wraps at 80 columns when not on a terminal; keep explanations on one line each.
-    monkeypatch.setenv("COLUMNS", "200")
-
-
 def make_project(project: Project, pipeline: str = PIPELINE, helpers: str = HELPERS) -> None:
     project.write("sidefx.py", LOG_HELPER)
     project.write("helpers.py", helpers)
