@@ -135,16 +135,6 @@ class Manifest:
         return [Version.from_json(key, json.loads(body), used) for key, body, used in rows]
 
     @_serialized
-    def history(self, reactor: str | None = None, limit: int = 1000) -> list[HistoryEntry]:
-        query = "SELECT reactor, status, duration, reasons, started_at FROM history"
-        args: tuple[object, ...] = ()
-        if reactor is not None:
-            query += " WHERE reactor = ?"
-            args = (reactor,)
-        rows = self.db.execute(query + " ORDER BY rowid DESC LIMIT ?", (*args, limit))
-        return [HistoryEntry(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
-
-    @_serialized
     def last_durations(self) -> dict[str, float]:
         """Duration of each reactor's most recent real run (for plans)."""
         rows = self.db.execute(
