@@ -434,7 +434,8 @@ def test_reactor_exception_is_reported_and_the_fix_reruns_only_it_and_downstream
 ) -> None:
     broken = HELPER_PIPELINE.replace(
         "    pipe.send('result', normalize(data))",
-        "    raise ValueError('bad data')\n    pipe.send('result', normalize(data))",
+        # brackets: the message is printed as is, never read as console markup
+        "    raise ValueError('bad [red]data[/red]')\n    pipe.send('result', normalize(data))",
     )
     make_project(project, broken)
     project.write("helpers.py", HELPERS)
@@ -442,9 +443,9 @@ def test_reactor_exception_is_reported_and_the_fix_reruns_only_it_and_downstream
     start = daemon.next_run()
     raise_line = line_of(project, "pipeline.py", "raise ValueError")
     assert start.states == {"load": "ran", "process": "failed"}, start
-    assert "  ✗ process ValueError: bad data" in start.lines
+    assert "  ✗ process ValueError: bad [red]data[/red]" in start.lines
     assert f"  {project.root / 'pipeline.py'}:{raise_line}, in process" in start.lines, start
-    assert "ValueError: bad data" in start.lines
+    assert "ValueError: bad [red]data[/red]" in start.lines
     assert re.match(r"start: 1 of \d+ reactors ran .*failed", start.summary), start
     assert daemon.proc.poll() is None
     assert take_ran(project) == ["load", "process"]
