@@ -10,6 +10,7 @@ import ast
 import json
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,8 +256,12 @@ def _optional_str(value: object) -> str | None:
     return value
 
 
-# Indexes shared by every SignatureComputer of the process: path -> ((mtime_ns, size), index).
-_MODULES: dict[str, tuple[tuple[int, int], ModuleIndex | None]] = {}
+# Indexes shared by every SignatureComputer of the process: path -> (stamp, index), where the
+# stamp (mtime_ns, size) is None while it cannot be trusted (see _trusted_stamp).
+_MODULES: dict[str, tuple[tuple[int, int] | None, ModuleIndex | None]] = {}
+# File times advance in clock ticks (often 1-10 ms): a write of the same size within the tick of
+# the one we read leaves the stamp unchanged, so a stamp this recent is checked by content.
+_TICK_NS = 50_000_000
 
 
 def module_index(path: str, cache: IndexCache | None = None) -> ModuleIndex | None:
@@ -268,12 +273,18 @@ def module_index(path: str, cache: IndexCache | None = None) -> ModuleIndex | No
         return None
     stamp = (stat.st_mtime_ns, stat.st_size)
     if path not in _MODULES or _MODULES[path][0] != stamp:
-        _MODULES[path] = (stamp, _load(path, cache, _MODULES.get(path, (stamp, None))[1]))
+        previous = _MODULES.get(path, (None, None))[1]
+        _MODULES[path] = (_trusted_stamp(stamp), _load(path, cache, previous))
     index = _MODULES[path][1]
     if cache is not None and index is not None and not index.cached:
         index.cached = True
         cache.put(index.content_hash, index.to_json)
     return index
+
+
+def _trusted_stamp(stamp: tuple[int, int]) -> tuple[int, int] | None:
+    """The stamp, if the file was last written well before now (read time); else None."""
+    return stamp if stamp[0] < time.time_ns() - _TICK_NS else None
 
 
 def _load(path: str, cache: IndexCache | None, previous: ModuleIndex | None) -> ModuleIndex | None:

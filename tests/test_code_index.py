@@ -6,8 +6,10 @@ import ast
 import doctest
 import importlib
 import json
+import os
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -219,6 +221,36 @@ def test_touched_file_with_the_same_bytes_keeps_its_index(sample: Sample) -> Non
     code_index._MODULES[str(sample.path)] = ((0, stat.st_size), first)  # as if mtime changed
     assert code_index.module_index(str(sample.path)) is first
     assert sample.parses == 1
+
+
+def test_same_size_rewrite_within_one_clock_tick_is_seen(sample: Sample) -> None:
+    """File times move in ticks of a few ms: a same-size edit can keep (mtime, size)."""
+    path = str(sample.path)
+    first = code_index.module_index(path)
+    stat = sample.path.stat()
+    text = sample.path.read_text()
+    edited = text.replace("return", "return ", 1).replace("  ", " ", 1)  # same size, new bytes
+    assert len(edited) == len(text) and edited != text
+    sample.path.write_text(edited)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as if within the same tick
+    second = code_index.module_index(path)
+    assert second is not None and first is not None
+    assert second.content_hash != first.content_hash
+    assert second.content_hash == content_digest(edited.encode())
+
+
+def test_a_stamp_older_than_a_tick_is_trusted_without_reading(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(sample.path)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(hour_ago, hour_ago))
+    first = code_index.module_index(path)
+    reads: list[str] = []
+    load = code_index._load
+    monkeypatch.setattr(code_index, "_load", lambda *a: reads.append(a[0]) or load(*a))
+    assert code_index.module_index(path) is first
+    assert reads == []  # trusted (mtime, size): not even read
 
 
 PIPELINE = """
