@@ -7,6 +7,7 @@ h5py is only imported in store/, and only when HDF5 is first used (it costs ~30 
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from abc import ABC, abstractmethod
@@ -24,6 +25,7 @@ from ..fingerprint import (
     hash_block,
 )
 from ..ingredient import Ingredient
+from .rawio import fsync_while, start_writeback, write_all
 
 if TYPE_CHECKING:
     import h5py
@@ -217,7 +219,7 @@ class ArraySpec(IngredientTypeSpec):
             if "pickled" in handle.attrs:
                 array = pickle.loads(handle.attrs["pickled"].tobytes())
                 return array_fingerprint(array) == checksum
-            return _dataset_digest(handle[DATASET]) == checksum
+            return _digest(handle[DATASET]) == checksum
 
     def describe(self, value: Any) -> dict[str, Any]:
         return {"shape": list(value.shape), "dtype": str(value.dtype)}
@@ -313,8 +315,28 @@ def _slices(array: Any) -> Any:
 
 def _write_contiguous(array: np.ndarray, path: str) -> str:
     """Numbers straight into an HDF5 file: h5py lays out the file and a contiguous dataset
-    (allocated at once, never filled), then the bytes go to its offset with plain writes,
-    hashed on the way. Several times faster than h5py's own write path, same file."""
+    (allocated at once, never filled), then the bytes go to its offset with plain writes, the
+    disk starting on each slice as soon as it is written. The file is fsynced before returning,
+    and the content hash computed meanwhile. Several times faster than h5py's own write path,
+    same file."""
+    offset = _create_layout(array, path)
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        for _index, block in _slices(array):
+            data = _raw_bytes(block)
+            write_all(fd, data.data)
+            start_writeback(fd, offset, data.nbytes)
+            offset += data.nbytes
+        # Hashing the array in memory gives what the file holds (it was just written from it,
+        # and sent values are never changed), so the hash can overlap the disk's flush.
+        return fsync_while(fd, lambda: _digest(array))
+    finally:
+        os.close(fd)
+
+
+def _create_layout(array: np.ndarray, path: str) -> int:
+    """Create the HDF5 file with an allocated, unfilled contiguous dataset; its byte offset."""
     h5py = hdf5()
     with h5py.File(path, "w") as handle:
         create = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -323,20 +345,19 @@ def _write_contiguous(array: np.ndarray, path: str) -> str:
         space = h5py.h5s.create_simple(array.shape)
         file_type = h5py.h5t.py_create(array.dtype)
         dataset = h5py.h5d.create(handle.id, DATASET.encode(), file_type, space, dcpl=create)
-        offset = dataset.get_offset()
-    hasher = array_hasher(array.dtype, array.shape)
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        for _index, block in _slices(array):
-            data = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
-            hasher.update(data)
-            handle.write(data.data)
-    return hasher.hexdigest()
+        offset: int = dataset.get_offset()
+    return offset
 
 
-def _dataset_digest(dataset: h5py.Dataset) -> str:
-    hasher = array_hasher(dataset.dtype, dataset.shape)
-    for _index, block in _slices(dataset):
+def _raw_bytes(block: Any) -> np.ndarray:
+    """A block's bytes in C order as a flat uint8 array (a copy only if it is not contiguous)."""
+    return np.ascontiguousarray(block).reshape(-1).view(np.uint8)
+
+
+def _digest(source: np.ndarray | h5py.Dataset) -> str:
+    """Content hash of an array or dataset, slice by slice (equal to array_fingerprint)."""
+    hasher = array_hasher(source.dtype, source.shape)
+    for _index, block in _slices(source):
         hash_block(hasher, block)
     return hasher.hexdigest()
 
