@@ -638,15 +638,13 @@ def spill_lines(part: Part, nbytes: int) -> list[str]:
         f"{_x(min(save) / min(ours))}.",
     ]
     if h5:
-        container = median(h5) - median(save)
-        rest = median(ours) - median(h5)
         lines.append(
-            f"Plain h5py, contiguous dataset then fsync (the format pyplantd writes, without its "
-            f"content hash): {fmt_median_min(h5)}. So of pyplantd's "
-            f"{fmt_seconds(median(ours) - median(save))} over `np.save` + fsync (medians), "
-            f"{fmt_seconds(container)} is writing HDF5 instead of .npy and {fmt_seconds(rest)} "
-            "the rest: writing in 64 MiB slices with the content hash of each slice computed in "
-            "between, on the same thread, then the rename and the directory fsync."
+            f"Plain h5py, contiguous dataset then fsync (the format pyplantd writes, without a "
+            f"content hash): {fmt_median_min(h5)}. pyplantd has h5py lay out the file and an "
+            "allocated, unfilled dataset, writes the array's bytes at its offset in 64 MiB slices "
+            "and asks the kernel to start writing each slice to disk at once "
+            "(`sync_file_range`), so the disk works while later slices are copied; the content "
+            "hash is computed while the final fsync runs, then the file is renamed."
         )
     lines.append(
         "Without fsync `np.save` only copies into the page cache; pyplantd's durability "
@@ -765,7 +763,8 @@ idle memory) and, for disk steps, runs `sync` first. The machine is shared: load
    into a pre-touched one. A fresh plant dir per round, `memory={memory!r}`.
 2. **Spill**: a reactor sends the same array, takes its `PendingWrite` from
    `plant.store.writer.pending()` right after `send` and waits on it: time from before `send`
-   to durable (HDF5 written with its content hash, fsynced, renamed, directory fsynced).
+   to durable (HDF5 written with its content hash, fsynced, renamed; the directory is fsynced
+   afterwards, once per reactor, with its commit).
    Baselines: `np.save` of the array to a file in the same directory, with and without
    `os.fsync` before close.
 3. **Warm re-run**: `load` sends a {gib} float32 `np.ones` array, `reduce` its mean over axis
