@@ -223,6 +223,30 @@ def test_touched_file_with_the_same_bytes_keeps_its_index(sample: Sample) -> Non
     assert sample.parses == 1
 
 
+def test_an_edit_analyses_only_the_definitions_whose_text_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = (
+        b"# coding: utf-8\nimport os\n\n\n"
+        b"def f(x):\n    return os.sep + x\n\n\n"
+        b"def g():\n    return 1\n"
+    )
+    after = before.replace(b"return 1", b"return 2").replace(b"import os", b"import os\n\n")
+    first = ModuleIndex.parse(before, "m.py")
+    digests = {name: first.analysis(first.find(name, name) or "") for name in ("f", "g")}
+    walked: list[str] = []
+    analyze = code_index._analyze
+    monkeypatch.setattr(
+        code_index, "_analyze", lambda node: walked.append(node.name) or analyze(node)
+    )
+    edited = ModuleIndex.parse(after, "m.py")
+    again = {name: edited.analysis(edited.find(name, name) or "") for name in ("f", "g")}
+    assert walked == ["g"]  # f moved down two lines but its text is the same
+    assert again["f"] == digests["f"]
+    assert again["g"] is not None and digests["g"] is not None
+    assert again["g"].digest != digests["g"].digest
+
+
 def test_same_size_rewrite_within_one_clock_tick_is_seen(sample: Sample) -> None:
     """File times move in ticks of a few ms: a same-size edit can keep (mtime, size)."""
     path = str(sample.path)
