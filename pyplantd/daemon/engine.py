@@ -255,7 +255,7 @@ class Engine:
         decisions: list[Decision] = []
         status = "ok"
         self._running = True
-        self.state.run_began(run_id, trigger, plant, self.publish)
+        self.state.run_began(run_id, trigger, plant)
         try:
             chosen = targets or self.options.targets or self.session.requested or plant.sinks()
             forced = plant.downstream_of(invalidate) if invalidate else []

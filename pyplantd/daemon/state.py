@@ -41,7 +41,7 @@ class EngineState:
         return sink
 
     # -- engine thread ----------------------------------------------------------------------
-    def run_began(self, run_id: int, trigger: str, plant: Plant, publish: Publish) -> None:
+    def run_began(self, run_id: int, trigger: str, plant: Plant) -> None:
         with self._lock:
             self.state, self.plant = "running", plant
             self.current = {"run_id": run_id, "trigger": trigger, "started": time.time()}
