@@ -52,6 +52,7 @@ class Control:
         if server is not None:
             status["endpoint"] = {
                 "unauthenticated": server.unauthenticated, "malformed": server.malformed,
+                "events_dropped": server.events_dropped,
             }  # fmt: skip
         status["pipeline"] = str(self.engine.pipeline)
         status["uptime"] = time.time() - self.started

@@ -1,6 +1,10 @@
 """The daemon's ZeroMQ endpoint: a ROUTER socket answering signed requests and a PUB socket
-streaming events, both on loopback only, served by one thread so that clients get answers
-while reactors compute on the main thread.
+streaming events, both on loopback only, each served by its own thread so that clients get
+answers while reactors compute on the main thread.
+
+The request thread blocks in the ROUTER's receive itself (no poller), so that a request's path
+is receive, verify, dispatch, send. Events from any thread are signed where they are published
+and queued for the event thread, the only one that touches the PUB socket.
 
 Only the engine changes plant state: commands that act (run, cancel, invalidate, shutdown) go
 to the engine's inbox; the others read what the engine publishes. Messages: see
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +29,12 @@ from .. import __version__
 
 logger = logging.getLogger(__name__)
 
-_EVENTS_INPROC = "inproc://pyplantd-events"
 _MAX_IPC_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+_STOP_CHECK_MS = 100  # the request thread looks at the stop flag this often when idle
+_MAX_QUEUED_EVENTS = 10_000  # beyond, events are dropped (as PUB drops for slow subscribers)
+# Plain ints: pyzmq's enum flags cost a Python-level `|` per frame in send_multipart.
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
 
 
 class BadArgumentsError(Exception):
@@ -45,12 +54,11 @@ class Server:
         self.context = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
         self.pub = self.context.socket(zmq.PUB)
-        self.pull = self.context.socket(zmq.PULL)
-        for socket in (self.router, self.pub, self.pull):
+        for socket in (self.router, self.pub):
             socket.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.MAXMSGSIZE, limit)  # larger input drops that peer, not us
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone client's reply is dropped
-        self.pull.bind(_EVENTS_INPROC)
+        self.router.setsockopt(zmq.RCVTIMEO, _STOP_CHECK_MS)
         request, events = self._bind(tcp)
         self.info = protocol.ConnectionInfo(
             request, events, self.key, os.getpid(), protocol.process_start_time(os.getpid()),
@@ -60,10 +68,13 @@ class Server:
         self.guard = protocol.ReplayGuard()
         self.unauthenticated = 0
         self.malformed = 0
+        self.events_dropped = 0
+        self._key_bytes = self.key.encode()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pushers: dict[int, zmq.Socket[bytes]] = {}
-        self._push_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        # Signed event frames, in `seq` order; None tells the event thread to end.
+        self._events: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._seq_lock = threading.Lock()
         self._seq = 0
 
     def _bind(self, tcp: bool) -> tuple[str, str]:
@@ -82,18 +93,17 @@ class Server:
 
     # -- lifetime ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="pyplantd-server", daemon=True)
-        self._thread.start()
+        for target, name in ((self._serve, "pyplantd-server"), (self._stream, "pyplantd-events")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        with self._push_lock:
-            for socket in self._pushers.values():
-                socket.close(0)
-            self._pushers.clear()
-        for socket in (self.router, self.pub, self.pull):
+        self._events.put(None)
+        for thread in self._threads:
+            thread.join(5)
+        for socket in (self.router, self.pub):
             socket.close(0)
         self.context.term()
         self.connection_file.unlink(missing_ok=True)
@@ -102,67 +112,62 @@ class Server:
 
     # -- events (any thread) ----------------------------------------------------------------
     def publish(self, kind: str, fields: dict[str, Any]) -> None:
-        """Queue an event for the PUB socket; ZeroMQ sockets belong to one thread each."""
-        ident = threading.get_ident()
-        with self._push_lock:
-            if self._stop.is_set():
+        """Sign the event here, in publishing order, and queue it for the event thread: a
+        ZeroMQ socket belongs to one thread, and a queue's put cannot be cut half-way by a
+        signal the way a multi-frame send can. Never blocks the caller (the engine)."""
+        if self._stop.is_set():
+            return
+        with self._seq_lock:
+            try:
+                frames = protocol.encode_event(self._key_bytes, self._seq + 1, kind, fields)
+            except (TypeError, ValueError):  # not JSON: a bug to report, never the run's end
+                logger.exception("event %s", kind)
                 return
-            pusher = self._pushers.get(ident)
-            if pusher is None:
-                pusher = self.context.socket(zmq.PUSH)
-                pusher.setsockopt(zmq.LINGER, 0)
-                pusher.connect(_EVENTS_INPROC)
-                self._pushers[ident] = pusher
-        pusher.send_json({"type": kind, "fields": fields})
+            self._seq += 1  # a dropped event leaves a gap in `seq` that subscribers can see
+            if self._events.qsize() >= _MAX_QUEUED_EVENTS:
+                self.events_dropped += 1
+                return
+            self._events.put(frames)
 
-    # -- the server thread ------------------------------------------------------------------
+    def _stream(self) -> None:
+        while (frames := self._events.get()) is not None:
+            try:
+                self.pub.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.ZMQError as err:  # PUB drops rather than blocks; this is unexpected
+                logger.warning("event stream: %s", err)
+
+    # -- the request thread -----------------------------------------------------------------
     def _serve(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(self.pull, zmq.POLLIN)
         while not self._stop.is_set():
             try:
-                ready = dict(poller.poll(100))
-                if self.router in ready:
-                    self._answer(self.router.recv_multipart())
-                if self.pull in ready:
-                    self._forward_events()
+                frames = self.router.recv_multipart()
+            except zmq.Again:  # no request within _STOP_CHECK_MS
+                continue
             except zmq.ZMQError as err:
                 if self._stop.is_set():
                     return
                 logger.warning("control endpoint: %s", err)
+                continue
+            try:
+                self._answer(frames)
             except Exception:  # a bug in a handler must not end the endpoint
                 logger.exception("control endpoint")
 
-    def _forward_events(self) -> None:
-        while True:
-            try:
-                event: dict[str, Any] = self.pull.recv_json(zmq.NOBLOCK)  # type: ignore[assignment]
-            except zmq.Again:
-                return
-            self._seq += 1
-            key = self.key.encode()
-            self.pub.send_multipart(
-                protocol.encode_event(key, self._seq, event["type"], event["fields"])
-            )
-
     def _answer(self, frames: list[bytes]) -> None:
-        identity, rest = frames[0], frames[1:]
+        identity = frames[0]
         try:
-            request = protocol.decode_request(self.key.encode(), rest, self.guard, self.limit)
+            request = protocol.decode_request(self._key_bytes, frames[1:], self.guard, self.limit)
         except protocol.UnauthenticatedError:
             self.unauthenticated += 1  # no reply: an unauthenticated peer learns nothing
             return
         except protocol.ProtocolError as err:
             self.malformed += 1
-            self._send(
-                identity, protocol.encode_error(self.key.encode(), "", "Malformed", str(err))
-            )
+            self._send(identity, protocol.encode_error(self._key_bytes, "", "Malformed", str(err)))
             return
         self._send(identity, self._dispatch(request))
 
     def _dispatch(self, request: protocol.Request) -> list[bytes]:
-        key = self.key.encode()
+        key = self._key_bytes
         handler = self.handlers.get(request.cmd)
         if handler is None:
             self.malformed += 1
@@ -183,5 +188,11 @@ class Server:
         return protocol.encode_reply(key, request.id, result) + extra
 
     def _send(self, identity: bytes, frames: list[bytes]) -> None:
-        with contextlib.suppress(zmq.ZMQError):  # a slow or gone client does not block us
-            self.router.send_multipart([identity, *frames], zmq.NOBLOCK)
+        # Never waits: a slow or gone client's reply is dropped (ROUTER drops what it cannot
+        # route or queue), so one client cannot stall the others.
+        send = self.router.send
+        with contextlib.suppress(zmq.ZMQError):
+            send(identity, _MORE)
+            for frame in frames[:-1]:
+                send(frame, _MORE)
+            send(frames[-1], _LAST)

@@ -1,0 +1,110 @@
+"""The endpoint's Server in this process: its request thread, its event thread, its stop."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+from pyplant_client import protocol
+
+from pyplantd.daemon.server import Server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path, {"ping": lambda args: {"pong": True}}, tmp_path / "pipeline.py")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context[Any]]:
+    context: zmq.Context[Any] = zmq.Context()
+    yield context
+    context.destroy(0)
+
+
+def subscriber(context: zmq.Context[Any], server: Server) -> zmq.Socket[bytes]:
+    socket = context.socket(zmq.SUB)
+    socket.setsockopt(zmq.SUBSCRIBE, b"")
+    socket.connect(server.info.events)
+    # PUB/SUB connect in the background: publish until the first event arrives.
+    deadline = time.monotonic() + 10
+    while not socket.poll(20):
+        assert time.monotonic() < deadline, "the subscriber never connected"
+        server.publish("log", {"reactor": "probe", "text": ""})
+    while socket.poll(100):
+        socket.recv_multipart()
+    return socket
+
+
+def events(socket: zmq.Socket[bytes], key: bytes, count: int) -> list[dict[str, Any]]:
+    received = []
+    for _ in range(count):
+        assert socket.poll(5000), f"{len(received)} of {count} events arrived"
+        received.append(protocol.decode_event(key, socket.recv_multipart()))
+    return received
+
+
+def test_events_from_many_threads_arrive_signed_and_in_seq_order(server, context):
+    socket = subscriber(context, server)
+
+    def publish(name: str) -> None:
+        for i in range(200):
+            server.publish("log", {"reactor": name, "text": str(i)})
+
+    threads = [threading.Thread(target=publish, args=(f"t{k}",)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    received = events(socket, server.key.encode(), 800)
+    seqs = [event["seq"] for event in received]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 800
+    for k in range(4):  # each thread's events in the order it published them
+        texts = [e["text"] for e in received if e["reactor"] == f"t{k}"]
+        assert texts == [str(i) for i in range(200)]
+
+
+def test_an_event_that_is_not_json_is_dropped_and_the_next_one_goes(server, context, caplog):
+    socket = subscriber(context, server)
+    server.publish("run_finished", {"run_id": 1, "duration": math.nan})  # no exception
+    server.publish("run_finished", {"run_id": 2, "duration": 1.0})
+    (event,) = events(socket, server.key.encode(), 1)
+    assert event["run_id"] == 2
+    assert "event run_finished" in caplog.text
+    assert not socket.poll(100)
+
+
+def test_requests_are_answered_by_the_request_thread(server, context):
+    socket = context.socket(zmq.DEALER)
+    socket.connect(server.info.request)
+    key = server.key.encode()
+    for _ in range(50):
+        socket.send_multipart(protocol.encode_request(key, "ping"))
+        assert socket.poll(5000)
+        assert protocol.decode_reply(key, socket.recv_multipart())["result"] == {"pong": True}
+    socket.send_multipart(protocol.encode_request(b"another key", "ping"))
+    assert not socket.poll(300)
+    assert server.unauthenticated == 1
+
+
+def test_stop_is_prompt_and_removes_the_connection_file_and_sockets(tmp_path):
+    server = Server(tmp_path, {}, tmp_path / "pipeline.py")
+    server.start()
+    server.publish("log", {"reactor": "r", "text": "before stop"})
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 2
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("pyplantd-"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    server.publish("log", {"reactor": "r", "text": "after stop"})  # ignored, no error
