@@ -751,7 +751,17 @@ def test_e2e_ping_status_run_fetch_and_stop(watched: Path) -> None:
     assert cli(watched, "status").returncode == 2
 
 
+def wait_first_run(project: Path, timeout: float = 60) -> None:
+    """Until the daemon's start-up run is over: its last events must not reach a follower."""
+    deadline = time.monotonic() + timeout
+    with Client.find(project) as client:
+        while not ((status := client.status()).get("last_run") and status["state"] == "idle"):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+
+
 def test_e2e_events_follow_runs_until_ctrl_c_exits_130(watched: Path) -> None:
+    wait_first_run(watched)
     follower = subprocess.Popen(
         [sys.executable, "-m", "pyplant_client.cli", "events", "--dir", str(watched)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(CLIENT)},
