@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import itertools
 import math
 import os
 import time
@@ -85,6 +85,7 @@ class Client:
         check_alive(info)
         self.info, self.timeout = info, timeout
         self._key = info.key.encode()  # the daemon signs with the hex text's bytes
+        self._ids = itertools.count(1)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -131,8 +132,8 @@ class Client:
     def _call(
         self, cmd: str, args: dict[str, Any] | None, timeout: float | None
     ) -> tuple[dict[str, Any], list[bytes]]:
-        frames = protocol.encode_request(self._key, cmd, args)
-        request_id = json.loads(frames[1])["id"]
+        request_id = str(next(self._ids))  # unique per socket is enough to match replies
+        frames = protocol.encode_request(self._key, cmd, args, request_id)
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         try:
@@ -140,10 +141,9 @@ class Client:
         except zmq.Again:  # the queue towards a daemon that stopped reading is full
             raise self._no_reply(cmd, wait) from None
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._socket.poll(math.ceil(remaining * 1000)):
+            reply = self._receive(deadline - time.monotonic())
+            if reply is None:
                 raise self._no_reply(cmd, wait)
-            reply = self._socket.recv_multipart(zmq.NOBLOCK)
             message = self._verified(reply)
             # Replies to earlier requests that timed out are dropped; an error without an id is
             # the daemon refusing a request it could not read: ours, as we send one at a time.
@@ -151,6 +151,17 @@ class Client:
                 if message["id"] == "" and message.get("ok") is not False:
                     continue
                 return self._result(cmd, message), reply[2:]
+
+    def _receive(self, remaining: float) -> list[bytes] | None:
+        """The next message, or None after `remaining` seconds. A blocking receive with a
+        timeout rather than poll-then-receive: `Socket.poll` builds a Poller on every call."""
+        if remaining <= 0:
+            return None
+        self._socket.setsockopt(zmq.RCVTIMEO, math.ceil(remaining * 1000))
+        try:
+            return self._socket.recv_multipart()
+        except zmq.Again:
+            return None
 
     def _verified(self, reply: list[bytes]) -> dict[str, Any] | None:
         try:
