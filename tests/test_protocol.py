@@ -48,3 +48,39 @@ def test_json_with_whitespace_around_it_is_accepted_and_trailing_data_is_not() -
     for payload in (json.dumps(reply).encode() + b" {}", b"\xff", b""):
         with pytest.raises(protocol.ProtocolError):
             protocol.decode_reply(key, [protocol.sign(key, [payload]), payload])
+
+
+MESSAGES = [
+    {"v": 1, "id": "x", "ok": True, "result": {"pong": True, "time": 1732000000.123456}},
+    {"text": 'héllo \u2603 "quoted" \\ \n\t\x00', "big": 2**70, "neg": -0.0, "tiny": 5e-324},
+    {"nested": [[], {}, [1, [2, [3]]], {"a": {"b": None}}], 1: "int key", "t": (1, 2)},
+]
+
+
+@pytest.mark.parametrize("c_encoder", [True, False])
+def test_dump_is_compact_json_exactly(monkeypatch, c_encoder: bool) -> None:
+    if not c_encoder:
+        monkeypatch.setattr(protocol, "_C_ENCODE", None)
+    for message in MESSAGES:
+        expected = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+        assert protocol._dump(message) == expected
+    circular: dict = {}
+    circular["self"] = circular
+    for bad, error in ((float("nan"), ValueError), (circular, ValueError), (object(), TypeError)):
+        with pytest.raises(error):
+            protocol._dump({"value": bad})
+
+
+def test_a_nonce_is_refused_for_as_long_as_its_request_could_be_accepted() -> None:
+    now = [1000.0]
+    guard = protocol.ReplayGuard(window=60.0, clock=lambda: now[0])
+    guard.check("ahead", 1050.0)  # dated 50 s ahead of the daemon's clock
+    guard.check("on time", 1000.0)
+    now[0] = 1100.0  # 100 s later: "ahead" is still within its window, so still refused
+    with pytest.raises(protocol.UnauthenticatedError, match="replayed"):
+        guard.check("ahead", 1050.0)
+    with pytest.raises(protocol.UnauthenticatedError, match="outside"):
+        guard.check("on time", 1000.0)
+    now[0] = 1111.0  # past both windows: forgotten, as they are too old to be accepted
+    guard.check("later", 1111.0)
+    assert list(guard._seen) == ["later"]
