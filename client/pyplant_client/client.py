@@ -21,6 +21,7 @@ import zmq
 
 from . import protocol
 from .errors import ClientError, ClientTimeoutError, DaemonNotRunningError, ProtocolError
+from .transport import NOBLOCK, recv_frames, send_frames
 
 DEFAULT_TIMEOUT = 5.0  # seconds to wait for a reply
 FOLLOW_POLL = 1.0  # seconds of silence on the event stream before asking `status` instead
@@ -86,6 +87,7 @@ class Client:
         self.info, self.timeout = info, timeout
         self._key = info.key.encode()  # the daemon signs with the hex text's bytes
         self._ids = itertools.count(1)
+        self._rcvtimeo = -1  # the socket's receive timeout (ms) as last set
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -137,7 +139,7 @@ class Client:
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         try:
-            self._socket.send_multipart(frames, zmq.NOBLOCK)
+            send_frames(self._socket, frames, NOBLOCK)
         except zmq.Again:  # the queue towards a daemon that stopped reading is full
             raise self._no_reply(cmd, wait) from None
         while True:
@@ -157,9 +159,12 @@ class Client:
         timeout rather than poll-then-receive: `Socket.poll` builds a Poller on every call."""
         if remaining <= 0:
             return None
-        self._socket.setsockopt(zmq.RCVTIMEO, math.ceil(remaining * 1000))
+        milliseconds = math.ceil(remaining * 1000)
+        if milliseconds != self._rcvtimeo:  # the same for every call with the same timeout
+            self._socket.setsockopt(zmq.RCVTIMEO, milliseconds)
+            self._rcvtimeo = milliseconds
         try:
-            return self._socket.recv_multipart()
+            return recv_frames(self._socket)
         except zmq.Again:
             return None
 

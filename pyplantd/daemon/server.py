@@ -24,6 +24,7 @@ from typing import Any
 
 import zmq
 from pyplant_client import protocol
+from pyplant_client.transport import NOBLOCK, recv_frames, send_frames
 
 from .. import __version__
 
@@ -32,9 +33,6 @@ logger = logging.getLogger(__name__)
 _MAX_IPC_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 _STOP_CHECK_MS = 100  # the request thread looks at the stop flag this often when idle
 _MAX_QUEUED_EVENTS = 10_000  # beyond, events are dropped (as PUB drops for slow subscribers)
-# Plain ints: pyzmq's enum flags cost a Python-level `|` per frame in send_multipart.
-_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
-_LAST = int(zmq.NOBLOCK)
 
 
 class BadArgumentsError(Exception):
@@ -132,7 +130,7 @@ class Server:
     def _stream(self) -> None:
         while (frames := self._events.get()) is not None:
             try:
-                self.pub.send_multipart(frames, zmq.NOBLOCK)
+                send_frames(self.pub, frames, NOBLOCK)
             except zmq.ZMQError as err:  # PUB drops rather than blocks; this is unexpected
                 logger.warning("event stream: %s", err)
 
@@ -140,7 +138,7 @@ class Server:
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
-                frames = self.router.recv_multipart()
+                frames = recv_frames(self.router)
             except zmq.Again:  # no request within _STOP_CHECK_MS
                 continue
             except zmq.ZMQError as err:
@@ -190,9 +188,5 @@ class Server:
     def _send(self, identity: bytes, frames: list[bytes]) -> None:
         # Never waits: a slow or gone client's reply is dropped (ROUTER drops what it cannot
         # route or queue), so one client cannot stall the others.
-        send = self.router.send
         with contextlib.suppress(zmq.ZMQError):
-            send(identity, _MORE)
-            for frame in frames[:-1]:
-                send(frame, _MORE)
-            send(frames[-1], _LAST)
+            send_frames(self.router, [identity, *frames], NOBLOCK)
