@@ -795,7 +795,7 @@ def render(
         ["transport", "`Client.ping()`", "bare REQ/REP", "bare DEALER/ROUTER echo",
          "caller: sign + verify + parse (no socket)",
          "daemon: `decode_request` + `encode_reply` (no socket)",
-         "daemon: the rest (poller, dispatch, thread)", "`Client` over a raw DEALER"],
+         "daemon: the rest (receive, dispatch, send, thread)", "`Client` over a raw DEALER"],
         split_rows(ping),
     )  # fmt: skip
     status_table = md_table(["what", "p50", "p95", "p99", "max", "calls"], status_rows(status))
@@ -840,17 +840,18 @@ tcp 127.0.0.1): a REP socket (the issue's baseline) and a ROUTER socket (the dae
 type), each a blocking `recv_multipart` / `send_multipart` loop with no signing and no JSON,
 receiving the same {request_sizes} request bytes and replying with as many bytes as the
 daemon's ping reply ({reply_sizes}). "raw DEALER" is a DEALER socket with
-`protocol.encode_request` / `decode_reply` and a blocking receive: the protocol without the
-`Client` class. The ratios divide by bare REQ/REP over the same transport.
+`protocol.encode_request` / `decode_reply`, pyzmq's `send_multipart` and a blocking
+`recv_multipart`: the protocol without the `Client` class, which sends and receives through
+`pyplant_client.transport` instead. The ratios divide by bare REQ/REP over the same transport.
 
 {ping_table}
 
 Where a `Client.ping()` goes, p50 (min): the bare DEALER/ROUTER echo, plus the protocol work
 of each side timed in this process without a socket (p50 of 10000; the daemon's on fresh
 requests, replay guard included), plus the rest of the daemon's loop (raw DEALER minus the bare
-echo minus both protocol costs), plus what the `Client` class adds over a raw DEALER (poll with a
-deadline, non-blocking receive, id matching). Differences of percentiles, so approximate; the
-mins are the uncontended floor.
+echo minus both protocol costs), plus what the `Client` class adds over a raw DEALER (a receive
+with a deadline, id matching; negative where its leaner send and receive save more than that
+costs). Differences of percentiles, so approximate; the mins are the uncontended floor.
 
 {split}
 
