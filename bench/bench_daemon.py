@@ -1127,7 +1127,7 @@ def command_line(args: argparse.Namespace) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saves", type=int, default=50, help="saves per kind, figure 1")
-    parser.add_argument("--edits", type=int, default=20, help="edits per array size, figure 2")
+    parser.add_argument("--edits", type=int, default=40, help="edits per array size, figure 2")
     parser.add_argument("--pyplant-repeats", type=int, default=5, help="PyPlant re-runs per size")
     parser.add_argument("--cancels", type=int, default=20, help="saves per busy kind, figure 3")
     parser.add_argument("--sizes", default="0.1,1,4", help="array sizes in GiB, figure 2")
