@@ -44,6 +44,7 @@ with Plant('plant') as plant:
 
 class Daemon:
     def __init__(self, root: Path, seconds: float = 0.0, *options: str) -> None:
+        self.root = root
         (root / "pipeline.py").write_text(PIPELINE.replace("SECONDS", str(seconds)))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")])}
         self.log = (root / "daemon.out").open("w")
@@ -280,6 +281,17 @@ with Plant('plant') as plant:
 """
 
 
+def _save_after_the_first_run(running: Daemon, text: str) -> None:
+    """Write pipeline.py once the start-up run is over: a save that lands before that run loads
+    the script is no change to it, and one during it cancels it."""
+    socket, deadline = running.socket(), time.monotonic() + 30
+    while not ((status := running.call(socket, "status")["result"])["last_run"]):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    socket.close(0)
+    (running.root / "pipeline.py").write_text(text)
+
+
 def _reloaded_and_done(status: dict) -> bool:
     last = status.get("last_run") or {}
     return status["state"] == "idle" and str(last.get("trigger", "")).startswith("saved")
@@ -295,9 +307,9 @@ def test_client_commands_against_a_real_daemon(tmp_path):
     from pyplant_client import Client
 
     running = Daemon(tmp_path)
-    (tmp_path / "pipeline.py").write_text(CHAIN)  # the daemon reloads it on this save
     log = tmp_path / "ran.log"
     try:
+        _save_after_the_first_run(running, CHAIN)  # the daemon reloads it on this save
         with Client.find(tmp_path) as client:
             deadline = time.monotonic() + 30
             while not _reloaded_and_done(client.status()):  # the run after the save is over
@@ -324,8 +336,8 @@ def test_cancel_from_the_client_stops_a_busy_reactor(tmp_path):
     from pyplant_client import Client
 
     running = Daemon(tmp_path)
-    (tmp_path / "pipeline.py").write_text(CHAIN.replace("'seconds': 0", "'seconds': 60"))
     try:
+        _save_after_the_first_run(running, CHAIN.replace("'seconds': 0", "'seconds': 60"))
         with Client.find(tmp_path) as client:
             deadline = time.monotonic() + 30
             while client.status()["reactors"].get("report", {}).get("state") != "running":
