@@ -139,7 +139,8 @@ def _pads(key: bytes) -> tuple[Any, Any]:
 
     HMAC-SHA256 exactly as `hmac.new(key, msg, "sha256")`, but copying these two states per
     message takes a few C calls, where keying an `hmac.HMAC` per message looks the digest up
-    in OpenSSL and goes through several Python-level methods: a tenth of a ping round trip.
+    in OpenSSL and goes through several Python-level methods (microseconds per round trip).
+    Cached per key: a process talks to one daemon or a few.
     """
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
@@ -238,7 +239,7 @@ def new_id() -> str:
 def encode_request(
     key: bytes, cmd: str, args: dict[str, Any] | None = None, request_id: str | None = None
 ) -> list[bytes]:
-    """A signed request; pass `request_id` (from new_id) to match its reply without parsing."""
+    """A signed request; pass `request_id` to know it without parsing the request back."""
     message = {
         "v": PROTOCOL_VERSION, "id": request_id or new_id(), "nonce": os.urandom(16).hex(),
         "ts": time.time(), "cmd": cmd, "args": args or {},
