@@ -299,7 +299,7 @@ def test_each_save_runs_once_and_only_the_edited_reactor(
 
 
 # -- 2: saves that change nothing -------------------------------------------------------------
-def test_comment_only_save_reruns_nothing_and_identical_bytes_do_not_run(
+def test_comment_only_save_reruns_nothing_and_identical_bytes_say_so(
     project: Project, start_daemon: Callable[..., Daemon]
 ) -> None:
     make_project(project, pipeline(0))
@@ -314,9 +314,12 @@ def test_comment_only_save_reruns_nothing_and_identical_bytes_do_not_run(
     assert run.states == {"load": "warm", "plot": "warm"}
     assert take_ran(project) == []
 
+    printed = len(daemon.lines)
     save_in_place(path, commented)  # the same bytes again, both ways
     save_atomic(path, commented)
-    assert daemon.quiet() == []
+    daemon.quiet()
+    said = daemon.lines[printed:]  # one line per burst of saves, and no run
+    assert said and set(said) == {"saved pipeline.py: the same bytes as before, nothing to run"}
     assert daemon.runs() == 2
     assert take_ran(project) == []
 
@@ -602,8 +605,8 @@ def test_replacing_a_tracked_data_file_reruns_exactly_its_reader(
         assert f"[table] table {expected}" in run.lines
         assert take_ran(project) == ["table"]
 
-    save_atomic(data, "7")  # the same content
-    assert daemon.quiet() == []
+    save_atomic(data, "7")  # the same content: noted, nothing runs
+    assert daemon.quiet() == ["saved data.csv: the same bytes as before, nothing to run"]
 
 
 # -- 9: one daemon per project ----------------------------------------------------------------

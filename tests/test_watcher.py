@@ -138,12 +138,14 @@ def test_each_save_is_reported_exactly_once(make_watcher, files, save) -> None:
 
 
 @pytest.mark.parametrize("save", [*SAVES, save_truncate_then_write], ids=lambda f: f.__name__)
-def test_byte_identical_save_reports_nothing(make_watcher, files, save) -> None:
+def test_byte_identical_save_is_no_change_but_is_noted(make_watcher, files, save) -> None:
     target, sentinel = files
-    _, recorder = make_watcher([target, sentinel], debounce=0.1)
+    unchanged: list[set[Path]] = []
+    _, recorder = make_watcher([target, sentinel], debounce=0.1, on_unchanged=unchanged.append)
     for _ in range(3):
         save(target, "x = 0\n")
     settle(recorder, sentinel, [])
+    assert unchanged and all(paths == {target} for paths in unchanged), unchanged
 
 
 @pytest.mark.parametrize("pause", [0.06, 0.3])

@@ -71,7 +71,7 @@ class Engine:
         self.inbox: queue.Queue[set[Path] | Command] = queue.Queue()
         self.watcher = Watcher(
             self._on_change, options.debounce, on_notice=console.notice,
-            force_polling=options.force_polling,
+            force_polling=options.force_polling, on_unchanged=self._on_unchanged,
         )  # fmt: skip
         self.state = EngineState()
         # replaced by the server's when clients can listen
@@ -161,6 +161,10 @@ class Engine:
         """Watcher thread: queue the change; cancel the run in progress."""
         self.inbox.put(paths)
         self.cancel()
+
+    def _on_unchanged(self, paths: set[Path]) -> None:
+        """Watcher thread: a save that left the bytes as they were runs nothing; say so."""
+        self.console.notice(f"{self._describe(paths)}: the same bytes as before, nothing to run")
 
     def cancel(self) -> bool:
         """Cancel the run in progress, if any (any thread)."""

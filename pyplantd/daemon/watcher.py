@@ -100,8 +100,10 @@ class Watcher:
         force_polling: bool = False,
         on_notice: Callable[[str], None] | None = None,
         observer_factory: Callable[[], BaseObserver] = Observer,
+        on_unchanged: Callable[[set[Path]], None] | None = None,
     ) -> None:
         self._on_change = on_change
+        self._on_unchanged = on_unchanged  # saved, but the bytes are the ones already seen
         self._on_notice = on_notice or logger.warning
         self._debounce = debounce
         self._poll_interval = poll_interval
@@ -296,9 +298,13 @@ class Watcher:
         with self._cond:
             fresh = {key: seen for key, seen in fresh.items() if key in self._paths}
             paths = {self._paths[k] for k, seen in fresh.items() if seen[1] != self._seen[k][1]}
+            same = {self._paths[k] for k in fresh} - paths
             self._seen.update(fresh)
         if paths:
             self._guarded(lambda: self._on_change(paths), "on_change")
+        notify = self._on_unchanged
+        if same and notify is not None:
+            self._guarded(lambda: notify(same), "on_unchanged")
 
     def _tick(self) -> None:
         with self._cond:
