@@ -176,6 +176,39 @@ def test_slow_truncate_then_write_waits_for_the_writer_to_close(files, pause) ->
         watcher.stop()
 
 
+class LateObserver(Observer):  # type: ignore[misc, valid-type]
+    """A real observer whose events reach the handler late, as on a loaded machine."""
+
+    def dispatch_events(self, event_queue):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)
+        super().dispatch_events(event_queue)
+
+
+def test_a_scan_before_the_events_waits_for_the_writer_too(files) -> None:
+    # The re-scan sees the truncated file before the OS events arrive: it must not read the
+    # empty, half-saved file, but wait for the writer's close as the events would.
+    target, sentinel = files
+    recorder, seen = Recorder(), []
+
+    def on_change(paths: set[Path]) -> None:
+        if target in paths:
+            seen.append(target.read_text())
+        recorder(paths)
+
+    watcher = Watcher(on_change, debounce=0.02, poll_interval=0.02, observer_factory=LateObserver)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        with open(target, "w") as handle:
+            handle.flush()
+            time.sleep(0.15)  # several scans see the empty file before any event arrives
+            handle.write("x = 1\n")
+        settle(recorder, sentinel, [{target}])
+        assert seen == ["x = 1\n"]
+    finally:
+        watcher.stop()
+
+
 def test_burst_of_saves_within_the_quiet_window_is_one_call(make_watcher, files) -> None:
     target, sentinel = files
     _, recorder = make_watcher([target, sentinel], debounce=0.3)

@@ -116,6 +116,7 @@ class Watcher:
         self._seen: dict[str, Seen] = {}
         self._dirty: set[str] = set()
         self._writing: dict[str, float] = {}  # modified in place, not closed yet: since when
+        self._reading: set[str] = set()  # being read by a flush
         self._last_event = 0.0
         self._overflowed = False
         self._stopping = False
@@ -294,8 +295,15 @@ class Watcher:
                 k for k in self._dirty if now < self._writing.get(k, -WRITE_GRACE) + WRITE_GRACE
             }
             dirty, self._dirty = self._dirty - held, held
-        fresh = {key: _read(key) for key in dirty}
+            self._reading |= dirty  # the scan leaves them alone until _seen has what is read
+        try:
+            fresh = {key: _read(key) for key in dirty}
+        except BaseException:
+            with self._cond:
+                self._reading -= dirty
+            raise
         with self._cond:
+            self._reading -= dirty  # with the _seen update below: no scan sees one without it
             fresh = {key: seen for key, seen in fresh.items() if key in self._paths}
             paths = {self._paths[k] for k, seen in fresh.items() if seen[1] != self._seen[k][1]}
             same = {self._paths[k] for k in fresh} - paths
@@ -327,8 +335,14 @@ class Watcher:
             keys = list(self._paths)
         stats = {key: _stat_key(key) for key in keys}
         with self._cond:
-            changed = [k for k, st in stats.items() if k in self._seen and self._seen[k][0] != st]
+            changed = [
+                k for k, st in stats.items()
+                if k in self._seen and k not in self._reading and self._seen[k][0] != st
+            ]  # fmt: skip
             self._seen.update((k, (stats[k], self._seen[k][1])) for k in changed)
+            if self._mode == "native":  # seen before its events: wait for the close, as they do
+                now = time.monotonic()
+                self._writing.update((k, now) for k in changed if k not in self._dirty)
         self._mark(changed)
 
     def _guarded(self, action: Callable[[], object], what: str) -> None:
