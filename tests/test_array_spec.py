@@ -127,3 +127,19 @@ def test_fsync_while_returns_the_work_and_raises_its_error(tmp_path):
 
         with pytest.raises(ValueError, match="hash failed"):
             rawio.fsync_while(handle.fileno(), fail)
+
+
+def test_only_arrays_of_several_slices_overlap_hash_and_fsync(tmp_path, small_slices, monkeypatch):
+    overlapped: list[int] = []
+    fsync_while = rawio.fsync_while
+
+    def counting(fd, work):  # type: ignore[no-untyped-def]
+        overlapped.append(fd)
+        return fsync_while(fd, work)
+
+    monkeypatch.setattr(specs, "fsync_while", counting)
+    ArraySpec().write(ARRAYS["bool"], str(tmp_path / "small.h5"))  # 333 bytes: one slice
+    assert overlapped == []  # the payload layer's own fsync is enough
+    written = ArraySpec().write(ARRAYS["float32 1-d"], str(tmp_path / "big.h5"))
+    assert len(overlapped) == 1
+    assert written.checksum == array_fingerprint(ARRAYS["float32 1-d"])
