@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+GIB = 2**30
+FLOAT32 = 4  # bytes
 WARM_GIB = 2.0
 STDERR_TAIL_LINES = 4
 # Set in some sandboxes; they would make every child re-compile whatever it imports from source
@@ -68,7 +70,7 @@ def warm_memory(gib: float = WARM_GIB) -> None:
     """
     if gib <= 0:
         return
-    block = np.empty(int(gib * 2**30), dtype=np.uint8)
+    block = np.empty(int(gib * GIB), dtype=np.uint8)
     block.fill(1)
     del block
 
@@ -212,7 +214,7 @@ def machine_summary() -> dict[str, str]:
 
 
 def _total_memory_gib() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
 
 
 def _cpu_model() -> str:

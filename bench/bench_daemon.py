@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    FLOAT32,
+    GIB,
     child_env,
     fmt_median_min,
     fmt_seconds,
@@ -57,8 +59,6 @@ from _common import (
 )
 from _pipelines import LOAD_REDUCE_PLOT
 
-GIB = 2**30
-FLOAT32 = 4
 ROWS = 16384
 CHAIN = 20
 DEBOUNCE = 0.020  # the `watch` default quiet window; the daemon runs without --debounce

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    FLOAT32,
+    GIB,
     RunResult,
     fmt_bytes,
     fmt_median_min,
@@ -47,9 +49,6 @@ from _common import (
     sync_and_warm,
 )
 from _pipelines import LOAD_REDUCE_PLOT
-
-GIB = 2**30
-FLOAT32 = 4
 
 
 @dataclass
