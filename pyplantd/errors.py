@@ -4,7 +4,8 @@
     ├── ReactorNotFoundError        a reactor name that is not in the plant
     ├── IngredientNotFoundError     a received ingredient that no reactor produces
     ├── DependencyCycleError        reactors waiting on each other
-    ├── ReactorFailedError          a reactor raised; the user's exception is ``__cause__``
+    ├── ReactorFailedError          a reactor raised; the user's exception is ``__cause__``, and
+    │                               the error is also of its type (``except ValueError`` works)
     ├── UnknownParamError           a config parameter that does not exist (also an AttributeError)
     ├── ConfigWriteError            a reactor tried to change the config
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
@@ -19,6 +20,10 @@ swallow a cancellation.
 """
 
 from __future__ import annotations
+
+import contextlib
+from types import GetSetDescriptorType, MemberDescriptorType
+from typing import Any
 
 
 class PlantError(Exception):
@@ -79,3 +84,91 @@ class RunCancelled(BaseException):
 
 class PlantWarning(UserWarning):
     """Something was repaired or skipped; the run goes on."""
+
+
+def reactor_failed_error(message: str, reactor: str, cause: BaseException) -> ReactorFailedError:
+    """The error `run_reactor` raises for a reactor that raised `cause`.
+
+    It is a ReactorFailedError (so a PlantError) *and* an instance of the cause's own type, so
+    ``except ValueError`` catches a reactor's ValueError as PyPlant's re-raise did, with the
+    cause's attributes and ``args``; its message names the reactor and the line that raised.
+    """
+    message = f"{message}{_where(cause)}"
+    failure_type = _failure_type(type(cause))
+    if failure_type is ReactorFailedError:
+        return ReactorFailedError(message, reactor)
+    failure: ReactorFailedError = failure_type.__new__(failure_type, *cause.args)
+    _copy_fields(cause, failure)
+    failure.args = cause.args
+    failure.reactor = reactor
+    setattr(failure, _MESSAGE, message)  # shown by str(), whatever the cause's args
+    return failure
+
+
+_MESSAGE = "_failure_message"
+_failure_types: dict[type[BaseException], type[ReactorFailedError]] = {}
+
+
+def _failure_type(cause_type: type[BaseException]) -> type[ReactorFailedError]:
+    """ReactorFailedError combined with `cause_type`, made once per type; plain
+    ReactorFailedError when the two cannot be combined (a layout or MRO conflict)."""
+    if issubclass(cause_type, ReactorFailedError) or cause_type is Exception:
+        return ReactorFailedError
+    found = _failure_types.get(cause_type)
+    if found is None:
+        namespace = {
+            "__module__": __name__,
+            "__qualname__": f"ReactorFailedError[{cause_type.__qualname__}]",
+            "__str__": lambda self: getattr(self, _MESSAGE),
+            "__reduce__": lambda self: (
+                _rebuilt_failure,
+                (cause_type, str(self), self.reactor, self.args),
+            ),
+        }
+        try:
+            found = type("ReactorFailedError", (ReactorFailedError, cause_type), namespace)
+        except TypeError:
+            found = ReactorFailedError
+        _failure_types[cause_type] = found
+    return found
+
+
+def _rebuilt_failure(
+    cause_type: type[Exception], message: str, reactor: str, args: tuple[Any, ...]
+) -> ReactorFailedError:
+    """Unpickling: the same combined type, with the message, reactor and args it had."""
+    failure_type = _failure_type(cause_type)
+    failure = failure_type.__new__(failure_type, *args)
+    failure.args, failure.reactor = args, reactor
+    setattr(failure, _MESSAGE, message)
+    return failure
+
+
+def _copy_fields(cause: BaseException, failure: BaseException) -> None:
+    """The cause's attributes: those of Python classes and the C-level fields of built-in
+    exceptions (OSError.errno and .filename, UnicodeError.start...)."""
+    for cls in type(cause).__mro__:
+        if cls.__module__ != "builtins":
+            continue
+        for name, attr in vars(cls).items():
+            if name != "args" and not name.startswith("__") and isinstance(attr, _FIELDS):
+                with contextlib.suppress(AttributeError, TypeError, ValueError):
+                    setattr(failure, name, getattr(cause, name))
+    failure.__dict__.update(getattr(cause, "__dict__", {}))
+
+
+_FIELDS = (GetSetDescriptorType, MemberDescriptorType)
+
+
+def _where(cause: BaseException) -> str:
+    """` at path:line`: the innermost frame of the user's code in the cause's traceback."""
+    from .origins import is_user_file  # only when a reactor failed
+
+    tb, found = cause.__traceback__, None
+    while tb is not None:
+        if is_user_file(tb.tb_frame.f_code.co_filename):
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return ""
+    return f" at {found.tb_frame.f_code.co_filename}:{found.tb_lineno}"

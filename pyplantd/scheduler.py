@@ -33,9 +33,9 @@ from .errors import (
     DependencyCycleError,
     IngredientNotFoundError,
     PayloadDamagedError,
-    ReactorFailedError,
     RunCancelled,
     StoreError,
+    reactor_failed_error,
 )
 from .events import EventBus, EventType, PlantEvent
 from .fingerprint import hash_bytes
@@ -466,8 +466,8 @@ class Run:
             task.started_at,
         )  # fmt: skip
         self._emit(EventType.reactor_failed, reactor, error=message, exception=exc)
-        raise ReactorFailedError(
-            f"Reactor '{reactor.name}' failed: {message}", reactor.name
+        raise reactor_failed_error(
+            f"Reactor '{reactor.name}' failed: {message}", reactor.name, exc
         ) from exc
 
     def _abandon_unfinished(self) -> None:
