@@ -95,8 +95,7 @@ def start_reactor(func: Callable[..., Any], pipe: Any, config: Any) -> Generator
 
     def run_plain() -> Generator[Any, Any, None]:
         func(*args)
-        return
-        yield  # makes this a generator
+        yield  # one step, as in PyPlant (its reactor_step listeners hear it)
 
     return run_plain()
 

@@ -185,7 +185,7 @@ class Run:
                 raise RunCancelled()
             if not task.started and task.kind == "run":
                 task.started, task.started_at = True, time.time()
-                self._emit(EventType.reactor_started, task.reactor)
+                self._emit(EventType.reactor_started, task.reactor, func=task.reactor.func)
             command = self._advance(task, value)
             if command is _FINISHED:
                 return
@@ -220,6 +220,8 @@ class Run:
             raise
         task.elapsed += time.perf_counter() - tick
         _running.pop()
+        if task.kind == "run":
+            self.ctx.events.step(task.reactor.name)
         return command
 
     # -- ingredients ------------------------------------------------------------------------

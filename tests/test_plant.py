@@ -321,7 +321,7 @@ def test_subreactors_nested_and_plain_are_tracked(plant_dir):
             return decisions, plant.fetch_ingredient("value")
 
     assert go()[1] == 20
-    assert subreactor_events == ["calc", "calc", "calc"]  # outer, inner, plain: all in calc
+    assert subreactor_events == ["outer", "inner", "plain"]  # PyPlant passes the subreactor
     go()
     assert ran == ["show"]
     hasher.edit("inner")
