@@ -1,5 +1,9 @@
 """pyplantd: PyPlant-compatible function pipelines that re-run only what a change affected."""
 
+from importlib import import_module
+from typing import Any
+
+from .compat.warehouse import Warehouse
 from .config import ConfigBase, ConfigValue
 from .errors import (
     IngredientNotFoundError,
@@ -21,6 +25,7 @@ __all__ = [
     "Ingredient",
     "IngredientNotFoundError",
     "IngredientTypeSpec",
+    "InvalidOperationException",
     "Pipework",
     "Plant",
     "PlantError",
@@ -28,4 +33,24 @@ __all__ = [
     "ReactorFunc",
     "ReactorNotFoundError",
     "SubreactorFunc",
+    "Warehouse",
+    "specs",
+    "test",
+    "utils",
 ]
+
+# PyPlant's modules, imported on first use (`from pyplantd import *` imports them).
+_LAZY = {
+    "specs": ("pyplantd.specs", None),
+    "test": ("pyplantd.test", None),
+    "utils": ("pyplantd.utils", None),
+    "InvalidOperationException": ("pyplantd.specs", "InvalidOperationException"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'pyplantd' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)

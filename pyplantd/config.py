@@ -1,7 +1,8 @@
 """Pipeline configuration: ConfigBase / ConfigValue, with tracking of which reactor read what.
 
 A reactor gets a *view* of the config: a shallow copy that reports every parameter read to the
-running reactor and refuses writes. Depends only on errors.
+running reactor and refuses writes. Depends only on errors (and compat.names, for PyPlant's
+keyword names).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .compat.names import pyplant_keywords
 from .errors import ConfigWriteError, UnknownParamError
 
 _OWN_NAMES = frozenset({"peek", "has", "mark_auxiliary", "is_auxiliary"})
@@ -72,6 +74,7 @@ class ConfigBase:
             raise UnknownParamError(self._unknown_message(name))
         return self.__dict__[name]
 
+    @pyplant_keywords(params="names")
     def mark_auxiliary(self, names: Iterable[str]) -> None:
         """Auxiliary parameters (log levels, temp dirs...) never cause a re-run."""
         names = list(names)

@@ -16,6 +16,23 @@ class ExecutionRecord:
     status: str  # ran / failed
     reasons: list[str]
 
+    # -- PyPlant's names --------------------------------------------------------------------
+    @property
+    def reactorName(self) -> str:  # noqa: N802
+        return self.reactor_name
+
+    @property
+    def startTime(self) -> float:  # noqa: N802
+        return self.start_time
+
+    @property
+    def totalRuntime(self) -> float:  # noqa: N802
+        return self.total_runtime
+
+    @property
+    def finishTime(self) -> float:  # noqa: N802
+        return self.finish_time
+
 
 def format_duration(seconds: float) -> str:
     if seconds < 1:

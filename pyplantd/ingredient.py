@@ -21,3 +21,32 @@ class Ingredient:
 
         def __str__(self) -> str:
             return self.value
+
+    def __init__(
+        self,
+        name: str,
+        type: Ingredient.Type | str = "object",
+        producer: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """What the plant knows of one stored ingredient (``plant.get_ingredient_object``)."""
+        self.name = name
+        self.type = Ingredient.Type(type) if type in _BUILTIN else type
+        self.producer = producer  # the producing reactor's id
+        self.fingerprint = fingerprint  # of the content
+
+    def __repr__(self) -> str:
+        return f"Ingredient({self.name!r}, {str(self.type)!r}, producer={self.producer!r})"
+
+    # -- PyPlant's names --------------------------------------------------------------------
+    @property
+    def producerName(self) -> str | None:  # noqa: N802
+        """The producing reactor's short name."""
+        return self.producer.rpartition(":")[2] if self.producer else None
+
+    @property
+    def signature(self) -> str | None:
+        return self.fingerprint
+
+
+_BUILTIN = frozenset(t.value for t in Ingredient.Type)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .compat.names import pyplant_keywords
+from .compat.warehouse import spec_name
 from .config import ConfigBase
 from .errors import AllocationError
 from .fingerprint import file_fingerprint
@@ -44,6 +46,7 @@ class Sent:
     type: str
     payload: PendingWrite  # durable later (write-behind); its path is known now
     value: Any
+    uncached: bool = False  # PyPlant's useCache=False: `value` is None, read back per consumer
 
 
 class FingerprintSource(Protocol):
@@ -64,6 +67,7 @@ class Touched:
     subreactors: list[Callable[..., Any]] = field(default_factory=list)
     sent: dict[str, Sent] = field(default_factory=dict)
     allocated: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (type, handle)
+    temporary: list[Any] = field(default_factory=list)  # allocate_temp handles, dropped at the end
 
 
 TypeArg = Ingredient.Type | str | type[IngredientTypeSpec] | IngredientTypeSpec | None
@@ -92,8 +96,13 @@ class Pipework:
             raise TypeError(f"Ingredient names are strings, not {name!r}.")
         return Receive(name)
 
-    def send(self, name: str, value: Any, type: TypeArg = None) -> None:
-        """Store `value` as ingredient `name`; its type is inferred when not given."""
+    @pyplant_keywords(useCache="use_cache")
+    def send(self, name: str, value: Any, type: TypeArg = None, use_cache: bool = True) -> None:
+        """Store `value` as ingredient `name`; its type is inferred when not given.
+
+        With ``use_cache=False`` (PyPlant's ``useCache``) the value is written at once and not
+        kept in memory: every consumer gets its own copy, read back from disk.
+        """
         if name in self.touched.sent:
             raise AllocationError(
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
@@ -109,6 +118,10 @@ class Pipework:
                 f"Ingredient '{name}' of type {type_name} must be allocated first: "
                 f"handle = pipe.allocate({name!r}, Ingredient.Type.{type_name}, ...)."
             )
+        elif not use_cache:
+            payload = self._store.write_uncached(name, type_name, value)
+            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, None, True))
+            return
         else:
             payload = self._store.write(name, type_name, value)
         self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
@@ -136,10 +149,12 @@ class Pipework:
         self.touched.allocated[name] = (type_name, handle)
         return handle
 
+    @pyplant_keywords(paramName="name")
     def read_config(self, name: str) -> Any:
         """A config parameter by name; the reactor re-runs when its value changes."""
         return self.config._read(name)
 
+    @pyplant_keywords(paramName="name")
     def read_config_unregistered(self, name: str) -> Any:
         """A config parameter that does not make the reactor depend on it."""
         return self.config.peek(name)
@@ -190,7 +205,7 @@ class Pipework:
             return type_arg.value
         if isinstance(type_arg, str):
             return self._store.spec(type_arg).name
-        return type_arg.name
+        return spec_name(type_arg)  # a spec or spec class, of either interface
 
     def _note_param(self, name: str) -> None:
         if name not in self.touched.params:
@@ -203,11 +218,47 @@ class Pipework:
         """Close and list what an unfinished execution left behind, for deletion."""
         leftovers = [sent.payload.path for sent in self.touched.sent.values()]
         for _type_name, handle in self.touched.allocated.values():
-            if isinstance(handle, str):
-                Path(handle).unlink(missing_ok=True)
-            else:
-                path = handle.file.filename
-                handle.file.close()
-                Path(path).unlink(missing_ok=True)
+            _delete_allocation(handle)
         self.touched.allocated.clear()
+        self._release_temporary()
         return leftovers
+
+    def _release_temporary(self) -> None:
+        """Delete what allocate_temp gave out: the reactor ended."""
+        for handle in self.touched.temporary:
+            _delete_allocation(handle)
+        self.touched.temporary.clear()
+
+    # -- PyPlant's names --------------------------------------------------------------------
+    @pyplant_keywords(paramName="name")
+    def register_config_param(self, name: str) -> None:
+        """Make the reactor depend on a parameter without reading it."""
+        if not self.config.is_auxiliary(name):
+            self._note_param(name)
+
+    def allocate_temp(self, name: str, type: TypeArg, **options: Any) -> Any:
+        """Scratch storage like `allocate` gives (a file path or an h5py dataset), deleted when
+        the reactor ends; it is not an ingredient and is never sent."""
+        type_name = self._type_name(type, None)
+        scratch = f"temp-{name}"
+        handle: Any
+        if type_name == Ingredient.Type.file.value:
+            handle = str(self._store.allocate_file(scratch, options.pop("suffix", "")))
+        elif type_name == Ingredient.Type.hdf_array.value:
+            handle = self._allocate_hdf(scratch, options)
+        else:
+            raise AllocationError(
+                f"Ingredient type {type_name} cannot be allocated (file and hdf_array can)."
+            )
+        self.touched.temporary.append(handle)
+        return handle
+
+
+def _delete_allocation(handle: Any) -> None:
+    """Close and delete an allocated file (a path) or HDF5 dataset."""
+    if isinstance(handle, str):
+        Path(handle).unlink(missing_ok=True)
+        return
+    path = handle.file.filename
+    handle.file.close()
+    Path(path).unlink(missing_ok=True)

@@ -8,15 +8,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events, history
+from .compat.names import pyplant_keywords, unknown_ingredient, unused_string_hash
 from .config import ConfigBase, as_config
 from .decisions import Decision, code_signature
 from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError, RunCancelled
 from .events import EventBus, EventType, PlantEvent
 from .history import ExecutionRecord, print_history
 from .host import current_host
+from .ingredient import Ingredient
 from .planner import PlannedStep, Planner
 from .reactor import function_id, is_reactor, visible_reactors
 from .scheduler import Reactor, Run, RunContext
@@ -27,6 +29,9 @@ from .store.index_cache import ManifestIndexCache
 from .store.plant_store import PlantStore
 from .store.records import HistoryEntry
 from .store.specs import IngredientTypeSpec
+
+if TYPE_CHECKING:
+    from .compat.warehouse import PlantWarehouse as Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,10 @@ class Plant:
     EventType = EventType
     ExecutionRecord = ExecutionRecord
 
+    @pyplant_keywords(
+        plantDir="plant_dir", logLevel="log_level", functionHash="function_hash",
+        stringHash="string_hash",
+    )  # fmt: skip
     def __init__(
         self,
         plant_dir: str | os.PathLike[str],
@@ -54,7 +63,10 @@ class Plant:
         track_versions: bool = True,
         memory: int | str | None = None,
         disk: int | str | None = None,
+        string_hash: Callable[[str], str] | None = None,
     ) -> None:
+        if string_hash is not None:
+            unused_string_hash()
         self._logger = logger or logging.getLogger("pyplantd")
         if log_level is not None:
             self._logger.setLevel(log_level)
@@ -76,6 +88,7 @@ class Plant:
         self._events = EventBus()
         self._history: dict[str, ExecutionRecord] = {}
         self._closed = False
+        self._warehouse: Warehouse | None = None
         self.last_run: list[Decision] = []
         self.runs: list[list[Decision]] = []
 
@@ -122,13 +135,19 @@ class Plant:
         return [reactor.func for reactor in self._reactors.values()]
 
     def register_ingredient_specs(self, specs: Iterable[IngredientTypeSpec]) -> None:
-        """Add custom ingredient types (see IngredientTypeSpec)."""
-        self._store.register_specs(list(specs))
+        """Add custom ingredient types (see IngredientTypeSpec; PyPlant's interface works too)."""
+        specs = list(specs)
+        if not all(isinstance(spec, IngredientTypeSpec) for spec in specs):
+            from .compat.spec_adapter import as_native  # a PyPlant-interface spec
+
+            specs = [as_native(spec) for spec in specs]
+        self._store.register_specs(specs)
 
     # -- config -----------------------------------------------------------------------------
     def set_config(self, config: Mapping[str, Any] | ConfigBase) -> None:
         self._config = as_config(config)
 
+    @pyplant_keywords(params="names")
     def mark_params_as_auxiliary(self, names: Iterable[str]) -> None:
         """Changing these parameters re-runs nothing."""
         self._config.mark_auxiliary(names)
@@ -137,6 +156,7 @@ class Plant:
         return self._config
 
     # -- running ----------------------------------------------------------------------------
+    @pyplant_keywords(reactorToRun="reactor")
     def run_reactor(self, reactor: ReactorRef) -> list[Decision]:
         """Run `reactor` (always) and whatever it needs that is not up to date."""
         self._ensure_registered()
@@ -305,6 +325,7 @@ class Plant:
         self._index_cache.flush()
 
     # -- observing --------------------------------------------------------------------------
+    @pyplant_keywords(eventType="event_type")
     def add_event_listener(
         self, event_type: events.EventType, callback: Callable[..., None]
     ) -> None:
@@ -321,6 +342,7 @@ class Plant:
     def get_execution_history(self) -> dict[str, history.ExecutionRecord]:
         return dict(self._history)
 
+    @pyplant_keywords(printFn="print_fn")
     def print_execution_history(self, print_fn: Callable[[Any], Any] = print) -> None:
         print_history(self._history, print_fn)
 
@@ -330,3 +352,20 @@ class Plant:
 
     def __repr__(self) -> str:
         return f"Plant({str(self.plant_dir)!r})"
+
+    # -- PyPlant's names --------------------------------------------------------------------
+    def get_ingredient_object(self, name: str) -> Ingredient:
+        """What the plant knows of a stored ingredient: name, type, producer, fingerprint."""
+        record = self._store.ingredients.get(name)
+        if record is None:
+            raise unknown_ingredient(name, self._store.ingredients)
+        return Ingredient(name, record.type, record.producer, record.fingerprint)
+
+    @property
+    def warehouse(self) -> Warehouse:
+        """PyPlant's ``plant.warehouse``: register_ingredient_specs, fetch, close..."""
+        from .compat.warehouse import PlantWarehouse  # PyPlant scripts only
+
+        if self._warehouse is None:
+            self._warehouse = PlantWarehouse(self)
+        return self._warehouse

@@ -229,7 +229,7 @@ class Run:
         """The ingredient's value (fingerprint for checks) if available; else suspend `task`."""
         task.awaiting = None
         if task.pipe is not None and name in task.pipe.touched.sent:
-            return True, task.pipe.touched.sent[name].value
+            return True, self._sent_value(task.pipe.touched.sent[name])
         available = self.available.get(name)
         if available is not None:
             if task.kind == "check":
@@ -253,9 +253,14 @@ class Run:
 
     def _value_of(self, available: _Available) -> Any:
         if available.sent is not None:
-            return available.sent.value
+            return self._sent_value(available.sent)
         assert available.record is not None
         return self.ctx.store.load(available.record)
+
+    def _sent_value(self, sent: Sent) -> Any:
+        if sent.uncached:  # PyPlant's useCache=False: each consumer reads its own copy
+            return self.ctx.store.load_uncached(sent.payload.wait(), sent.type)
+        return sent.value
 
     def _make_available(self, name: str, available: _Available) -> None:
         self.available[name] = available
@@ -414,6 +419,7 @@ class Run:
                 f"Reactor '{reactor.name}' allocated {names} but never sent it. "
                 "Commit it with pipe.send(name, handle) before the reactor ends."
             ))  # fmt: skip
+        pipe._release_temporary()
         self.commits.append(self._commit_later(task))
         self.status[reactor.id] = "ran"
         self.decisions[reactor.id] = Decision(

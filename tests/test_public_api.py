@@ -8,6 +8,7 @@ EXPECTED = {
     "Ingredient",
     "IngredientNotFoundError",
     "IngredientTypeSpec",
+    "InvalidOperationException",
     "Pipework",
     "Plant",
     "PlantError",
@@ -15,6 +16,10 @@ EXPECTED = {
     "ReactorFunc",
     "ReactorNotFoundError",
     "SubreactorFunc",
+    "Warehouse",
+    "specs",
+    "test",
+    "utils",
 }
 
 

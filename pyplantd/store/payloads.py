@@ -82,7 +82,7 @@ class PayloadFiles:
         """Write `value` under a temporary name, then commit it as `final`."""
         temp = self.temp_path(name, spec.suffix)
         try:
-            written = spec.write(value, str(temp))
+            written = spec.write_named(name, value, str(temp))
         except Exception as err:  # h5py reports a full disk as OSError or RuntimeError
             with contextlib.suppress(OSError):
                 temp.unlink()

@@ -13,10 +13,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PayloadDamagedError, StoreError
+import numpy as np
+
+from ..errors import PayloadDamagedError, PlantError, StoreError
 from ..fingerprint import file_fingerprint
 from ..sizes import default_disk_budget, default_memory_budget, format_size
 from .locking import acquire_lock, check_plant_dir
@@ -71,6 +74,13 @@ class PlantStore:
             self.specs[spec.name] = spec
             self.custom_specs = [s for s in self.custom_specs if s.name != spec.name] + [spec]
 
+    def close_specs(self) -> None:
+        for spec in self.custom_specs:
+            try:
+                spec.close()
+            except Exception as err:  # a custom spec's bug must not keep the plant dir locked
+                logger.warning("Closing ingredient type %s failed: %s", spec.name, err)
+
     def spec(self, type_name: str) -> IngredientTypeSpec:
         try:
             return self.specs[type_name]
@@ -96,6 +106,20 @@ class PlantStore:
             )  # fmt: skip
         self.warm.put(pending.path, value, size, durable=False)
         return self.writer.submit(pending, lambda: self.payloads.write_to(final, name, spec, value))
+
+    def write_uncached(self, name: str, type_name: str, value: Any) -> PendingWrite:
+        """Write `value` now and keep nothing of it in memory (PyPlant's useCache=False)."""
+        spec = self.spec(type_name)
+        final = self.payloads.final_path(name, spec.suffix)
+        payload = self.payloads.write_to(final, name, spec, value)
+        payload = replace(payload, meta={**payload.meta, UNCACHED: True})
+        self._verified.add(payload.path)
+        return PendingWrite.completed(name, payload)
+
+    def load_uncached(self, payload: Payload, type_name: str) -> Any:
+        """A fresh copy of a payload written by write_uncached, read from its file."""
+        path = str(self.payloads.resolve(payload.path))
+        return own_copy(self.spec(type_name).load(path, payload.size > self.warm.budget))
 
     def _written(self, pending: PendingWrite) -> None:
         """Writer thread: a payload is durable (or failed)."""
@@ -281,12 +305,16 @@ class PlantStore:
         out_of_core = record.size > self.warm.budget
         try:
             value = spec.load(path, out_of_core)
+        except PlantError:  # the spec's own verdict (a missing package): the file is not at fault
+            raise
         except Exception as err:
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
             ) from err
         if is_dataset(value):
             self._open_h5.append(value.file)
+        elif record.meta.get(UNCACHED):
+            return own_copy(value)
         elif not out_of_core:
             self.warm.put(record.path, value, record.size, durable=True)
         return value
@@ -321,6 +349,7 @@ class PlantStore:
         try:
             self.writer.close(timeout)
         finally:
+            self.close_specs()
             for handle in self._open_h5:
                 with contextlib.suppress(Exception):
                     handle.close()
@@ -328,6 +357,16 @@ class PlantStore:
             self.warm.clear()
             self.manifest.close()
             self._lock.close()
+
+
+UNCACHED = "uncached"  # payload meta of a value sent with use_cache=False
+
+
+def own_copy(value: Any) -> Any:
+    """A value just read for one consumer is its own: arrays are writable, as np.load's are."""
+    if isinstance(value, np.ndarray) and value.base is None and not value.flags.writeable:
+        value.flags.writeable = True
+    return value
 
 
 def output_record(

@@ -77,9 +77,10 @@ class IngredientTypeSpec(ABC):
     suffix: ClassVar[str] = ".bin"
     allocatable: ClassVar[bool] = False
 
-    @abstractmethod
     def is_instance(self, value: Any) -> bool:
-        """True if values like this one should be stored with this spec."""
+        """True if values like this one should be stored with this spec (when `send` is given
+        no type); by default never."""
+        return False
 
     @abstractmethod
     def store(self, value: Any, path: str) -> None:
@@ -97,7 +98,19 @@ class IngredientTypeSpec(ABC):
         """Small metadata shown by listings: shape, dtype, length..."""
         return {"python_type": type(value).__qualname__}
 
+    @classmethod
+    def get_name(cls) -> str:
+        """The type name (PyPlant's spelling of `name`)."""
+        return cls.name
+
+    def close(self) -> None:  # noqa: B027 - optional, a no-op by default
+        """Release what the spec holds open (files, handles); called when the plant closes."""
+
     # -- used by the store; the defaults suit most custom types ----------------------------
+    def write_named(self, name: str, value: Any, path: str) -> Written:
+        """`write`, for specs that need the ingredient's name (PyPlant-interface specs do)."""
+        return self.write(value, path)
+
     def write(self, value: Any, path: str) -> Written:
         self.store(value, path)
         checksum = file_fingerprint(path)
