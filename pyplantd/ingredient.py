@@ -32,7 +32,7 @@ class Ingredient:
         """What the plant knows of one stored ingredient (``plant.get_ingredient_object``)."""
         self.name = name
         self.type = Ingredient.Type(type) if type in _BUILTIN else type
-        self.producer = producer  # the producing reactor's id
+        self.producer = producer  # the producing reactor's name
         self.fingerprint = fingerprint  # of the content
 
     def __repr__(self) -> str:
@@ -41,8 +41,7 @@ class Ingredient:
     # -- PyPlant's names --------------------------------------------------------------------
     @property
     def producerName(self) -> str | None:  # noqa: N802
-        """The producing reactor's short name."""
-        return self.producer.rpartition(":")[2] if self.producer else None
+        return self.producer
 
     @property
     def signature(self) -> str | None:

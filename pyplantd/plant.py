@@ -359,7 +359,9 @@ class Plant:
         record = self._store.ingredients.get(name)
         if record is None:
             raise unknown_ingredient(name, self._store.ingredients)
-        return Ingredient(name, record.type, record.producer, record.fingerprint)
+        producer = self._store.reactors.get(record.producer)
+        producer_name = producer.name if producer is not None else record.producer
+        return Ingredient(name, record.type, producer_name, record.fingerprint)
 
     @property
     def warehouse(self) -> Warehouse:

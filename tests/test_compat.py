@@ -6,11 +6,28 @@ test_pyplant_scripts.py.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import os
 import pickle
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+from conftest import REPO
 
-from pyplantd import Plant, PlantError, ReactorFailedError, ReactorFunc, SubreactorFunc
+from pyplantd import (
+    ConfigBase,
+    Ingredient,
+    Plant,
+    PlantError,
+    ReactorFailedError,
+    ReactorFunc,
+    SubreactorFunc,
+    specs,
+)
+from pyplantd.errors import PlantWarning
 
 
 # -- exceptions -----------------------------------------------------------------------------
@@ -202,3 +219,333 @@ def test_remove_event_listener_stops_it(plant_dir):
         plant.set_config({"n": 1})
         plant.run_reactor(target)
     assert heard == []
+
+
+# -- names ----------------------------------------------------------------------------------
+PYPLANT_STAR = {
+    "Plant", "ReactorFunc", "SubreactorFunc", "Pipework", "Ingredient", "ConfigBase",
+    "ConfigValue", "IngredientTypeSpec", "Warehouse", "InvalidOperationException",
+    "specs", "utils", "test",
+}  # fmt: skip
+
+
+def test_star_import_gives_pyplants_names_and_its_modules():
+    namespace: dict[str, object] = {}
+    exec("from pyplantd import *", namespace)
+    assert set(namespace) >= PYPLANT_STAR
+    assert namespace["specs"].HdfArraySpec and namespace["test"].PipeworkMock
+    assert namespace["utils"].load_ingredients_from_dir
+    assert {"unknown", "reactor_step", "subreactor_finished"} <= {e.name for e in Plant.EventType}
+    assert {"simple", "list", "array", "object", "file"} <= {t.name for t in Ingredient.Type}
+
+
+def test_import_pyplantd_loads_none_of_pyplants_extra_modules_or_optional_packages():
+    code = (
+        "import sys, pyplantd\n"
+        "extra = ['pyplantd.specs', 'pyplantd.test', 'pyplantd.utils', 'scipy', 'keras', "
+        "'tarfile', 'pyplantd.compat.spec_adapter']\n"
+        "print([m for m in extra if m in sys.modules])\n"
+        "import pyplantd.specs, pyplantd.utils, pyplantd.test\n"
+        "print([m for m in ('scipy', 'keras', 'h5py') if m in sys.modules])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"]
+
+
+# -- PyPlant's keyword and method names -----------------------------------------------------
+def test_pyplants_keyword_names_reach_pyplantds_parameters(plant_dir):
+    hashed: list[str] = []
+    heard: list[str] = []
+    printed: list[str] = []
+
+    def function_hash(func):
+        hashed.append(func.__name__)
+        return func.__name__
+
+    @ReactorFunc
+    def load(pipe):
+        n = pipe.read_config(paramName="n")
+        label = pipe.read_config_unregistered(paramName="label")
+        pipe.register_config_param(paramName="factor")
+        pipe.send("data", [n] * 3, type=Ingredient.Type.list, useCache=True)
+        pipe.send("label", label, None, False)  # PyPlant's positional useCache
+
+    with Plant(plantDir=plant_dir, logLevel=logging.WARNING, functionHash=function_hash) as plant:
+        plant.set_config({"n": 2, "label": "x", "factor": 3})
+        plant.mark_params_as_auxiliary(params=["label"])
+        plant.add_event_listener(eventType=Plant.EventType.reactor_finished, callback=heard.append)
+        plant.run_reactor(reactorToRun=load)
+        plant.print_execution_history(printFn=printed.append)
+        record = plant.get_execution_history()["load"]
+        assert record.reactorName == "load" and record.totalRuntime >= 0
+        assert record.finishTime >= record.startTime
+        assert plant.get_reactors() == [load]
+        assert plant.get_config_object().peek("n") == 2 and plant.get_config_object().has("n")
+        assert plant.get_config_object().is_auxiliary("label")
+        data = plant.get_ingredient_object("data")
+        assert (data.name, data.type, data.producerName) == ("data", Ingredient.Type.list, "load")
+        assert data.signature
+        with pytest.raises(ValueError, match="'nothing'"):
+            plant.get_ingredient_object("nothing")
+        assert plant.fetch_ingredient("label") == "x"
+    assert "load" in hashed and heard == [Plant.EventType.reactor_finished]
+    assert any("load" in line for line in printed)
+    with Plant(plant_dir) as plant:
+        assert plant.store.reactors["test_compat:" + load.__qualname__].params.keys() == {
+            "n",
+            "factor",
+        }  # label is auxiliary; factor registered without being read
+
+
+def test_string_hash_is_accepted_with_a_warning_that_it_is_unused(plant_dir):
+    with pytest.warns(PlantWarning, match="stringHash"), Plant(plant_dir, stringHash=str):
+        pass
+
+
+def test_a_keyword_given_in_both_spellings_is_refused(plant_dir):
+    with pytest.raises(TypeError, match="plantDir="):
+        Plant(plant_dir=plant_dir, plantDir=plant_dir)
+
+
+def test_add_all_visible_reactors_and_is_ingredient_known(plant_dir):
+    @ReactorFunc
+    def make(pipe):
+        pipe.send("made", 1)
+
+    with Plant(plant_dir) as plant:
+        plant.add_all_visible_reactors()
+        assert make in plant.get_reactors()
+        assert not plant.is_ingredient_known("made")
+        plant.run_reactor("make")
+        assert plant.is_ingredient_known("made")
+        plant.shutdown()
+        plant.shutdown()  # PyPlant's scripts call it, then leave the `with` block
+
+
+def test_config_mark_auxiliary_takes_pyplants_keyword(plant_dir):
+    config = ConfigBase({"a": 1, "b": 2})
+    config.mark_auxiliary(params=["b"])
+    assert config.is_auxiliary("b") and not config.is_auxiliary("a")
+
+
+# -- useCache=False -------------------------------------------------------------------------
+def test_use_cache_false_gives_each_consumer_its_own_copy_read_from_disk(plant_dir):
+    seen: list[list[int]] = []
+
+    @ReactorFunc
+    def make(pipe):
+        items = [1, 2]
+        pipe.send("items", items, useCache=False)
+        items.append(99)  # after send: PyPlant had already written it
+        pipe.send("grid", np.zeros(3), useCache=False)
+
+    def consumer(name):
+        @ReactorFunc
+        def consume(pipe):
+            items = yield pipe.receive("items")
+            grid = yield pipe.receive("grid")
+            seen.append(list(items))
+            items.append(name)  # invisible to the next consumer
+            grid[0] = 5  # a writable copy, as np.load gave
+            pipe.send(f"out_{name}", len(items))
+
+        consume.__name__ = consume.__qualname__ = f"consume_{name}"
+        return consume
+
+    first, second = consumer("a"), consumer("b")
+
+    @ReactorFunc
+    def report(pipe):
+        a = yield pipe.receive("out_a")
+        b = yield pipe.receive("out_b")
+        pipe.send("report", (a, b))
+
+    with Plant(plant_dir) as plant:
+        plant.add_reactors(make, first, second, report)
+        plant.run_reactor(report)
+        assert seen == [[1, 2], [1, 2]]
+        record = plant.store.ingredients["items"]
+        assert record.path not in plant.store.warm  # nothing kept in memory
+        fetched = plant.fetch_ingredient("items")
+        fetched.append(3)
+        assert plant.fetch_ingredient("items") == [1, 2]
+        assert plant.fetch_ingredient("grid").flags.writeable
+
+
+# -- specs ----------------------------------------------------------------------------------
+def sparse_pipeline(runs: list[str], scale: dict[str, int]):
+    import scipy.sparse as sp
+
+    @ReactorFunc
+    def make(pipe):
+        runs.append("make")
+        matrix = sp.random(50, 40, density=0.1, random_state=1, format="csr") * scale["k"]
+        pipe.send("matrix", matrix)  # type inferred through ScipySparseSpec.is_instance
+
+    @ReactorFunc
+    def total(pipe):
+        runs.append("total")
+        matrix = yield pipe.receive("matrix")
+        pipe.send("total", float(matrix.sum()))
+
+    return make, total
+
+
+def test_scipy_sparse_spec_round_trips_and_an_identical_rerun_stops_there(plant_dir):
+    import scipy.sparse as sp
+
+    runs: list[str] = []
+    scale = {"k": 1}
+    version = {"make": 0}
+    hasher = lambda func: f"{func.__name__}{version.get(func.__name__, 0)}"  # noqa: E731
+    for edit in (False, True):
+        if edit:
+            version["make"] += 1  # make's code changed, its matrix did not
+        runs.clear()
+        _make, total = sparse_pipeline(runs, scale)
+        with Plant(plant_dir, function_hash=hasher) as plant:
+            plant.warehouse.register_ingredient_specs([specs.ScipySparseSpec()])
+            plant.run_reactor(total)
+            matrix = plant.fetch_ingredient("matrix")
+            assert sp.issparse(matrix) and matrix.format == "csr" and matrix.shape == (50, 40)
+            assert plant.get_ingredient_object("matrix").type == "scipy_sparse"
+    assert runs == ["total", "make"]  # total re-ran as the target; nothing was recomputed
+
+
+def test_scipy_missing_is_a_clear_error_and_the_stored_matrix_is_kept(plant_dir, monkeypatch):
+    runs: list[str] = []
+    _make, total = sparse_pipeline(runs, {"k": 2})
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([specs.ScipySparseSpec()])
+        plant.run_reactor(total)
+    for module in ("scipy", "scipy.sparse"):
+        monkeypatch.setitem(sys.modules, module, None)  # import now fails, as if not installed
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([specs.ScipySparseSpec()])
+        with pytest.raises(specs.MissingDependencyError, match="pip install scipy"):
+            plant.fetch_ingredient("matrix")
+    monkeypatch.undo()
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([specs.ScipySparseSpec()])
+        assert plant.fetch_ingredient("matrix").nnz == 200
+
+
+def test_keras_model_spec_without_keras_names_the_install_and_infers_nothing(plant_dir):
+    if importlib.util.find_spec("keras") is not None:
+        pytest.skip("keras is installed here: the missing-package path cannot be shown")
+
+    @ReactorFunc
+    def train(pipe):
+        pipe.send("model", object(), specs.KerasModelSpec)
+
+    spec = specs.KerasModelSpec(customLayers={})
+    assert not spec.is_instance({"not": "a model"}) and "keras" not in sys.modules
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([spec])
+        with pytest.raises(PlantError, match="pip install keras"):
+            plant.run_reactor(train)
+
+
+def test_hdf_array_spec_allocated_by_its_class_is_served_to_consumers(plant_dir):
+    @ReactorFunc
+    def frames(pipe):
+        data = pipe.allocate("frames", specs.HdfArraySpec, shape=(4, 3), dtype=np.float32)
+        data[:] = np.arange(12).reshape(4, 3)
+        scratch = pipe.allocate_temp("scratch", specs.HdfArraySpec, shape=(2,))
+        scratch[:] = 1
+        pipe.send("frames", data)
+
+    @ReactorFunc
+    def column(pipe):
+        data = yield pipe.receive("frames")
+        pipe.send("column", data[:, 1].tolist())
+
+    with Plant(plant_dir) as plant:
+        plant.warehouse.register_ingredient_specs([specs.HdfArraySpec()])
+        plant.run_reactor(column)
+        assert plant.fetch_ingredient("column") == [1.0, 4.0, 7.0, 10.0]
+    payloads = sorted(p.name for p in (plant_dir / "payloads").iterdir())
+    assert not any("scratch" in name for name in payloads)  # the temp one is gone
+
+
+class TextSpec(specs.IngredientTypeSpec):
+    """A spec in PyPlant's interface: it writes its own files under warehouse.baseDir."""
+
+    closed = 0
+    calls: list[tuple[str, ...]] = []  # noqa: RUF012
+
+    @classmethod
+    def get_name(cls):
+        return "text"
+
+    def store(self, warehouse, name, value):
+        TextSpec.calls.append(("store", name))
+        with open(os.path.join(warehouse.baseDir, name + ".txt"), "w") as handle:
+            handle.write(value.text)
+        with open(os.path.join(warehouse.baseDir, name + ".len"), "w") as handle:
+            handle.write(str(len(value.text)))
+        return {"lines": value.text.count("\n")}
+
+    def fetch(self, warehouse, name, meta):
+        TextSpec.calls.append(("fetch", name, meta))
+        with open(os.path.join(warehouse.baseDir, name + ".txt")) as handle:
+            return Text(handle.read(), meta["lines"])
+
+    def is_instance(self, value):
+        return isinstance(value, Text)
+
+    def close(self):
+        TextSpec.closed += 1
+
+
+class Text:
+    def __init__(self, text: str, lines: int | None = None) -> None:
+        self.text = text
+        self.lines = text.count("\n") if lines is None else lines
+
+
+def test_a_pyplant_interface_spec_stores_fetches_gets_its_metadata_and_is_closed(plant_dir):
+    runs: list[str] = []
+    TextSpec.calls.clear()
+    TextSpec.closed = 0
+
+    @ReactorFunc
+    def write(pipe):
+        runs.append("write")
+        pipe.send("doc", Text("a\nb\n"))  # inferred through is_instance
+
+    @ReactorFunc
+    def count(pipe):
+        runs.append("count")
+        doc = yield pipe.receive("doc")
+        pipe.send("lines", doc.lines)
+
+    for _ in range(2):
+        runs.clear()
+        with Plant(plant_dir, function_hash=lambda f: f.__name__) as plant:
+            plant.add_reactors(write, count)
+            plant.warehouse.register_ingredient_specs([TextSpec()])
+            plant.run_reactor(count)
+            assert plant.fetch_ingredient("lines") == 2
+    assert runs == ["count"]  # the second time, write's stored doc was served
+    assert TextSpec.calls == [("store", "doc"), ("fetch", "doc", {"lines": 2})]
+    assert TextSpec.closed >= 2  # at each plant's shutdown
+
+
+def test_a_pyplant_spec_that_writes_the_same_files_gives_the_same_fingerprint(plant_dir):
+    from pyplantd.compat.spec_adapter import as_native
+
+    spec = as_native(TextSpec())
+    first, second = plant_dir.parent / "a.tar", plant_dir.parent / "b.tar"
+    spec.write_named("doc", Text("same"), str(first))
+    spec.write_named("doc", Text("same"), str(second))
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_registering_something_that_is_no_spec_is_refused(plant_dir):
+    with Plant(plant_dir) as plant, pytest.raises(PlantError, match="not an ingredient type"):
+        plant.register_ingredient_specs([object()])
