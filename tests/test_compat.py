@@ -26,8 +26,10 @@ from pyplantd import (
     ReactorFunc,
     SubreactorFunc,
     specs,
+    test,
+    utils,
 )
-from pyplantd.errors import PlantWarning
+from pyplantd.errors import PlantDirError, PlantWarning
 
 
 # -- exceptions -----------------------------------------------------------------------------
@@ -549,3 +551,141 @@ def test_a_pyplant_spec_that_writes_the_same_files_gives_the_same_fingerprint(pl
 def test_registering_something_that_is_no_spec_is_refused(plant_dir):
     with Plant(plant_dir) as plant, pytest.raises(PlantError, match="not an ingredient type"):
         plant.register_ingredient_specs([object()])
+
+
+# -- test: unit-testing one reactor ---------------------------------------------------------
+@ReactorFunc
+def scale_reactor(pipe, config):
+    data = yield pipe.receive("data")
+    offset = pipe.read_config("offset")
+    pipe.send("scaled", [x * config.factor + offset for x in data])
+
+
+@SubreactorFunc
+def double_sub(pipe, name):
+    value = yield pipe.receive(name)
+    return value * 2
+
+
+@ReactorFunc
+def uses_sub(pipe):
+    doubled = yield from double_sub(pipe, "n")
+    path = pipe.allocate("figure", Ingredient.Type.file, suffix=".txt")
+    with open(path, "w") as handle:
+        handle.write(str(doubled))
+    pipe.send("figure", path)
+    pipe.send("doubled", doubled)
+
+
+def test_pipework_mock_runs_a_reactor_with_given_inputs_and_config():
+    pipe = test.PipeworkMock({"factor": 2, "offset": 1}, {"data": [1, 2, 3]})
+    assert test.run_reactor_to_completion(scale_reactor, pipe) is None
+    assert pipe.get_products() == {"scaled": [3, 5, 7]}
+
+
+def test_pipework_mock_allocates_real_scratch_storage_or_asks_the_callback():
+    pipe = test.PipeworkMock({}, {"n": 21})
+    test.run_reactor_to_completion(uses_sub, pipe)
+    products = pipe.get_products()
+    assert products["doubled"] == 42
+    with open(products["figure"]) as handle:
+        assert handle.read() == "42"
+
+    asked: list[tuple] = []
+
+    def callback(method, name, type, **options):
+        asked.append((method, name, type, options))
+        return os.devnull
+
+    pipe = test.PipeworkMock({}, {"n": 1}, callback)
+    test.run_reactor_to_completion(uses_sub, pipe)
+    assert asked == [("allocate", "figure", Ingredient.Type.file, {"suffix": ".txt"})]
+
+
+def test_pipework_mock_names_a_missing_input_and_refuses_config_writes():
+    @ReactorFunc
+    def writes_config(pipe, config):
+        config.factor = 3
+
+    with pytest.raises(PlantError, match=r"'data'.*given: none"):
+        test.run_reactor_to_completion(scale_reactor, test.PipeworkMock({"factor": 1}, {}))
+    with pytest.raises(PlantError, match="may not change the config"):
+        test.run_reactor_to_completion(writes_config, test.PipeworkMock({"factor": 1}, {}))
+
+
+def test_run_subreactor_to_completion_returns_what_it_returns():
+    pipe = test.PipeworkMock({}, {"n": 5})
+    assert test.run_subreactor_to_completion(double_sub(pipe, "n"), pipe) == 10
+
+
+# -- utils: export a reactor's inputs, load them back ---------------------------------------
+def test_a_reactors_inputs_exported_to_a_dir_load_back_for_a_mock_run(plant_dir, tmp_path):
+    @ReactorFunc
+    def load(pipe):
+        pipe.send("data", [1, 2, 3])
+        pipe.send("grid", np.arange(6.0).reshape(2, 3))
+        pipe.send("doc", Text("x\ny\n"))
+        frames = pipe.allocate("frames", Ingredient.Type.hdf_array, shape=(2,), dtype="int64")
+        frames[:] = [7, 8]
+        pipe.send("frames", frames)
+
+    @ReactorFunc
+    def use(pipe, config):
+        data = yield pipe.receive("data")
+        grid = yield pipe.receive("grid")
+        doc = yield pipe.receive("doc")
+        frames = yield pipe.receive("frames")
+        pipe.send("out", [sum(data), float(grid.sum()), doc.lines, int(frames[1]), config.k])
+
+    export = tmp_path / "use-inputs"
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([TextSpec()])
+        plant.set_config({"k": 1})
+        plant.run_reactor(use)
+        utils.store_reactor_inputs_to_dir(plant, "use", str(export))
+        expected = plant.fetch_ingredient("out")
+    inputs = utils.load_ingredients_from_dir(str(export), customSpecs=[TextSpec()])
+    assert sorted(inputs) == ["data", "doc", "frames", "grid"]
+    inputs["grid"][0, 0] = 100.0  # a writable copy of its own
+    inputs["grid"][0, 0] = 0.0
+    pipe = test.PipeworkMock({"k": 1}, inputs)
+    test.run_reactor_to_completion(use, pipe)
+    assert pipe.get_products()["out"] == expected
+    only = utils.load_ingredients_from_dir(str(export), ingredientNames=["data"])
+    assert only == {"data": [1, 2, 3]}
+    with Plant(export) as exported:  # the export is a plant dir of its own
+        assert exported.fetch_ingredient("data") == [1, 2, 3]
+
+
+def test_loading_from_a_dir_without_exported_ingredients_says_so(tmp_path):
+    with pytest.raises(PlantError, match="store_ingredients_to_dir"):
+        utils.load_ingredients_from_dir(str(tmp_path / "nothing"))
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_exporting_an_unknown_ingredient_names_it(plant_dir, tmp_path):
+    with Plant(plant_dir) as plant, pytest.raises(ValueError, match="'ghost'"):
+        utils.store_ingredients_to_dir(plant, ["ghost"], str(tmp_path / "out"))
+
+
+# -- a PyPlant plant dir --------------------------------------------------------------------
+def make_pyplant_dir(path):
+    """The files PyPlant 0.6.0 leaves in its plant dir (pickles and arrays)."""
+    path.mkdir(parents=True)
+    (path / "plant.pcl").write_bytes(pickle.dumps({"reactors": {}, "ingredients": {}}))
+    (path / "manifest.pyplant.pcl").write_bytes(pickle.dumps({"data": {"type": "array"}}))
+    (path / "simple.pyplant.pcl").write_bytes(pickle.dumps({}))
+    np.save(path / "data.npy", np.arange(3))
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in path.iterdir()}
+
+
+def test_a_pyplant_plant_dir_is_refused_with_what_to_do_and_left_untouched(tmp_path):
+    old = tmp_path / "pyplant-plant"
+    before = make_pyplant_dir(old)
+    with pytest.raises(PlantDirError) as refused:
+        Plant(old)
+    message = str(refused.value)
+    assert "PyPlant 0.6.0 plant dir" in message and str(old) in message
+    assert "new directory" in message and "recomputed" in message
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in old.iterdir()}
+    assert after == before

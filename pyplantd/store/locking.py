@@ -14,6 +14,8 @@ from .manifest import DB_NAME
 from .payloads import PAYLOAD_DIR
 
 LOCK_NAME = ".lock"
+# What PyPlant 0.6.0 keeps in its plant dir besides payloads: its reactors, manifest, scalars.
+PYPLANT_FILES = frozenset({"plant.pcl", "manifest.pyplant.pcl", "simple.pyplant.pcl"})
 
 
 def check_plant_dir(plant_dir: Path) -> None:
@@ -26,10 +28,17 @@ def check_plant_dir(plant_dir: Path) -> None:
     foreign = [p.name for p in plant_dir.iterdir() if p.name not in (LOCK_NAME, PAYLOAD_DIR)]
     if not foreign:
         return
-    hint = " It looks like a PyPlant 0.x plant dir." if "plant.pcl" in foreign else ""
+    pyplant_files = sorted(PYPLANT_FILES.intersection(foreign))
+    if pyplant_files:
+        raise PlantDirError(
+            f"{plant_dir} is a PyPlant 0.6.0 plant dir ({', '.join(pyplant_files)}). pyplantd "
+            "stores results in a format of its own and never writes to it: give pyplantd a new "
+            f"directory (e.g. {plant_dir}-pyplantd); its results are recomputed once there. "
+            "Nothing was changed or deleted."
+        )
     raise PlantDirError(
         f"{plant_dir} is not a pyplantd plant dir: it holds other files ({', '.join(foreign[:5])})"
-        f" and no {DB_NAME}.{hint} Use an empty or new directory; nothing was deleted."
+        f" and no {DB_NAME}. Use an empty or new directory; nothing was deleted."
     )
 
 
