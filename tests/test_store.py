@@ -136,7 +136,7 @@ def test_foreign_directory_is_refused_and_untouched(tmp_path):
 
 def test_pyplant_directory_gets_a_hint(tmp_path):
     (tmp_path / "plant.pcl").write_bytes(b"x")
-    with pytest.raises(PlantDirError, match=r"PyPlant 0\.x"):
+    with pytest.raises(PlantDirError, match=r"PyPlant 0\.6\.0 plant dir \(plant\.pcl\)"):
         Plant(tmp_path)
 
 
