@@ -261,3 +261,40 @@ def test_the_pipeline_names_only_pyplants_api(name: str):
     """Guard: the scripts above are PyPlant code (no pyplantd-only names)."""
     for only_pyplantd in ("track_file", "use_cache", "plant_dir", "log_level", "subscribe"):
         assert only_pyplantd not in PIPELINE + UNIT_TESTS + EXPLODE
+
+
+SOURCE_HASHED = (
+    """
+import inspect
+from pyplantd import *
+"""
+    + LOG_HELPER
+    + """
+
+@ReactorFunc
+def load(pipe):
+    log_run('load')
+    pipe.send('x', 1)
+
+
+@ReactorFunc
+def show(pipe):
+    log_run('show')
+    x = yield pipe.receive('x')
+
+
+with Plant('plant', functionHash=lambda f: inspect.getsource(f)) as plant:
+    plant.run_reactor(show)
+"""
+)
+
+
+def test_function_hash_of_the_source_text_gives_pyplants_rerun_on_comment_edits(
+    project: Project,
+):
+    """The README's way back to PyPlant's rule: a comment-only edit re-runs the reactor."""
+    project.write("pipeline.py", SOURCE_HASHED)
+    assert project.python().ran == ["show", "load"]
+    assert project.python().ran == ["show"]
+    project.edit("pipeline.py", "    log_run('load')", "    log_run('load')  # a comment")
+    assert project.python().ran == ["show", "load"]
