@@ -81,12 +81,12 @@ def test_orphan_and_temporary_payloads_are_removed_at_start(plant_dir):
     ran: list[str] = []
     run_total(plant_dir, ran)
     payloads = plant_dir / "payloads"
-    (payloads / ".tmp-abc-data.h5").write_bytes(b"half written")
-    (payloads / "data-000000.h5").write_bytes(b"never committed")
+    (payloads / ".tmp-0123456789ab-data.h5").write_bytes(b"half written")
+    (payloads / "data-0123456789ab.h5").write_bytes(b"never committed")
     with Plant(plant_dir):
         pass
     names = sorted(p.name for p in payloads.iterdir())
-    assert not any(n.startswith(".tmp") or n == "data-000000.h5" for n in names)
+    assert not any(n.startswith(".tmp") or n == "data-0123456789ab.h5" for n in names)
     assert len(names) == 3  # data, meta, total
 
 

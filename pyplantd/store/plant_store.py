@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PayloadDamagedError, StoreError
 from ..fingerprint import file_fingerprint
 from ..sizes import default_disk_budget, default_memory_budget, format_size
+from .failures import explain_os_error
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .payloads import Payload, PayloadFiles
@@ -42,14 +43,21 @@ class PlantStore:
         disk: int | None = None,
     ) -> None:
         self.plant_dir = Path(plant_dir).expanduser().absolute()
-        check_plant_dir(self.plant_dir)
-        self._lock = acquire_lock(self.plant_dir)
+        try:
+            check_plant_dir(self.plant_dir)  # before anything in it is read or written
+            self._lock = acquire_lock(self.plant_dir)
+        except OSError as err:
+            raise self._open_error(err) from err
         try:
             self.manifest = Manifest(self.plant_dir)
-        except BaseException:
+            self.payloads = PayloadFiles(self.plant_dir)
+        except BaseException as err:
+            if hasattr(self, "manifest"):
+                self.manifest.close()
             self._lock.close()
+            if isinstance(err, OSError):
+                raise self._open_error(err) from err
             raise
-        self.payloads = PayloadFiles(self.plant_dir)
         self.specs: dict[str, IngredientTypeSpec] = builtin_specs()
         self.custom_specs: list[IngredientTypeSpec] = []
         self.reactors = self.manifest.reactors()
@@ -64,6 +72,11 @@ class PlantStore:
         removed = self.payloads.remove_unreferenced(self.referenced_paths())
         if removed:
             logger.info("Removed %d unfinished or orphan payload files.", len(removed))
+
+    def _open_error(self, err: OSError) -> StoreError:
+        path = Path(err.filename) if err.filename else self.plant_dir
+        reason = explain_os_error(err, self.plant_dir, path) or err.strerror or str(err)
+        return StoreError(f"Could not open plant dir {self.plant_dir}: {reason}.")
 
     # -- specs ------------------------------------------------------------------------------
     def register_specs(self, specs: list[IngredientTypeSpec]) -> None:
@@ -95,7 +108,9 @@ class PlantStore:
                 "from disk.", name, format_size(size), format_size(self.warm.budget),
             )  # fmt: skip
         self.warm.put(pending.path, value, size, durable=False)
-        return self.writer.submit(pending, lambda: self.payloads.write_to(final, name, spec, value))
+        return self.writer.submit(
+            pending, lambda: self.payloads.write_to(final, name, spec, value, size)
+        )
 
     def _written(self, pending: PendingWrite) -> None:
         """Writer thread: a payload is durable (or failed)."""
@@ -107,9 +122,7 @@ class PlantStore:
         self.warm.mark_durable(payload.path, payload.size if objects else None)
 
     def allocate_file(self, name: str, suffix: str = "") -> Path:
-        path = self.payloads.temp_path(name, suffix)
-        path.touch()
-        return path
+        return self.payloads.temp_path(name, suffix)
 
     def allocate_hdf(self, name: str, shape: Any, dtype: Any, **options: Any) -> h5py.Dataset:
         path = self.payloads.temp_path(name, ".h5")
@@ -193,7 +206,11 @@ class PlantStore:
         def job() -> Version:
             version = build()  # raises if a payload it refers to could not be written
             self.payloads.sync_names()
-            self.commit(version)
+            try:
+                self.commit(version)
+            except StoreError:  # not recorded (a full disk): its payloads only take space
+                self._remove_unreferenced([o.path for o in version.outputs])
+                raise
             return version
 
         pending = PendingWrite(name, "", 0)
@@ -254,7 +271,7 @@ class PlantStore:
         return before - self._payload_bytes()
 
     def _payload_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.payloads.root.iterdir() if p.is_file())
+        return self.payloads.stored_bytes()
 
     def referenced_paths(self) -> set[str]:
         with self._state:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import xxhash
 
+from ..errors import StoreError
 from ..fingerprint import (
     PICKLE_PROTOCOL,
     array_fingerprint,
@@ -121,6 +122,24 @@ class IngredientTypeSpec(ABC):
         return None
 
 
+def pickled(value: Any) -> bytes:
+    """The pickle of `value`, or a StoreError naming its type and what to do instead."""
+    try:
+        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    except RecursionError as err:
+        raise StoreError(
+            f"A value of type {type(value).__qualname__} is nested too deeply to be pickled. "
+            "Send it flatter, or as an array."
+        ) from err
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        kind = type(value).__qualname__
+        raise StoreError(
+            f"A value of type {kind} cannot be stored: pickle says {err}. Send plain data "
+            f"(numbers, strings, lists, dicts, arrays, instances of module-level classes), or "
+            f"register an IngredientTypeSpec for {kind}."
+        ) from err
+
+
 class PickleSpec(IngredientTypeSpec):
     """object values (and simple, list): pickled, so a tuple stays a tuple."""
 
@@ -139,14 +158,14 @@ class PickleSpec(IngredientTypeSpec):
             return pickle.load(handle)  # only ever a file of this plant dir (see payloads)
 
     def write(self, value: Any, path: str) -> Written:
-        data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        data = pickled(value)
         with open(path, "wb") as handle:
             handle.write(data)
         digest = xxhash.xxh3_128_hexdigest(data)
         return Written(digest, digest)
 
     def value_fingerprint(self, value: Any) -> str | None:
-        return xxhash.xxh3_128_hexdigest(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
+        return xxhash.xxh3_128_hexdigest(pickled(value))
 
     def describe(self, value: Any) -> dict[str, Any]:
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
@@ -181,7 +200,7 @@ class ArraySpec(IngredientTypeSpec):
         array = np.asarray(value)
         if array.dtype.hasobject:
             with hdf5().File(path, "w") as handle:
-                handle.attrs["pickled"] = np.void(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
+                handle.attrs["pickled"] = np.void(pickled(array))
             digest = array_fingerprint(array)
         elif array.dtype.kind in "biufc" and array.size and array.dtype.fields is None:
             digest = _write_contiguous(array, path)
