@@ -9,6 +9,7 @@ import errno
 import os
 import resource
 import sqlite3
+import stat
 from pathlib import Path
 
 from ..sizes import format_size
@@ -48,8 +49,34 @@ def disk_full(plant_dir: Path) -> str:
     return f"the disk holding {plant_dir} is full ({left})"
 
 
+def _may_write(st: os.stat_result) -> bool:
+    """By its mode bits (root without the power to write anywhere is held to them too)."""
+    if st.st_uid == os.geteuid():
+        return bool(st.st_mode & stat.S_IWUSR)
+    if st.st_gid in (os.getegid(), *os.getgroups()):
+        return bool(st.st_mode & stat.S_IWGRP)
+    return bool(st.st_mode & stat.S_IWOTH)
+
+
+def _unwritable(path: Path) -> Path | None:
+    """What keeps `path` from being written: the file itself, or the directory that would
+    hold a new file (the nearest that exists); None if the mode bits allow both."""
+    for candidate in (path, *path.parents):
+        try:
+            st = os.stat(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return candidate
+        if not _may_write(st):
+            return candidate
+        if stat.S_ISDIR(st.st_mode):
+            return None
+    return None
+
+
 def _not_writable(plant_dir: Path, path: Path) -> str:
-    where = path if path.exists() else plant_dir
+    where = _unwritable(path) or next((p for p in (path, *path.parents) if p.exists()), path)
     try:
         owner = f" ({describe(os.stat(where))})"
     except OSError:

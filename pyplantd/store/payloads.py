@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PayloadDamagedError, StoreError
+from ..sizes import format_size
 from .failures import explain_os_error, explain_unknown
 from .specs import IngredientTypeSpec
 from .trust import check_own
@@ -66,15 +67,16 @@ class PayloadFiles:
             if create:
                 os.mkdir(self.root, 0o700)
 
-    def temp_path(self, name: str, suffix: str) -> Path:
-        """A new, empty temporary file, made here (O_EXCL: never a file or link found there)."""
+    def temp_path(self, name: str, suffix: str, value: Any = None, size: int | None = None) -> Path:
+        """A new, empty temporary file, made here (O_EXCL: never a file or link found there);
+        `value` and `size` only serve the message if it cannot be made."""
         path = (
             self.root / f"{TEMP_PREFIX}{secrets.token_hex(6)}-{_safe(name)}{_safe_suffix(suffix)}"
         )
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         except OSError as err:
-            raise self.write_error(name, path, err) from err
+            raise self.write_error(name, path, err, value, size) from err
         return path
 
     def final_path(self, name: str, suffix: str) -> Path:
@@ -84,14 +86,15 @@ class PayloadFiles:
         self, name: str, path: Path, err: BaseException, value: Any = None, size: int | None = None
     ) -> StoreError:
         """Why ingredient `name` could not be written, and what to do."""
-        what = f"ingredient '{name}'" + (
-            f" ({type(value).__qualname__})" if value is not None else ""
-        )
+        about = [type(value).__qualname__] if value is not None else []
+        about += [format_size(size)] if size else []
+        what = f"ingredient '{name}'" + (f" ({', '.join(about)})" if about else "")
+        if isinstance(err, StoreError):  # explained already: a value pickle cannot store
+            return StoreError(f"Could not store {what}: {err}")
         if isinstance(err, OSError) and (reason := explain_os_error(err, self.plant_dir, path)):
             return StoreError(f"Could not write {what} to {path}: {reason}.")
-        return StoreError(
-            f"Could not write {what} to {path}: {explain_unknown(err, self.plant_dir, size)}."
-        )
+        reason = explain_unknown(err, self.plant_dir, size)
+        return StoreError(f"Could not write {what} to {path}: {reason}.")
 
     def commit(self, temp: Path, name: str, final: Path | None = None) -> Path:
         """Make a completely written temporary file durable and give it its final name."""
@@ -109,7 +112,7 @@ class PayloadFiles:
         self, final: Path, name: str, spec: IngredientTypeSpec, value: Any, size: int | None = None
     ) -> Payload:
         """Write `value` under a temporary name, then commit it as `final`."""
-        temp = self.temp_path(name, spec.suffix)
+        temp = self.temp_path(name, spec.suffix, value, size)
         try:
             written = spec.write(value, str(temp))
         except Exception as err:  # h5py reports a full disk as OSError or RuntimeError

@@ -109,7 +109,7 @@ class PlantStore:
             )  # fmt: skip
         self.warm.put(pending.path, value, size, durable=False)
         return self.writer.submit(
-            pending, lambda: self.payloads.write_to(final, name, spec, value, size)
+            pending, lambda: self.payloads.write_to(final, name, spec, value, nbytes)
         )
 
     def _written(self, pending: PendingWrite) -> None:

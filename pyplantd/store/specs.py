@@ -124,19 +124,18 @@ class IngredientTypeSpec(ABC):
 
 def pickled(value: Any) -> bytes:
     """The pickle of `value`, or a StoreError naming its type and what to do instead."""
+    kind = type(value).__qualname__
     try:
         return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
     except RecursionError as err:
         raise StoreError(
-            f"A value of type {type(value).__qualname__} is nested too deeply to be pickled. "
-            "Send it flatter, or as an array."
+            f"pickle cannot store a {kind} nested this deeply. Send it flatter, or as an array."
         ) from err
     except (pickle.PicklingError, TypeError, AttributeError) as err:
-        kind = type(value).__qualname__
         raise StoreError(
-            f"A value of type {kind} cannot be stored: pickle says {err}. Send plain data "
-            f"(numbers, strings, lists, dicts, arrays, instances of module-level classes), or "
-            f"register an IngredientTypeSpec for {kind}."
+            f"pickle cannot store a {kind}: {err}. Send plain data (numbers, strings, lists, "
+            f"dicts, arrays, instances of module-level classes), or register an "
+            f"IngredientTypeSpec for {kind}."
         ) from err
 
 
