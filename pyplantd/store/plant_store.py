@@ -126,7 +126,11 @@ class PlantStore:
 
     def allocate_hdf(self, name: str, shape: Any, dtype: Any, **options: Any) -> h5py.Dataset:
         path = self.payloads.temp_path(name, ".h5")
-        handle = hdf5().File(path, "w")
+        try:
+            handle = hdf5().File(path, "w")
+        except OSError as err:
+            path.unlink(missing_ok=True)
+            raise self.payloads.write_error(name, path, err) from err
         try:
             return handle.create_dataset(DATASET, shape=shape, dtype=dtype, **options)
         except Exception:
@@ -144,7 +148,11 @@ class PlantStore:
     def commit_hdf(self, name: str, dataset: h5py.Dataset) -> tuple[PendingWrite, h5py.Dataset]:
         meta = self.spec("hdf_array").describe(dataset)
         temp = Path(dataset.file.filename)
-        dataset.file.close()
+        try:
+            dataset.file.close()  # writes what HDF5 still buffers
+        except (OSError, RuntimeError) as err:
+            temp.unlink(missing_ok=True)
+            raise self.payloads.write_error(name, temp, err) from err
         final = self.payloads.commit(temp, name)
         payload = Payload(self.payloads.rel(final), final.stat().st_size, None, meta)
         handle = hdf5().File(final, "r")
@@ -205,12 +213,18 @@ class PlantStore:
 
         def job() -> Version:
             version = build()  # raises if a payload it refers to could not be written
-            self.payloads.sync_names()
             try:
+                self.payloads.sync_names()
                 self.commit(version)
-            except StoreError:  # not recorded (a full disk): its payloads only take space
+            except (OSError, StoreError) as err:  # not recorded: its payloads only take space
                 self._remove_unreferenced([o.path for o in version.outputs])
-                raise
+                if isinstance(err, StoreError):
+                    raise
+                reason = explain_os_error(err, self.plant_dir, self.payloads.root) or err
+                raise StoreError(
+                    f"Could not record the results of reactor '{name}' in {self.plant_dir}: "
+                    f"{reason}."
+                ) from err
             return version
 
         pending = PendingWrite(name, "", 0)
