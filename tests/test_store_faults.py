@@ -157,6 +157,27 @@ def test_a_full_disk_fails_the_one_shot_run_with_the_free_space_and_loses_nothin
     assert undone.ran == ["total"], undone.stdout
 
 
+def test_a_value_the_full_disk_refused_is_not_pinned_in_memory_and_its_consumer_got_it(
+    small_disk,
+):
+    got = []
+
+    @ReactorFunc
+    def load(pipe):
+        pipe.send("data", np.ones(2**20))  # 8 MiB: more than the disk
+
+    @ReactorFunc
+    def total(pipe):
+        got.append(float((yield pipe.receive("data")).sum()))
+
+    with Plant(small_disk / "plant") as plant:
+        with pytest.raises(StoreError, match="Could not write ingredient 'data'"):
+            plant.run_reactor(total)
+        assert got == [2.0**20]  # the value stayed usable for the rest of that run
+        # never durable, so never evictable: kept, it would hold 8 MiB for the plant's life
+        assert plant.store.warm.warm_bytes < 2**20, plant.store.warm.keys()
+
+
 def test_a_manifest_that_cannot_be_opened_for_lack_of_space_is_not_called_unreadable(
     small_disk,
 ):

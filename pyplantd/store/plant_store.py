@@ -115,7 +115,11 @@ class PlantStore:
     def _written(self, pending: PendingWrite) -> None:
         """Writer thread: a payload is durable (or failed)."""
         if pending.failed():
-            return  # the warm value stays usable for the rest of the run
+            # Never durable, so never evictable: kept, it would pin memory for good. This
+            # run's consumers have the value from the send itself, later runs re-run its
+            # producer.
+            self.warm.drop(pending.path)
+            return
         payload: Payload = pending.wait()
         self._verified.add(payload.path)
         objects = payload.meta.get("python_type") is not None and "shape" not in payload.meta
