@@ -385,3 +385,35 @@ def test_a_value_pickle_cannot_store_names_the_ingredient_and_type_not_the_disk(
     assert "Could not store ingredient 'state' (" in message and "Holder" in message, message
     assert "pickle cannot store a " in message and "register an IngredientTypeSpec" in message
     assert "space" not in message and "permission" not in message.lower(), message
+
+
+def test_a_value_its_type_cannot_hold_names_the_type_and_the_fix_not_the_disk(plant_dir):
+    from pyplantd import IngredientTypeSpec
+
+    class CsvSpec(IngredientTypeSpec):
+        name = "csv"
+        suffix = ".csv"
+
+        def is_instance(self, value):
+            return False
+
+        def store(self, value, path):
+            rows = [",".join(map(str, row)) for row in value]  # a flat list has no rows
+            with open(path, "w") as handle:
+                handle.write("\n".join(rows))
+
+        def fetch(self, path):
+            with open(path) as handle:
+                return [line.split(",") for line in handle.read().splitlines()]
+
+    @ReactorFunc
+    def load(pipe):
+        pipe.send("table", [1, 2, 3], type=CsvSpec)
+
+    with Plant(plant_dir) as plant, pytest.raises(StoreError) as failed:
+        plant.register_ingredient_specs([CsvSpec()])
+        plant.run_reactor(load)
+    message = str(failed.value)
+    assert "Could not store ingredient 'table' (list): type csv cannot hold this list" in message
+    assert "type=Ingredient.Type.object pickles it" in message
+    assert "space" not in message and "writable" not in message, message

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import PayloadDamagedError, StoreError
 from ..sizes import format_size
 from .failures import explain_os_error, explain_unknown
-from .specs import IngredientTypeSpec
+from .specs import IngredientTypeSpec, new_file
 from .trust import check_own
 
 PAYLOAD_DIR = "payloads"
@@ -67,32 +67,54 @@ class PayloadFiles:
             if create:
                 os.mkdir(self.root, 0o700)
 
-    def temp_path(self, name: str, suffix: str, value: Any = None, size: int | None = None) -> Path:
-        """A new, empty temporary file, made here (O_EXCL: never a file or link found there);
-        `value` and `size` only serve the message if it cannot be made."""
+    def temp_path(
+        self,
+        name: str,
+        suffix: str,
+        value: Any = None,
+        size: int | None = None,
+        create: bool = True,
+    ) -> Path:
+        """A temporary path; with `create`, a new empty file made there (O_EXCL: never a file or
+        link that was there). `value` and `size` only serve the message if it cannot be made."""
         path = (
             self.root / f"{TEMP_PREFIX}{secrets.token_hex(6)}-{_safe(name)}{_safe_suffix(suffix)}"
         )
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        except OSError as err:
-            raise self.write_error(name, path, err, value, size) from err
+        if create:
+            try:
+                os.close(new_file(str(path)))
+            except OSError as err:
+                raise self.write_error(name, path, err, value, size) from err
         return path
 
     def final_path(self, name: str, suffix: str) -> Path:
         return self.root / f"{_safe(name)}-{secrets.token_hex(6)}{_safe_suffix(suffix)}"
 
     def write_error(
-        self, name: str, path: Path, err: BaseException, value: Any = None, size: int | None = None
+        self,
+        name: str,
+        path: Path,
+        err: BaseException,
+        value: Any = None,
+        size: int | None = None,
+        spec: IngredientTypeSpec | None = None,
     ) -> StoreError:
         """Why ingredient `name` could not be written, and what to do."""
-        about = [type(value).__qualname__] if value is not None else []
+        kind = type(value).__qualname__ if value is not None else None
+        about = [kind] if kind else []
         about += [format_size(size)] if size else []
         what = f"ingredient '{name}'" + (f" ({', '.join(about)})" if about else "")
         if isinstance(err, StoreError):  # explained already: a value pickle cannot store
             return StoreError(f"Could not store {what}: {err}")
         if isinstance(err, OSError) and (reason := explain_os_error(err, self.plant_dir, path)):
             return StoreError(f"Could not write {what} to {path}: {reason}.")
+        if isinstance(err, TypeError | ValueError) and spec is not None and kind is not None:
+            # the value, not the disk: the format of its type cannot hold it
+            return StoreError(
+                f"Could not store {what}: type {spec.name} cannot hold this {kind} ({err}). "
+                f"Send it as another type (type=Ingredient.Type.object pickles it), or register "
+                f"an IngredientTypeSpec for it."
+            )
         reason = explain_unknown(err, self.plant_dir, size)
         return StoreError(f"Could not write {what} to {path}: {reason}.")
 
@@ -112,13 +134,13 @@ class PayloadFiles:
         self, final: Path, name: str, spec: IngredientTypeSpec, value: Any, size: int | None = None
     ) -> Payload:
         """Write `value` under a temporary name, then commit it as `final`."""
-        temp = self.temp_path(name, spec.suffix, value, size)
+        temp = self.temp_path(name, spec.suffix, value, size, create=not spec.creates_file)
         try:
             written = spec.write(value, str(temp))
         except Exception as err:  # h5py reports a full disk as OSError or RuntimeError
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise self.write_error(name, final, err, value, size) from err
+            raise self.write_error(name, final, err, value, size, spec) from err
         except BaseException:
             with contextlib.suppress(OSError):
                 temp.unlink()

@@ -24,7 +24,7 @@ from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .payloads import Payload, PayloadFiles
 from .records import IngredientRecord, Version
-from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset
+from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset, new_hdf5
 from .versions import VersionIndex
 from .warm import WarmTier
 from .writer import PendingWrite, Writer
@@ -129,9 +129,9 @@ class PlantStore:
         return self.payloads.temp_path(name, suffix)
 
     def allocate_hdf(self, name: str, shape: Any, dtype: Any, **options: Any) -> h5py.Dataset:
-        path = self.payloads.temp_path(name, ".h5")
+        path = self.payloads.temp_path(name, ".h5", create=False)
         try:
-            handle = hdf5().File(path, "w")
+            handle = new_hdf5(str(path))
         except OSError as err:
             path.unlink(missing_ok=True)
             raise self.payloads.write_error(name, path, err) from err

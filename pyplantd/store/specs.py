@@ -48,6 +48,22 @@ def is_dataset(value: Any) -> bool:
     return dataset_type is not None and isinstance(value, dataset_type)
 
 
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
+
+
+def new_file(path: str) -> int:
+    """Create `path` for writing, owner-only; never a file or link that was there (O_EXCL)."""
+    return os.open(path, NEW_FILE, 0o600)
+
+
+def new_hdf5(path: str) -> Any:
+    """A new HDF5 file at `path`: created exclusively ("x": O_EXCL), then made owner-only
+    (HDF5 creates it by the umask alone)."""
+    handle = hdf5().File(path, "x")
+    os.chmod(path, 0o600)
+    return handle
+
+
 _SLICE_BYTES = 64 * 2**20  # arrays are written and hashed in slices: no copy of the whole array
 
 
@@ -77,6 +93,9 @@ class IngredientTypeSpec(ABC):
     name: ClassVar[str]
     suffix: ClassVar[str] = ".bin"
     allocatable: ClassVar[bool] = False
+    # write() creates its file itself, exclusively (new_file, new_hdf5); otherwise the store
+    # creates an empty one first and store() writes over it
+    creates_file: ClassVar[bool] = False
 
     @abstractmethod
     def is_instance(self, value: Any) -> bool:
@@ -144,6 +163,7 @@ class PickleSpec(IngredientTypeSpec):
 
     name = Ingredient.Type.object.value
     suffix = ".pkl"
+    creates_file = True
 
     def is_instance(self, value: Any) -> bool:
         return True
@@ -158,7 +178,7 @@ class PickleSpec(IngredientTypeSpec):
 
     def write(self, value: Any, path: str) -> Written:
         data = pickled(value)
-        with open(path, "wb") as handle:
+        with os.fdopen(new_file(path), "wb") as handle:
             handle.write(data)
         digest = xxhash.xxh3_128_hexdigest(data)
         return Written(digest, digest)
@@ -188,6 +208,7 @@ class ArraySpec(IngredientTypeSpec):
 
     name = Ingredient.Type.array.value
     suffix = ".h5"
+    creates_file = True
 
     def is_instance(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
@@ -198,14 +219,17 @@ class ArraySpec(IngredientTypeSpec):
     def write(self, value: Any, path: str) -> Written:
         array = np.asarray(value)
         if array.dtype.hasobject:
-            with hdf5().File(path, "w") as handle:
+            with new_hdf5(path) as handle:
                 handle.attrs["pickled"] = np.void(pickled(array))
             digest = array_fingerprint(array)
         elif array.dtype.kind in "biufc" and array.size and array.dtype.fields is None:
             digest = _write_contiguous(array, path)
-        else:  # strings, records, empty arrays: h5py converts them itself
-            with hdf5().File(path, "w") as handle:
-                handle.create_dataset(DATASET, data=array)
+        else:  # strings, records, empty arrays: h5py converts them itself, if HDF5 can
+            with new_hdf5(path) as handle:
+                if _hdf5_holds(array.dtype):
+                    handle.create_dataset(DATASET, data=array)
+                else:  # unicode strings, dates: pickled inside the file, as object arrays
+                    handle.attrs["pickled"] = np.void(pickled(array))
             digest = array_fingerprint(array)
         return Written(digest, digest)
 
@@ -339,7 +363,7 @@ def _write_contiguous(array: np.ndarray, path: str) -> str:
     fsync, as there is no hashing time to hide. Several times faster than h5py's own write
     path, same file."""
     offset = _create_layout(array, path)
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0))
     try:
         os.lseek(fd, offset, os.SEEK_SET)
         for _index, block in _slices(array):
@@ -359,7 +383,7 @@ def _write_contiguous(array: np.ndarray, path: str) -> str:
 def _create_layout(array: np.ndarray, path: str) -> int:
     """Create the HDF5 file with an allocated, unfilled contiguous dataset; its byte offset."""
     h5py = hdf5()
-    with h5py.File(path, "w") as handle:
+    with new_hdf5(path) as handle:
         create = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         create.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         create.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
@@ -368,6 +392,15 @@ def _create_layout(array: np.ndarray, path: str) -> int:
         dataset = h5py.h5d.create(handle.id, DATASET.encode(), file_type, space, dcpl=create)
         offset: int = dataset.get_offset()
     return offset
+
+
+def _hdf5_holds(dtype: np.dtype[Any]) -> bool:
+    """Can HDF5 hold this dtype? (Not numpy's unicode strings or dates, for one.)"""
+    try:
+        hdf5().h5t.py_create(dtype, logical=True)
+    except TypeError:
+        return False
+    return True
 
 
 def _raw_bytes(block: Any) -> np.ndarray:
