@@ -10,6 +10,7 @@ time only `summarize` (the target) runs, reading the stored data from disk.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -58,7 +59,9 @@ def summarize(pipe):
 
 
 if __name__ == "__main__":
-    plant_dir = os.environ.get("PYPLANTD_EXAMPLE_DIR", "/tmp/pyplantd-out-of-core")
+    # beside this script: a plant dir of yours, unlike one in a shared /tmp
+    beside = Path(__file__).with_name("out-of-core-plant")
+    plant_dir = os.environ.get("PYPLANTD_EXAMPLE_DIR", beside)
     with Plant(plant_dir, memory="256MiB") as plant:
         plant.set_config({"frames": int(os.environ.get("FRAMES", "1024"))})
         plant.run_reactor(summarize)

@@ -6,6 +6,7 @@ config) and only the plot re-runs; edit `expensive_operation` and both do.
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +47,9 @@ def plot_data(pipe, config):
 
 
 if __name__ == "__main__":
-    plant_dir = os.environ.get("PYPLANTD_QUICKSTART_DIR", "/tmp/pyplantd-quickstart")
+    # beside this script: a plant dir of yours, unlike one in a shared /tmp
+    beside = Path(__file__).with_name("quickstart-plant")
+    plant_dir = os.environ.get("PYPLANTD_QUICKSTART_DIR", beside)
     with Plant(plant_dir) as plant:
         plant.set_config(Config())
         plant.run_reactor(plot_data)

@@ -11,7 +11,8 @@
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
     ├── ScriptError                 a pipeline script could not be loaded or run
     └── StoreError                  the plant dir or a payload could not be used
-        ├── PlantDirError           not a plant dir, an incompatible version, or in use
+        ├── PlantDirError           not a plant dir, incompatible, in use, or not safe (another
+        │                           user could change it, a link pyplantd did not make)
         └── PayloadDamagedError     a payload is missing, truncated or altered on disk
 
 Warnings use ``PlantWarning``. ``RunCancelled`` is not an error but control flow: it derives
@@ -71,7 +72,8 @@ class StoreError(PlantError):
 
 
 class PlantDirError(StoreError):
-    """The directory is not a usable plant dir (foreign, incompatible or in use)."""
+    """The directory is not a usable plant dir (foreign, incompatible, in use, or one that
+    another user could change)."""
 
 
 class PayloadDamagedError(StoreError):

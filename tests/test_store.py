@@ -81,13 +81,35 @@ def test_orphan_and_temporary_payloads_are_removed_at_start(plant_dir):
     ran: list[str] = []
     run_total(plant_dir, ran)
     payloads = plant_dir / "payloads"
-    (payloads / ".tmp-abc-data.h5").write_bytes(b"half written")
-    (payloads / "data-000000.h5").write_bytes(b"never committed")
+    (payloads / ".tmp-0123456789ab-data.h5").write_bytes(b"half written")
+    (payloads / "data-0123456789ab.h5").write_bytes(b"never committed")
     with Plant(plant_dir):
         pass
     names = sorted(p.name for p in payloads.iterdir())
-    assert not any(n.startswith(".tmp") or n == "data-000000.h5" for n in names)
+    assert not any(n.startswith(".tmp") or n == "data-0123456789ab.h5" for n in names)
     assert len(names) == 3  # data, meta, total
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array(["a", "bc", "déjà"]),  # numpy unicode: HDF5 has no such type
+        np.array(["2024-01-01", "2024-06-30"], dtype="datetime64[D]"),
+        np.array([1, "x", None], dtype=object),
+    ],
+    ids=["unicode", "datetime64", "object"],
+)
+def test_arrays_hdf5_cannot_hold_are_stored_inside_the_file_pickled(plant_dir, array):
+    @ReactorFunc
+    def make(pipe):
+        pipe.send("a", array)
+
+    with Plant(plant_dir) as plant:
+        plant.run_reactor(make)
+    with Plant(plant_dir) as plant:  # from disk, verified against its checksum
+        loaded = plant.fetch_ingredient("a")
+    assert loaded.dtype == array.dtype and loaded.tolist() == array.tolist()
+    assert not loaded.flags.writeable
 
 
 def test_undoing_a_param_edit_restores_the_earlier_result_without_running(plant_dir):

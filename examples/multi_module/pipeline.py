@@ -5,6 +5,7 @@ on its output); editing `summarize` re-runs only `report`.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 from helpers import SCALE, normalize, summarize
@@ -31,6 +32,8 @@ def report(pipe):
 
 
 if __name__ == "__main__":
-    plant_dir = os.environ.get("PYPLANTD_EXAMPLE_DIR", "/tmp/pyplantd-multi-module")
+    # beside this script: a plant dir of yours, unlike one in a shared /tmp
+    beside = Path(__file__).with_name("plant")
+    plant_dir = os.environ.get("PYPLANTD_EXAMPLE_DIR", beside)
     with Plant(plant_dir) as plant:
         plant.run_reactor(report)

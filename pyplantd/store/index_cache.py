@@ -7,10 +7,10 @@ take one transaction, so computing signatures never waits on the disk.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 
+from ..errors import StoreError
 from .manifest import Manifest
 
 logger = logging.getLogger(__name__)
@@ -47,5 +47,5 @@ class ManifestIndexCache:
         bodies = {key: make() for key, make in pending.items()}
         try:
             self._manifest.put_code_indexes(bodies, used)
-        except sqlite3.Error as err:
+        except StoreError as err:  # the manifest's own failures (a full disk, say)
             logger.warning("Could not store %d code indexes in the manifest: %s", len(bodies), err)

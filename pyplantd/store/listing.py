@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .locking import check_plant_dir
 from .manifest import Manifest
 from .payloads import PayloadFiles
 
@@ -33,6 +34,7 @@ def describe_shape(meta: dict[str, object]) -> str:
 
 def list_ingredients(plant_dir: Path, warm: set[str] | None = None) -> list[IngredientRow]:
     """Every current ingredient; `warm` names payload paths held in memory by the caller."""
+    check_plant_dir(plant_dir, create=False)  # nothing another user could change is read
     manifest = Manifest.read_only(plant_dir)
     try:
         ingredients = manifest.ingredients()

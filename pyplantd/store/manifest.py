@@ -8,8 +8,10 @@ engine and the background writer, with every use serialized by a lock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -17,11 +19,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import PlantDirError
+from ..errors import PlantDirError, StoreError
+from .failures import explain_os_error, explain_sqlite
 from .records import HistoryEntry, IngredientRecord, ReactorRecord, Version
 
 T = TypeVar("T")
 DB_NAME = "pyplantd.db"
+MANIFEST_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal")
 FORMAT_VERSION = "1"
 
 _SCHEMA = """
@@ -51,34 +55,70 @@ CODE_INDEX_ROWS = 200
 
 
 def _serialized(method: Callable[..., T]) -> Callable[..., T]:
+    """One use of the connection at a time; a failure of SQLite becomes a StoreError that says
+    what happened (a full disk, no permission) and what to do."""
+
     @functools.wraps(method)
     def locked(self: Manifest, *args: Any, **kwargs: Any) -> T:
         with self.lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as err:
+                raise self.failure(err) from err
 
     return locked
 
 
 class Manifest:
     def __init__(self, plant_dir: Path) -> None:
-        path = plant_dir / DB_NAME
-        existed = path.exists()
+        self.path = path = plant_dir / DB_NAME
+        self.lock = threading.RLock()
+        try:
+            created = _create_exclusively(path)
+        except OSError as err:
+            reason = explain_os_error(err, plant_dir, path) or str(err)
+            raise StoreError(f"Could not create the manifest {path}: {reason}.") from err
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.lock = threading.RLock()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
-            if existed:
+            if created or self._empty():
+                self._create()
+            else:
                 self._check_version(path)
-            self.db.executescript(_SCHEMA)
+                self.db.executescript(_SCHEMA)  # tables added since this plant was made
         except sqlite3.DatabaseError as err:
-            raise PlantDirError(
-                f"{path} is not a readable pyplantd manifest ({err}). Move it away or use "
-                "another plant dir; nothing was deleted."
-            ) from err
-        if not existed:
-            self._set_meta("format_version", FORMAT_VERSION)
-            self._set_meta("created_at", str(time.time()))
+            raise self._open_failure(err) from err
+
+    def _empty(self) -> bool:
+        """No table at all: a database we created whose first transaction never finished."""
+        return self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+    def _create(self) -> None:
+        now = str(time.time())
+        self.db.executescript(
+            f"BEGIN IMMEDIATE;{_SCHEMA}"
+            f"INSERT OR REPLACE INTO meta VALUES ('format_version', '{FORMAT_VERSION}');"
+            f"INSERT OR REPLACE INTO meta VALUES ('created_at', '{now}');COMMIT;"
+        )  # all or nothing: a kill leaves an empty database, created again next time
+
+    def _open_failure(self, err: sqlite3.Error) -> StoreError:
+        with contextlib.suppress(AttributeError, sqlite3.Error):
+            self.db.close()
+        reason = explain_sqlite(err, self.path.parent, self.path)
+        if reason is None:
+            return PlantDirError(
+                f"{self.path} is not a readable pyplantd manifest ({err}). Move it away or "
+                "use another plant dir; nothing was deleted."
+            )
+        return StoreError(f"Could not open the manifest {self.path}: {reason}.")
+
+    def failure(self, err: sqlite3.Error) -> StoreError:
+        """A read or write of the open manifest failed."""
+        reason = explain_sqlite(err, self.path.parent, self.path)
+        if reason is None:
+            reason = f"it is damaged ({err}). Move the plant dir away and run again"
+        return StoreError(f"Could not update the manifest {self.path}: {reason}.")
 
     @classmethod
     def read_only(cls, plant_dir: Path) -> Manifest:
@@ -87,11 +127,15 @@ class Manifest:
         if not path.exists():
             raise PlantDirError(f"{plant_dir} is not a plant dir (it has no {DB_NAME}).")
         manifest = cls.__new__(cls)
-        manifest.db = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
+        manifest.path = path
         manifest.lock = threading.RLock()
-        manifest._check_version(path)
+        try:
+            manifest.db = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            manifest._check_version(path)
+        except sqlite3.DatabaseError as err:
+            raise manifest._open_failure(err) from err
         return manifest
 
     def _check_version(self, path: Path) -> None:
@@ -103,9 +147,6 @@ class Manifest:
                 f"{FORMAT_VERSION}. Use another plant dir (or remove this one to start over); "
                 "nothing was deleted."
             )
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     @_serialized
     def close(self) -> None:
@@ -254,4 +295,19 @@ class _Transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # SQLite may have rolled back already (a full disk)
+            with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                self.db.execute("ROLLBACK")
+
+
+def _create_exclusively(path: Path) -> bool:
+    """Create an empty manifest file (True), or find one (False). O_EXCL: a manifest is made
+    by this process or is one the plant dir checks found of ours, never a planted link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True

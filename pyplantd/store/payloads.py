@@ -2,7 +2,8 @@
 
 A payload is written under a temporary name, fsynced, then renamed into place, so a killed
 process leaves either nothing or a complete file; temporary files and payloads the manifest does
-not reference are removed at start-up. Nothing is ever loaded from outside this directory.
+not reference are removed at start-up. Nothing is ever loaded from outside this directory, and
+only files named as pyplantd names them, regular and of this user, are ever deleted.
 """
 
 from __future__ import annotations
@@ -11,15 +12,22 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import PayloadDamagedError, StoreError
-from .specs import IngredientTypeSpec
+from ..sizes import format_size
+from .failures import explain_os_error, explain_unknown
+from .specs import IngredientTypeSpec, new_file
+from .trust import check_own
 
 PAYLOAD_DIR = "payloads"
 TEMP_PREFIX = ".tmp-"
+_SAFE = "[A-Za-z0-9_.-]"
+# The names temp_path and final_path give; nothing else in the payload dir is ever deleted.
+_OURS = re.compile(rf"\.tmp-[0-9a-f]{{12}}-{_SAFE}+|{_SAFE}{{1,80}}-[0-9a-f]{{12}}{_SAFE}*")
 
 
 @dataclass(frozen=True)
@@ -37,12 +45,8 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "_"
 
 
-def _write_error(name: str, path: Path, err: Exception) -> StoreError:
-    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-    return StoreError(
-        f"Could not write ingredient '{name}' to {path}: {reason}. "
-        "Check free space and permissions of the plant dir."
-    )
+def _safe_suffix(suffix: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", suffix)[:40]
 
 
 def fsync_path(path: Path) -> None:
@@ -57,14 +61,62 @@ class PayloadFiles:
     def __init__(self, plant_dir: Path, create: bool = True) -> None:
         self.plant_dir = plant_dir
         self.root = plant_dir / PAYLOAD_DIR
-        if create:
-            self.root.mkdir(exist_ok=True)
+        try:
+            check_own(self.root, os.lstat(self.root), "Payload dir", plant_dir)
+        except FileNotFoundError:
+            if create:
+                os.mkdir(self.root, 0o700)
 
-    def temp_path(self, name: str, suffix: str) -> Path:
-        return self.root / f"{TEMP_PREFIX}{secrets.token_hex(6)}-{_safe(name)}{suffix}"
+    def temp_path(
+        self,
+        name: str,
+        suffix: str,
+        value: Any = None,
+        size: int | None = None,
+        create: bool = True,
+    ) -> Path:
+        """A temporary path; with `create`, a new empty file made there (O_EXCL: never a file or
+        link that was there). `value` and `size` only serve the message if it cannot be made."""
+        path = (
+            self.root / f"{TEMP_PREFIX}{secrets.token_hex(6)}-{_safe(name)}{_safe_suffix(suffix)}"
+        )
+        if create:
+            try:
+                os.close(new_file(str(path)))
+            except OSError as err:
+                raise self.write_error(name, path, err, value, size) from err
+        return path
 
     def final_path(self, name: str, suffix: str) -> Path:
-        return self.root / f"{_safe(name)}-{secrets.token_hex(6)}{suffix}"
+        return self.root / f"{_safe(name)}-{secrets.token_hex(6)}{_safe_suffix(suffix)}"
+
+    def write_error(
+        self,
+        name: str,
+        path: Path,
+        err: BaseException,
+        value: Any = None,
+        size: int | None = None,
+        spec: IngredientTypeSpec | None = None,
+    ) -> StoreError:
+        """Why ingredient `name` could not be written, and what to do."""
+        kind = type(value).__qualname__ if value is not None else None
+        about = [kind] if kind else []
+        about += [format_size(size)] if size else []
+        what = f"ingredient '{name}'" + (f" ({', '.join(about)})" if about else "")
+        if isinstance(err, StoreError):  # explained already: a value pickle cannot store
+            return StoreError(f"Could not store {what}: {err}")
+        if isinstance(err, OSError) and (reason := explain_os_error(err, self.plant_dir, path)):
+            return StoreError(f"Could not write {what} to {path}: {reason}.")
+        if isinstance(err, TypeError | ValueError) and spec is not None and kind is not None:
+            # the value, not the disk: the format of its type cannot hold it
+            return StoreError(
+                f"Could not store {what}: type {spec.name} cannot hold this {kind} ({err}). "
+                f"Send it as another type (type=Ingredient.Type.object pickles it), or register "
+                f"an IngredientTypeSpec for it."
+            )
+        reason = explain_unknown(err, self.plant_dir, size)
+        return StoreError(f"Could not write {what} to {path}: {reason}.")
 
     def commit(self, temp: Path, name: str, final: Path | None = None) -> Path:
         """Make a completely written temporary file durable and give it its final name."""
@@ -75,18 +127,20 @@ class PayloadFiles:
         except OSError as err:
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise _write_error(name, final, err) from err
+            raise self.write_error(name, final, err) from err
         return final
 
-    def write_to(self, final: Path, name: str, spec: IngredientTypeSpec, value: Any) -> Payload:
+    def write_to(
+        self, final: Path, name: str, spec: IngredientTypeSpec, value: Any, size: int | None = None
+    ) -> Payload:
         """Write `value` under a temporary name, then commit it as `final`."""
-        temp = self.temp_path(name, spec.suffix)
+        temp = self.temp_path(name, spec.suffix, value, size, create=not spec.creates_file)
         try:
             written = spec.write_named(name, value, str(temp))
         except Exception as err:  # h5py reports a full disk as OSError or RuntimeError
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise _write_error(name, final, err) from err
+            raise self.write_error(name, final, err, value, size, spec) from err
         except BaseException:
             with contextlib.suppress(OSError):
                 temp.unlink()
@@ -112,23 +166,39 @@ class PayloadFiles:
         return self.root / parts[1]
 
     def intact(self, rel: str, size: int) -> bool:
-        """Cheap check: the file is there with the size recorded."""
+        """Cheap check: a regular file of ours is there (never a link), with the size recorded."""
         try:
-            return self.resolve(rel).stat().st_size == size
+            st = os.lstat(self.resolve(rel))
         except (OSError, PayloadDamagedError):
             return False
+        return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_size == size
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(OSError, PayloadDamagedError):
-            self.resolve(rel).unlink()
+            path = self.resolve(rel)
+            if _ours(os.lstat(path)):
+                path.unlink()
+
+    def stored_bytes(self) -> int:
+        with os.scandir(self.root) as entries:
+            sizes = [e.stat(follow_symlinks=False) for e in entries]
+        return sum(st.st_size for st in sizes if stat.S_ISREG(st.st_mode))
 
     def remove_unreferenced(self, referenced: set[str]) -> list[str]:
-        """Delete temporary files and payloads no manifest row points to; return their names."""
+        """Delete temporary files and payloads no manifest row points to; return their names.
+        Only files pyplantd made: named as it names them, regular (a link is never followed
+        nor removed) and this user's."""
         removed = []
-        for entry in self.root.iterdir():
-            rel = entry.relative_to(self.plant_dir).as_posix()
-            if entry.is_file() and rel not in referenced:
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if f"{PAYLOAD_DIR}/{entry.name}" in referenced or not _OURS.fullmatch(entry.name):
+                    continue
                 with contextlib.suppress(OSError):
-                    entry.unlink()
-                    removed.append(entry.name)
+                    if _ours(entry.stat(follow_symlinks=False)):
+                        os.unlink(self.root / entry.name)
+                        removed.append(entry.name)
         return removed
+
+
+def _ours(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()

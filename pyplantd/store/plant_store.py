@@ -22,11 +22,12 @@ import numpy as np
 from ..errors import PayloadDamagedError, PlantError, StoreError
 from ..fingerprint import file_fingerprint
 from ..sizes import default_disk_budget, default_memory_budget, format_size
+from .failures import explain_os_error
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .payloads import Payload, PayloadFiles
 from .records import IngredientRecord, Version
-from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset
+from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset, new_hdf5
 from .versions import VersionIndex
 from .warm import WarmTier
 from .writer import PendingWrite, Writer
@@ -45,14 +46,21 @@ class PlantStore:
         disk: int | None = None,
     ) -> None:
         self.plant_dir = Path(plant_dir).expanduser().absolute()
-        check_plant_dir(self.plant_dir)
-        self._lock = acquire_lock(self.plant_dir)
+        try:
+            check_plant_dir(self.plant_dir)  # before anything in it is read or written
+            self._lock = acquire_lock(self.plant_dir)
+        except OSError as err:
+            raise self._open_error(err) from err
         try:
             self.manifest = Manifest(self.plant_dir)
-        except BaseException:
+            self.payloads = PayloadFiles(self.plant_dir)
+        except BaseException as err:
+            if hasattr(self, "manifest"):
+                self.manifest.close()
             self._lock.close()
+            if isinstance(err, OSError):
+                raise self._open_error(err) from err
             raise
-        self.payloads = PayloadFiles(self.plant_dir)
         self.specs: dict[str, IngredientTypeSpec] = builtin_specs()
         self.custom_specs: list[IngredientTypeSpec] = []
         self.reactors = self.manifest.reactors()
@@ -67,6 +75,11 @@ class PlantStore:
         removed = self.payloads.remove_unreferenced(self.referenced_paths())
         if removed:
             logger.info("Removed %d unfinished or orphan payload files.", len(removed))
+
+    def _open_error(self, err: OSError) -> StoreError:
+        path = Path(err.filename) if err.filename else self.plant_dir
+        reason = explain_os_error(err, self.plant_dir, path) or err.strerror or str(err)
+        return StoreError(f"Could not open plant dir {self.plant_dir}: {reason}.")
 
     # -- specs ------------------------------------------------------------------------------
     def register_specs(self, specs: list[IngredientTypeSpec]) -> None:
@@ -105,7 +118,9 @@ class PlantStore:
                 "from disk.", name, format_size(size), format_size(self.warm.budget),
             )  # fmt: skip
         self.warm.put(pending.path, value, size, durable=False)
-        return self.writer.submit(pending, lambda: self.payloads.write_to(final, name, spec, value))
+        return self.writer.submit(
+            pending, lambda: self.payloads.write_to(final, name, spec, value, nbytes)
+        )
 
     def write_uncached(self, name: str, type_name: str, value: Any) -> PendingWrite:
         """Write `value` now and keep nothing of it in memory (PyPlant's useCache=False)."""
@@ -124,20 +139,26 @@ class PlantStore:
     def _written(self, pending: PendingWrite) -> None:
         """Writer thread: a payload is durable (or failed)."""
         if pending.failed():
-            return  # the warm value stays usable for the rest of the run
+            # Never durable, so never evictable: kept, it would pin memory for good. This
+            # run's consumers have the value from the send itself, later runs re-run its
+            # producer.
+            self.warm.drop(pending.path)
+            return
         payload: Payload = pending.wait()
         self._verified.add(payload.path)
         objects = payload.meta.get("python_type") is not None and "shape" not in payload.meta
         self.warm.mark_durable(payload.path, payload.size if objects else None)
 
     def allocate_file(self, name: str, suffix: str = "") -> Path:
-        path = self.payloads.temp_path(name, suffix)
-        path.touch()
-        return path
+        return self.payloads.temp_path(name, suffix)
 
     def allocate_hdf(self, name: str, shape: Any, dtype: Any, **options: Any) -> h5py.Dataset:
-        path = self.payloads.temp_path(name, ".h5")
-        handle = hdf5().File(path, "w")
+        path = self.payloads.temp_path(name, ".h5", create=False)
+        try:
+            handle = new_hdf5(str(path))
+        except OSError as err:
+            path.unlink(missing_ok=True)
+            raise self.payloads.write_error(name, path, err) from err
         try:
             return handle.create_dataset(DATASET, shape=shape, dtype=dtype, **options)
         except Exception:
@@ -155,7 +176,11 @@ class PlantStore:
     def commit_hdf(self, name: str, dataset: h5py.Dataset) -> tuple[PendingWrite, h5py.Dataset]:
         meta = self.spec("hdf_array").describe(dataset)
         temp = Path(dataset.file.filename)
-        dataset.file.close()
+        try:
+            dataset.file.close()  # writes what HDF5 still buffers
+        except (OSError, RuntimeError) as err:
+            temp.unlink(missing_ok=True)
+            raise self.payloads.write_error(name, temp, err) from err
         final = self.payloads.commit(temp, name)
         payload = Payload(self.payloads.rel(final), final.stat().st_size, None, meta)
         handle = hdf5().File(final, "r")
@@ -216,8 +241,18 @@ class PlantStore:
 
         def job() -> Version:
             version = build()  # raises if a payload it refers to could not be written
-            self.payloads.sync_names()
-            self.commit(version)
+            try:
+                self.payloads.sync_names()
+                self.commit(version)
+            except (OSError, StoreError) as err:  # not recorded: its payloads only take space
+                self._remove_unreferenced([o.path for o in version.outputs])
+                if isinstance(err, StoreError):
+                    raise
+                reason = explain_os_error(err, self.plant_dir, self.payloads.root) or err
+                raise StoreError(
+                    f"Could not record the results of reactor '{name}' in {self.plant_dir}: "
+                    f"{reason}."
+                ) from err
             return version
 
         pending = PendingWrite(name, "", 0)
@@ -278,7 +313,7 @@ class PlantStore:
         return before - self._payload_bytes()
 
     def _payload_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.payloads.root.iterdir() if p.is_file())
+        return self.payloads.stored_bytes()
 
     def referenced_paths(self) -> set[str]:
         with self._state:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import xxhash
 
+from ..errors import StoreError
 from ..fingerprint import (
     PICKLE_PROTOCOL,
     array_fingerprint,
@@ -45,6 +46,22 @@ def is_dataset(value: Any) -> bool:
     # getattr: another thread may be importing h5py right now (partly initialized)
     dataset_type = getattr(sys.modules.get("h5py"), "Dataset", None)
     return dataset_type is not None and isinstance(value, dataset_type)
+
+
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
+
+
+def new_file(path: str) -> int:
+    """Create `path` for writing, owner-only; never a file or link that was there (O_EXCL)."""
+    return os.open(path, NEW_FILE, 0o600)
+
+
+def new_hdf5(path: str) -> Any:
+    """A new HDF5 file at `path`: created exclusively ("x": O_EXCL), then made owner-only
+    (HDF5 creates it by the umask alone)."""
+    handle = hdf5().File(path, "x")
+    os.chmod(path, 0o600)
+    return handle
 
 
 _SLICE_BYTES = 64 * 2**20  # arrays are written and hashed in slices: no copy of the whole array
@@ -76,6 +93,9 @@ class IngredientTypeSpec(ABC):
     name: ClassVar[str]
     suffix: ClassVar[str] = ".bin"
     allocatable: ClassVar[bool] = False
+    # write() creates its file itself, exclusively (new_file, new_hdf5); otherwise the store
+    # creates an empty one first and store() writes over it
+    creates_file: ClassVar[bool] = False
 
     def is_instance(self, value: Any) -> bool:
         """True if values like this one should be stored with this spec (when `send` is given
@@ -134,11 +154,29 @@ class IngredientTypeSpec(ABC):
         return None
 
 
+def pickled(value: Any) -> bytes:
+    """The pickle of `value`, or a StoreError naming its type and what to do instead."""
+    kind = type(value).__qualname__
+    try:
+        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    except RecursionError as err:
+        raise StoreError(
+            f"pickle cannot store a {kind} nested this deeply. Send it flatter, or as an array."
+        ) from err
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        raise StoreError(
+            f"pickle cannot store a {kind}: {err}. Send plain data (numbers, strings, lists, "
+            f"dicts, arrays, instances of module-level classes), or register an "
+            f"IngredientTypeSpec for {kind}."
+        ) from err
+
+
 class PickleSpec(IngredientTypeSpec):
     """object values (and simple, list): pickled, so a tuple stays a tuple."""
 
     name = Ingredient.Type.object.value
     suffix = ".pkl"
+    creates_file = True
 
     def is_instance(self, value: Any) -> bool:
         return True
@@ -152,14 +190,14 @@ class PickleSpec(IngredientTypeSpec):
             return pickle.load(handle)  # only ever a file of this plant dir (see payloads)
 
     def write(self, value: Any, path: str) -> Written:
-        data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
-        with open(path, "wb") as handle:
+        data = pickled(value)
+        with os.fdopen(new_file(path), "wb") as handle:
             handle.write(data)
         digest = xxhash.xxh3_128_hexdigest(data)
         return Written(digest, digest)
 
     def value_fingerprint(self, value: Any) -> str | None:
-        return xxhash.xxh3_128_hexdigest(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
+        return xxhash.xxh3_128_hexdigest(pickled(value))
 
     def describe(self, value: Any) -> dict[str, Any]:
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
@@ -183,6 +221,7 @@ class ArraySpec(IngredientTypeSpec):
 
     name = Ingredient.Type.array.value
     suffix = ".h5"
+    creates_file = True
 
     def is_instance(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
@@ -193,14 +232,17 @@ class ArraySpec(IngredientTypeSpec):
     def write(self, value: Any, path: str) -> Written:
         array = np.asarray(value)
         if array.dtype.hasobject:
-            with hdf5().File(path, "w") as handle:
-                handle.attrs["pickled"] = np.void(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
+            with new_hdf5(path) as handle:
+                handle.attrs["pickled"] = np.void(pickled(array))
             digest = array_fingerprint(array)
         elif array.dtype.kind in "biufc" and array.size and array.dtype.fields is None:
             digest = _write_contiguous(array, path)
-        else:  # strings, records, empty arrays: h5py converts them itself
-            with hdf5().File(path, "w") as handle:
-                handle.create_dataset(DATASET, data=array)
+        else:  # strings, records, empty arrays: h5py converts them itself, if HDF5 can
+            with new_hdf5(path) as handle:
+                if _hdf5_holds(array.dtype):
+                    handle.create_dataset(DATASET, data=array)
+                else:  # unicode strings, dates: pickled inside the file, as object arrays
+                    handle.attrs["pickled"] = np.void(pickled(array))
             digest = array_fingerprint(array)
         return Written(digest, digest)
 
@@ -334,7 +376,7 @@ def _write_contiguous(array: np.ndarray, path: str) -> str:
     fsync, as there is no hashing time to hide. Several times faster than h5py's own write
     path, same file."""
     offset = _create_layout(array, path)
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0))
     try:
         os.lseek(fd, offset, os.SEEK_SET)
         for _index, block in _slices(array):
@@ -354,7 +396,7 @@ def _write_contiguous(array: np.ndarray, path: str) -> str:
 def _create_layout(array: np.ndarray, path: str) -> int:
     """Create the HDF5 file with an allocated, unfilled contiguous dataset; its byte offset."""
     h5py = hdf5()
-    with h5py.File(path, "w") as handle:
+    with new_hdf5(path) as handle:
         create = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         create.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         create.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
@@ -363,6 +405,15 @@ def _create_layout(array: np.ndarray, path: str) -> int:
         dataset = h5py.h5d.create(handle.id, DATASET.encode(), file_type, space, dcpl=create)
         offset: int = dataset.get_offset()
     return offset
+
+
+def _hdf5_holds(dtype: np.dtype[Any]) -> bool:
+    """Can HDF5 hold this dtype? (Not numpy's unicode strings or dates, for one.)"""
+    try:
+        hdf5().h5t.py_create(dtype, logical=True)
+    except TypeError:
+        return False
+    return True
 
 
 def _raw_bytes(block: Any) -> np.ndarray:
