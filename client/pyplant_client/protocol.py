@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 PROTOCOL_VERSION = 1
-RUNTIME_DIR = ".pyplantd"
+RUNTIME_DIR = ".pyplantd"  # at the project root: see project_root()
 CONNECTION_FILE = "connection.json"
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 MAX_MESSAGE_BYTES = 4 * 2**20  # the daemon's default limit for one request
 REPLAY_WINDOW = 60.0  # seconds a request stays valid; its nonce is remembered as long
 
@@ -111,6 +112,18 @@ def process_start_time(pid: int) -> str:
     except OSError:
         return ""
     return stat.rsplit(")", 1)[1].split()[19]  # fields after the command name
+
+
+def project_root(pipeline: Path) -> Path:
+    """Where a daemon on `pipeline` keeps its runtime dir: the nearest folder above the script
+    (its own included) holding one of PROJECT_MARKERS, else the script's folder. A client
+    started there or anywhere below finds it by walking up; the daemon's loader treats files
+    under it as the user's own."""
+    folder = pipeline.absolute().parent
+    for candidate in (folder, *folder.parents):
+        if any(os.path.lexists(candidate / marker) for marker in PROJECT_MARKERS):
+            return candidate
+    return folder
 
 
 def find_connection_file(start: Path) -> Path | None:

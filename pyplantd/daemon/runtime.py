@@ -1,6 +1,7 @@
-"""The daemon's runtime directory `.pyplantd/` beside the pipeline (mode 0700): its lock, its log
-and (later) the connection file a client uses to find it. One daemon per project: the lock is a
-kernel file lock, released if the daemon dies, so a crashed daemon never blocks the next one.
+"""The daemon's runtime directory `.pyplantd/` at the project root (mode 0700): its lock, and the
+connection file and sockets a client finds it by. One daemon per project, whichever pipeline of
+it it serves: the lock is a kernel file lock, released if the daemon dies, so a crashed daemon
+never blocks the next one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import time
 from pathlib import Path
 from typing import IO
+
+from pyplant_client.protocol import project_root
 
 from ..errors import PlantError
 
@@ -25,8 +28,8 @@ class DaemonRunningError(PlantError):
 
 
 def runtime_dir(pipeline: Path) -> Path:
-    """`.pyplantd/` beside the pipeline, created owner-only."""
-    path = pipeline.absolute().parent / RUNTIME_DIR
+    """`.pyplantd/` at the pipeline's project root, created owner-only."""
+    path = project_root(pipeline) / RUNTIME_DIR
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
     return path
@@ -44,8 +47,9 @@ class DaemonLock:
             holder = _describe(self._handle)
             self._handle.close()
             raise DaemonRunningError(
-                f"A pyplantd daemon is already running for {pipeline.name} ({holder}). "
-                "Stop it first (Ctrl-C in its terminal, or `kill` that pid)."
+                f"A pyplantd daemon is already running in the project {directory.parent} "
+                f"({holder}); one daemon serves a project. Stop it with `pyplant stop` (or "
+                "Ctrl-C in its terminal), then start this one."
             ) from None
         self._handle.seek(0)
         self._handle.truncate()
@@ -68,4 +72,4 @@ def _describe(handle: IO[str]) -> str:
     except json.JSONDecodeError:
         return "pid unknown"
     since = time.strftime("%H:%M:%S", time.localtime(info.get("since", 0)))
-    return f"pid {info.get('pid', '?')}, running since {since}"
+    return f"pid {info.get('pid', '?')} on {info.get('pipeline', '?')}, running since {since}"
