@@ -5,6 +5,7 @@ it, with a real `pyplantd watch` subprocess and the real client and CLI.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from foreign_user import OTHER_USER, as_other, shared_dir
 from pyplant_client import Client, protocol
 
 PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "client")])
@@ -158,3 +160,95 @@ def test_a_second_daemon_in_the_project_is_refused_naming_pyplant_stop(
     assert first.proc.wait(30) == 0
     third = watch(root, "b/second.py")
     assert third.wait_connection(root / protocol.RUNTIME_DIR).pid == third.proc.pid
+
+
+# -- issue 9 B3: nothing in .pyplantd/ is followed through a link or taken from another user ---
+def refused_start(cwd: Path, script: str = "pipeline.py") -> str:
+    """`pyplantd watch` that must refuse to start: exit 2, its message on one line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pyplantd.cli", "watch", script], cwd=cwd,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "COLUMNS": "1000"}, capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return " ".join(done.stderr.split())
+
+
+def plain_project(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pipeline.py").write_text(PIPELINE.replace("PLANT", str(root / "plant")))
+
+
+def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_kept(tmp_path: Path) -> None:
+    plain_project(tmp_path)
+    runtime = tmp_path / ".pyplantd"
+    runtime.mkdir(mode=0o700)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("my thesis\n")
+    (runtime / "daemon.lock").symlink_to(victim)
+    message = refused_start(tmp_path)
+    assert f"Refusing {runtime / 'daemon.lock'}: it is a symbolic link" in message, message
+    assert victim.read_text() == "my thesis\n"
+    assert not (tmp_path / "plant").exists()  # refused before anything ran
+
+
+def test_a_hard_linked_lock_file_is_refused_and_the_other_file_kept(tmp_path: Path) -> None:
+    plain_project(tmp_path)
+    runtime = tmp_path / ".pyplantd"
+    runtime.mkdir(mode=0o700)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("my thesis\n")
+    os.link(victim, runtime / "daemon.lock")
+    message = refused_start(tmp_path)
+    assert "it has 2 hard links" in message, message
+    assert victim.read_text() == "my thesis\n"
+
+
+def test_a_runtime_dir_planted_as_a_symlink_is_refused_and_nothing_written_there(
+    tmp_path: Path,
+) -> None:
+    plain_project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "project" / ".pyplantd").symlink_to(elsewhere)
+    message = refused_start(tmp_path / "project")
+    assert f"Refusing {tmp_path / 'project' / '.pyplantd'}: it is a symbolic link" in message
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_runtime_dir_that_is_a_file_is_refused_without_a_crash(tmp_path: Path) -> None:
+    plain_project(tmp_path)
+    (tmp_path / ".pyplantd").write_text("not a directory\n")
+    message = refused_start(tmp_path)
+    assert f"Refusing {tmp_path / '.pyplantd'}: it is not a directory" in message, message
+    assert (tmp_path / ".pyplantd").read_text() == "not a directory\n"
+
+
+def test_a_runtime_dir_made_by_another_user_is_refused_naming_its_owner() -> None:
+    shared = shared_dir()  # a project in a folder others can write to, like /tmp
+    try:
+        plain_project(shared / "project")
+        os.chmod(shared / "project", 0o1777)
+        runtime = shared / "project" / ".pyplantd"
+        as_other("mkdir", "-m", "0777", str(runtime))
+        message = refused_start(shared / "project")
+        assert f"Refusing {runtime}: it belongs to user {OTHER_USER}" in message, message
+        assert list(runtime.iterdir()) == []  # no lock, no key left where that user reads
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_a_lock_file_made_by_another_user_is_refused_naming_its_owner(tmp_path: Path) -> None:
+    shared = shared_dir()
+    try:
+        plain_project(shared / "project")
+        runtime = shared / "project" / ".pyplantd"
+        runtime.mkdir()
+        os.chmod(runtime, 0o777)  # once open to everyone, e.g. made under another umask
+        as_other("sh", "-c", f"echo '{{}}' > {runtime / 'daemon.lock'}")
+        message = refused_start(shared / "project")
+        assert f"Refusing {runtime / 'daemon.lock'}: it belongs to user {OTHER_USER}" in message
+    finally:
+        shutil.rmtree(shared)

@@ -23,13 +23,13 @@ against it before use. Decode such a reply with `decode_reply(key, frames[:2])`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -43,6 +43,9 @@ CONNECTION_FILE = "connection.json"
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 MAX_MESSAGE_BYTES = 4 * 2**20  # the daemon's default limit for one request
 REPLAY_WINDOW = 60.0  # seconds a request stays valid; its nonce is remembered as long
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 COMMANDS = (
     "ping", "status", "run", "cancel", "invalidate", "ingredients", "preview", "fetch",
@@ -83,18 +86,24 @@ class ConnectionInfo:
         return self.key.encode()
 
     def write(self, directory: Path) -> Path:
-        """Atomically, owner-only: a reader sees the old file or the whole new one."""
-        path = directory / CONNECTION_FILE
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=".connection-")
+        """Atomically, owner-only: a reader sees the old file or the whole new one. Through a
+        descriptor of `directory` opened without following links, and a new temporary file
+        (O_EXCL), so nothing planted there is followed or written through."""
+        folder = os.open(directory, _DIR_FLAGS)
+        temp = f".connection-{secrets.token_hex(8)}.tmp"
         try:
-            os.fchmod(fd, 0o600)
+            fd = os.open(temp, _NEW_FILE_FLAGS, 0o600, dir_fd=folder)
             with os.fdopen(fd, "w") as handle:
+                os.fchmod(fd, 0o600)  # whatever the umask
                 json.dump(asdict(self), handle)
-            os.replace(temp, path)
+            os.replace(temp, CONNECTION_FILE, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
-            Path(temp).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder)
             raise
-        return path
+        finally:
+            os.close(folder)
+        return directory / CONNECTION_FILE
 
     @classmethod
     def read(cls, path: Path) -> ConnectionInfo:
