@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,13 +25,16 @@ import numpy as np
 import pytest
 import zmq
 from conftest import REPO
+from foreign_user import OTHER_USER, as_other, shared_dir
 from pyplant_client import (
     Client,
     ClientError,
     ClientTimeoutError,
     DaemonNotRunningError,
     ProtocolError,
+    UntrustedFileError,
     protocol,
+    trust,
 )
 from pyplant_client.cli import app, event_line
 from typer.testing import CliRunner
@@ -199,8 +203,84 @@ def test_endpoint_off_loopback_is_refused(daemon: FakeDaemon) -> None:
 def test_unreadable_connection_file_is_a_protocol_error(tmp_path: Path) -> None:
     (tmp_path / ".pyplantd").mkdir()
     (tmp_path / ".pyplantd" / "connection.json").write_text("{not json")
+    (tmp_path / ".pyplantd" / "connection.json").chmod(0o600)
     with pytest.raises(ProtocolError, match="not a readable connection file"):
         Client.find(tmp_path)
+
+
+# -- issue 9 B4: only the user's own private connection file is believed ---------------------
+def test_a_connection_file_another_user_left_in_a_shared_folder_is_refused(tmp_path) -> None:
+    fake = FakeDaemon(tmp_path / "made-here")  # a listener the other user points clients at
+    fake.answers["status"] = lambda request: {"state": "forged"}
+    shared = shared_dir()
+    try:
+        runtime = shared / protocol.RUNTIME_DIR
+        script = f"umask 077 && mkdir {runtime} && cat > {runtime / protocol.CONNECTION_FILE}"
+        as_other("sh", "-c", script, stdin=fake.path.read_text())
+        mine = shared / "mine"
+        mine.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "pyplant_client.cli", "status", "--dir", str(mine)],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(CLIENT)},
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.startswith(
+            f"Error: Refusing {runtime}: it belongs to user {OTHER_USER} (uid "
+        ), done.stderr
+        assert fake.requests == []  # not a word to the other user's endpoint
+        with pytest.raises(UntrustedFileError, match=f"Refusing {runtime}"):
+            Client.find(mine)
+    finally:
+        fake.close()
+        shutil.rmtree(shared)
+
+
+def test_another_users_runtime_dir_stops_the_walk_even_without_a_connection_file() -> None:
+    shared = shared_dir()
+    try:
+        as_other("mkdir", "-m", "0755", str(shared / protocol.RUNTIME_DIR))
+        (shared / "mine").mkdir()
+        with pytest.raises(UntrustedFileError, match=f"belongs to user {OTHER_USER}"):
+            Client.find(shared / "mine")
+    finally:
+        shutil.rmtree(shared)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (lambda path: path.chmod(0o644), "its mode 0644 lets other users read"),
+        (lambda path: path.parent.chmod(0o777), "its mode 0777 lets other users replace"),
+        (lambda path: path.parent.chmod(0o775), "its mode 0775 lets other users replace"),
+    ],
+)
+def test_a_connection_file_others_could_read_or_replace_is_refused(
+    daemon: FakeDaemon, tmp_path: Path, spoil: Callable[[Path], None], reason: str
+) -> None:
+    spoil(daemon.path)
+    with pytest.raises(UntrustedFileError, match=reason):
+        Client.find(tmp_path)
+    result = pyplant("status", directory=tmp_path)
+    assert result.exit_code == 2 and result.stderr.startswith("Error: Refusing "), result.stderr
+    assert daemon.requests == []
+
+
+def test_a_connection_file_reached_through_a_symlink_is_refused(daemon, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / protocol.RUNTIME_DIR).mkdir(parents=True)
+    link = project / protocol.RUNTIME_DIR / protocol.CONNECTION_FILE
+    link.symlink_to(daemon.path)
+    with pytest.raises(UntrustedFileError, match=f"Refusing {link}: it is a symbolic link"):
+        Client.find(project)
+    with pytest.raises(trust.UntrustedFileError, match="symbolic link"):
+        protocol.ConnectionInfo.read(link)
+    (project / protocol.RUNTIME_DIR / protocol.CONNECTION_FILE).unlink()
+    (project / protocol.RUNTIME_DIR).rmdir()
+    (project / protocol.RUNTIME_DIR).symlink_to(daemon.path.parent)
+    with pytest.raises(UntrustedFileError, match="is a symbolic link"):
+        Client.find(project)
+    assert daemon.requests == []
 
 
 # -- requests and replies ---------------------------------------------------------------------
@@ -662,7 +742,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(pyplant_client.__all__) == sorted([
         "PROTOCOL_VERSION", "Client", "ClientError", "ClientTimeout", "ClientTimeoutError",
         "ConnectionInfo", "DaemonNotRunning", "DaemonNotRunningError", "EventStream",
-        "ProtocolError", "__version__",
+        "ProtocolError", "UntrustedFileError", "__version__",
     ])  # fmt: skip
 
 

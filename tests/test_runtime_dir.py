@@ -19,6 +19,8 @@ from foreign_user import OTHER_USER, as_other, shared_dir
 from pyplant_client import Client, protocol
 
 PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "client")])
+# COLUMNS: rich wraps messages at the terminal width, even inside a path
+WATCH_ENV = {**os.environ, "PYTHONPATH": PYTHONPATH, "COLUMNS": "1000"}
 START_TIMEOUT = 60  # a loaded 2-core machine takes a few seconds to start a daemon
 
 PIPELINE = """
@@ -43,8 +45,7 @@ class Watch:
         with open(log, "w") as handle:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pyplantd.cli", "watch", *args], cwd=cwd,
-                env={**os.environ, "PYTHONPATH": PYTHONPATH},
-                stdout=handle, stderr=subprocess.STDOUT,
+                env=WATCH_ENV, stdout=handle, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
     def output(self) -> str:
@@ -146,8 +147,7 @@ def test_a_second_daemon_in_the_project_is_refused_naming_pyplant_stop(
     first.wait_connection(root / protocol.RUNTIME_DIR)
     second = subprocess.run(
         [sys.executable, "-m", "pyplantd.cli", "watch", "b/second.py"], cwd=root,
-        env={**os.environ, "PYTHONPATH": PYTHONPATH}, capture_output=True, text=True,
-        timeout=START_TIMEOUT,
+        env=WATCH_ENV, capture_output=True, text=True, timeout=START_TIMEOUT,
     )  # fmt: skip
     message = " ".join(second.stderr.split())
     assert second.returncode == 2, second.stdout + second.stderr
@@ -167,8 +167,7 @@ def refused_start(cwd: Path, script: str = "pipeline.py") -> str:
     """`pyplantd watch` that must refuse to start: exit 2, its message on one line."""
     done = subprocess.run(
         [sys.executable, "-m", "pyplantd.cli", "watch", script], cwd=cwd,
-        env={**os.environ, "PYTHONPATH": PYTHONPATH, "COLUMNS": "1000"}, capture_output=True,
-        text=True,
+        env=WATCH_ENV, capture_output=True, text=True,
         timeout=START_TIMEOUT,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr

@@ -19,8 +19,14 @@ from typing import Any
 
 import zmq
 
-from . import protocol
-from .errors import ClientError, ClientTimeoutError, DaemonNotRunningError, ProtocolError
+from . import protocol, trust
+from .errors import (
+    ClientError,
+    ClientTimeoutError,
+    DaemonNotRunningError,
+    ProtocolError,
+    UntrustedFileError,
+)
 from .transport import NOBLOCK, recv_frames, send_frames
 
 DEFAULT_TIMEOUT = 5.0  # seconds to wait for a reply
@@ -97,15 +103,19 @@ class Client:
     def find(
         cls, path: str | os.PathLike[str] = ".", *, timeout: float = DEFAULT_TIMEOUT
     ) -> Client:
-        """Walk up from `path` to `.pyplantd/connection.json` and connect to its daemon."""
-        found = protocol.find_connection_file(Path(path))
-        if found is None:
-            raise DaemonNotRunningError(
-                f"no pyplantd daemon found from {Path(path).absolute()} (no "
-                f"{protocol.RUNTIME_DIR}/{protocol.CONNECTION_FILE} here or above). {_START_HINT}"
-            )
+        """Walk up from `path` to `.pyplantd/connection.json` and connect to its daemon.
+        UntrustedFileError when what it finds on the way is not the current user's own."""
         try:
+            found = protocol.find_connection_file(Path(path))
+            if found is None:
+                raise DaemonNotRunningError(
+                    f"no pyplantd daemon found from {Path(path).absolute()} (no "
+                    f"{protocol.RUNTIME_DIR}/{protocol.CONNECTION_FILE} here or above). "
+                    + _START_HINT
+                )
             info = protocol.ConnectionInfo.read(found)
+        except trust.UntrustedFileError as err:
+            raise UntrustedFileError(str(err)) from None
         except protocol.ProtocolError as err:
             raise ProtocolError(str(err)) from err
         return cls(info, timeout=timeout)

@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .trust import check_runtime_dir, check_secret_file, read_connection_file
+
 PROTOCOL_VERSION = 1
 RUNTIME_DIR = ".pyplantd"  # at the project root: see project_root()
 CONNECTION_FILE = "connection.json"
@@ -107,8 +109,10 @@ class ConnectionInfo:
 
     @classmethod
     def read(cls, path: Path) -> ConnectionInfo:
+        """The connection file at `path`; UntrustedFileError unless it and its folder are the
+        current user's and private, ProtocolError if it cannot be read as one."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_connection_file(path))
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (OSError, ValueError, TypeError) as err:
             raise ProtocolError(f"{path} is not a readable connection file: {err}") from err
@@ -136,12 +140,28 @@ def project_root(pipeline: Path) -> Path:
 
 
 def find_connection_file(start: Path) -> Path | None:
-    """Walk up from `start` to the first `.pyplantd/connection.json`."""
+    """Walk up from `start` to the first `.pyplantd/connection.json`.
+
+    A `.pyplantd` or connection file on the way that another user could have written (theirs,
+    open to others, or a symbolic link) stops the walk with UntrustedFileError naming it: skipping
+    it would let a file planted in a shared folder such as /tmp decide silently which daemon
+    answers, or hide that it is there; an error shows the user what to remove.
+    """
     start = start.absolute()
     for folder in (start, *start.parents):
-        candidate = folder / RUNTIME_DIR / CONNECTION_FILE
-        if candidate.is_file():
-            return candidate
+        runtime = folder / RUNTIME_DIR
+        try:
+            runtime_info = os.lstat(runtime)
+        except OSError:  # not there (or not reachable): nothing to trust or fear here
+            continue
+        check_runtime_dir(runtime, runtime_info)
+        candidate = runtime / CONNECTION_FILE
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:  # a runtime dir without a running daemon: go on up
+            continue
+        check_secret_file(candidate, info)
+        return candidate
     return None
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from pyplant_client.protocol import project_root
+from pyplant_client.trust import user_name
 
 from ..errors import PlantError
 
@@ -100,8 +101,8 @@ def _check_owner(path: Path, info: os.stat_result, kind: str) -> None:
         )
     if info.st_uid != os.geteuid():
         raise RuntimeDirError(
-            f"Refusing {path}: it belongs to {_user(info.st_uid)}, not to you "
-            f"({_user(os.geteuid())}), so another user could read or replace the daemon's "
+            f"Refusing {path}: it belongs to {user_name(info.st_uid)}, not to you "
+            f"({user_name(os.geteuid())}), so another user could read or replace the daemon's "
             "files there. Remove it (or ask its owner to) and start again."
         )
 
@@ -120,15 +121,6 @@ def _refusal(path: Path, err: OSError, kind: str) -> RuntimeDirError:
         f"Cannot use {path} as the daemon's runtime {kind}: {err.strerror or err}. "
         "Check that it is yours and writable, or move it away."
     )
-
-
-def _user(uid: int) -> str:
-    try:
-        import pwd
-
-        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
 
 
 class DaemonLock:
