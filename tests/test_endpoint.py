@@ -131,24 +131,56 @@ def test_a_replayed_message_is_rejected(daemon):
     assert not socket.poll(500)
 
 
+def deep(levels: int) -> object:
+    value: object = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def test_malformed_but_signed_input_gets_exactly_one_error_reply(daemon):
     socket = daemon.socket()
     key = daemon.info.key_bytes
-    payload = b"{not json"
-    socket.send_multipart([protocol.sign(key, [payload]), payload])
-    assert not socket.poll(300)  # no nonce readable: treated as unauthenticated
+    for payload in (b"{not json", b"[1, 2]", b"[" * 50_000 + b"]" * 50_000):
+        socket.send_multipart([protocol.sign(key, [payload]), payload])
+        reply = daemon.reply(socket)
+        assert (reply["ok"], reply["id"], reply["error"]["type"]) == (False, "", "Malformed")
+        assert not socket.poll(200)  # exactly one reply
     for args, kind in (
         ({"cmd": "fly"}, "UnknownCommand"),
         ({"cmd": "preview", "args": {"name": 3}}, "BadArguments"),
         ({"cmd": "run", "args": {"targets": ["nope"]}}, "BadArguments"),
+        ({"cmd": "run", "args": {"targets": "load"}}, "BadArguments"),
+        ({"cmd": "invalidate", "args": {}}, "BadArguments"),
         ({"cmd": "ping", "v": 99}, "Malformed"),
+        ({"cmd": "ping", "args": []}, "Malformed"),
+        ({"cmd": "ping", "args": {"a": deep(500)}}, "Malformed"),
+        ({"cmd": "ping", "more": True}, "Malformed"),
+        ({"cmd": "ping", "id": ["x"]}, "Malformed"),
     ):
         message = {"v": 1, "id": "x", "nonce": os.urandom(8).hex(), "ts": time.time(), **args}
         payload = json.dumps(message).encode()
         socket.send_multipart([protocol.sign(key, [payload]), payload])
         reply = daemon.reply(socket)
-        assert reply["ok"] is False and reply["error"]["type"] == kind, reply
+        assert reply["ok"] is False and reply["error"]["type"] == kind, (args, reply)
         assert not socket.poll(200)  # exactly one reply
+    status = daemon.call(socket, "status")["result"]
+    assert status["endpoint"]["malformed"] == 13
+    assert status["endpoint"]["unauthenticated"] == 0
+
+
+def test_a_request_with_a_non_finite_time_gets_no_reply_and_cannot_be_replayed(daemon):
+    socket = daemon.socket()
+    key = daemon.info.key_bytes
+    for ts in ("NaN", "Infinity", "1e999", '"now"'):
+        nonce = os.urandom(8).hex()
+        payload = f'{{"v": 1, "id": "x", "nonce": "{nonce}", "ts": {ts}, "cmd": "ping"}}'
+        frames = [protocol.sign(key, [payload.encode()]), payload.encode()]
+        for _ in range(2):  # NaN passed the window: these bytes were accepted for ever
+            socket.send_multipart(frames)
+            assert not socket.poll(300), ts
+    status = daemon.call(socket, "status")["result"]
+    assert status["endpoint"]["unauthenticated"] == 8
 
 
 def test_random_and_malformed_frames_leave_the_daemon_answering(daemon):

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import time
@@ -49,10 +50,16 @@ REPLAY_WINDOW = 60.0  # seconds a request stays valid; its nonce is remembered a
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
-COMMANDS = (
-    "ping", "status", "run", "cancel", "invalidate", "ingredients", "preview", "fetch",
-    "shutdown",
-)  # fmt: skip
+# Each command's arguments: name -> (kind, required); kinds are checked by _ARG_KINDS.
+COMMAND_ARGS: dict[str, dict[str, tuple[str, bool]]] = {
+    "ping": {}, "status": {}, "run": {"targets": ("names", False)}, "cancel": {},
+    "invalidate": {"reactor": ("name", True)}, "ingredients": {},
+    "preview": {"name": ("name", True)}, "fetch": {"name": ("name", True)}, "shutdown": {},
+}  # fmt: skip
+COMMANDS = tuple(COMMAND_ARGS)
+REQUEST_FIELDS = frozenset({"v", "id", "nonce", "ts", "cmd", "args"})
+MAX_ID_CHARS = 128  # a request id or nonce longer than this is not one a client made
+MAX_DEPTH = 16  # containers inside a request; the deepest real one has 3
 EVENT_TYPES = (
     "run_started", "reactor_started", "reactor_finished", "reactor_failed", "run_finished",
     "reload_failed", "log",
@@ -65,6 +72,15 @@ class ProtocolError(Exception):
 
 class UnauthenticatedError(ProtocolError):
     """Bad signature, stale time or replayed nonce: such input gets no reply at all."""
+
+
+class MalformedRequestError(ProtocolError):
+    """A signed request that breaks the schema: answered once, with `kind` ("Malformed",
+    "UnknownCommand" or "BadArguments") and the request's id when it has a usable one."""
+
+    def __init__(self, kind: str, message: str, request_id: str = "") -> None:
+        super().__init__(message)
+        self.kind, self.request_id = kind, request_id
 
 
 # -- connection file -------------------------------------------------------------------------
@@ -244,6 +260,8 @@ def _load(payload: bytes, limit: int) -> dict[str, Any]:
         message = _parse(payload)
     except ValueError as err:
         raise ProtocolError(f"not JSON: {err}") from err
+    except RecursionError:
+        raise ProtocolError("nested too deeply to parse") from None
     if not isinstance(message, dict):
         raise ProtocolError("a message is a JSON object")
     return _check_version(message)
@@ -301,10 +319,18 @@ class ReplayGuard:
         self._seen: OrderedDict[str, float] = OrderedDict()  # nonce -> when it was sent or seen
 
     def check(self, nonce: object, sent_at: object) -> None:
+        """UnauthenticatedError unless `nonce` is a fresh string and `sent_at` a finite time
+        within the window: a NaN or infinite time would compare as inside it for ever."""
         now = self._clock()
-        if not isinstance(nonce, str) or not isinstance(sent_at, (int, float)):
-            raise UnauthenticatedError("no nonce or time")
-        if abs(now - sent_at) > self.window:
+        if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_ID_CHARS:
+            raise UnauthenticatedError("no usable nonce")
+        if isinstance(sent_at, bool) or not isinstance(sent_at, int | float):
+            raise UnauthenticatedError("no numeric time")
+        try:
+            sent_at = float(sent_at)
+        except OverflowError:  # an int beyond float's range
+            raise UnauthenticatedError("request time outside the replay window") from None
+        if not math.isfinite(sent_at) or not abs(now - sent_at) <= self.window:
             raise UnauthenticatedError("request time outside the replay window")
         seen, horizon = self._seen, now - self.window
         while seen and (next(iter(seen.values())) < horizon or len(seen) > self.capacity):
@@ -318,23 +344,95 @@ class ReplayGuard:
 def decode_request(
     key: bytes, frames: list[bytes], guard: ReplayGuard, limit: int = MAX_MESSAGE_BYTES
 ) -> Request:
-    """UnauthenticatedError (no reply) or ProtocolError (one error reply) or a Request."""
+    """A Request; or UnauthenticatedError (answer nothing): bad signature, frames or size, a
+    missing, stale or replayed nonce or time; or MalformedRequestError (answer it once): a
+    signed message that is not a request of this schema.
+
+    The signature comes first, then the replay guard, then the whole schema in one place
+    (validate_request), so no handler ever sees a request of unchecked shape. A signed payload
+    that is not a JSON object cannot be checked for replay; it is answered all the same, since
+    only a holder of the key can have made it and the answer carries nothing.
+    """
     for frame in frames:
         if len(frame) > limit:
             raise UnauthenticatedError("oversized frame before authentication")
     payload = _verified(key, frames)
-    try:  # parsed once; a message without a readable nonce cannot be checked for replay
+    try:  # parsed once
         parsed = _parse(payload)
-    except ValueError:
-        parsed = None
+    except ValueError as err:  # UnicodeDecodeError is one
+        raise MalformedRequestError("Malformed", f"not JSON: {err}") from None
+    except RecursionError:
+        raise MalformedRequestError("Malformed", "nested too deeply to parse") from None
     if not isinstance(parsed, dict):
-        raise UnauthenticatedError("no readable nonce")
+        raise MalformedRequestError("Malformed", "a request is a JSON object")
     guard.check(parsed.get("nonce"), parsed.get("ts"))
-    message = _check_version(parsed)
+    return validate_request(parsed)
+
+
+def validate_request(message: dict[str, Any]) -> Request:
+    """The Request a decoded message is, checked against the schema: fields and their types,
+    the protocol version, nesting, the command and its arguments (COMMAND_ARGS)."""
+    request_id = message.get("id", "")
+    if not isinstance(request_id, str) or len(request_id) > MAX_ID_CHARS:
+        raise MalformedRequestError(
+            "Malformed", f"'id' must be a string of at most {MAX_ID_CHARS} characters"
+        )
+
+    def malformed(text: str, kind: str = "Malformed") -> MalformedRequestError:
+        return MalformedRequestError(kind, text, request_id)
+
+    if message.get("v") != PROTOCOL_VERSION:
+        raise malformed(
+            f"protocol version {message.get('v')!r}, this side speaks {PROTOCOL_VERSION}"
+        )
+    unknown = sorted(set(message) - REQUEST_FIELDS)
+    if unknown:
+        raise malformed(f"unknown request field {', '.join(map(repr, unknown))}")
     cmd, args = message.get("cmd"), message.get("args", {})
     if not isinstance(cmd, str) or not isinstance(args, dict):
-        raise ProtocolError("a request needs a string 'cmd' and an object 'args'")
-    return Request(str(message.get("id", "")), cmd, args)
+        raise malformed("a request needs a string 'cmd' and an object 'args'")
+    if _depth(args) > MAX_DEPTH:
+        raise malformed(f"'args' is nested deeper than {MAX_DEPTH} levels")
+    spec = COMMAND_ARGS.get(cmd)
+    if spec is None:
+        known = ", ".join(COMMANDS)
+        raise malformed(f"unknown command {cmd[:40]!r} (known: {known})", "UnknownCommand")
+    for name, value in args.items():
+        if name not in spec:
+            takes = ", ".join(map(repr, spec)) or "no arguments"
+            raise malformed(f"'{cmd}' takes {takes}, not {name[:40]!r}", "BadArguments")
+        kind, _required = spec[name]
+        if not _ARG_KINDS[kind][0](value):
+            raise malformed(f"'{cmd}': {name!r} must be {_ARG_KINDS[kind][1]}", "BadArguments")
+    missing = [name for name, (_kind, required) in spec.items() if required and name not in args]
+    if missing:
+        raise malformed(f"'{cmd}' needs {', '.join(map(repr, missing))}", "BadArguments")
+    return Request(request_id, cmd, args)
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 1000
+
+
+_ARG_KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "name": (_is_name, "a non-empty string"),
+    "names": (lambda v: isinstance(v, list) and all(map(_is_name, v)), "a list of names"),
+}
+
+
+def _depth(value: object) -> int:
+    """How many containers deep `value` goes, without recursion (any depth is safe to ask)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:  # deeper is already too deep: no need to look further
+                stack.extend(
+                    (child, level + 1)
+                    for child in (item.values() if isinstance(item, dict) else item)
+                )
+    return deepest
 
 
 # -- replies ----------------------------------------------------------------------------------

@@ -158,9 +158,10 @@ class Server:
         except protocol.UnauthenticatedError:
             self.unauthenticated += 1  # no reply: an unauthenticated peer learns nothing
             return
-        except protocol.ProtocolError as err:
+        except protocol.MalformedRequestError as err:
             self.malformed += 1
-            self._send(identity, protocol.encode_error(self._key_bytes, "", "Malformed", str(err)))
+            reply = protocol.encode_error(self._key_bytes, err.request_id, err.kind, str(err))
+            self._send(identity, reply)
             return
         self._send(identity, self._dispatch(request))
 
