@@ -6,10 +6,12 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +48,8 @@ class Daemon:
     def __init__(self, root: Path, seconds: float = 0.0, *options: str) -> None:
         self.root = root
         (root / "pipeline.py").write_text(PIPELINE.replace("SECONDS", str(seconds)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")]),
+               "COLUMNS": "1000"}  # fmt: skip
         self.log = (root / "daemon.out").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyplantd.cli", "watch", "pipeline.py", *options],
@@ -112,6 +115,30 @@ def test_tcp_endpoint_on_request_is_loopback_only(tmp_path):
         assert running.call(running.socket(), "ping")["ok"]
     finally:
         running.stop()
+
+
+def test_a_long_non_ascii_project_path_falls_back_to_tcp_and_says_so():
+    base = Path(tempfile.mkdtemp(prefix="pyplantd-", dir="/tmp"))
+    try:
+        # Under 100 characters, over 107 bytes: the old check counted characters.
+        room = 99 - len(str(base / "x" / ".pyplantd" / "request.sock")) + 1
+        root = base / ("\u00e9t\u00e9" * 20)[:room]  # 'été': 2-byte é
+        socket_path = root / ".pyplantd" / "request.sock"
+        assert len(str(socket_path)) < 100 < 108 < len(os.fsencode(socket_path))
+        root.mkdir()
+        running = Daemon(root)
+        try:
+            assert running.info.request.startswith("tcp://127.0.0.1:")
+            assert running.info.events.startswith("tcp://127.0.0.1:")
+            assert running.call(running.socket(), "ping")["ok"]
+            output = (root / "daemon.out").read_text()
+            notice = f"serving clients on {running.info.request} instead of a Unix socket: the path"
+            assert notice in output, output
+            assert "over the 103 a Unix socket can have" in " ".join(output.split()), output
+        finally:
+            running.stop()
+    finally:
+        shutil.rmtree(base)
 
 
 def test_wrong_key_gets_no_reply_and_is_counted(daemon):
