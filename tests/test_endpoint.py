@@ -45,9 +45,11 @@ with Plant('plant') as plant:
 
 
 class Daemon:
-    def __init__(self, root: Path, seconds: float = 0.0, *options: str) -> None:
+    def __init__(
+        self, root: Path, seconds: float = 0.0, *options: str, script: str = PIPELINE
+    ) -> None:
         self.root = root
-        (root / "pipeline.py").write_text(PIPELINE.replace("SECONDS", str(seconds)))
+        (root / "pipeline.py").write_text(script.replace("SECONDS", str(seconds)))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")]),
                "COLUMNS": "1000"}  # fmt: skip
         self.log = (root / "daemon.out").open("w")
@@ -426,3 +428,48 @@ def test_ten_thousand_random_frames_leave_the_daemon_answering(daemon):
             assert daemon.call(socket, "ping")["ok"]
     grown = psutil.Process(daemon.proc.pid).memory_info().rss - rss_before
     assert grown < 10 * 2**20, f"the daemon grew by {grown} bytes"
+
+
+UNENCODABLE = """
+from pyplantd import Plant, ReactorFunc
+
+@ReactorFunc
+def make(pipe):
+    pipe.send('nan', float('nan'))
+    pipe.send('inf', float('-inf'))
+    pipe.send('huge', 10 ** 5000)
+    pipe.send('listed', [1.0, 2.0, float('nan')])
+    pipe.send('fine', [1.0, 2.0])
+
+with Plant('plant') as plant:
+    plant.run_reactor(make)
+"""
+
+
+def test_a_reply_that_cannot_be_encoded_is_an_error_reply_naming_what(tmp_path):
+    from pyplant_client import Client, ProtocolError
+
+    running = Daemon(tmp_path, script=UNENCODABLE)
+    try:
+        with Client.find(tmp_path, timeout=20) as client:
+            deadline = time.monotonic() + 60
+            while not client.status().get("last_run"):
+                assert time.monotonic() < deadline, client.status()
+                time.sleep(0.05)
+            for name, what in (
+                ("nan", "the result['json'] is nan: JSON has no NaN or infinity"),
+                ("inf", "the result['json'] is -inf: JSON has no NaN or infinity"),
+                ("huge", "the result['json'] is an int of about 5000 digits"),
+                ("listed", "the result['json'][2] is nan"),
+            ):
+                started = time.monotonic()
+                with pytest.raises(ProtocolError) as raised:
+                    client.fetch(name)
+                assert time.monotonic() - started < 10  # an answer, not the client's timeout
+                assert raised.value.type == "Unencodable", raised.value
+                assert str(raised.value).startswith(
+                    f"the reply to 'fetch' cannot be sent as JSON: {what}"
+                ), raised.value
+            assert client.fetch("fine") == [1.0, 2.0]  # and the daemon goes on answering
+    finally:
+        running.stop()

@@ -285,6 +285,43 @@ def _dump(message: dict[str, Any]) -> bytes:
         raise ValueError("circular reference in a message") from err
 
 
+def unencodable(value: Any, root: str) -> str:
+    """Where and why `value` (named `root`) is not JSON this protocol can send, for an error
+    message: `root['x'][2] is nan: JSON has no NaN or infinity`. Walks without recursion."""
+    stack: list[tuple[str, Any, int]] = [(root, value, 0)]
+    while stack:
+        path, item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth > 200:
+                return f"{path} is nested deeper than 200 levels (or contains itself)"
+            if isinstance(item, dict):
+                for key in item:
+                    if key is not None and not isinstance(key, str | int | float):
+                        return f"{path} has a key of type {type(key).__name__}"
+                children = [(f"{path}[{_short(key)}]", child) for key, child in item.items()]
+            else:
+                children = [(f"{path}[{index}]", child) for index, child in enumerate(item)]
+            stack.extend((where, child, depth + 1) for where, child in reversed(children))
+            continue
+        try:
+            _ENCODER.encode(item)
+        except (TypeError, ValueError, OverflowError):
+            if isinstance(item, float):
+                return f"{path} is {item!r}: JSON has no NaN or infinity"
+            if isinstance(item, int):
+                digits = int(item.bit_length() * 0.30103)  # log10(2)
+                return f"{path} is an int of about {digits} digits, too long to write as text"
+            return f"{path} is of type {type(item).__name__}, which is not JSON"
+    return f"{root} is not JSON"
+
+
+def _short(key: Any) -> str:
+    if isinstance(key, int) and not isinstance(key, bool) and key.bit_length() > 64:
+        return f"<int of {key.bit_length()} bits>"
+    text = repr(key)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 # -- requests ---------------------------------------------------------------------------------
 class Request(NamedTuple):
     id: str
@@ -437,6 +474,7 @@ def _depth(value: object) -> int:
 
 # -- replies ----------------------------------------------------------------------------------
 def encode_reply(key: bytes, request_id: str, result: dict[str, Any]) -> list[bytes]:
+    """A signed reply; TypeError or ValueError if `result` is not JSON (see `unencodable`)."""
     payload = _dump({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result})
     return [sign(key, [payload]), payload]
 

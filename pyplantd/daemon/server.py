@@ -213,7 +213,15 @@ class Server:
         extra: list[bytes] = []
         if isinstance(result, tuple):
             result, extra = result
-        return protocol.encode_reply(key, request.id, result) + extra
+        try:
+            return protocol.encode_reply(key, request.id, result) + extra
+        except (TypeError, ValueError, OverflowError):
+            # Every request gets its reply: one that cannot be encoded becomes an error that
+            # says what, not silence that the client would blame on a stuck daemon.
+            what = protocol.unencodable(result, "the result")
+            logger.warning("reply to %s: %s", request.cmd, what)
+            message = f"the reply to '{request.cmd}' cannot be sent as JSON: {what}"
+            return protocol.encode_error(key, request.id, "Unencodable", message)
 
     def _send(self, identity: bytes, frames: list[bytes]) -> None:
         # Never waits: a slow or gone client's reply is dropped (ROUTER drops what it cannot
