@@ -251,3 +251,19 @@ def test_a_lock_file_made_by_another_user_is_refused_naming_its_owner(tmp_path: 
         assert f"Refusing {runtime / 'daemon.lock'}: it belongs to user {OTHER_USER}" in message
     finally:
         shutil.rmtree(shared)
+
+
+def test_a_project_marker_another_user_planted_in_a_shared_folder_does_not_count(
+    watch, tmp_path: Path
+) -> None:
+    shared = shared_dir()
+    try:
+        as_other("touch", str(shared / "pyproject.toml"))  # as anyone can in /tmp
+        plain_project(shared / "mine")
+        assert protocol.project_root(shared / "mine" / "pipeline.py") == shared / "mine"
+        daemon = watch(shared / "mine", "pipeline.py")
+        daemon.wait_connection(shared / "mine" / protocol.RUNTIME_DIR)
+        assert not (shared / protocol.RUNTIME_DIR).exists()
+        assert daemon.stop() == 0
+    finally:
+        shutil.rmtree(shared)

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -147,12 +148,21 @@ def project_root(pipeline: Path) -> Path:
     """Where a daemon on `pipeline` keeps its runtime dir: the nearest folder above the script
     (its own included) holding one of PROJECT_MARKERS, else the script's folder. A client
     started there or anywhere below finds it by walking up; the daemon's loader treats files
-    under it as the user's own."""
+    under it as the user's own. A marker in a folder every user may write to (/tmp) does not
+    count: it says nothing about whose project that is."""
     folder = pipeline.absolute().parent
     for candidate in (folder, *folder.parents):
-        if any(os.path.lexists(candidate / marker) for marker in PROJECT_MARKERS):
+        marked = any(os.path.lexists(candidate / marker) for marker in PROJECT_MARKERS)
+        if marked and not _writable_by_anyone(candidate):  # in /tmp anyone can plant one
             return candidate
     return folder
+
+
+def _writable_by_anyone(folder: Path) -> bool:
+    try:
+        return bool(os.stat(folder).st_mode & stat.S_IWOTH)
+    except OSError:
+        return True
 
 
 def find_connection_file(start: Path) -> Path | None:
