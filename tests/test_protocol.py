@@ -187,3 +187,20 @@ def test_a_reply_nested_too_deeply_to_parse_is_a_protocol_error() -> None:
     payload = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(protocol.ProtocolError, match="nested too deeply"):
         protocol.decode_reply(b"key", signed(b"key", payload))
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"a": [1, float("nan")]}, "r['a'][1] is nan: JSON has no NaN or infinity"),
+        ({"a": float("inf")}, "r['a'] is inf: JSON has no NaN or infinity"),
+        ({"a": 10**5000}, "r['a'] is an int of about 5000 digits, too long to write as text"),
+        ({"a": {(1, 2): 3}}, "r['a'] has a key of type tuple"),
+        ({"a": [1, b"raw"]}, "r['a'][1] is of type bytes, which is not JSON"),
+        ({"a": [1], "b": object()}, "r['b'] is of type object, which is not JSON"),
+    ],
+)
+def test_unencodable_names_the_first_value_json_cannot_carry(value: Any, where: str) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        protocol.encode_reply(b"key", "1", value)
+    assert protocol.unencodable(value, "r") == where

@@ -19,12 +19,11 @@ import stat
 import time
 from pathlib import Path
 
-from pyplant_client.protocol import project_root
+from pyplant_client.protocol import RUNTIME_DIR, project_root
 from pyplant_client.trust import user_name
 
 from ..errors import PlantError
 
-RUNTIME_DIR = ".pyplantd"
 LOCK_FILE = "daemon.lock"
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
