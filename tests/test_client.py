@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,13 +25,16 @@ import numpy as np
 import pytest
 import zmq
 from conftest import REPO
+from foreign_user import OTHER_USER, as_other, shared_dir
 from pyplant_client import (
     Client,
     ClientError,
     ClientTimeoutError,
     DaemonNotRunningError,
     ProtocolError,
+    UntrustedFileError,
     protocol,
+    trust,
 )
 from pyplant_client.cli import app, event_line
 from typer.testing import CliRunner
@@ -199,8 +203,84 @@ def test_endpoint_off_loopback_is_refused(daemon: FakeDaemon) -> None:
 def test_unreadable_connection_file_is_a_protocol_error(tmp_path: Path) -> None:
     (tmp_path / ".pyplantd").mkdir()
     (tmp_path / ".pyplantd" / "connection.json").write_text("{not json")
+    (tmp_path / ".pyplantd" / "connection.json").chmod(0o600)
     with pytest.raises(ProtocolError, match="not a readable connection file"):
         Client.find(tmp_path)
+
+
+# -- issue 9 B4: only the user's own private connection file is believed ---------------------
+def test_a_connection_file_another_user_left_in_a_shared_folder_is_refused(tmp_path) -> None:
+    fake = FakeDaemon(tmp_path / "made-here")  # a listener the other user points clients at
+    fake.answers["status"] = lambda request: {"state": "forged"}
+    shared = shared_dir()
+    try:
+        runtime = shared / protocol.RUNTIME_DIR
+        script = f"umask 077 && mkdir {runtime} && cat > {runtime / protocol.CONNECTION_FILE}"
+        as_other("sh", "-c", script, stdin=fake.path.read_text())
+        mine = shared / "mine"
+        mine.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "pyplant_client.cli", "status", "--dir", str(mine)],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(CLIENT)},
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.startswith(
+            f"Error: Refusing {runtime}: it belongs to user {OTHER_USER} (uid "
+        ), done.stderr
+        assert fake.requests == []  # not a word to the other user's endpoint
+        with pytest.raises(UntrustedFileError, match=f"Refusing {runtime}"):
+            Client.find(mine)
+    finally:
+        fake.close()
+        shutil.rmtree(shared)
+
+
+def test_another_users_runtime_dir_stops_the_walk_even_without_a_connection_file() -> None:
+    shared = shared_dir()
+    try:
+        as_other("mkdir", "-m", "0755", str(shared / protocol.RUNTIME_DIR))
+        (shared / "mine").mkdir()
+        with pytest.raises(UntrustedFileError, match=f"belongs to user {OTHER_USER}"):
+            Client.find(shared / "mine")
+    finally:
+        shutil.rmtree(shared)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (lambda path: path.chmod(0o644), "its mode 0644 lets other users read"),
+        (lambda path: path.parent.chmod(0o777), "its mode 0777 lets other users replace"),
+        (lambda path: path.parent.chmod(0o775), "its mode 0775 lets other users replace"),
+    ],
+)
+def test_a_connection_file_others_could_read_or_replace_is_refused(
+    daemon: FakeDaemon, tmp_path: Path, spoil: Callable[[Path], None], reason: str
+) -> None:
+    spoil(daemon.path)
+    with pytest.raises(UntrustedFileError, match=reason):
+        Client.find(tmp_path)
+    result = pyplant("status", directory=tmp_path)
+    assert result.exit_code == 2 and result.stderr.startswith("Error: Refusing "), result.stderr
+    assert daemon.requests == []
+
+
+def test_a_connection_file_reached_through_a_symlink_is_refused(daemon, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / protocol.RUNTIME_DIR).mkdir(parents=True)
+    link = project / protocol.RUNTIME_DIR / protocol.CONNECTION_FILE
+    link.symlink_to(daemon.path)
+    with pytest.raises(UntrustedFileError, match=f"Refusing {link}: it is a symbolic link"):
+        Client.find(project)
+    with pytest.raises(trust.UntrustedFileError, match="symbolic link"):
+        protocol.ConnectionInfo.read(link)
+    (project / protocol.RUNTIME_DIR / protocol.CONNECTION_FILE).unlink()
+    (project / protocol.RUNTIME_DIR).rmdir()
+    (project / protocol.RUNTIME_DIR).symlink_to(daemon.path.parent)
+    with pytest.raises(UntrustedFileError, match="is a symbolic link"):
+        Client.find(project)
+    assert daemon.requests == []
 
 
 # -- requests and replies ---------------------------------------------------------------------
@@ -329,15 +409,31 @@ def test_fetch_a_plain_value(daemon, client) -> None:
     assert client.fetch("summary") == {"total": 45.0}
 
 
-def test_fetch_an_array_from_its_hdf5_payload(daemon, client, tmp_path: Path) -> None:
+def content_checksum(array: np.ndarray) -> dict[str, str]:
+    """The checksum the store records for an array, computed here independently (xxhash)."""
+    import xxhash
+
+    hasher = xxhash.xxh3_128(f"{array.dtype.str}|{tuple(array.shape)}|".encode())
+    hasher.update(np.ascontiguousarray(array).tobytes())
+    return {"algorithm": "xxh3_128-array", "digest": hasher.hexdigest()}
+
+
+def hdf5_payload(path: Path, array: np.ndarray) -> dict[str, Any]:
+    """Write `array` as a payload file; the daemon's 'file' reply for it."""
     import h5py
 
-    path = tmp_path / "payload.h5"
     with h5py.File(path, "w") as handle:
-        handle.create_dataset("data", data=np.arange(5, dtype="int64"))
-    daemon.answers["fetch"] = lambda request: {
-        "kind": "file", "path": str(path), "format": "hdf5", "shape": [5], "dtype": "int64",
+        handle.create_dataset("data", data=array)
+    return {
+        "kind": "file", "path": str(path), "format": "hdf5", "shape": list(array.shape),
+        "dtype": str(array.dtype), "size": path.stat().st_size,
+        "checksum": content_checksum(array),
     }  # fmt: skip
+
+
+def test_fetch_an_array_from_its_hdf5_payload(daemon, client, tmp_path: Path) -> None:
+    reply = hdf5_payload(tmp_path / "payload.h5", np.arange(5, dtype="int64"))
+    daemon.answers["fetch"] = lambda request: reply
     np.testing.assert_array_equal(client.fetch("data"), np.arange(5))
 
 
@@ -347,7 +443,9 @@ def test_fetch_never_unpickles_an_hdf5_payload(daemon, client, tmp_path: Path) -
     path = tmp_path / "pickled.h5"
     with h5py.File(path, "w") as handle:
         handle.attrs["pickled"] = np.void(b"\x80\x05N.")
-    daemon.answers["fetch"] = lambda request: {"kind": "file", "path": str(path), "format": "hdf5"}
+    daemon.answers["fetch"] = lambda request: {
+        "kind": "file", "path": str(path), "format": "hdf5", "checksum": None,
+    }  # fmt: skip
     with pytest.raises(ProtocolError, match="no 'data' dataset"):
         client.fetch("objects")
 
@@ -355,8 +453,64 @@ def test_fetch_never_unpickles_an_hdf5_payload(daemon, client, tmp_path: Path) -
 def test_fetch_an_array_from_its_npy_payload(daemon, client, tmp_path: Path) -> None:
     path = tmp_path / "payload.npy"
     np.save(path, np.ones((2, 2)))
-    daemon.answers["fetch"] = lambda request: {"kind": "file", "path": str(path), "format": "npy"}
+    daemon.answers["fetch"] = lambda request: {
+        "kind": "file", "path": str(path), "format": "npy",
+        "checksum": content_checksum(np.ones((2, 2))),
+    }  # fmt: skip
     np.testing.assert_array_equal(client.fetch("data"), np.ones((2, 2)))
+
+
+# -- issue 9 A7: a payload file is believed only if it is the user's own and unchanged ---------
+def test_fetch_refuses_a_payload_whose_content_changed_on_disk(daemon, client, tmp_path) -> None:
+    original = np.arange(1000, dtype="<f8")
+    reply = hdf5_payload(tmp_path / "payload.h5", original)
+    altered = original.copy()
+    altered[500] = -1.0
+    hdf5_payload(tmp_path / "payload.h5", altered)  # the same size, other content
+    assert (tmp_path / "payload.h5").stat().st_size == reply["size"]
+    daemon.answers["fetch"] = lambda request: reply
+    with pytest.raises(UntrustedFileError, match="its content is not what was stored"):
+        client.fetch("data")
+
+
+def test_fetch_refuses_a_payload_of_another_size(daemon, client, tmp_path: Path) -> None:
+    reply = hdf5_payload(tmp_path / "payload.h5", np.arange(10.0))
+    daemon.answers["fetch"] = lambda request: {**reply, "size": reply["size"] + 1}
+    with pytest.raises(UntrustedFileError, match=r"bytes, not \d+, so the file was changed"):
+        client.fetch("data")
+
+
+def test_fetch_refuses_a_reply_without_a_checksum(daemon, client, tmp_path: Path) -> None:
+    reply = hdf5_payload(tmp_path / "payload.h5", np.arange(10.0))
+    del reply["checksum"]
+    daemon.answers["fetch"] = lambda request: reply
+    with pytest.raises(ProtocolError, match="no checksum"):
+        client.fetch("data")
+
+
+def test_fetch_refuses_a_payload_reached_through_a_symlink(daemon, client, tmp_path) -> None:
+    reply = hdf5_payload(tmp_path / "payload.h5", np.arange(10.0))
+    (tmp_path / "link.h5").symlink_to(tmp_path / "payload.h5")
+    daemon.answers["fetch"] = lambda request: {**reply, "path": str(tmp_path / "link.h5")}
+    with pytest.raises(UntrustedFileError, match="is a symbolic link"):
+        client.fetch("data")
+
+
+def test_fetch_refuses_a_payload_file_another_user_made(daemon, client, tmp_path) -> None:
+    reply = hdf5_payload(tmp_path / "made-by-me.h5", np.arange(10.0))
+    shared = shared_dir()
+    try:  # the same bytes, but written by another user: nothing says they stay so
+        theirs = shared / "payload.h5"
+        script = f"umask 022 && cat > {theirs}"
+        subprocess.run(
+            ["runuser", "-u", OTHER_USER, "--", "sh", "-c", script],
+            stdin=(tmp_path / "made-by-me.h5").open("rb"), check=True, timeout=60,
+        )  # fmt: skip
+        daemon.answers["fetch"] = lambda request: {**reply, "path": str(theirs)}
+        with pytest.raises(UntrustedFileError, match=f"belongs to user {OTHER_USER}"):
+            client.fetch("data")
+    finally:
+        shutil.rmtree(shared)
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -662,7 +816,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(pyplant_client.__all__) == sorted([
         "PROTOCOL_VERSION", "Client", "ClientError", "ClientTimeout", "ClientTimeoutError",
         "ConnectionInfo", "DaemonNotRunning", "DaemonNotRunningError", "EventStream",
-        "ProtocolError", "__version__",
+        "ProtocolError", "UntrustedFileError", "__version__",
     ])  # fmt: skip
 
 
@@ -797,3 +951,34 @@ def test_e2e_failing_reactor_exits_1_with_an_editor_line(watched: Path) -> None:
         (path, raise_line + 1, 1, "report: ValueError: report failed on purpose")
     ]
     assert cli(watched, "status").returncode == 0
+
+
+def test_e2e_fetch_checks_the_payload_file_and_refuses_it_once_altered(
+    watched: Path, tmp_path: Path
+) -> None:
+    import h5py
+
+    wait_first_run(watched)
+    with Client.find(watched) as client:
+        deadline = time.monotonic() + 60
+        while (reply := client.call("fetch", {"name": "data"}))["kind"] != "file":
+            assert time.monotonic() < deadline, reply  # until its payload is durable
+            time.sleep(0.05)
+        assert reply["checksum"]["algorithm"] == "xxh3_128-array"
+        np.testing.assert_array_equal(client.fetch("data"), np.arange(10.0))  # checks out
+
+        path = Path(reply["path"])
+        size = path.stat().st_size
+        with h5py.File(path, "r") as handle:
+            offset = handle["data"].id.get_offset()
+        with open(path, "r+b") as handle:  # one value changed in place, as an editor might
+            handle.seek(offset + 8 * 3)
+            handle.write(np.float64(-1.0).tobytes())
+        assert path.stat().st_size == size
+        with pytest.raises(UntrustedFileError, match="changed on disk after 'data' was stored"):
+            client.fetch("data")
+        assert "min=0 " in client.preview("data")  # the daemon still holds the right value
+    done = cli(watched, "fetch", "data", "-o", str(tmp_path / "data.npy"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "its content is not what was stored" in done.stderr
+    assert not (tmp_path / "data.npy").exists()

@@ -6,10 +6,12 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,10 +45,13 @@ with Plant('plant') as plant:
 
 
 class Daemon:
-    def __init__(self, root: Path, seconds: float = 0.0, *options: str) -> None:
+    def __init__(
+        self, root: Path, seconds: float = 0.0, *options: str, script: str = PIPELINE
+    ) -> None:
         self.root = root
-        (root / "pipeline.py").write_text(PIPELINE.replace("SECONDS", str(seconds)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")])}
+        (root / "pipeline.py").write_text(script.replace("SECONDS", str(seconds)))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "client")]),
+               "COLUMNS": "1000"}  # fmt: skip
         self.log = (root / "daemon.out").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyplantd.cli", "watch", "pipeline.py", *options],
@@ -114,6 +119,30 @@ def test_tcp_endpoint_on_request_is_loopback_only(tmp_path):
         running.stop()
 
 
+def test_a_long_non_ascii_project_path_falls_back_to_tcp_and_says_so():
+    base = Path(tempfile.mkdtemp(prefix="pyplantd-", dir="/tmp"))
+    try:
+        # Under 100 characters, over 107 bytes: the old check counted characters.
+        room = 99 - len(str(base / "x" / ".pyplantd" / "request.sock")) + 1
+        root = base / ("\u00e9t\u00e9" * 20)[:room]  # 'été': 2-byte é
+        socket_path = root / ".pyplantd" / "request.sock"
+        assert len(str(socket_path)) < 100 < 108 < len(os.fsencode(socket_path))
+        root.mkdir()
+        running = Daemon(root)
+        try:
+            assert running.info.request.startswith("tcp://127.0.0.1:")
+            assert running.info.events.startswith("tcp://127.0.0.1:")
+            assert running.call(running.socket(), "ping")["ok"]
+            output = (root / "daemon.out").read_text()
+            notice = f"serving clients on {running.info.request} instead of a Unix socket: the path"
+            assert notice in output, output
+            assert "over the 103 a Unix socket can have" in " ".join(output.split()), output
+        finally:
+            running.stop()
+    finally:
+        shutil.rmtree(base)
+
+
 def test_wrong_key_gets_no_reply_and_is_counted(daemon):
     socket = daemon.socket()
     socket.send_multipart(protocol.encode_request(b"not the key", "ping"))
@@ -131,24 +160,56 @@ def test_a_replayed_message_is_rejected(daemon):
     assert not socket.poll(500)
 
 
+def deep(levels: int) -> object:
+    value: object = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def test_malformed_but_signed_input_gets_exactly_one_error_reply(daemon):
     socket = daemon.socket()
     key = daemon.info.key_bytes
-    payload = b"{not json"
-    socket.send_multipart([protocol.sign(key, [payload]), payload])
-    assert not socket.poll(300)  # no nonce readable: treated as unauthenticated
+    for payload in (b"{not json", b"[1, 2]", b"[" * 50_000 + b"]" * 50_000):
+        socket.send_multipart([protocol.sign(key, [payload]), payload])
+        reply = daemon.reply(socket)
+        assert (reply["ok"], reply["id"], reply["error"]["type"]) == (False, "", "Malformed")
+        assert not socket.poll(200)  # exactly one reply
     for args, kind in (
         ({"cmd": "fly"}, "UnknownCommand"),
         ({"cmd": "preview", "args": {"name": 3}}, "BadArguments"),
         ({"cmd": "run", "args": {"targets": ["nope"]}}, "BadArguments"),
+        ({"cmd": "run", "args": {"targets": "load"}}, "BadArguments"),
+        ({"cmd": "invalidate", "args": {}}, "BadArguments"),
         ({"cmd": "ping", "v": 99}, "Malformed"),
+        ({"cmd": "ping", "args": []}, "Malformed"),
+        ({"cmd": "ping", "args": {"a": deep(500)}}, "Malformed"),
+        ({"cmd": "ping", "more": True}, "Malformed"),
+        ({"cmd": "ping", "id": ["x"]}, "Malformed"),
     ):
         message = {"v": 1, "id": "x", "nonce": os.urandom(8).hex(), "ts": time.time(), **args}
         payload = json.dumps(message).encode()
         socket.send_multipart([protocol.sign(key, [payload]), payload])
         reply = daemon.reply(socket)
-        assert reply["ok"] is False and reply["error"]["type"] == kind, reply
+        assert reply["ok"] is False and reply["error"]["type"] == kind, (args, reply)
         assert not socket.poll(200)  # exactly one reply
+    status = daemon.call(socket, "status")["result"]
+    assert status["endpoint"]["malformed"] == 13
+    assert status["endpoint"]["unauthenticated"] == 0
+
+
+def test_a_request_with_a_non_finite_time_gets_no_reply_and_cannot_be_replayed(daemon):
+    socket = daemon.socket()
+    key = daemon.info.key_bytes
+    for ts in ("NaN", "Infinity", "1e999", '"now"'):
+        nonce = os.urandom(8).hex()
+        payload = f'{{"v": 1, "id": "x", "nonce": "{nonce}", "ts": {ts}, "cmd": "ping"}}'
+        frames = [protocol.sign(key, [payload.encode()]), payload.encode()]
+        for _ in range(2):  # NaN passed the window: these bytes were accepted for ever
+            socket.send_multipart(frames)
+            assert not socket.poll(300), ts
+    status = daemon.call(socket, "status")["result"]
+    assert status["endpoint"]["unauthenticated"] == 8
 
 
 def test_random_and_malformed_frames_leave_the_daemon_answering(daemon):
@@ -367,3 +428,48 @@ def test_ten_thousand_random_frames_leave_the_daemon_answering(daemon):
             assert daemon.call(socket, "ping")["ok"]
     grown = psutil.Process(daemon.proc.pid).memory_info().rss - rss_before
     assert grown < 10 * 2**20, f"the daemon grew by {grown} bytes"
+
+
+UNENCODABLE = """
+from pyplantd import Plant, ReactorFunc
+
+@ReactorFunc
+def make(pipe):
+    pipe.send('nan', float('nan'))
+    pipe.send('inf', float('-inf'))
+    pipe.send('huge', 10 ** 5000)
+    pipe.send('listed', [1.0, 2.0, float('nan')])
+    pipe.send('fine', [1.0, 2.0])
+
+with Plant('plant') as plant:
+    plant.run_reactor(make)
+"""
+
+
+def test_a_reply_that_cannot_be_encoded_is_an_error_reply_naming_what(tmp_path):
+    from pyplant_client import Client, ProtocolError
+
+    running = Daemon(tmp_path, script=UNENCODABLE)
+    try:
+        with Client.find(tmp_path, timeout=20) as client:
+            deadline = time.monotonic() + 60
+            while not client.status().get("last_run"):
+                assert time.monotonic() < deadline, client.status()
+                time.sleep(0.05)
+            for name, what in (
+                ("nan", "the result['json'] is nan: JSON has no NaN or infinity"),
+                ("inf", "the result['json'] is -inf: JSON has no NaN or infinity"),
+                ("huge", "the result['json'] is an int of about 5000 digits"),
+                ("listed", "the result['json'][2] is nan"),
+            ):
+                started = time.monotonic()
+                with pytest.raises(ProtocolError) as raised:
+                    client.fetch(name)
+                assert time.monotonic() - started < 10  # an answer, not the client's timeout
+                assert raised.value.type == "Unencodable", raised.value
+                assert str(raised.value).startswith(
+                    f"the reply to 'fetch' cannot be sent as JSON: {what}"
+                ), raised.value
+            assert client.fetch("fine") == [1.0, 2.0]  # and the daemon goes on answering
+    finally:
+        running.stop()

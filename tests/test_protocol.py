@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import os
+import time
+from typing import Any
 
 import pytest
 from pyplant_client import protocol
@@ -84,3 +86,121 @@ def test_a_nonce_is_refused_for_as_long_as_its_request_could_be_accepted() -> No
     now[0] = 1111.0  # past both windows: forgotten, as they are too old to be accepted
     guard.check("later", 1111.0)
     assert list(guard._seen) == ["later"]
+
+
+# -- issue 9 B5: the replay guard and the request schema ---------------------------------------
+def signed(key: bytes, payload: bytes) -> list[bytes]:
+    return [protocol.sign(key, [payload]), payload]
+
+
+@pytest.mark.parametrize(
+    "ts", ["NaN", "Infinity", "-Infinity", "1e999", "10" + "0" * 400, '"1732000000"', "true",
+           "null", "[]"],
+)  # fmt: skip
+def test_a_request_whose_time_is_not_a_finite_number_is_never_accepted(ts: str) -> None:
+    key, guard = b"key", protocol.ReplayGuard()
+    payload = (
+        '{"v": 1, "id": "x", "nonce": "n", "cmd": "ping", "args": {}, "ts": ' + ts + "}"
+    ).encode()
+    for _ in range(2):  # NaN compared as inside the window: the same bytes worked for ever
+        with pytest.raises(protocol.UnauthenticatedError):
+            protocol.decode_request(key, signed(key, payload), guard)
+
+
+@pytest.mark.parametrize("nonce", [None, 7, "", "n" * 129, ["n"]])
+def test_a_request_without_a_usable_nonce_is_never_accepted(nonce: object) -> None:
+    key = b"key"
+    message = {"v": 1, "id": "x", "nonce": nonce, "ts": time.time(), "cmd": "ping", "args": {}}
+    with pytest.raises(protocol.UnauthenticatedError):
+        protocol.decode_request(
+            key, signed(key, json.dumps(message).encode()), protocol.ReplayGuard()
+        )
+
+
+def deep(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+MALFORMED = [
+    # (what the message has instead, kind, the id the error reply carries)
+    ({"id": 7}, "Malformed", ""),
+    ({"id": "i" * 129}, "Malformed", ""),
+    ({"v": 2}, "Malformed", "r1"),
+    ({"v": "1"}, "Malformed", "r1"),
+    ({"extra": 1}, "Malformed", "r1"),
+    ({"cmd": 3}, "Malformed", "r1"),
+    ({"args": ["name"]}, "Malformed", "r1"),
+    ({"args": {"targets": deep(40)}}, "Malformed", "r1"),
+    ({"cmd": "fly"}, "UnknownCommand", "r1"),
+    ({"cmd": "preview", "args": {"name": 3}}, "BadArguments", "r1"),
+    ({"cmd": "preview", "args": {}}, "BadArguments", "r1"),
+    ({"cmd": "preview", "args": {"name": "x", "depth": 2}}, "BadArguments", "r1"),
+    ({"cmd": "run", "args": {"targets": "load"}}, "BadArguments", "r1"),
+    ({"cmd": "run", "args": {"targets": [["load"]]}}, "BadArguments", "r1"),
+    ({"cmd": "run", "args": {"targets": None}}, "BadArguments", "r1"),
+    ({"cmd": "ping", "args": {"x": 1}}, "BadArguments", "r1"),
+]
+
+
+@pytest.mark.parametrize(("change", "kind", "reply_id"), MALFORMED)
+def test_a_signed_request_off_the_schema_is_malformed_with_its_kind(
+    change: dict[str, Any], kind: str, reply_id: str
+) -> None:
+    key = b"key"
+    message = {"v": 1, "id": "r1", "nonce": os.urandom(8).hex(), "ts": time.time(),
+               "cmd": "ping", "args": {}, **change}  # fmt: skip
+    with pytest.raises(protocol.MalformedRequestError) as raised:
+        protocol.decode_request(
+            key, signed(key, json.dumps(message).encode()), protocol.ReplayGuard()
+        )
+    assert (raised.value.kind, raised.value.request_id) == (kind, reply_id), raised.value
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"{not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"[" * 100_000 + b"]" * 100_000],
+)
+def test_a_signed_payload_that_is_no_json_object_is_malformed(payload: bytes) -> None:
+    key = b"key"
+    with pytest.raises(protocol.MalformedRequestError) as raised:
+        protocol.decode_request(key, signed(key, payload), protocol.ReplayGuard())
+    assert raised.value.kind == "Malformed"
+
+
+def test_every_command_the_client_sends_fits_the_schema() -> None:
+    key, guard = b"key", protocol.ReplayGuard()
+    for cmd, args in [
+        ("ping", None), ("status", None), ("run", {"targets": ["a", "b"]}), ("run", None),
+        ("cancel", None), ("invalidate", {"reactor": "a"}), ("ingredients", None),
+        ("preview", {"name": "x"}), ("fetch", {"name": "x"}), ("shutdown", None),
+    ]:  # fmt: skip
+        request = protocol.decode_request(key, protocol.encode_request(key, cmd, args), guard)
+        assert (request.cmd, request.args) == (cmd, args or {})
+    assert set(protocol.COMMANDS) == {"ping", "status", "run", "cancel", "invalidate",
+                                      "ingredients", "preview", "fetch", "shutdown"}  # fmt: skip
+
+
+def test_a_reply_nested_too_deeply_to_parse_is_a_protocol_error() -> None:
+    payload = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(protocol.ProtocolError, match="nested too deeply"):
+        protocol.decode_reply(b"key", signed(b"key", payload))
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"a": [1, float("nan")]}, "r['a'][1] is nan: JSON has no NaN or infinity"),
+        ({"a": float("inf")}, "r['a'] is inf: JSON has no NaN or infinity"),
+        ({"a": 10**5000}, "r['a'] is an int of about 5000 digits, too long to write as text"),
+        ({"a": {(1, 2): 3}}, "r['a'] has a key of type tuple"),
+        ({"a": [1, b"raw"]}, "r['a'][1] is of type bytes, which is not JSON"),
+        ({"a": [1], "b": object()}, "r['b'] is of type object, which is not JSON"),
+    ],
+)
+def test_unencodable_names_the_first_value_json_cannot_carry(value: Any, where: str) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        protocol.encode_reply(b"key", "1", value)
+    assert protocol.unencodable(value, "r") == where

@@ -8,6 +8,7 @@ from .errors import (
     DaemonNotRunning,
     DaemonNotRunningError,
     ProtocolError,
+    UntrustedFileError,
 )
 from .protocol import PROTOCOL_VERSION, ConnectionInfo
 
@@ -24,5 +25,6 @@ __all__ = [
     "DaemonNotRunningError",
     "EventStream",
     "ProtocolError",
+    "UntrustedFileError",
     "__version__",
 ]

@@ -19,14 +19,23 @@ from typing import Any
 
 import zmq
 
-from . import protocol
-from .errors import ClientError, ClientTimeoutError, DaemonNotRunningError, ProtocolError
+from . import protocol, trust
+from .errors import (
+    ClientError,
+    ClientTimeoutError,
+    DaemonNotRunningError,
+    ProtocolError,
+    UntrustedFileError,
+)
 from .transport import NOBLOCK, recv_frames, send_frames
 
 DEFAULT_TIMEOUT = 5.0  # seconds to wait for a reply
 FOLLOW_POLL = 1.0  # seconds of silence on the event stream before asking `status` instead
 _LOOPBACK = ("ipc://", "tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:")
 _START_HINT = "Start one with `pyplantd watch pipeline.py`."
+# A payload file's checksum as the daemon names it: xxh3_128 over "<dtype.str>|<shape tuple>|"
+# then the array's C-order bytes (the store's content hash of an array).
+CHECKSUM_ALGORITHM = "xxh3_128-array"
 
 
 # -- is the daemon there? ---------------------------------------------------------------------
@@ -97,15 +106,19 @@ class Client:
     def find(
         cls, path: str | os.PathLike[str] = ".", *, timeout: float = DEFAULT_TIMEOUT
     ) -> Client:
-        """Walk up from `path` to `.pyplantd/connection.json` and connect to its daemon."""
-        found = protocol.find_connection_file(Path(path))
-        if found is None:
-            raise DaemonNotRunningError(
-                f"no pyplantd daemon found from {Path(path).absolute()} (no "
-                f"{protocol.RUNTIME_DIR}/{protocol.CONNECTION_FILE} here or above). {_START_HINT}"
-            )
+        """Walk up from `path` to `.pyplantd/connection.json` and connect to its daemon.
+        UntrustedFileError when what it finds on the way is not the current user's own."""
         try:
+            found = protocol.find_connection_file(Path(path))
+            if found is None:
+                raise DaemonNotRunningError(
+                    f"no pyplantd daemon found from {Path(path).absolute()} (no "
+                    f"{protocol.RUNTIME_DIR}/{protocol.CONNECTION_FILE} here or above). "
+                    + _START_HINT
+                )
             info = protocol.ConnectionInfo.read(found)
+        except trust.UntrustedFileError as err:
+            raise UntrustedFileError(str(err)) from None
         except protocol.ProtocolError as err:
             raise ProtocolError(str(err)) from err
         return cls(info, timeout=timeout)
@@ -415,26 +428,73 @@ def _array_from_buffer(np: Any, result: dict[str, Any], extra: list[bytes]) -> A
 
 
 def _array_from_file(np: Any, name: str, result: dict[str, Any]) -> Any:
+    """The array in the payload file the daemon names, believed only if the file is the user's
+    own, has the size recorded and its content the checksum recorded when it was stored: a
+    file changed on disk since is refused, though the daemon may still hold the right value."""
     path, kind = result.get("path"), result.get("format")
     if not isinstance(path, str) or not path:
         raise ProtocolError("a 'file' reply to 'fetch' names no path")
-    if kind == "npy":
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    elif kind == "hdf5":
-        try:
-            import h5py
-        except ImportError:
-            raise ClientError(
-                f"'{name}' is stored as HDF5 ({path}); reading it needs h5py: pip install h5py"
-            ) from None
-        with h5py.File(path, "r") as handle:
-            if not isinstance(handle.get("data"), h5py.Dataset):  # e.g. a pickled object array
-                raise ProtocolError(f"{path} holds no 'data' dataset that can be read safely")
-            array = handle["data"][()]
-    else:
-        raise ProtocolError(f"unknown payload format {kind!r} in the reply to 'fetch'")
+    if "checksum" not in result:
+        raise ProtocolError(f"the daemon sent no checksum for {path}; refusing it unchecked")
+    try:
+        info = trust.check_payload_file(Path(path))
+    except trust.UntrustedFileError as err:
+        raise UntrustedFileError(str(err)) from None
+    except OSError as err:
+        raise ClientError(f"cannot read '{name}' from {path}: {err.strerror or err}") from None
+    size = result.get("size")
+    if size is not None and info.st_size != size:
+        raise UntrustedFileError(_altered(name, path, f"{info.st_size} bytes, not {size}"))
+    array = _read_payload(np, name, path, kind)
     if "dtype" in result and np.dtype(array.dtype) != _dtype(np, result["dtype"]):
         raise ProtocolError(f"{path} holds {array.dtype}, the daemon said {result['dtype']}")
     if "shape" in result and tuple(array.shape) != _shape(result["shape"]):
         raise ProtocolError(f"{path} holds shape {array.shape}, the daemon said {result['shape']}")
+    _check_content(np, name, path, array, result["checksum"])
     return array
+
+
+def _read_payload(np: Any, name: str, path: str, kind: object) -> Any:
+    """The whole array, in memory: a memory map would let later changes to the file through."""
+    if kind == "npy":
+        return np.load(path, allow_pickle=False)
+    if kind != "hdf5":
+        raise ProtocolError(f"unknown payload format {kind!r} in the reply to 'fetch'")
+    try:
+        import h5py
+    except ImportError:
+        raise ClientError(
+            f"'{name}' is stored as HDF5 ({path}); reading it needs h5py: pip install h5py"
+        ) from None
+    with h5py.File(path, "r") as handle:
+        if not isinstance(handle.get("data"), h5py.Dataset):  # e.g. a pickled object array
+            raise ProtocolError(f"{path} holds no 'data' dataset that can be read safely")
+        return handle["data"][()]
+
+
+def _check_content(np: Any, name: str, path: str, array: Any, checksum: object) -> None:
+    """UntrustedFileError unless `array` has the content hash recorded at commit. None: the
+    store records none for this payload (an hdf_array, larger than memory): size only."""
+    if checksum is None:
+        return
+    if not isinstance(checksum, dict) or checksum.get("algorithm") != CHECKSUM_ALGORITHM:
+        raise ProtocolError(f"unknown checksum {checksum!r} in the reply to 'fetch'")
+    try:
+        import xxhash
+    except ImportError:
+        raise ClientError(
+            f"checking '{name}' against its checksum needs xxhash: pip install xxhash"
+        ) from None
+    hasher = xxhash.xxh3_128()
+    hasher.update(f"{array.dtype.str}|{tuple(array.shape)}|".encode())
+    hasher.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    digest = checksum.get("digest")
+    if not isinstance(digest, str) or not hmac.compare_digest(hasher.hexdigest(), digest):
+        raise UntrustedFileError(_altered(name, path, "its content is not what was stored"))
+
+
+def _altered(name: str, path: str, how: str) -> str:
+    return (
+        f"Refusing {path}: {how}, so the file was changed on disk after '{name}' was stored. "
+        f"Re-make it: pyplant invalidate <the reactor that sends '{name}'>."
+    )

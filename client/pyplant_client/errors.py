@@ -1,4 +1,4 @@
-"""What the client raises. Depends only on the protocol module.
+"""What the client raises. Depends only on the protocol and trust modules.
 
     Exception
     ├── protocol.ProtocolError
@@ -6,6 +6,8 @@
     └── ClientError ───────────────┤   (`.type`: "BadArguments", "UnknownCommand", ...)
         ├── DaemonNotRunningError  │   no connection file, or its daemon is gone
         ├── ProtocolError ─────────┘
+        ├── UntrustedFileError     a runtime dir, connection or payload file another user
+        │                          could have written (theirs, open to others, a link)
         └── ClientTimeoutError  (also a builtin TimeoutError)   no reply in time
 
 `DaemonNotRunning` and `ClientTimeout` are the same classes under shorter names.
@@ -13,7 +15,7 @@
 
 from __future__ import annotations
 
-from . import protocol
+from . import protocol, trust
 
 
 class ClientError(Exception):
@@ -31,6 +33,10 @@ class ProtocolError(ClientError, protocol.ProtocolError):
         super().__init__(message)
         self.type = type
         self.message = message
+
+
+class UntrustedFileError(ClientError, trust.UntrustedFileError):
+    """A file the client will not believe, named with the reason; never used."""
 
 
 class ClientTimeoutError(ClientError, TimeoutError):

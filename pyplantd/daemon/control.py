@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 PREVIEW_CHARS = 400
 MAX_BUFFER_BYTES = 2**30  # larger arrays are fetched from their file
+# The checksum the store records at commit for each type whose payload file a client reads
+# itself, named for the client to recompute (pyplant_client.client). For an array it is the
+# content hash of store/specs.py: xxh3_128 over "<dtype.str>|<shape tuple>|" and the C-order
+# bytes. An hdf_array records none (hashing data larger than memory at commit would defeat it).
+FILE_CHECKSUMS = {"array": "xxh3_128-array"}
 
 
 class Control:
@@ -86,7 +91,14 @@ class Control:
         on_disk = record.type in ("array", "hdf_array") and record.meta.get("dtype") != "object"
         if on_disk and durable:  # the client reads dataset "data" of the file itself
             path = str(store.payloads.resolve(record.path))
-            return {"kind": "file", "path": path, "format": "hdf5", **record.meta}
+            algorithm = FILE_CHECKSUMS.get(record.type)
+            checksum = None
+            if algorithm and record.checksum:  # the client checks the file against it
+                checksum = {"algorithm": algorithm, "digest": record.checksum}
+            return {
+                **record.meta, "kind": "file", "path": path, "format": "hdf5",
+                "size": record.size, "checksum": checksum,
+            }  # fmt: skip
         if isinstance(value, np.ndarray) and not value.dtype.hasobject:
             if value.nbytes > MAX_BUFFER_BYTES:
                 raise BadArgumentsError(f"'{record.name}' is not on disk yet and too large to send")

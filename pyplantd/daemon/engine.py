@@ -116,7 +116,10 @@ class Engine:
         from .control import Control
         from .server import Server
 
-        server = Server(runtime, Control(self).handlers(), self.pipeline, self.options.tcp)
+        server = Server(
+            runtime, Control(self).handlers(), self.pipeline, self.options.tcp,
+            on_notice=self.console.notice,
+        )  # fmt: skip
         self.publish = self.state.chain(server.publish)
         self.server = server
         self.console.on_line = lambda reactor, text: server.publish(

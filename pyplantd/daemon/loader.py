@@ -11,20 +11,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyplant_client.protocol import project_root
+
 from ..errors import ScriptError
 from ..origins import is_user_file
 from ..script import run_script
-
-_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
-
-
-def project_root(pipeline: Path) -> Path:
-    """The nearest folder above the pipeline that looks like a project; else its own folder."""
-    folder = pipeline.absolute().parent
-    for candidate in (folder, *folder.parents):
-        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS):
-            return candidate
-    return folder
 
 
 @dataclass(frozen=True)

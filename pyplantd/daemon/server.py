@@ -30,7 +30,8 @@ from .. import __version__
 
 logger = logging.getLogger(__name__)
 
-_MAX_IPC_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+# sun_path holds 108 bytes on Linux, 104 on macOS, its NUL included: bytes, not characters
+_MAX_IPC_PATH_BYTES = 103
 _STOP_CHECK_MS = 100  # the request thread looks at the stop flag this often when idle
 _MAX_QUEUED_EVENTS = 10_000  # beyond, events are dropped (as PUB drops for slow subscribers)
 
@@ -45,9 +46,10 @@ Handler = Callable[[dict[str, Any]], dict[str, Any] | tuple[dict[str, Any], list
 class Server:
     def __init__(
         self, runtime: Path, handlers: dict[str, Handler], pipeline: Path, tcp: bool = False,
-        limit: int = protocol.MAX_MESSAGE_BYTES,
+        limit: int = protocol.MAX_MESSAGE_BYTES, on_notice: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self.runtime, self.handlers, self.limit = runtime, handlers, limit
+        self._notice = on_notice or logger.warning
         self.key = protocol.new_key()
         self.context = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
@@ -76,18 +78,45 @@ class Server:
         self._seq = 0
 
     def _bind(self, tcp: bool) -> tuple[str, str]:
-        request_path, events_path = self.runtime / "request.sock", self.runtime / "events.sock"
-        if not tcp and len(str(request_path)) < _MAX_IPC_PATH:
-            for path in (request_path, events_path):
-                path.unlink(missing_ok=True)  # left by a daemon that died
-            self.router.bind(f"ipc://{request_path}")
-            self.pub.bind(f"ipc://{events_path}")
-            for path in (request_path, events_path):
-                os.chmod(path, 0o600)
-            return f"ipc://{request_path}", f"ipc://{events_path}"
-        request_port = self.router.bind_to_random_port("tcp://127.0.0.1")
-        events_port = self.pub.bind_to_random_port("tcp://127.0.0.1")
-        return f"tcp://127.0.0.1:{request_port}", f"tcp://127.0.0.1:{events_port}"
+        """Unix sockets in the runtime dir; tcp on 127.0.0.1 when asked, or, saying why, when
+        the runtime dir's path is too long for a Unix socket or one cannot be made there."""
+        reason = ""
+        if not tcp:
+            paths = (self.runtime / "request.sock", self.runtime / "events.sock")
+            longest = max(len(os.fsencode(path)) for path in paths)
+            if longest > _MAX_IPC_PATH_BYTES:
+                reason = (
+                    f"the path of {paths[0]} is {longest} bytes, over the "
+                    f"{_MAX_IPC_PATH_BYTES} a Unix socket can have"
+                )
+            else:
+                try:
+                    return self._bind_ipc(paths)
+                except (zmq.ZMQError, OSError) as err:
+                    reason = f"no Unix socket could be made in {self.runtime} ({err})"
+        request = f"tcp://127.0.0.1:{self.router.bind_to_random_port('tcp://127.0.0.1')}"
+        events = f"tcp://127.0.0.1:{self.pub.bind_to_random_port('tcp://127.0.0.1')}"
+        if reason:
+            self._notice(f"serving clients on {request} instead of a Unix socket: {reason}")
+        return request, events
+
+    def _bind_ipc(self, paths: tuple[Path, Path]) -> tuple[str, str]:
+        endpoints = (f"ipc://{paths[0]}", f"ipc://{paths[1]}")
+        bound: list[tuple[zmq.Socket[Any], str]] = []
+        try:
+            for socket, path, endpoint in zip(
+                (self.router, self.pub), paths, endpoints, strict=True
+            ):
+                path.unlink(missing_ok=True)  # left by a daemon that died (a link: only it goes)
+                socket.bind(endpoint)
+                bound.append((socket, endpoint))
+                os.chmod(path, 0o600)  # in our own 0700 dir: nobody else can swap it meanwhile
+        except (zmq.ZMQError, OSError):
+            for socket, endpoint in bound:
+                with contextlib.suppress(zmq.ZMQError):
+                    socket.unbind(endpoint)
+            raise
+        return endpoints
 
     # -- lifetime ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -158,9 +187,10 @@ class Server:
         except protocol.UnauthenticatedError:
             self.unauthenticated += 1  # no reply: an unauthenticated peer learns nothing
             return
-        except protocol.ProtocolError as err:
+        except protocol.MalformedRequestError as err:
             self.malformed += 1
-            self._send(identity, protocol.encode_error(self._key_bytes, "", "Malformed", str(err)))
+            reply = protocol.encode_error(self._key_bytes, err.request_id, err.kind, str(err))
+            self._send(identity, reply)
             return
         self._send(identity, self._dispatch(request))
 
@@ -183,7 +213,15 @@ class Server:
         extra: list[bytes] = []
         if isinstance(result, tuple):
             result, extra = result
-        return protocol.encode_reply(key, request.id, result) + extra
+        try:
+            return protocol.encode_reply(key, request.id, result) + extra
+        except (TypeError, ValueError, OverflowError):
+            # Every request gets its reply: one that cannot be encoded becomes an error that
+            # says what, not silence that the client would blame on a stuck daemon.
+            what = protocol.unencodable(result, "the result")
+            logger.warning("reply to %s: %s", request.cmd, what)
+            message = f"the reply to '{request.cmd}' cannot be sent as JSON: {what}"
+            return protocol.encode_error(key, request.id, "Unencodable", message)
 
     def _send(self, identity: bytes, frames: list[bytes]) -> None:
         # Never waits: a slow or gone client's reply is dropped (ROUTER drops what it cannot
