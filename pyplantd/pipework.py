@@ -40,10 +40,13 @@ class Receive:
 
 @dataclass
 class Sent:
+    """An ingredient a reactor sent. Its value is held by the store (frozen at `send`), never
+    here: a run must not keep values alive beyond the memory budget."""
+
     name: str
     type: str
     payload: PendingWrite  # durable later (write-behind); its path is known now
-    value: Any
+    handle: Any = None  # of an allocated file or hdf_array: the path or dataset consumers get
 
 
 class FingerprintSource(Protocol):
@@ -83,7 +86,7 @@ class Pipework:
         self._store = store
         self.touched = Touched()
         self.config = config._view_for(self._note_param)
-        # The scheduler hooks in here to wake consumers and make arrays read-only.
+        # The scheduler hooks in here to wake consumers.
         self.on_send: Callable[[Sent], Sent] = lambda sent: sent
 
     def receive(self, name: str) -> Receive:
@@ -93,15 +96,18 @@ class Pipework:
         return Receive(name)
 
     def send(self, name: str, value: Any, type: TypeArg = None) -> None:
-        """Store `value` as ingredient `name`; its type is inferred when not given."""
+        """Store `value` as ingredient `name`; its type is inferred when not given.
+
+        What is stored and received is the value as it is now: a later change to the object
+        is not seen (a sent array becomes read-only; see the README)."""
         if name in self.touched.sent:
             raise AllocationError(
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
             )
         if name in self.touched.allocated:
             type_name = self.touched.allocated[name][0]
-            payload, value = self._send_allocated(name, value)
-            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
+            payload, handle = self._send_allocated(name, value)
+            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, handle))
             return
         type_name = self._type_name(type, value)
         if self._store.spec(type_name).allocatable:
@@ -109,9 +115,8 @@ class Pipework:
                 f"Ingredient '{name}' of type {type_name} must be allocated first: "
                 f"handle = pipe.allocate({name!r}, Ingredient.Type.{type_name}, ...)."
             )
-        else:
-            payload = self._store.write(name, type_name, value)
-        self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
+        payload = self._store.write(name, type_name, value)
+        self.touched.sent[name] = self.on_send(Sent(name, type_name, payload))
 
     def allocate(self, name: str, type: TypeArg, **options: Any) -> Any:
         """Storage the reactor fills itself, committed by ``pipe.send(name, handle)``.

@@ -15,8 +15,6 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from .config import ConfigBase
 from .decisions import (
     TARGET,
@@ -44,7 +42,6 @@ from .reactor import SubreactorStarted, function_id, start_reactor
 from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore, output_record
 from .store.records import IngredientRecord, ReactorRecord, Version
-from .store.specs import IngredientTypeSpec
 from .store.writer import PendingWrite
 
 logger = logging.getLogger(__name__)
@@ -71,11 +68,12 @@ _FINISHED = object()  # _advance's answer when the generator ended
 
 @dataclass
 class _Available:
-    """An ingredient this run can serve: sent in this run, or stored."""
+    """An ingredient this run can serve: sent in this run (its value held by the store), or
+    stored."""
 
     sent: Sent | None = None
     record: IngredientRecord | None = None
-    spec: IngredientTypeSpec | None = None  # of a sent value: can fingerprint it in memory
+    store: PlantStore | None = None  # of a sent value: can fingerprint it in memory
     _computed: str | None = None
 
     def ready(self) -> bool:
@@ -88,14 +86,11 @@ class _Available:
         if self.record is not None:
             return self.record.fingerprint
         assert self.sent is not None
-        if self.sent.payload.done() or self.spec is None:
+        if self.sent.payload.done() or self.store is None:
             fingerprint: str = self.sent.payload.wait().fingerprint
             return fingerprint
         if self._computed is None:
-            self._computed = self.spec.value_fingerprint(self.sent.value)
-        if self._computed is None:
-            self.spec = None
-            return self.fingerprint()
+            self._computed = self.store.sent_fingerprint(self.sent.type, self.sent.payload)
         return self._computed
 
 
@@ -227,7 +222,7 @@ class Run:
         """The ingredient's value (fingerprint for checks) if available; else suspend `task`."""
         task.awaiting = None
         if task.pipe is not None and name in task.pipe.touched.sent:
-            return True, task.pipe.touched.sent[name].value
+            return True, self._value_of(_Available(sent=task.pipe.touched.sent[name]))
         available = self.available.get(name)
         if available is not None:
             if task.kind == "check":
@@ -250,8 +245,11 @@ class Run:
         return False, None
 
     def _value_of(self, available: _Available) -> Any:
-        if available.sent is not None:
-            return available.sent.value
+        sent = available.sent
+        if sent is not None:
+            if sent.handle is not None:
+                return sent.handle
+            return self.ctx.store.load_sent(sent.name, sent.type, sent.payload)
         assert available.record is not None
         return self.ctx.store.load(available.record)
 
@@ -358,12 +356,7 @@ class Run:
             fingerprint = hash_bytes(self._provenance(task), sent.name)
             payload = replace(sent.payload.wait(), fingerprint=fingerprint)
             sent = replace(sent, payload=PendingWrite.completed(sent.name, payload))
-        if isinstance(sent.value, np.ndarray) and sent.value.flags.writeable:
-            view = sent.value.view()
-            view.flags.writeable = False  # consumers share the array; none may change it
-            sent = replace(sent, value=view)
-        spec = self.ctx.store.spec(sent.type)
-        self._make_available(sent.name, _Available(sent=sent, spec=spec))
+        self._make_available(sent.name, _Available(sent=sent, store=self.ctx.store))
         return sent
 
     def _provenance(self, task: _Task) -> str:

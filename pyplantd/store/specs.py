@@ -11,6 +11,7 @@ import os
 import pickle
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +26,7 @@ from ..fingerprint import (
     hash_block,
 )
 from ..ingredient import Ingredient
+from .frozen import Pickled, freeze_array, is_immutable, pickle_at_send, pickle_object_array
 from .rawio import fsync_while, start_writeback, write_all
 
 if TYPE_CHECKING:
@@ -76,6 +78,9 @@ class IngredientTypeSpec(ABC):
     name: ClassVar[str]
     suffix: ClassVar[str] = ".bin"
     allocatable: ClassVar[bool] = False
+    # True for the built-in types, which can hold a value as it was at `send` in memory
+    # (`freeze`); a custom type is written to disk at `send` and read back by each consumer.
+    freezes_in_memory: ClassVar[bool] = False
 
     @abstractmethod
     def is_instance(self, value: Any) -> bool:
@@ -120,15 +125,36 @@ class IngredientTypeSpec(ABC):
         the written file can tell (then whoever needs it waits for the writer)."""
         return None
 
+    def freeze(self, name: str, value: Any, is_stored_file: Callable[[str], bool]) -> Any:
+        """The value as it is at `send`, in a form nobody can change any more (see
+        store.frozen); `write`, `nbytes` and `value_fingerprint` accept it. Only called when
+        `freezes_in_memory`."""
+        raise NotImplementedError(f"{type(self).__name__} does not freeze values in memory")
+
+    def load_frozen(self, path: str, out_of_core: bool) -> Any:
+        """The stored value in the form the warm tier may share (see `freeze`)."""
+        return self.load(path, out_of_core)
+
 
 class PickleSpec(IngredientTypeSpec):
     """object values (and simple, list): pickled, so a tuple stays a tuple."""
 
     name = Ingredient.Type.object.value
     suffix = ".pkl"
+    freezes_in_memory = True
 
     def is_instance(self, value: Any) -> bool:
         return True
+
+    def freeze(self, name: str, value: Any, is_stored_file: Callable[[str], bool]) -> Any:
+        if is_immutable(value):
+            return value  # shared as it is; pickled by the writer
+        return pickle_at_send(name, value, self.describe(value))
+
+    def load_frozen(self, path: str, out_of_core: bool) -> Any:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return Pickled(data, xxhash.xxh3_128_hexdigest(data))
 
     def store(self, value: Any, path: str) -> None:
         with open(path, "wb") as handle:
@@ -139,16 +165,26 @@ class PickleSpec(IngredientTypeSpec):
             return pickle.load(handle)  # only ever a file of this plant dir (see payloads)
 
     def write(self, value: Any, path: str) -> Written:
-        data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        if isinstance(value, Pickled):
+            data, digest = value.data, value.fingerprint
+        else:
+            data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+            digest = xxhash.xxh3_128_hexdigest(data)
         with open(path, "wb") as handle:
             handle.write(data)
-        digest = xxhash.xxh3_128_hexdigest(data)
         return Written(digest, digest)
 
     def value_fingerprint(self, value: Any) -> str | None:
+        if isinstance(value, Pickled):
+            return value.fingerprint
         return xxhash.xxh3_128_hexdigest(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
 
+    def nbytes(self, value: Any) -> int | None:
+        return value.nbytes if isinstance(value, Pickled) else None
+
     def describe(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, Pickled):
+            return value.meta
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
         if hasattr(value, "__len__"):
             meta["length"] = len(value)
@@ -170,6 +206,7 @@ class ArraySpec(IngredientTypeSpec):
 
     name = Ingredient.Type.array.value
     suffix = ".h5"
+    freezes_in_memory = True
 
     def is_instance(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
@@ -177,7 +214,27 @@ class ArraySpec(IngredientTypeSpec):
     def store(self, value: Any, path: str) -> None:
         self.write(value, path)
 
+    def freeze(self, name: str, value: Any, is_stored_file: Callable[[str], bool]) -> Any:
+        array = np.asarray(value)  # what consumers get is what a later run loads: an array
+        if array.dtype.hasobject:
+            return pickle_object_array(name, array, self.describe(array))
+        return freeze_array(array, is_stored_file)
+
+    def load_frozen(self, path: str, out_of_core: bool) -> Any:
+        with hdf5().File(path, "r") as handle:
+            if "pickled" in handle.attrs:
+                data = handle.attrs["pickled"].tobytes()
+                array = pickle.loads(data)  # a payload of this plant dir (see payloads)
+                hasher = array_hasher(array.dtype, array.shape)
+                hasher.update(data)  # as `write` computed it from the same bytes
+                return Pickled(data, hasher.hexdigest(), self.describe(array), array=True)
+        return self.load(path, out_of_core)
+
     def write(self, value: Any, path: str) -> Written:
+        if isinstance(value, Pickled):
+            with hdf5().File(path, "w") as handle:
+                handle.attrs["pickled"] = np.void(value.data)
+            return Written(value.fingerprint, value.fingerprint)
         array = np.asarray(value)
         if array.dtype.hasobject:
             with hdf5().File(path, "w") as handle:
@@ -209,9 +266,11 @@ class ArraySpec(IngredientTypeSpec):
         return array
 
     def fingerprint(self, value: Any, path: str) -> str:
-        return array_fingerprint(np.asarray(value))
+        return self.value_fingerprint(value) or ""
 
     def value_fingerprint(self, value: Any) -> str | None:
+        if isinstance(value, Pickled):
+            return value.fingerprint
         return array_fingerprint(np.asarray(value))
 
     def verify(self, path: str, checksum: str) -> bool:
@@ -222,6 +281,8 @@ class ArraySpec(IngredientTypeSpec):
             return _digest(handle[DATASET]) == checksum
 
     def describe(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, Pickled):
+            return value.meta
         return {"shape": list(value.shape), "dtype": str(value.dtype)}
 
     def nbytes(self, value: Any) -> int | None:
