@@ -164,6 +164,7 @@ class Run:
         finally:
             self._abandon_unfinished()
             self._wait_for_commits()  # finished reactors stay cached even if the run failed
+            self.ctx.store.warm.drop_unwritten()
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())

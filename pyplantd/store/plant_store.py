@@ -347,6 +347,29 @@ class PlantStore:
             )
         self._verified.add(record.path)
 
+    def warm_contents(self) -> list[dict[str, Any]]:
+        """Every warm value, most recently used first: its ingredient, bytes and why it is in
+        memory (status shows it)."""
+        writing = {p.path: p.name for p in self.writer.pending()}
+        with self._state:
+            current = {r.path: r.name for r in self.ingredients.values()}
+            kept = {o.path: o.name for key in self.versions for o in self.versions[key].outputs}
+        rows = []
+        for entry in reversed(self.warm.entries()):
+            name = current.get(entry.key) or kept.get(entry.key) or writing.get(entry.key, "?")
+            if entry.state == "writing":
+                why = "sent in this run, held until it is on disk"
+            elif entry.state == "unwritten":
+                why = "its write failed: memory holds the only copy until the run ends"
+            elif entry.key in current:
+                why = "current value"
+            elif entry.key in kept:
+                why = "earlier version, kept for an undo until the budget needs its room"
+            else:
+                why = "no longer used"
+            rows.append({"name": name, "bytes": entry.size, "why": why})
+        return rows
+
     def tier(self, record: IngredientRecord) -> str:
         """memory / disk / both, for listings."""
         in_memory = record.path in self.warm

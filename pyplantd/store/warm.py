@@ -109,6 +109,12 @@ class WarmTier:
                 waited += elapsed
                 self.waited_seconds += elapsed
 
+    def drop_unwritten(self) -> None:
+        """At the end of a run: values whose write failed are needed no more."""
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if not e.durable and not e.writing]:
+                self._pop(key)
+
     def drop(self, key: str) -> None:
         with self._lock:
             self._pop(key)
