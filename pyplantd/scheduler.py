@@ -330,12 +330,22 @@ class Run:
         current_key = version_key(current) if current is not None else None
         found = []
         for version in ctx.store.versions_of(reactor.id):
+            if version.key == current_key and self._outputs_current(version):
+                continue  # that is `current`, checked first
             code = self._code(reactor, version.record.subreactors)
-            if version.key != current_key and version_matches(
+            if version_matches(
                 version, code, ctx.config, ctx.store, ctx.signatures, ctx.track_versions
             ):
                 found.append(version)
         return found
+
+    def _outputs_current(self, version: Version) -> bool:
+        """Are the version's outputs the stored ingredients now? (Not once another reactor,
+        since renamed or deleted, sent one of them.)"""
+        ingredients = self.ctx.store.ingredients
+        return all(
+            o.name in ingredients and ingredients[o.name].path == o.path for o in version.outputs
+        )
 
     def _start_run(self, reactor: Reactor, reasons: list[str]) -> None:
         pipe = Pipework(reactor.name, self.ctx.store, self.ctx.config)
@@ -387,8 +397,9 @@ class Run:
             self._start_run(reactor, task.reasons or input_reasons)
             return
         reasons: list[str] = []
-        if store.reactors.get(reactor.id) is not match:
-            store.restore(store.versions[(reactor.id, version_key(match))])
+        version = store.versions[(reactor.id, version_key(match))]
+        if store.reactors.get(reactor.id) is not match or not self._outputs_current(version):
+            store.restore(version)
             why = "; ".join(task.reasons) or "inputs changed back"
             reasons = [f"restored an earlier result ({why})"]
         self.status[reactor.id] = "cached"
@@ -487,38 +498,27 @@ class Run:
             self._drop_waiter(task)
             self._start_run(task.reactor, ["its recorded inputs are no longer produced"])
             return
-        if self._serve_orphans():
-            return
         raise self._stuck_error()
 
     def _discover(self) -> bool:
-        """Run one reactor that might send an awaited ingredient (new or changed ones)."""
+        """Start one reactor that might send an awaited ingredient (new or changed ones, or one
+        that sent it before): a new one runs; one with stored results is checked, since an
+        earlier result may serve (an undone rename or edit)."""
         awaited = set(self.waiters)
         for reactor in self.ctx.reactors.values():
             if reactor.id in self.status:
                 continue
             record = self.ctx.store.reactors.get(reactor.id)
-            reasons = self._static_reasons(reactor)
-            code = self._code(reactor, record.subreactors) if record else None
-            changed = record is None or bool(
-                code and code_changes(record, code, self.ctx.track_versions)
-            )
-            if changed or awaited & set(record.outputs if record else ()):
+            if record is None:
                 self.tried.append(reactor.name)
-                self._start_run(reactor, reasons or ["sends an awaited ingredient"])
+                self._start_run(reactor, self._static_reasons(reactor))
+                return True
+            code = self._code(reactor, record.subreactors)
+            if code_changes(record, code, self.ctx.track_versions) or awaited & set(record.outputs):
+                self.tried.append(reactor.name)
+                self._start_check(reactor)
                 return True
         return False
-
-    def _serve_orphans(self) -> bool:
-        """Stored ingredients whose producer this script does not define are served as stored."""
-        served = False
-        for name in list(self.waiters):
-            record = self.ctx.store.ingredients.get(name)
-            orphan = record is not None and record.producer not in self.ctx.reactors
-            if orphan and record is not None and self.ctx.store.intact(record):
-                self._make_available(name, _Available(record=record))
-                served = True
-        return served
 
     def _drop_waiter(self, task: _Task) -> None:
         for name, tasks in list(self.waiters.items()):

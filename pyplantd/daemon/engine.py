@@ -24,6 +24,7 @@ from typing import Any
 from ..decisions import Decision
 from ..errors import PlantError, ReactorFailedError, RunCancelled
 from ..host import hosting
+from ..reactor import forget_visible
 from ..scheduler import running_reactor
 from .console import Console
 from .loader import ScriptLoader, load_error
@@ -290,6 +291,7 @@ class Engine:
 
     def _load(self, trigger: str, run_id: int) -> bool:
         self.session.begin_load()
+        self._forget_reloaded_definitions()
         try:
             with hosting(self.session):
                 self.loader.run()
@@ -306,6 +308,19 @@ class Engine:
             self.watcher.watch(self._watched_files())
             return False
         return True
+
+    def _forget_reloaded_definitions(self) -> None:
+        """Reactors and subreactors of the script and the user's modules are defined afresh by
+        the reload; one the new code no longer defines (deleted, renamed) must not run again.
+        Its stored results stay: an undo serves them."""
+        reloaded = {"__main__", *self.loader.user_modules()}
+
+        def defined_by_reload(func: Callable[..., Any]) -> bool:
+            code = getattr(func, "__code__", None)
+            in_project = code is not None and self.loader.is_project_file(code.co_filename)
+            return in_project or getattr(func, "__module__", None) in reloaded
+
+        forget_visible(defined_by_reload)
 
     def _watched_files(self) -> set[Path]:
         files = self.loader.watched_files()
