@@ -305,3 +305,42 @@ def test_a_custom_type_is_stored_as_sent_and_consumers_get_their_own_value(
         plant.run_reactor(read)
         assert plant.fetch_ingredient("seen") == [1]
         assert plant.fetch_ingredient("box").items == [1]
+
+
+SCRIPT_CLASS = """
+from pyplantd import Plant, ReactorFunc
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+
+@ReactorFunc
+def load(pipe):
+    pipe.send("point", Point(3))
+
+
+@ReactorFunc
+def show(pipe):
+    point = yield pipe.receive("point")
+    print("SERVED", point.x, "EDIT")
+
+
+if __name__ == "__main__":
+    with Plant("plant") as plant:
+        plant.run_reactor(show)
+"""
+
+
+def test_the_daemon_stores_values_of_classes_the_script_defines(
+    project: Project, daemon: Callable[[], Daemon]
+) -> None:
+    """Sent values are pickled at `send`: the script is `__main__` while its reactors run in the
+    daemon too, as under `python pipeline.py`."""
+    script = project.write("pipeline.py", SCRIPT_CLASS)
+    watcher = daemon()
+    assert "[show] SERVED 3 EDIT" in str(watcher.next_run())
+    save_atomic(script, script.read_text().replace("Point(3)", "Point(4)"))
+    run = watcher.next_run()
+    assert "[show] SERVED 4 EDIT" in str(run) and "failed" not in run.summary, run

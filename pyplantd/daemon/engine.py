@@ -13,13 +13,15 @@ import itertools
 import os
 import queue
 import signal
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..decisions import Decision
 from ..errors import PlantError, ReactorFailedError, RunCancelled
@@ -32,6 +34,9 @@ from .runtime import DaemonLock, runtime_dir
 from .session import Session
 from .state import EngineState
 from .watcher import Watcher
+
+if TYPE_CHECKING:
+    from ..plant import Plant
 
 SHUTDOWN_FLUSH_SECONDS = 10.0  # a graceful stop waits this long, at most, for pending writes
 
@@ -264,7 +269,7 @@ class Engine:
         try:
             chosen = targets or self.options.targets or self.session.requested or plant.sinks()
             forced = plant.downstream_of(invalidate) if invalidate else []
-            with self.console.run(trigger, plant):
+            with self.console.run(trigger, plant), _script_as_main(plant):
                 decisions = plant.run_reactors(
                     chosen, forced, targets_always_run=targets_always_run,
                     should_stop=self._cancel.is_set,
@@ -328,3 +333,23 @@ class Engine:
         if store is not None:
             files |= {Path(path) for record in store.reactors.values() for path in record.files}
         return files
+
+
+@contextlib.contextmanager
+def _script_as_main(plant: Plant) -> Iterator[None]:
+    """While the script's reactors run, the script is `__main__` again, as under `python
+    pipeline.py`: a value of a class it defines is pickled at `send` under that name, and
+    unpickled by it (the loader restores the daemon's own `__main__` once the script ran)."""
+    scripts = [f for f in plant.get_reactors() if getattr(f, "__module__", None) == "__main__"]
+    if not scripts:
+        yield
+        return
+    module = types.ModuleType("__main__")
+    module.__dict__.update(scripts[0].__globals__)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
