@@ -11,7 +11,7 @@ too, side by side.
 
 Prints a Markdown section on stdout; progress on stderr.
 
-    bench/.venv/bin/python bench/bench_memory.py --repeats 3 --baseline-path /tmp/old-checkout
+    bench/.venv/bin/python bench/bench_memory.py --repeats 7 --baseline-path /tmp/old-checkout
     BENCH_BASELINE_PATH=/tmp/old-checkout bash bench/run.sh bench_memory
 """
 
@@ -177,7 +177,7 @@ def report(args: argparse.Namespace, found: list[Scenario], engines: list[str]) 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--baseline-path",
         default=os.environ.get("BENCH_BASELINE_PATH", ""),
