@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import Project
+from pyplant_client import Client
 from test_daemon import Daemon, save_atomic
 
 from pyplantd import Ingredient, IngredientTypeSpec, Plant, ReactorFunc
@@ -315,6 +316,9 @@ class Point:
     def __init__(self, x):
         self.x = x
 
+    def __repr__(self):
+        return f"Point({self.x})"
+
 
 @ReactorFunc
 def load(pipe):
@@ -344,3 +348,5 @@ def test_the_daemon_stores_values_of_classes_the_script_defines(
     save_atomic(script, script.read_text().replace("Point(3)", "Point(4)"))
     run = watcher.next_run()
     assert "[show] SERVED 4 EDIT" in str(run) and "failed" not in run.summary, run
+    with Client.find(project.root) as client:  # between runs too
+        assert client.preview("point") == "Point(4)"

@@ -269,6 +269,7 @@ class Engine:
         try:
             chosen = targets or self.options.targets or self.session.requested or plant.sinks()
             forced = plant.downstream_of(invalidate) if invalidate else []
+            plant.store.script_namespace = _script_namespace(plant)
             with self.console.run(trigger, plant), _script_as_main(plant):
                 decisions = plant.run_reactors(
                     chosen, forced, targets_always_run=targets_always_run,
@@ -340,12 +341,12 @@ def _script_as_main(plant: Plant) -> Iterator[None]:
     """While the script's reactors run, the script is `__main__` again, as under `python
     pipeline.py`: a value of a class it defines is pickled at `send` under that name, and
     unpickled by it (the loader restores the daemon's own `__main__` once the script ran)."""
-    scripts = [f for f in plant.get_reactors() if getattr(f, "__module__", None) == "__main__"]
-    if not scripts:
+    namespace = _script_namespace(plant)
+    if namespace is None:
         yield
         return
     module = types.ModuleType("__main__")
-    module.__dict__.update(scripts[0].__globals__)
+    module.__dict__.update(namespace)
     saved = sys.modules.get("__main__")
     sys.modules["__main__"] = module
     try:
@@ -353,3 +354,12 @@ def _script_as_main(plant: Plant) -> Iterator[None]:
     finally:
         if saved is not None:
             sys.modules["__main__"] = saved
+
+
+def _script_namespace(plant: Plant) -> dict[str, Any] | None:
+    """The globals of the script's last execution (those of a reactor it defines)."""
+    for func in plant.get_reactors():
+        if getattr(func, "__module__", None) == "__main__":
+            namespace: dict[str, Any] = func.__globals__
+            return namespace
+    return None

@@ -8,8 +8,9 @@ each consumer unpickles its own copy. Depends on fingerprint and errors only.
 
 from __future__ import annotations
 
+import io
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,12 @@ class Pickled:
     meta: dict[str, Any] = field(default_factory=dict)
     array: bool = False  # an object array: consumers get it read-only
 
-    def thaw(self) -> Any:
-        value = pickle.loads(self.data)  # bytes this process pickled itself
+    def thaw(self, script: Mapping[str, Any] | None = None) -> Any:
+        """A new copy of the value; `script` resolves what the pipeline script defined."""
+        if script is None:
+            value = pickle.loads(self.data)  # bytes this process pickled itself
+        else:
+            value = _ScriptUnpickler(io.BytesIO(self.data), script).load()
         if self.array:
             value.flags.writeable = False
         return value
@@ -42,9 +47,29 @@ class Pickled:
         return len(self.data)
 
 
-def thaw(held: Any) -> Any:
-    """What a consumer receives of a frozen value: its own copy of a pickled one."""
-    return held.thaw() if isinstance(held, Pickled) else held
+def thaw(held: Any, script: Mapping[str, Any] | None = None) -> Any:
+    """What a consumer receives of a frozen value: its own copy of a pickled one. `script` is
+    the namespace of the pipeline script when it is not `__main__` (the daemon, outside a run)."""
+    return held.thaw(script) if isinstance(held, Pickled) else held
+
+
+class _ScriptUnpickler(pickle.Unpickler):
+    """Finds the classes and functions a value names in `__main__` in the script's namespace."""
+
+    def __init__(self, file: io.BytesIO, script: Mapping[str, Any]) -> None:
+        super().__init__(file)
+        self._script = script
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module != "__main__":
+            return super().find_class(module, name)
+        first, *rest = name.split(".")
+        if first not in self._script:
+            raise AttributeError(f"The pipeline script defines no {first!r} any more")
+        found = self._script[first]
+        for part in rest:
+            found = getattr(found, part)
+        return found
 
 
 def is_immutable(value: Any, depth: int = 0) -> bool:

@@ -62,6 +62,9 @@ class PlantStore:
         self._state = threading.Lock()  # the writer thread commits while the engine reads
         self._verified: set[str] = set()
         self._open_h5: list[h5py.File] = []
+        # The daemon's script runs in a namespace that is `__main__` only during its runs: what
+        # it defines is unpickled from there (see frozen.thaw).
+        self.script_namespace: dict[str, Any] | None = None
         removed = self.payloads.remove_unreferenced(self.referenced_paths())
         if removed:
             logger.info("Removed %d unfinished or orphan payload files.", len(removed))
@@ -291,7 +294,7 @@ class PlantStore:
         value is each caller's own copy (see store.frozen)."""
         held = self.warm.get(record.path, MISSING)
         if held is not MISSING:
-            return thaw(held)
+            return thaw(held, self.script_namespace)
         if not self.payloads.intact(record.path, record.size):
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) is missing or has the "
@@ -311,14 +314,14 @@ class PlantStore:
             self._open_h5.append(held.file)
         elif spec.freezes_in_memory and not out_of_core:
             self.warm.put(record.path, held, record.size, durable=True)
-        return thaw(held)
+        return thaw(held, self.script_namespace)
 
     def load_sent(self, name: str, type_name: str, pending: PendingWrite) -> Any:
         """The value of a payload written in this run: warm, else (dropped once durable, or
         written through) from its file."""
         held = self.warm.get(pending.path, MISSING)
         if held is not MISSING:
-            return thaw(held)
+            return thaw(held, self.script_namespace)
         return self.load(output_record(pending, name, "", type_name))
 
     def sent_fingerprint(self, type_name: str, pending: PendingWrite) -> str:
