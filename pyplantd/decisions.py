@@ -205,8 +205,11 @@ def _output_reasons(record: ReactorRecord, store: PlantStore) -> list[str]:
     reasons = []
     for name in record.outputs:
         ingredient = store.ingredients.get(name)
-        if ingredient is None or ingredient.producer != record.id:
+        if ingredient is None:
             reasons.append(f"output '{name}' is missing")
+        elif ingredient.producer != record.id:
+            sender = ingredient.producer.rpartition(":")[2]
+            reasons.append(f"output '{name}' was last sent by {sender}")
         elif not store.intact(ingredient):
             reasons.append(f"output '{name}' is missing or damaged on disk")
     return reasons

@@ -3,7 +3,8 @@
     PlantError                      base of everything below
     ├── ReactorNotFoundError        a reactor name that is not in the plant
     ├── IngredientNotFoundError     a received ingredient that no reactor produces
-    ├── DependencyCycleError        reactors waiting on each other
+    ├── DependencyCycleError        reactors waiting on each other (or on themselves)
+    ├── AmbiguousIngredientError    an ingredient that two reactors send
     ├── ReactorFailedError          a reactor raised; the user's exception is ``__cause__``, and
     │                               the error is also of its type (``except ValueError`` works)
     ├── UnknownParamError           a config parameter that does not exist (also an AttributeError)
@@ -41,6 +42,11 @@ class IngredientNotFoundError(PlantError, LookupError):
 
 class DependencyCycleError(PlantError):
     """Reactors wait for each other's ingredients, so none can go on."""
+
+
+class AmbiguousIngredientError(PlantError):
+    """Two reactors send the same ingredient: which one a consumer gets would depend on what
+    ran before."""
 
 
 class ReactorFailedError(PlantError):

@@ -42,11 +42,14 @@ class Receive:
 
 @dataclass
 class Sent:
+    """An ingredient a reactor sent. Its value is held by the store (frozen at `send`), never
+    here: a run must not keep values alive beyond the memory budget."""
+
     name: str
     type: str
     payload: PendingWrite  # durable later (write-behind); its path is known now
-    value: Any
-    uncached: bool = False  # PyPlant's useCache=False: `value` is None, read back per consumer
+    handle: Any = None  # of an allocated file or hdf_array: the path or dataset consumers get
+    uncached: bool = False  # PyPlant's useCache=False: each consumer reads its own copy from disk
 
 
 class FingerprintSource(Protocol):
@@ -87,7 +90,7 @@ class Pipework:
         self._store = store
         self.touched = Touched()
         self.config = config._view_for(self._note_param)
-        # The scheduler hooks in here to wake consumers and make arrays read-only.
+        # The scheduler hooks in here to wake consumers.
         self.on_send: Callable[[Sent], Sent] = lambda sent: sent
 
     def receive(self, name: str) -> Receive:
@@ -100,8 +103,10 @@ class Pipework:
     def send(self, name: str, value: Any, type: TypeArg = None, use_cache: bool = True) -> None:
         """Store `value` as ingredient `name`; its type is inferred when not given.
 
-        With ``use_cache=False`` (PyPlant's ``useCache``) the value is written at once and not
-        kept in memory: every consumer gets its own copy, read back from disk.
+        What is stored and received is the value as it is now: a later change to the object
+        is not seen (a sent array becomes read-only; see the README). With ``use_cache=False``
+        (PyPlant's ``useCache``) the value is written at once and not kept in memory: every
+        consumer gets its own copy, read back from disk.
         """
         if name in self.touched.sent:
             raise AllocationError(
@@ -109,8 +114,8 @@ class Pipework:
             )
         if name in self.touched.allocated:
             type_name = self.touched.allocated[name][0]
-            payload, value = self._send_allocated(name, value)
-            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
+            payload, handle = self._send_allocated(name, value)
+            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, handle))
             return
         type_name = self._type_name(type, value)
         if self._store.spec(type_name).allocatable:
@@ -118,13 +123,12 @@ class Pipework:
                 f"Ingredient '{name}' of type {type_name} must be allocated first: "
                 f"handle = pipe.allocate({name!r}, Ingredient.Type.{type_name}, ...)."
             )
-        elif not use_cache:
+        if not use_cache:
             payload = self._store.write_uncached(name, type_name, value)
-            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, None, True))
+            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, uncached=True))
             return
-        else:
-            payload = self._store.write(name, type_name, value)
-        self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, value))
+        payload = self._store.write(name, type_name, value)
+        self.touched.sent[name] = self.on_send(Sent(name, type_name, payload))
 
     def allocate(self, name: str, type: TypeArg, **options: Any) -> Any:
         """Storage the reactor fills itself, committed by ``pipe.send(name, handle)``.

@@ -100,7 +100,11 @@ def start_reactor(func: Callable[..., Any], pipe: Any, config: Any) -> Generator
     return run_plain()
 
 
-def forget_visible() -> None:
-    """Forget every decorated function (tests isolate themselves with this)."""
-    _visible_reactors.clear()
-    _visible_subreactors.clear()
+def forget_visible(where: Callable[[Callable[..., Any]], bool] | None = None) -> None:
+    """Forget the decorated functions for which `where(func)` is true, or all of them (tests
+    isolate themselves with this). The daemon forgets those its reload defines again, so that
+    one the code no longer defines is never run again."""
+    for registry in (_visible_reactors, _visible_subreactors):
+        for key, func in list(registry.items()):
+            if where is None or where(func):
+                del registry[key]

@@ -15,8 +15,6 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from .config import ConfigBase
 from .decisions import (
     TARGET,
@@ -30,6 +28,7 @@ from .decisions import (
 )
 from .errors import (
     AllocationError,
+    AmbiguousIngredientError,
     DependencyCycleError,
     IngredientNotFoundError,
     PayloadDamagedError,
@@ -41,10 +40,10 @@ from .events import EventBus, EventType, PlantEvent
 from .fingerprint import hash_bytes
 from .pipework import Pipework, Receive, Sent
 from .reactor import SubreactorStarted, function_id, start_reactor
+from .sends import confirmed_sends, send_candidates
 from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore, output_record
 from .store.records import IngredientRecord, ReactorRecord, Version
-from .store.specs import IngredientTypeSpec
 from .store.writer import PendingWrite
 
 logger = logging.getLogger(__name__)
@@ -71,11 +70,13 @@ _FINISHED = object()  # _advance's answer when the generator ended
 
 @dataclass
 class _Available:
-    """An ingredient this run can serve: sent in this run, or stored."""
+    """An ingredient this run can serve: sent in this run (its value held by the store), or
+    stored."""
 
     sent: Sent | None = None
     record: IngredientRecord | None = None
-    spec: IngredientTypeSpec | None = None  # of a sent value: can fingerprint it in memory
+    store: PlantStore | None = None  # of a sent value: can fingerprint it in memory
+    producer: Reactor | None = None  # the reactor of this run that sent it or served it cached
     _computed: str | None = None
 
     def ready(self) -> bool:
@@ -88,14 +89,11 @@ class _Available:
         if self.record is not None:
             return self.record.fingerprint
         assert self.sent is not None
-        if self.sent.payload.done() or self.spec is None:
+        if self.sent.payload.done() or self.store is None:
             fingerprint: str = self.sent.payload.wait().fingerprint
             return fingerprint
         if self._computed is None:
-            self._computed = self.spec.value_fingerprint(self.sent.value)
-        if self._computed is None:
-            self.spec = None
-            return self.fingerprint()
+            self._computed = self.store.sent_fingerprint(self.sent.type, self.sent.payload)
         return self._computed
 
 
@@ -152,6 +150,7 @@ class Run:
         self.commits: list[PendingWrite] = []
         self.write_errors: list[StoreError] = []
         self._codes: dict[str, CodeSignature] = {}
+        self._send_index: dict[str, list[Reactor]] | None = None
 
     # -- main loop --------------------------------------------------------------------------
     def execute(self) -> list[Decision]:
@@ -169,6 +168,7 @@ class Run:
         finally:
             self._abandon_unfinished()
             self._wait_for_commits()  # finished reactors stay cached even if the run failed
+            self.ctx.store.warm.drop_unwritten()
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())
@@ -229,7 +229,7 @@ class Run:
         """The ingredient's value (fingerprint for checks) if available; else suspend `task`."""
         task.awaiting = None
         if task.pipe is not None and name in task.pipe.touched.sent:
-            return True, self._sent_value(task.pipe.touched.sent[name])
+            return True, self._value_of(_Available(sent=task.pipe.touched.sent[name]))
         available = self.available.get(name)
         if available is not None:
             if task.kind == "check":
@@ -252,17 +252,21 @@ class Run:
         return False, None
 
     def _value_of(self, available: _Available) -> Any:
-        if available.sent is not None:
-            return self._sent_value(available.sent)
+        sent = available.sent
+        if sent is not None:
+            if sent.handle is not None:
+                return sent.handle
+            if sent.uncached:  # PyPlant's useCache=False: each consumer reads its own copy
+                return self.ctx.store.load_uncached(sent.payload.wait(), sent.type)
+            return self.ctx.store.load_sent(sent.name, sent.type, sent.payload)
         assert available.record is not None
         return self.ctx.store.load(available.record)
 
-    def _sent_value(self, sent: Sent) -> Any:
-        if sent.uncached:  # PyPlant's useCache=False: each consumer reads its own copy
-            return self.ctx.store.load_uncached(sent.payload.wait(), sent.type)
-        return sent.value
-
     def _make_available(self, name: str, available: _Available) -> None:
+        earlier = self.available.get(name)
+        if earlier is not None and earlier.producer is not available.producer:
+            assert earlier.producer is not None and available.producer is not None
+            raise _ambiguous(name, [earlier.producer, available.producer])
         self.available[name] = available
         self.providing.discard(name)
         for waiter in reversed(self.waiters.pop(name, [])):
@@ -272,6 +276,9 @@ class Run:
         """Start whatever can produce `name`: its recorded producer, checked or re-run."""
         if name in self.providing:
             return
+        senders = self._code_senders(name)
+        if len(senders) > 1:  # whatever ran before, a consumer's value would be a guess
+            raise _ambiguous(name, senders)
         record = self.ctx.store.ingredients.get(name)
         producer = self.ctx.reactors.get(record.producer) if record else None
         if producer is None:
@@ -292,6 +299,29 @@ class Run:
         if record is not None and self.status.get(record.producer) == "cached":
             del self.status[record.producer]
             self.decisions.pop(record.producer, None)
+
+    # -- the graph as the code states it (see sends) ----------------------------------------
+    def _code_senders(
+        self, name: str, besides: Reactor | None = None, confirm: bool = False
+    ) -> list[Reactor]:
+        """Defined reactors (but `besides`) whose code sends `name` as a literal; a lone one
+        is confirmed from its source only if `confirm` (it cannot collide with anyone)."""
+        if self._send_index is None:
+            self._send_index = {}
+            for reactor in self.ctx.reactors.values():
+                for sent in send_candidates(reactor.func):
+                    self._send_index.setdefault(sent, []).append(reactor)
+        candidates = [r for r in self._send_index.get(name, ()) if r is not besides]
+        if not candidates or (besides is None and len(candidates) == 1 and not confirm):
+            return candidates
+        return [r for r in candidates if name in confirmed_sends(r.func)]
+
+    def _known_senders(self, name: str) -> list[Reactor]:
+        """Reactors that send `name`, by their code or by their last run."""
+        senders = self._code_senders(name, confirm=True)
+        record = self.ctx.store.ingredients.get(name)
+        recorded = self.ctx.reactors.get(record.producer) if record else None
+        return [*senders, recorded] if recorded and recorded not in senders else senders
 
     # -- starting and checking reactors -----------------------------------------------------
     def _code(self, reactor: Reactor, subreactor_ids: list[str]) -> CodeSignature:
@@ -338,12 +368,23 @@ class Run:
         current_key = version_key(current) if current is not None else None
         found = []
         for version in ctx.store.versions_of(reactor.id):
+            if version.key == current_key and self._outputs_current(version):
+                continue  # that is `current`, checked first
             code = self._code(reactor, version.record.subreactors)
-            if version.key != current_key and version_matches(
+            if version_matches(
                 version, code, ctx.config, ctx.store, ctx.signatures, ctx.track_versions
             ):
                 found.append(version)
         return found
+
+    def _outputs_current(self, version: Version) -> bool:
+        """Are the version's outputs still its reactor's? (Not once another reactor, since
+        renamed or deleted, sent one of them.)"""
+        ingredients, reactor_id = self.ctx.store.ingredients, version.record.id
+        return all(
+            o.name not in ingredients or ingredients[o.name].producer == reactor_id
+            for o in version.outputs
+        )
 
     def _start_run(self, reactor: Reactor, reasons: list[str]) -> None:
         pipe = Pipework(reactor.name, self.ctx.store, self.ctx.config)
@@ -359,18 +400,18 @@ class Run:
         self._emit(EventType.subreactor_started, task.reactor, subreactor=func.__name__)
 
     def _sent(self, task: _Task, sent: Sent) -> Sent:
-        """A reactor sent an ingredient: waiters may go on at once."""
+        """A reactor sent an ingredient: waiters may go on at once (unless another reactor's
+        code sends it too: raised in the sender, at its `send`)."""
+        others = self._code_senders(sent.name, besides=task.reactor)
+        if others:
+            raise _ambiguous(sent.name, [task.reactor, *others])
         if sent.payload.done() and sent.payload.wait().fingerprint is None:
             # out-of-core data is not hashed: its fingerprint is its provenance
             fingerprint = hash_bytes(self._provenance(task), sent.name)
             payload = replace(sent.payload.wait(), fingerprint=fingerprint)
             sent = replace(sent, payload=PendingWrite.completed(sent.name, payload))
-        if isinstance(sent.value, np.ndarray) and sent.value.flags.writeable:
-            view = sent.value.view()
-            view.flags.writeable = False  # consumers share the array; none may change it
-            sent = replace(sent, value=view)
-        spec = self.ctx.store.spec(sent.type)
-        self._make_available(sent.name, _Available(sent=sent, spec=spec))
+        available = _Available(sent=sent, store=self.ctx.store, producer=task.reactor)
+        self._make_available(sent.name, available)
         return sent
 
     def _provenance(self, task: _Task) -> str:
@@ -400,14 +441,16 @@ class Run:
             self._start_run(reactor, task.reasons or input_reasons)
             return
         reasons: list[str] = []
-        if store.reactors.get(reactor.id) is not match:
-            store.restore(store.versions[(reactor.id, version_key(match))])
+        version = store.versions[(reactor.id, version_key(match))]
+        if store.reactors.get(reactor.id) is not match or not self._outputs_current(version):
+            store.restore(version)
             why = "; ".join(task.reasons) or "inputs changed back"
             reasons = [f"restored an earlier result ({why})"]
         self.status[reactor.id] = "cached"
         self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached", reasons)
         for name in match.outputs:
-            self._make_available(name, _Available(record=store.ingredients[name]))
+            available = _Available(record=store.ingredients[name], producer=reactor)
+            self._make_available(name, available)
         self._emit(EventType.reactor_cached, reactor, reasons=reasons)
 
     def _finish_run(self, task: _Task) -> None:
@@ -501,38 +544,27 @@ class Run:
             self._drop_waiter(task)
             self._start_run(task.reactor, ["its recorded inputs are no longer produced"])
             return
-        if self._serve_orphans():
-            return
         raise self._stuck_error()
 
     def _discover(self) -> bool:
-        """Run one reactor that might send an awaited ingredient (new or changed ones)."""
+        """Start one reactor that might send an awaited ingredient (new or changed ones, or one
+        that sent it before): a new one runs; one with stored results is checked, since an
+        earlier result may serve (an undone rename or edit)."""
         awaited = set(self.waiters)
         for reactor in self.ctx.reactors.values():
             if reactor.id in self.status:
                 continue
             record = self.ctx.store.reactors.get(reactor.id)
-            reasons = self._static_reasons(reactor)
-            code = self._code(reactor, record.subreactors) if record else None
-            changed = record is None or bool(
-                code and code_changes(record, code, self.ctx.track_versions)
-            )
-            if changed or awaited & set(record.outputs if record else ()):
+            if record is None:
                 self.tried.append(reactor.name)
-                self._start_run(reactor, reasons or ["sends an awaited ingredient"])
+                self._start_run(reactor, self._static_reasons(reactor))
+                return True
+            code = self._code(reactor, record.subreactors)
+            if code_changes(record, code, self.ctx.track_versions) or awaited & set(record.outputs):
+                self.tried.append(reactor.name)
+                self._start_check(reactor)
                 return True
         return False
-
-    def _serve_orphans(self) -> bool:
-        """Stored ingredients whose producer this script does not define are served as stored."""
-        served = False
-        for name in list(self.waiters):
-            record = self.ctx.store.ingredients.get(name)
-            orphan = record is not None and record.producer not in self.ctx.reactors
-            if orphan and record is not None and self.ctx.store.intact(record):
-                self._make_available(name, _Available(record=record))
-                served = True
-        return served
 
     def _drop_waiter(self, task: _Task) -> None:
         for name, tasks in list(self.waiters.items()):
@@ -543,21 +575,53 @@ class Run:
         task.gen.close()
 
     def _stuck_error(self) -> Exception:
-        waiting = [(t.reactor.name, name) for name, ts in self.waiters.items() for t in ts]
-        tried = ", ".join(self.tried) or "none"
-        if len(waiting) > 1:
-            detail = ", ".join(f"'{r}' waits for '{n}'" for r, n in waiting)
-            return DependencyCycleError(
-                f"Reactors wait for each other: {detail}; no other reactor sends these "
-                f"(tried: {tried}). Break the cycle so that one of them does not receive what "
-                "another sends."
+        """Why nothing can go on: a reactor waiting for its own output, reactors waiting for
+        each other, or an ingredient nobody sends."""
+        waiting: dict[str, tuple[Reactor, str]] = {}
+        for name, tasks in self.waiters.items():
+            for task in tasks:
+                waiting.setdefault(task.reactor.id, (task.reactor, name))
+        for reactor, name in waiting.values():
+            if name in send_candidates(reactor.func) and name in confirmed_sends(reactor.func):
+                return DependencyCycleError(
+                    f"Reactor '{reactor.name}' receives ingredient '{name}', which it sends "
+                    "itself, so it would wait for ever. Receive it only after sending it, or "
+                    "have another reactor send it."
+                )
+        cycle = self._wait_cycle(waiting)
+        if cycle:
+            detail = ", ".join(
+                f"'{r.name}' waits for '{waiting[r.id][1]}' (sent by '{s.name}')"
+                for r, s in zip(cycle, cycle[1:] + cycle[:1], strict=True)
             )
-        reactor, name = waiting[0]
+            return DependencyCycleError(
+                f"Reactors wait for each other: {detail}. Break the cycle so that one of them "
+                "does not receive what another sends."
+            )
+        unsent = [(r, n) for r, n in waiting.values() if not self._known_senders(n)]
+        reactor, name = (unsent or list(waiting.values()))[0]
+        tried = ", ".join(self.tried) or "none"
         return IngredientNotFoundError(
-            f"Reactor '{reactor}' waits for ingredient '{name}', but no reactor sends it "
+            f"Reactor '{reactor.name}' waits for ingredient '{name}', but no reactor sends it "
             f"(tried: {tried}). Check the name, or add the reactor that sends it with "
             "plant.add_reactors(...)."
         )
+
+    def _wait_cycle(self, waiting: dict[str, tuple[Reactor, str]]) -> list[Reactor]:
+        """Waiting reactors each waiting for what the next one sends, if there are such."""
+        follows = {
+            rid: [s for s in self._known_senders(name) if s.id in waiting and s.id != rid]
+            for rid, (_reactor, name) in waiting.items()
+        }
+        for start in waiting:
+            path, seen = [start], {start}
+            while follows[path[-1]]:
+                following = follows[path[-1]][0].id
+                if following in seen:
+                    return [waiting[rid][0] for rid in path[path.index(following) :]]
+                path.append(following)
+                seen.add(following)
+        return []
 
     def _emit(self, event_type: EventType, reactor: Reactor, **data: Any) -> None:
         self.ctx.events.emit(PlantEvent(event_type, reactor.name, {"id": reactor.id, **data}))
@@ -577,3 +641,12 @@ def _match_inputs(
         else:
             return record, []
     return None, first_reasons
+
+
+def _ambiguous(name: str, reactors: list[Reactor]) -> AmbiguousIngredientError:
+    names = " and ".join(f"'{r.name}'" for r in reactors[:2])
+    more = f" (and {len(reactors) - 2} more)" if len(reactors) > 2 else ""
+    return AmbiguousIngredientError(
+        f"Ingredient '{name}' is sent by two reactors, {names}{more}: what its consumers get "
+        "would depend on which ran last. Give one of them another name."
+    )

@@ -484,16 +484,16 @@ def test_moving_a_send_to_another_reactor_does_not_hang(plant_dir):
     hasher = Changeable()
     moved = {"flag": False}
 
+    # An edit moves the send: the name each one sends is computed here, as two reactors whose
+    # code both send "x" would be an ambiguous graph (test_graph_rules).
     @ReactorFunc
     def first(pipe):
-        if not moved["flag"]:
-            pipe.send("x", 1)
+        pipe.send("moved" if moved["flag"] else "x", 1)
         pipe.send("other", 0)
 
     @ReactorFunc
     def second(pipe):
-        if moved["flag"]:
-            pipe.send("x", 2)
+        pipe.send("x" if moved["flag"] else "not yet", 2)
 
     @ReactorFunc
     def use(pipe):

@@ -61,12 +61,13 @@ def test_send_returns_before_the_disk_and_the_run_ends_durable(plant_dir):
 
     @ReactorFunc
     def make(pipe):
-        pipe.send("big", np.ones(4 * 2**20, dtype=np.float32))
+        seen["sent"] = np.ones(4 * 2**20, dtype=np.float32)
+        pipe.send("big", seen["sent"])
 
     @ReactorFunc
     def use(pipe):
         big = yield pipe.receive("big")
-        seen["same_memory"] = big.base is not None  # a view of the sent array, not a copy
+        seen["same_memory"] = np.shares_memory(big, seen["sent"])  # not a copy
         pipe.send("total", float(big.sum()))
 
     with Plant(plant_dir) as plant:

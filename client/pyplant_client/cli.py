@@ -224,6 +224,9 @@ def _status_lines(result: dict[str, Any]) -> Iterator[str]:
             f"memory: {_size(memory.get('warm_bytes'))} warm of {_size(memory.get('budget'))}, "
             f"{_size(memory.get('spilled_bytes'))} spilled to disk"
         )
+        for entry in memory.get("warm") or []:
+            if isinstance(entry, dict):
+                yield f"  {_size(entry.get('bytes')):>10} {entry.get('name')}: {entry.get('why')}"
 
 
 def _size(value: object) -> str:

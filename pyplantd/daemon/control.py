@@ -52,6 +52,7 @@ class Control:
                 "warm_bytes": store.warm.warm_bytes, "budget": store.warm.budget,
                 "spilled_bytes": store.warm.spilled_bytes,
                 "writing_bytes": store.writer.pending_bytes(),
+                "warm": store.warm_contents(),
             }  # fmt: skip
         server = self.engine.server
         if server is not None:

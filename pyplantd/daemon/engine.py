@@ -13,17 +13,20 @@ import itertools
 import os
 import queue
 import signal
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..decisions import Decision
 from ..errors import PlantError, ReactorFailedError, RunCancelled
 from ..host import hosting
+from ..reactor import forget_visible
 from ..scheduler import running_reactor
 from .console import Console
 from .loader import ScriptLoader, load_error
@@ -31,6 +34,9 @@ from .runtime import DaemonLock, runtime_dir
 from .session import Session
 from .state import EngineState
 from .watcher import Watcher
+
+if TYPE_CHECKING:
+    from ..plant import Plant
 
 SHUTDOWN_FLUSH_SECONDS = 10.0  # a graceful stop waits this long, at most, for pending writes
 
@@ -266,7 +272,8 @@ class Engine:
         try:
             chosen = targets or self.options.targets or self.session.requested or plant.sinks()
             forced = plant.downstream_of(invalidate) if invalidate else []
-            with self.console.run(trigger, plant):
+            plant.store.script_namespace = _script_namespace(plant)
+            with self.console.run(trigger, plant), _script_as_main(plant):
                 decisions = plant.run_reactors(
                     chosen, forced, targets_always_run=targets_always_run,
                     should_stop=self._cancel.is_set,
@@ -293,6 +300,7 @@ class Engine:
 
     def _load(self, trigger: str, run_id: int) -> bool:
         self.session.begin_load()
+        self._forget_reloaded_definitions()
         try:
             with hosting(self.session):
                 self.loader.run()
@@ -310,9 +318,51 @@ class Engine:
             return False
         return True
 
+    def _forget_reloaded_definitions(self) -> None:
+        """Reactors and subreactors of the script and the user's modules are defined afresh by
+        the reload; one the new code no longer defines (deleted, renamed) must not run again.
+        Its stored results stay: an undo serves them."""
+        reloaded = {"__main__", *self.loader.user_modules()}
+
+        def defined_by_reload(func: Callable[..., Any]) -> bool:
+            code = getattr(func, "__code__", None)
+            in_project = code is not None and self.loader.is_project_file(code.co_filename)
+            return in_project or getattr(func, "__module__", None) in reloaded
+
+        forget_visible(defined_by_reload)
+
     def _watched_files(self) -> set[Path]:
         files = self.loader.watched_files()
         store = self.session.store
         if store is not None:
             files |= {Path(path) for record in store.reactors.values() for path in record.files}
         return files
+
+
+@contextlib.contextmanager
+def _script_as_main(plant: Plant) -> Iterator[None]:
+    """While the script's reactors run, the script is `__main__` again, as under `python
+    pipeline.py`: a value of a class it defines is pickled at `send` under that name, and
+    unpickled by it (the loader restores the daemon's own `__main__` once the script ran)."""
+    namespace = _script_namespace(plant)
+    if namespace is None:
+        yield
+        return
+    module = types.ModuleType("__main__")
+    module.__dict__.update(namespace)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _script_namespace(plant: Plant) -> dict[str, Any] | None:
+    """The globals of the script's last execution (those of a reactor it defines)."""
+    for func in plant.get_reactors():
+        if getattr(func, "__module__", None) == "__main__":
+            namespace: dict[str, Any] = func.__globals__
+            return namespace
+    return None

@@ -23,13 +23,14 @@ from ..errors import PayloadDamagedError, PlantError, StoreError
 from ..fingerprint import file_fingerprint
 from ..sizes import default_disk_budget, default_memory_budget, format_size
 from .failures import explain_os_error
+from .frozen import thaw
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .payloads import Payload, PayloadFiles
 from .records import IngredientRecord, Version
 from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset, new_hdf5
 from .versions import VersionIndex
-from .warm import WarmTier
+from .warm import MISSING, WarmTier
 from .writer import PendingWrite, Writer
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class PlantStore:
         self._state = threading.Lock()  # the writer thread commits while the engine reads
         self._verified: set[str] = set()
         self._open_h5: list[h5py.File] = []
+        # The daemon's script runs in a namespace that is `__main__` only during its runs: what
+        # it defines is unpickled from there (see frozen.thaw).
+        self.script_namespace: dict[str, Any] | None = None
         removed = self.payloads.remove_unreferenced(self.referenced_paths())
         if removed:
             logger.info("Removed %d unfinished or orphan payload files.", len(removed))
@@ -106,21 +110,38 @@ class PlantStore:
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, name: str, type_name: str, value: Any) -> PendingWrite:
-        """Keep `value` warm and queue it for the disk; returns at once."""
+        """Freeze `value` as it is now (see store.frozen), keep it warm and queue it for the
+        disk. Returns at once, unless values still being written fill the memory budget: then
+        it waits for the writer, so that write-behind never holds more than the budget."""
         spec = self.spec(type_name)
         final = self.payloads.final_path(name, spec.suffix)
-        nbytes = spec.nbytes(value)
-        size = nbytes if nbytes is not None else sys.getsizeof(value)
+        if not spec.freezes_in_memory:
+            return self._write_through(name, spec, value, final)
+        frozen = spec.freeze(name, value, self._is_payload_file)
+        nbytes = spec.nbytes(frozen)
+        size = nbytes if nbytes is not None else sys.getsizeof(frozen)
         pending = PendingWrite(name, self.payloads.rel(final), size)
         if size > self.warm.budget:
             logger.warning(
                 "Ingredient '%s' (%s) is larger than the memory budget (%s): it will be served "
                 "from disk.", name, format_size(size), format_size(self.warm.budget),
             )  # fmt: skip
-        self.warm.put(pending.path, value, size, durable=False)
+        self.warm.wait_for_room(size)
+        self.warm.put(pending.path, frozen, size, durable=False)
         return self.writer.submit(
-            pending, lambda: self.payloads.write_to(final, name, spec, value, nbytes)
+            pending, lambda: self.payloads.write_to(final, name, spec, frozen, nbytes)
         )
+
+    def _write_through(
+        self, name: str, spec: IngredientTypeSpec, value: Any, final: Path
+    ) -> PendingWrite:
+        """A custom type: written now, as it is at `send`; consumers read it from its file."""
+        payload = self.payloads.write_to(final, name, spec, value)
+        self._verified.add(payload.path)
+        return PendingWrite.completed(name, payload)
+
+    def _is_payload_file(self, filename: str) -> bool:
+        return Path(filename).parent == self.payloads.root
 
     def write_uncached(self, name: str, type_name: str, value: Any) -> PendingWrite:
         """Write `value` now and keep nothing of it in memory (PyPlant's useCache=False)."""
@@ -134,15 +155,13 @@ class PlantStore:
     def load_uncached(self, payload: Payload, type_name: str) -> Any:
         """A fresh copy of a payload written by write_uncached, read from its file."""
         path = str(self.payloads.resolve(payload.path))
-        return own_copy(self.spec(type_name).load(path, payload.size > self.warm.budget))
+        held = self.spec(type_name).load_frozen(path, payload.size > self.warm.budget)
+        return own_copy(thaw(held, self.script_namespace))
 
     def _written(self, pending: PendingWrite) -> None:
         """Writer thread: a payload is durable (or failed)."""
         if pending.failed():
-            # Never durable, so never evictable: kept, it would pin memory for good. This
-            # run's consumers have the value from the send itself, later runs re-run its
-            # producer.
-            self.warm.drop(pending.path)
+            self.warm.mark_unwritten(pending.path)  # usable for the rest of the run
             return
         payload: Payload = pending.wait()
         self._verified.add(payload.path)
@@ -325,10 +344,11 @@ class PlantStore:
 
     def load(self, record: IngredientRecord) -> Any:
         """The value of a stored ingredient: warm if it is, else from disk, verified on the first
-        load; arrays larger than the memory budget are read lazily (out of core)."""
-        value = self.warm.get(record.path)
-        if value is not None:
-            return value
+        load; arrays larger than the memory budget are read lazily (out of core). A mutable
+        value is each caller's own copy (see store.frozen)."""
+        held = self.warm.get(record.path, MISSING)
+        if held is not MISSING:
+            return thaw(held, self.script_namespace)
         if not self.payloads.intact(record.path, record.size):
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) is missing or has the "
@@ -339,20 +359,38 @@ class PlantStore:
         self._verify(record, spec, path)
         out_of_core = record.size > self.warm.budget
         try:
-            value = spec.load(path, out_of_core)
+            held = spec.load_frozen(path, out_of_core)
         except PlantError:  # the spec's own verdict (a missing package): the file is not at fault
             raise
         except Exception as err:
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
             ) from err
-        if is_dataset(value):
-            self._open_h5.append(value.file)
+        if is_dataset(held):
+            self._open_h5.append(held.file)
         elif record.meta.get(UNCACHED):
-            return own_copy(value)
-        elif not out_of_core:
-            self.warm.put(record.path, value, record.size, durable=True)
-        return value
+            return own_copy(thaw(held, self.script_namespace))
+        elif spec.freezes_in_memory and not out_of_core:
+            self.warm.put(record.path, held, record.size, durable=True)
+        return thaw(held, self.script_namespace)
+
+    def load_sent(self, name: str, type_name: str, pending: PendingWrite) -> Any:
+        """The value of a payload written in this run: warm, else (dropped once durable, or
+        written through) from its file."""
+        held = self.warm.get(pending.path, MISSING)
+        if held is not MISSING:
+            return thaw(held, self.script_namespace)
+        return self.load(output_record(pending, name, "", type_name))
+
+    def sent_fingerprint(self, type_name: str, pending: PendingWrite) -> str:
+        """The fingerprint the writer records for a payload of this run, from memory when it
+        is still being written (equal to what the writer computes: the value is frozen)."""
+        held = self.warm.peek(pending.path)
+        if not pending.done() and held is not MISSING:
+            fingerprint = self.spec(type_name).value_fingerprint(held)
+            if fingerprint is not None:
+                return fingerprint
+        return str(pending.wait().fingerprint)
 
     def _verify(self, record: IngredientRecord, spec: IngredientTypeSpec, path: str) -> None:
         if record.path in self._verified:
@@ -369,6 +407,29 @@ class PlantStore:
                 "recorded checksum."
             )
         self._verified.add(record.path)
+
+    def warm_contents(self) -> list[dict[str, Any]]:
+        """Every warm value, most recently used first: its ingredient, bytes and why it is in
+        memory (status shows it)."""
+        writing = {p.path: p.name for p in self.writer.pending()}
+        with self._state:
+            current = {r.path: r.name for r in self.ingredients.values()}
+            kept = {o.path: o.name for key in self.versions for o in self.versions[key].outputs}
+        rows = []
+        for entry in reversed(self.warm.entries()):
+            name = current.get(entry.key) or kept.get(entry.key) or writing.get(entry.key, "?")
+            if entry.state == "writing":
+                why = "sent in this run, held until it is on disk"
+            elif entry.state == "unwritten":
+                why = "its write failed: memory holds the only copy until the run ends"
+            elif entry.key in current:
+                why = "current value"
+            elif entry.key in kept:
+                why = "earlier version, kept for an undo until the budget needs its room"
+            else:
+                why = "no longer used"
+            rows.append({"name": name, "bytes": entry.size, "why": why})
+        return rows
 
     def tier(self, record: IngredientRecord) -> str:
         """memory / disk / both, for listings."""

@@ -11,6 +11,7 @@ import os
 import pickle
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,7 @@ from ..fingerprint import (
     hash_block,
 )
 from ..ingredient import Ingredient
+from .frozen import Pickled, freeze_array, is_immutable, pickle_at_send, pickle_object_array
 from .rawio import fsync_while, start_writeback, write_all
 
 if TYPE_CHECKING:
@@ -96,6 +98,9 @@ class IngredientTypeSpec(ABC):
     # write() creates its file itself, exclusively (new_file, new_hdf5); otherwise the store
     # creates an empty one first and store() writes over it
     creates_file: ClassVar[bool] = False
+    # True for the built-in types, which can hold a value as it was at `send` in memory
+    # (`freeze`); a custom type is written to disk at `send` and read back by each consumer.
+    freezes_in_memory: ClassVar[bool] = False
 
     def is_instance(self, value: Any) -> bool:
         """True if values like this one should be stored with this spec (when `send` is given
@@ -153,6 +158,16 @@ class IngredientTypeSpec(ABC):
         the written file can tell (then whoever needs it waits for the writer)."""
         return None
 
+    def freeze(self, name: str, value: Any, is_stored_file: Callable[[str], bool]) -> Any:
+        """The value as it is at `send`, in a form nobody can change any more (see
+        store.frozen); `write`, `nbytes` and `value_fingerprint` accept it. Only called when
+        `freezes_in_memory`."""
+        raise NotImplementedError(f"{type(self).__name__} does not freeze values in memory")
+
+    def load_frozen(self, path: str, out_of_core: bool) -> Any:
+        """The stored value in the form the warm tier may share (see `freeze`)."""
+        return self.load(path, out_of_core)
+
 
 def pickled(value: Any) -> bytes:
     """The pickle of `value`, or a StoreError naming its type and what to do instead."""
@@ -177,9 +192,20 @@ class PickleSpec(IngredientTypeSpec):
     name = Ingredient.Type.object.value
     suffix = ".pkl"
     creates_file = True
+    freezes_in_memory = True
 
     def is_instance(self, value: Any) -> bool:
         return True
+
+    def freeze(self, name: str, value: Any, is_stored_file: Callable[[str], bool]) -> Any:
+        if is_immutable(value):
+            return value  # shared as it is; pickled by the writer
+        return pickle_at_send(name, value, self.describe(value))
+
+    def load_frozen(self, path: str, out_of_core: bool) -> Any:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return Pickled(data, xxhash.xxh3_128_hexdigest(data))
 
     def store(self, value: Any, path: str) -> None:
         with open(path, "wb") as handle:
@@ -190,16 +216,26 @@ class PickleSpec(IngredientTypeSpec):
             return pickle.load(handle)  # only ever a file of this plant dir (see payloads)
 
     def write(self, value: Any, path: str) -> Written:
-        data = pickled(value)
+        if isinstance(value, Pickled):
+            data, digest = value.data, value.fingerprint
+        else:
+            data = pickled(value)
+            digest = xxhash.xxh3_128_hexdigest(data)
         with os.fdopen(new_file(path), "wb") as handle:
             handle.write(data)
-        digest = xxhash.xxh3_128_hexdigest(data)
         return Written(digest, digest)
 
     def value_fingerprint(self, value: Any) -> str | None:
+        if isinstance(value, Pickled):
+            return value.fingerprint
         return xxhash.xxh3_128_hexdigest(pickled(value))
 
+    def nbytes(self, value: Any) -> int | None:
+        return value.nbytes if isinstance(value, Pickled) else None
+
     def describe(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, Pickled):
+            return value.meta
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
         if hasattr(value, "__len__"):
             meta["length"] = len(value)
@@ -222,6 +258,7 @@ class ArraySpec(IngredientTypeSpec):
     name = Ingredient.Type.array.value
     suffix = ".h5"
     creates_file = True
+    freezes_in_memory = True
 
     def is_instance(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
@@ -229,7 +266,27 @@ class ArraySpec(IngredientTypeSpec):
     def store(self, value: Any, path: str) -> None:
         self.write(value, path)
 
+    def freeze(self, name: str, value: Any, is_stored_file: Callable[[str], bool]) -> Any:
+        array = np.asarray(value)  # what consumers get is what a later run loads: an array
+        if array.dtype.hasobject:
+            return pickle_object_array(name, array, self.describe(array))
+        return freeze_array(array, is_stored_file)
+
+    def load_frozen(self, path: str, out_of_core: bool) -> Any:
+        with hdf5().File(path, "r") as handle:
+            if "pickled" in handle.attrs:
+                data = handle.attrs["pickled"].tobytes()
+                array = pickle.loads(data)  # a payload of this plant dir (see payloads)
+                hasher = array_hasher(array.dtype, array.shape)
+                hasher.update(data)  # as `write` computed it from the same bytes
+                return Pickled(data, hasher.hexdigest(), self.describe(array), array=True)
+        return self.load(path, out_of_core)
+
     def write(self, value: Any, path: str) -> Written:
+        if isinstance(value, Pickled):
+            with hdf5().File(path, "w") as handle:
+                handle.attrs["pickled"] = np.void(value.data)
+            return Written(value.fingerprint, value.fingerprint)
         array = np.asarray(value)
         if array.dtype.hasobject:
             with new_hdf5(path) as handle:
@@ -264,9 +321,11 @@ class ArraySpec(IngredientTypeSpec):
         return array
 
     def fingerprint(self, value: Any, path: str) -> str:
-        return array_fingerprint(np.asarray(value))
+        return self.value_fingerprint(value) or ""
 
     def value_fingerprint(self, value: Any) -> str | None:
+        if isinstance(value, Pickled):
+            return value.fingerprint
         return array_fingerprint(np.asarray(value))
 
     def verify(self, path: str, checksum: str) -> bool:
@@ -277,6 +336,8 @@ class ArraySpec(IngredientTypeSpec):
             return _digest(handle[DATASET]) == checksum
 
     def describe(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, Pickled):
+            return value.meta
         return {"shape": list(value.shape), "dtype": str(value.dtype)}
 
     def nbytes(self, value: Any) -> int | None:

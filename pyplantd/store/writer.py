@@ -84,23 +84,30 @@ class Writer:
 
     def _loop(self) -> None:
         while (item := self._queue.get()) is not _STOP:
-            pending, job, after = item
-            try:
-                payload, error = job(), None
-            except BaseException as err:  # kept for the run to report
-                payload, error = None, err
-                if not isinstance(err, StoreError):
-                    error = StoreError(
-                        f"Could not write ingredient '{pending.name}' to {pending.path}: {err}"
-                    )
-                    error.__cause__ = err
-            pending._finish(payload, error)
-            with self._lock:
-                self._pending.discard(pending)
-            try:
-                after(pending)
-            except Exception:  # a bookkeeping error must not stop the writer
-                logger.exception("After writing ingredient '%s'", pending.name)
+            self._run(*item)
+            # The job holds the value it wrote: let it go now, not when the next job arrives
+            # (it would count against the memory budget while nothing refers to it).
+            del item
+
+    def _run(
+        self, pending: PendingWrite, job: Callable[[], Any], after: Callable[[PendingWrite], None]
+    ) -> None:
+        try:
+            payload, error = job(), None
+        except BaseException as err:  # kept for the run to report
+            payload, error = None, err
+            if not isinstance(err, StoreError):
+                error = StoreError(
+                    f"Could not write ingredient '{pending.name}' to {pending.path}: {err}"
+                )
+                error.__cause__ = err
+        pending._finish(payload, error)
+        with self._lock:
+            self._pending.discard(pending)
+        try:
+            after(pending)
+        except Exception:  # a bookkeeping error must not stop the writer
+            logger.exception("After writing ingredient '%s'", pending.name)
 
     def pending_bytes(self) -> int:
         with self._lock:
