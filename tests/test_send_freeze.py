@@ -255,7 +255,7 @@ def test_an_unpicklable_value_fails_its_producer_at_send_naming_it(plant_dir: Pa
         plant.run_reactor(make)
     cause = failure.value.__cause__
     assert isinstance(cause, StoreError)
-    assert "Ingredient 'callback' (function) cannot be pickled" in str(cause)
+    assert "Could not store ingredient 'callback' (function): pickle cannot store" in str(cause)
 
 
 class Box:

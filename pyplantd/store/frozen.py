@@ -47,6 +47,13 @@ class Pickled:
         return len(self.data)
 
 
+def value_type_name(value: Any) -> str:
+    """The type a user sent, also of a value frozen as its pickle (for messages)."""
+    if isinstance(value, Pickled):
+        return str(value.meta.get("python_type", "object"))
+    return type(value).__qualname__
+
+
 def thaw(held: Any, script: Mapping[str, Any] | None = None) -> Any:
     """What a consumer receives of a frozen value: its own copy of a pickled one. `script` is
     the namespace of the pipeline script when it is not `__main__` (the daemon, outside a run)."""
@@ -88,13 +95,29 @@ def is_immutable(value: Any, depth: int = 0) -> bool:
 def pickle_at_send(name: str, value: Any, meta: dict[str, Any]) -> Pickled:
     """The value's pickled bytes now, so later changes to the object are not stored."""
     try:
-        data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
-    except Exception as err:
+        data = pickled(value)
+    except StoreError as err:
         raise StoreError(
-            f"Ingredient '{name}' ({type(value).__qualname__}) cannot be pickled: {err}. Send "
-            "a picklable value, or store this type with a custom IngredientTypeSpec."
-        ) from err
+            f"Could not store ingredient '{name}' ({type(value).__qualname__}): {err}"
+        ) from err.__cause__
     return Pickled(data, hash_bytes(data), meta)
+
+
+def pickled(value: Any) -> bytes:
+    """The pickle of `value`, or a StoreError naming its type and what to do instead."""
+    kind = type(value).__qualname__
+    try:
+        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    except RecursionError as err:
+        raise StoreError(
+            f"pickle cannot store a {kind} nested this deeply. Send it flatter, or as an array."
+        ) from err
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        raise StoreError(
+            f"pickle cannot store a {kind}: {err}. Send plain data (numbers, strings, lists, "
+            f"dicts, arrays, instances of module-level classes), or register an "
+            f"IngredientTypeSpec for {kind}."
+        ) from err
 
 
 def pickle_object_array(name: str, array: np.ndarray, meta: dict[str, Any]) -> Pickled:

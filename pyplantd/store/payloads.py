@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import PayloadDamagedError, StoreError
 from ..sizes import format_size
 from .failures import explain_os_error, explain_unknown
+from .frozen import value_type_name
 from .specs import IngredientTypeSpec, new_file
 from .trust import check_own
 
@@ -100,7 +101,7 @@ class PayloadFiles:
         spec: IngredientTypeSpec | None = None,
     ) -> StoreError:
         """Why ingredient `name` could not be written, and what to do."""
-        kind = type(value).__qualname__ if value is not None else None
+        kind = value_type_name(value) if value is not None else None
         about = [kind] if kind else []
         about += [format_size(size)] if size else []
         what = f"ingredient '{name}'" + (f" ({', '.join(about)})" if about else "")

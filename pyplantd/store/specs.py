@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import xxhash
 
-from ..errors import StoreError
 from ..fingerprint import (
     PICKLE_PROTOCOL,
     array_fingerprint,
@@ -27,7 +26,14 @@ from ..fingerprint import (
     hash_block,
 )
 from ..ingredient import Ingredient
-from .frozen import Pickled, freeze_array, is_immutable, pickle_at_send, pickle_object_array
+from .frozen import (
+    Pickled,
+    freeze_array,
+    is_immutable,
+    pickle_at_send,
+    pickle_object_array,
+    pickled,
+)
 from .rawio import fsync_while, start_writeback, write_all
 
 if TYPE_CHECKING:
@@ -167,23 +173,6 @@ class IngredientTypeSpec(ABC):
     def load_frozen(self, path: str, out_of_core: bool) -> Any:
         """The stored value in the form the warm tier may share (see `freeze`)."""
         return self.load(path, out_of_core)
-
-
-def pickled(value: Any) -> bytes:
-    """The pickle of `value`, or a StoreError naming its type and what to do instead."""
-    kind = type(value).__qualname__
-    try:
-        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
-    except RecursionError as err:
-        raise StoreError(
-            f"pickle cannot store a {kind} nested this deeply. Send it flatter, or as an array."
-        ) from err
-    except (pickle.PicklingError, TypeError, AttributeError) as err:
-        raise StoreError(
-            f"pickle cannot store a {kind}: {err}. Send plain data (numbers, strings, lists, "
-            f"dicts, arrays, instances of module-level classes), or register an "
-            f"IngredientTypeSpec for {kind}."
-        ) from err
 
 
 class PickleSpec(IngredientTypeSpec):
