@@ -18,6 +18,7 @@ class PlannedStep:
     action: str  # run / may run / cached / unknown
     reasons: list[str] = field(default_factory=list)
     expected: float | None = None  # seconds, from the last real run
+    reactor_id: str = ""
 
 
 class Planner:
@@ -26,8 +27,10 @@ class Planner:
         self.steps: dict[str, PlannedStep] = {}
         self.durations = ctx.store.manifest.last_durations()
 
-    def plan(self, targets: list[Reactor]) -> list[PlannedStep]:
-        target_ids = {t.id for t in targets}
+    def plan(self, targets: list[Reactor], targets_always_run: bool = True) -> list[PlannedStep]:
+        """With `targets_always_run=False` targets are judged like any other reactor (the graph's
+        states: what is stale and why, nothing forced)."""
+        target_ids = {t.id for t in targets} if targets_always_run else set()
         for reactor in self._upstream_first(targets):
             self._evaluate(reactor, reactor.id in target_ids)
         return list(self.steps.values())
@@ -80,7 +83,7 @@ class Planner:
         if NEW_REACTOR in reasons:
             reasons.append("its inputs are known only once it has run")
         self.steps[reactor.id] = PlannedStep(
-            reactor.name, action, reasons, self.durations.get(reactor.name)
+            reactor.name, action, reasons, self.durations.get(reactor.name), reactor.id
         )
 
     def _input_reasons(self, inputs: list[str]) -> list[str]:

@@ -6,7 +6,8 @@
     └── ClientError ───────────────┤   (`.type`: "BadArguments", "UnknownCommand", ...)
         ├── DaemonNotRunningError  │   no connection file, or its daemon is gone
         ├── ProtocolError ─────────┘
-        └── ClientTimeoutError  (also a builtin TimeoutError)   no reply in time
+        ├── ClientTimeoutError  (also a builtin TimeoutError)   no reply in time
+        └── GraphError          a graph that cannot be drawn as asked (format, name, Graphviz)
 
 `DaemonNotRunning` and `ClientTimeout` are the same classes under shorter names.
 """
@@ -35,6 +36,10 @@ class ProtocolError(ClientError, protocol.ProtocolError):
 
 class ClientTimeoutError(ClientError, TimeoutError):
     """The daemon did not answer in time."""
+
+
+class GraphError(ClientError):
+    """The graph cannot be drawn as asked: an unknown format or name, or Graphviz missing."""
 
 
 DaemonNotRunning = DaemonNotRunningError

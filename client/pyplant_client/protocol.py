@@ -45,7 +45,7 @@ REPLAY_WINDOW = 60.0  # seconds a request stays valid; its nonce is remembered a
 
 COMMANDS = (
     "ping", "status", "run", "cancel", "invalidate", "ingredients", "preview", "fetch",
-    "shutdown",
+    "shutdown", "graph",
 )  # fmt: skip
 EVENT_TYPES = (
     "run_started", "reactor_started", "reactor_finished", "reactor_failed", "run_finished",
