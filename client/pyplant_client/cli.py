@@ -313,7 +313,9 @@ def graph(
     fmt: Annotated[
         str | None,
         typer.Option(
-            "--format", "-f", help="text, mermaid, dot or svg (default: -o's suffix, else text)."
+            "--format",
+            "-f",
+            help="text, mermaid, dot, svg or json (default: -o's suffix, else text).",
         ),
     ] = None,
     output: Annotated[

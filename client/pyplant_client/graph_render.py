@@ -14,6 +14,7 @@ reactor is known to send it, its target null when no reactor receives it.
 from __future__ import annotations
 
 import difflib
+import json
 import shutil
 import subprocess
 import sys
@@ -23,10 +24,10 @@ from typing import Any
 
 from .errors import GraphError
 
-FORMATS = ("text", "mermaid", "dot", "svg")
+FORMATS = ("text", "mermaid", "dot", "svg", "json")
 SUFFIXES = {
     ".txt": "text", ".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot",
-    ".svg": "svg",
+    ".svg": "svg", ".json": "json",
 }  # fmt: skip
 DOT_TIMEOUT = 60.0  # seconds; dot lays out thousands of nodes well within it
 GRAPHVIZ_MISSING = (
@@ -56,8 +57,8 @@ def choose_format(fmt: str | None, output: Path | None) -> str:
     found = SUFFIXES.get(output.suffix.lower())
     if found is None:
         raise GraphError(
-            f"Cannot tell the format of {output} from its suffix. Name it .txt, .mmd, .dot or "
-            ".svg, or pass --format."
+            f"Cannot tell the format of {output} from its suffix. Name it .txt, .mmd, .dot, .svg "
+            "or .json, or pass --format."
         )
     return found
 
@@ -66,6 +67,8 @@ def render(model: dict[str, Any], fmt: str) -> bytes:
     """The model drawn in `fmt` (see FORMATS), as the bytes to write."""
     if fmt == "svg":
         return render_svg(model)
+    if fmt == "json":
+        return (json.dumps(model, indent=2) + "\n").encode()
     drawn = {"text": render_text, "mermaid": render_mermaid, "dot": render_dot}[fmt](model)
     return drawn.encode()
 
@@ -97,13 +100,16 @@ def focus(model: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
                                                              model["reactors"]}  # fmt: skip
     producers = {e["ingredient"]: e["source"] for e in model["edges"]}
     keep = {_start(name, ids, producers, model) for name in names}
+    suppliers: dict[str, set[str]] = {}
+    for edge in model["edges"]:
+        if edge["source"] and edge["target"]:
+            suppliers.setdefault(edge["target"], set()).add(edge["source"])
     frontier = list(keep)
     while frontier:
-        reactor = frontier.pop()
-        for edge in model["edges"]:
-            if edge["target"] == reactor and edge["source"] and edge["source"] not in keep:
-                keep.add(edge["source"])
-                frontier.append(edge["source"])
+        for supplier in suppliers.get(frontier.pop(), ()):
+            if supplier not in keep:
+                keep.add(supplier)
+                frontier.append(supplier)
     edges = [
         e for e in model["edges"]
         if e["target"] in keep or (e["target"] is None and e["source"] in keep)
@@ -198,6 +204,12 @@ def render_text(model: dict[str, Any]) -> str:
     if not model["reactors"]:
         return "\n".join([*lines, "(no reactors)"]) + "\n"
     width = max(len(r["name"]) for r in model["reactors"])
+    by_source: dict[str | None, list[dict[str, Any]]] = {}
+    orphans: dict[str, list[str]] = {}  # reactor -> inputs no reactor is known to send
+    for edge in model["edges"]:
+        by_source.setdefault(edge["source"], []).append(edge)
+        if edge["source"] is None and edge["target"]:
+            orphans.setdefault(edge["target"], []).append(edge["ingredient"])
     grouped = layers(model)
     number_width = len(str(len(grouped)))
     for depth, layer in enumerate(grouped, 1):
@@ -209,19 +221,21 @@ def render_text(model: dict[str, Any]) -> str:
                 f"{_timing(reactor):>9}  {why}".rstrip()
             )
             indent = " " * (number_width + 4)
-            lines += [indent + line for line in _text_edges(model, reactor["id"], names)]
+            lines += [indent + line for line in _outputs(by_source.get(reactor["id"], []), names)]
+            lines += [
+                f"{indent}<- {name} (no reactor is known to send it)"
+                for name in orphans.get(reactor["id"], [])
+            ]
             lines += [f"{indent}? not shown: {hidden}" for hidden in reactor["hidden"]]
     return "\n".join(lines) + "\n"
 
 
-def _text_edges(model: dict[str, Any], reactor: str, names: dict[str, str]) -> list[str]:
+def _outputs(edges_out: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
+    """`-> data 7.6 MiB to plot, report` per ingredient a reactor sends."""
     outgoing: dict[str, list[dict[str, Any]]] = {}
-    lines, orphans = [], []
-    for edge in model["edges"]:
-        if edge["source"] == reactor:
-            outgoing.setdefault(edge["ingredient"], []).append(edge)
-        elif edge["target"] == reactor and edge["source"] is None:
-            orphans.append(f"<- {edge['ingredient']} (no reactor is known to send it)")
+    for edge in edges_out:
+        outgoing.setdefault(edge["ingredient"], []).append(edge)
+    lines = []
     for ingredient, edges in outgoing.items():
         size = size_text(edges[0]["size"])
         text = f"-> {ingredient}" + (f" {size}" if size else "")
@@ -235,7 +249,7 @@ def _text_edges(model: dict[str, Any], reactor: str, names: dict[str, str]) -> l
         else:
             text += " (not received, static)" if edges[0]["static"] else " (not received)"
         lines.append(text)
-    return lines + orphans
+    return lines
 
 
 # -- mermaid -----------------------------------------------------------------------------------

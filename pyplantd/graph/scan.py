@@ -71,9 +71,8 @@ class SourceScan:
         if (id(func), pipe) in seen:  # recursive helpers
             return
         seen.add((id(func), pipe))
-        for node in ast.walk(func):
-            if not isinstance(node, ast.Call):
-                continue
+        calls = [node for node in ast.walk(func) if isinstance(node, ast.Call)]
+        for node in sorted(calls, key=lambda call: (call.lineno, call.col_offset)):
             target = node.func
             if (
                 isinstance(target, ast.Attribute)
