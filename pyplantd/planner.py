@@ -73,7 +73,7 @@ class Planner:
             record, code, ctx.config, store, ctx.signatures, ctx.track_versions
         )
         if record is not None:
-            reasons += self._input_reasons(list(record.inputs))
+            reasons += self._input_reasons(record.inputs)
         if is_target:
             action, reasons = "run", [TARGET, *reasons]
         elif not reasons:
@@ -86,15 +86,19 @@ class Planner:
             reactor.name, action, reasons, self.durations.get(reactor.name), reactor.id
         )
 
-    def _input_reasons(self, inputs: list[str]) -> list[str]:
+    def _input_reasons(self, inputs: dict[str, str]) -> list[str]:
+        """Inputs that will or may differ from what the reactor received: its producer re-runs,
+        or already made a new version since (e.g. a run of the producer alone)."""
         reasons = []
-        for name in inputs:
+        for name, received in inputs.items():
             ingredient = self.ctx.store.ingredients.get(name)
             producer = self.ctx.reactors.get(ingredient.producer) if ingredient else None
             upstream = self.steps.get(producer.id) if producer else None
-            if producer is None or upstream is None:
+            if ingredient is None or producer is None or upstream is None:
                 reasons.append(f"input '{name}' has no known producer")
             elif upstream.action != "cached":
                 verb = "runs" if upstream.action == "run" else "may run"
                 reasons.append(f"input '{name}' may change ({producer.name} {verb})")
+            elif ingredient.fingerprint != received:
+                reasons.append(f"input '{name}' changed")
         return reasons

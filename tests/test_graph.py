@@ -670,6 +670,23 @@ def test_pyplantd_graph_after_runs_edits_and_a_failure_says_what_is_fresh_stale_
     assert read_text(pyplantd_graph(pipeline, "pipeline.py").stdout).nodes["report"][1] == "fresh"
 
 
+def test_a_reactor_whose_input_changed_since_it_ran_is_stale_in_the_graph_and_the_dry_run(
+    pipeline: Project,
+) -> None:
+    assert pipeline.python().returncode == 0
+    pipeline.edit("pipeline.py", "{'n': 1000}", "{'n': 2000}")
+    assert pipeline.cli("run", "pipeline.py", "--target", "load").ran == ["load"]
+    text = draw(pipeline)[0]  # load is fresh, but process received its old data
+    assert {name: node[1] for name, node in text.nodes.items()} == {
+        "load": "fresh", "process": "stale", "report": "stale"
+    }  # fmt: skip
+    assert text.nodes["process"][3] == "input 'data' changed"
+    assert text.nodes["report"][3] == "input 'result' may change (process may run)"
+    plan = pipeline.cli("run", "pipeline.py", "--dry-run")
+    assert re.search(r"process\s+│ may run │.*│ input 'data' changed", plan.stdout), plan.stdout
+    assert pipeline.python().ran == ["process", "report"]
+
+
 def test_pyplantd_graph_of_a_new_reactor_mixes_recorded_and_static_edges(
     pipeline: Project,
 ) -> None:
