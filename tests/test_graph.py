@@ -879,3 +879,29 @@ def test_pyplant_graph_without_a_daemon_exits_2(tmp_path: Path) -> None:
     project = Project(tmp_path)
     result = pyplant(project, "graph")
     assert result.returncode == 2 and "Error: " in result.stderr
+
+
+def test_readme_sample_is_what_pyplantd_graph_prints_for_the_quickstart(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## A picture of the pipeline") :]
+    start = section.index("```\nquickstart.py") + len("```\n")
+    sample = section[start:].split("```")[0].splitlines()
+    script = tmp_path / "quickstart.py"
+    shutil.copy(REPO / "examples" / "quickstart.py", script)
+    plant = str(tmp_path / "plant")
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "PYPLANTD_QUICKSTART_DIR": plant}
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                         capture_output=True, timeout=SUBPROCESS_TIMEOUT)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    script.write_text(script.read_text().replace('self.color = "green"', 'self.color = "red"'))
+    graph = subprocess.run(
+        [sys.executable, "-m", "pyplantd.cli", "graph", "quickstart.py"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+    )  # fmt: skip
+    assert graph.returncode == 0, graph.stderr
+
+    def shape(line: str) -> str:  # durations and the plant dir vary
+        line = line.replace(plant, "/tmp/pyplantd-quickstart")
+        return re.sub(r"\s+[\d.]+ (ms|s)\b", " <duration>", line)
+
+    assert [shape(line) for line in graph.stdout.splitlines()] == [shape(s) for s in sample]
