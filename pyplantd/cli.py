@@ -305,11 +305,11 @@ def graph(
         raise typer.Exit(2)
     try:
         model = graph_render.focus(host.model, target or [])
-        data = graph_render.render(model, chosen)
+        data = graph_render.render(model, chosen, graph_render.wants_color(output))
+        graph_render.write(data, output)
     except GraphError as failure:
         err.print(f"Error: {failure}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    graph_render.write(data, output)
     if output is not None:
         out.print(
             f"{output}: {graph_render.summary(model)} ({chosen})", markup=False, soft_wrap=True

@@ -905,3 +905,43 @@ def test_readme_sample_is_what_pyplantd_graph_prints_for_the_quickstart(tmp_path
         return re.sub(r"\s+[\d.]+ (ms|s)\b", " <duration>", line)
 
     assert [shape(line) for line in graph.stdout.splitlines()] == [shape(s) for s in sample]
+
+
+def test_pyplantd_graph_colours_states_on_a_terminal_only(pipeline: Project) -> None:
+    import pty
+
+    def on_a_terminal(env: dict[str, str]) -> str:
+        leader, follower = pty.openpty()
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pyplantd.cli", "graph", "pipeline.py"],
+                cwd=pipeline.root, stdout=follower, stderr=subprocess.PIPE, timeout=60,
+                env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            os.close(follower)
+            follower = -1
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # EIO: the terminal's other side is closed and drained
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks).decode()
+        finally:
+            os.close(leader)
+            if follower >= 0:
+                os.close(follower)
+
+    coloured = on_a_terminal({})
+    assert "\x1b[2mnever ran\x1b[0m" in coloured
+    assert "\x1b[" not in on_a_terminal({"NO_COLOR": "1"})
+    assert "\x1b[" not in pyplantd_graph(pipeline, "pipeline.py").stdout  # a pipe
+    unwritable = pyplantd_graph(pipeline, "pipeline.py", "-o", "missing/graph.txt")
+    assert unwritable.returncode == 2
+    assert "Cannot write the graph to missing/graph.txt: No such file or directory" in (
+        unwritable.stderr
+    )

@@ -336,11 +336,11 @@ def graph(
         chosen = graph_render.choose_format(fmt, output)
         with _connected(directory, timeout) as client:
             model = graph_render.focus(client.graph(), target or [])
-        data = graph_render.render(model, chosen)
+        data = graph_render.render(model, chosen, graph_render.wants_color(output))
+        graph_render.write(data, output)
     except GraphError as err:
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(2) from None
-    graph_render.write(data, output)
     if output is not None:
         typer.echo(f"{output}: {graph_render.summary(model)} ({chosen})")
 

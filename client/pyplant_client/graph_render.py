@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,7 @@ COLORS = {
     "running": ("#e1ecfd", "#1565c0"),
 }  # fmt: skip
 MAX_REASON = 80  # characters of one reason inside a drawn node
+ANSI = {"fresh": "32", "stale": "33", "failed": "31", "never ran": "2", "running": "34"}
 
 
 # -- choosing ----------------------------------------------------------------------------------
@@ -63,20 +65,31 @@ def choose_format(fmt: str | None, output: Path | None) -> str:
     return found
 
 
-def render(model: dict[str, Any], fmt: str) -> bytes:
-    """The model drawn in `fmt` (see FORMATS), as the bytes to write."""
+def render(model: dict[str, Any], fmt: str, color: bool = False) -> bytes:
+    """The model drawn in `fmt` (see FORMATS), as the bytes to write; `color` colours the text
+    format's states for a terminal."""
     if fmt == "svg":
         return render_svg(model)
     if fmt == "json":
         return (json.dumps(model, indent=2) + "\n").encode()
-    drawn = {"text": render_text, "mermaid": render_mermaid, "dot": render_dot}[fmt](model)
+    if fmt == "text":
+        return render_text(model, color).encode()
+    drawn = {"mermaid": render_mermaid, "dot": render_dot}[fmt](model)
     return drawn.encode()
+
+
+def wants_color(output: Path | None) -> bool:
+    """Colour for a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def write(data: bytes, output: Path | None) -> None:
     """To the file, else to standard output (as bytes: SVG is UTF-8 whatever the locale)."""
     if output is not None:
-        output.write_bytes(data)
+        try:
+            output.write_bytes(data)
+        except OSError as error:
+            raise GraphError(f"Cannot write the graph to {output}: {error.strerror}.") from None
         return
     sys.stdout.flush()
     sys.stdout.buffer.write(data)
@@ -196,7 +209,7 @@ def layers(model: dict[str, Any]) -> list[list[dict[str, Any]]]:
 
 
 # -- text --------------------------------------------------------------------------------------
-def render_text(model: dict[str, Any]) -> str:
+def render_text(model: dict[str, Any], color: bool = False) -> str:
     """A layered list for the terminal: each reactor with its state, last duration and why, then
     the ingredients it sends and who receives them."""
     names = {r["id"]: r["name"] for r in model["reactors"]}
@@ -216,8 +229,11 @@ def render_text(model: dict[str, Any]) -> str:
         for index, reactor in enumerate(layer):
             number = str(depth) if index == 0 else ""
             why = "; ".join(reactor["why"])
+            state = f"{reactor['state']:<9}"
+            if color and reactor["state"] in ANSI:
+                state = f"\x1b[{ANSI[reactor['state']]}m{state}\x1b[0m"
             lines.append(
-                f"{number:>{number_width}}  {reactor['name']:<{width}}  {reactor['state']:<9}  "
+                f"{number:>{number_width}}  {reactor['name']:<{width}}  {state}  "
                 f"{_timing(reactor):>9}  {why}".rstrip()
             )
             indent = " " * (number_width + 4)
