@@ -20,6 +20,7 @@ from .errors import (
     ReactorFailedError,
     ScriptError,
 )
+from .graph.host import GraphHost
 from .host import hosting
 from .oneshot import OneShotHost, OneShotOptions
 from .script import run_script
@@ -259,6 +260,93 @@ def _print_plan(host: OneShotHost) -> None:
     runs = [s for s in host.plans if s.action != "cached"]
     expected = sum(s.expected or 0.0 for s in runs)
     out.print(f"would run {len(runs)} of {len(host.plans)} reactors (about {expected:.2f} s)")
+
+
+@app.command()
+def graph(
+    pipeline: Annotated[
+        Path,
+        typer.Argument(metavar="[PIPELINE]", help="The pipeline script (default: pipeline.py)."),
+    ] = Path("pipeline.py"),
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, mermaid, dot, svg or json (default: -o's suffix, else text).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the graph to this file.")
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target", "-t", help="Only this reactor (or ingredient) and what it needs (repeat)."
+        ),
+    ] = None,
+    plant_dir: PlantDirOpt = None,
+    track_versions: VersionsOpt = True,
+) -> None:
+    """Draw PIPELINE: reactors with their state (fresh, stale and why, failed, never ran) and last
+    duration, the ingredients between them with their size. Runs nothing, creates nothing."""
+    from pyplant_client import graph_render
+    from pyplant_client.errors import GraphError
+
+    try:
+        chosen = graph_render.choose_format(fmt, output)
+    except GraphError as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    host = GraphHost(pipeline, plant_dir, track_versions)
+    _load_for_graph(pipeline, host)
+    if host.model is None:
+        err.print(f"Error: {pipeline} made no Plant(...): there is no pipeline to draw.")
+        raise typer.Exit(2)
+    try:
+        model = graph_render.focus(host.model, target or [])
+        data = graph_render.render(model, chosen, graph_render.wants_color(output))
+        graph_render.write(data, output)
+    except GraphError as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if output is not None:
+        out.print(
+            f"{output}: {graph_render.summary(model)} ({chosen})", markup=False, soft_wrap=True
+        )
+
+
+def _load_for_graph(pipeline: Path, host: GraphHost) -> None:
+    """Execute the script under the graph host; only failures before its plant exists stop us."""
+    if not pipeline.is_file():
+        err.print(f"Error: pipeline script {pipeline} does not exist.")
+        raise typer.Exit(2)
+    try:
+        with hosting(host):
+            run_script(pipeline, after=host.close_all)
+    except ScriptError as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except PlantError as failure:
+        if host.model is None:
+            err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        err.print(
+            f"note: the script raised once its plant was set up: {failure}",
+            markup=False,
+            soft_wrap=True,
+        )
+    except Exception as failure:  # the script's own code, where a run would have given values
+        if host.model is None:
+            err.print(report.user_traceback(failure), markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        err.print(
+            f"note: the script raised once its plant was set up: {failure!r}",
+            markup=False,
+            soft_wrap=True,
+        )
+    finally:
+        host.remove_scratch()
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ class PlannedStep:
     action: str  # run / may run / cached / unknown
     reasons: list[str] = field(default_factory=list)
     expected: float | None = None  # seconds, from the last real run
+    reactor_id: str = ""
 
 
 class Planner:
@@ -26,8 +27,10 @@ class Planner:
         self.steps: dict[str, PlannedStep] = {}
         self.durations = ctx.store.manifest.last_durations()
 
-    def plan(self, targets: list[Reactor]) -> list[PlannedStep]:
-        target_ids = {t.id for t in targets}
+    def plan(self, targets: list[Reactor], targets_always_run: bool = True) -> list[PlannedStep]:
+        """With `targets_always_run=False` targets are judged like any other reactor (the graph's
+        states: what is stale and why, nothing forced)."""
+        target_ids = {t.id for t in targets} if targets_always_run else set()
         for reactor in self._upstream_first(targets):
             self._evaluate(reactor, reactor.id in target_ids)
         return list(self.steps.values())
@@ -70,7 +73,7 @@ class Planner:
             record, code, ctx.config, store, ctx.signatures, ctx.track_versions
         )
         if record is not None:
-            reasons += self._input_reasons(list(record.inputs))
+            reasons += self._input_reasons(record.inputs)
         if is_target:
             action, reasons = "run", [TARGET, *reasons]
         elif not reasons:
@@ -80,18 +83,22 @@ class Planner:
         if NEW_REACTOR in reasons:
             reasons.append("its inputs are known only once it has run")
         self.steps[reactor.id] = PlannedStep(
-            reactor.name, action, reasons, self.durations.get(reactor.name)
+            reactor.name, action, reasons, self.durations.get(reactor.name), reactor.id
         )
 
-    def _input_reasons(self, inputs: list[str]) -> list[str]:
+    def _input_reasons(self, inputs: dict[str, str]) -> list[str]:
+        """Inputs that will or may differ from what the reactor received: its producer re-runs,
+        or already made a new version since (e.g. a run of the producer alone)."""
         reasons = []
-        for name in inputs:
+        for name, received in inputs.items():
             ingredient = self.ctx.store.ingredients.get(name)
             producer = self.ctx.reactors.get(ingredient.producer) if ingredient else None
             upstream = self.steps.get(producer.id) if producer else None
-            if producer is None or upstream is None:
+            if ingredient is None or producer is None or upstream is None:
                 reasons.append(f"input '{name}' has no known producer")
             elif upstream.action != "cached":
                 verb = "runs" if upstream.action == "run" else "may run"
                 reasons.append(f"input '{name}' may change ({producer.name} {verb})")
+            elif ingredient.fingerprint != received:
+                reasons.append(f"input '{name}' changed")
         return reasons

@@ -283,16 +283,23 @@ class Plant:
             f"Add it with plant.add_reactors({ref})."
         )
 
-    def plan(self, reactors: Iterable[ReactorRef]) -> list[PlannedStep]:
+    def plan(
+        self, reactors: Iterable[ReactorRef], *, targets_always_run: bool = True
+    ) -> list[PlannedStep]:
         """What `run_reactors(reactors)` would do and why, running nothing (a dry run)."""
         self._ensure_registered()
         targets = [self._resolve(r) for r in reactors]
-        steps = Planner(self._context(set())).plan(targets)
+        steps = Planner(self._context(set())).plan(targets, targets_always_run)
         self._index_cache.flush()
         return steps
 
     def reactor_names(self) -> list[str]:
         return [r.name for r in self._reactors.values()]
+
+    def registered(self) -> list[Reactor]:
+        """The registered reactors, from a copy taken at once (the daemon's server thread reads
+        it while the engine thread may be registering)."""
+        return list(self._reactors.copy().values())
 
     # -- results ----------------------------------------------------------------------------
     def fetch_ingredient(self, name: str) -> Any:

@@ -82,6 +82,11 @@ def visible_reactors() -> list[Callable[..., Any]]:
     return list(_visible_reactors.values())
 
 
+def visible_subreactors() -> list[Callable[..., Any]]:
+    """Every @SubreactorFunc decorated so far (the undecorated functions), from a copy."""
+    return list(_visible_subreactors.copy().values())
+
+
 def find_subreactor(subreactor_id: str) -> Callable[..., Any] | None:
     return _visible_subreactors.get(subreactor_id)
 

@@ -16,8 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
+from . import graph_render
 from .client import DEFAULT_TIMEOUT, Client, check_alive
-from .errors import ClientError, DaemonNotRunningError
+from .errors import ClientError, DaemonNotRunningError, GraphError
 
 app = typer.Typer(
     name="pyplant",
@@ -308,6 +309,43 @@ def fetch(
     else:
         output.write_text(json.dumps(value) + "\n")
         typer.echo(f"{output}: {name}")
+
+
+@app.command()
+def graph(
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, mermaid, dot, svg or json (default: -o's suffix, else text).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the graph to this file.")
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target", "-t", help="Only this reactor (or ingredient) and what it needs (repeat)."
+        ),
+    ] = None,
+    directory: DirOpt = Path("."),
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Draw the daemon's pipeline: reactors with their state and last duration, the ingredients
+    between them with their size."""
+    try:
+        chosen = graph_render.choose_format(fmt, output)
+        with _connected(directory, timeout) as client:
+            model = graph_render.focus(client.graph(), target or [])
+        data = graph_render.render(model, chosen, graph_render.wants_color(output))
+        graph_render.write(data, output)
+    except GraphError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if output is not None:
+        typer.echo(f"{output}: {graph_render.summary(model)} ({chosen})")
 
 
 @app.command()

@@ -237,6 +237,11 @@ class Client:
         rows = _field(self.call("ingredients"), "ingredients", list, "ingredients")
         return [row for row in rows if isinstance(row, dict)]
 
+    def graph(self) -> dict[str, Any]:
+        """The pipeline's graph model: reactors with their state, ingredients as edges (draw it
+        with pyplant_client.graph_render)."""
+        return self.call("graph")
+
     def preview(self, name: str) -> str:
         """A short text about an ingredient's value (shape, dtype, range, or a repr head)."""
         return _field(self.call("preview", {"name": name}), "text", str, "preview")

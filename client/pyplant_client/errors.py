@@ -8,7 +8,8 @@
         ├── ProtocolError ─────────┘
         ├── UntrustedFileError     a runtime dir, connection or payload file another user
         │                          could have written (theirs, open to others, a link)
-        └── ClientTimeoutError  (also a builtin TimeoutError)   no reply in time
+        ├── ClientTimeoutError  (also a builtin TimeoutError)   no reply in time
+        └── GraphError          a graph that cannot be drawn as asked (format, name, Graphviz)
 
 `DaemonNotRunning` and `ClientTimeout` are the same classes under shorter names.
 """
@@ -41,6 +42,10 @@ class UntrustedFileError(ClientError, trust.UntrustedFileError):
 
 class ClientTimeoutError(ClientError, TimeoutError):
     """The daemon did not answer in time."""
+
+
+class GraphError(ClientError):
+    """The graph cannot be drawn as asked: an unknown format or name, or Graphviz missing."""
 
 
 DaemonNotRunning = DaemonNotRunningError

@@ -56,6 +56,7 @@ COMMAND_ARGS: dict[str, dict[str, tuple[str, bool]]] = {
     "ping": {}, "status": {}, "run": {"targets": ("names", False)}, "cancel": {},
     "invalidate": {"reactor": ("name", True)}, "ingredients": {},
     "preview": {"name": ("name", True)}, "fetch": {"name": ("name", True)}, "shutdown": {},
+    "graph": {},
 }  # fmt: skip
 COMMANDS = tuple(COMMAND_ARGS)
 REQUEST_FIELDS = frozenset({"v", "id", "nonce", "ts", "cmd", "args"})

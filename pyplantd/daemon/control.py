@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..graph.live import LiveGraph
 from ..sizes import format_size
 from ..store.listing import describe_shape
 from .server import BadArgumentsError, Handler
@@ -32,6 +33,7 @@ class Control:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.started = time.time()
+        self.live_graph = LiveGraph(engine)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -77,6 +79,11 @@ class Control:
                 "size": record.size, "tier": store.tier(record),
             })  # fmt: skip
         return {"ingredients": rows}
+
+    def cmd_graph(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Reactors, their states and the ingredients between them (pyplant_client.graph_render
+        draws it), from published state and copies of the records only."""
+        return self.live_graph.model()
 
     def cmd_preview(self, args: dict[str, Any]) -> dict[str, Any]:
         value, record = self._value(args)

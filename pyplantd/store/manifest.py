@@ -184,6 +184,18 @@ class Manifest:
         return dict(rows.fetchall())
 
     @_serialized
+    def last_outcomes(self) -> dict[str, HistoryEntry]:
+        """Each reactor's most recent history entry (ran, cached or failed), by short name."""
+        rows = self.db.execute(
+            "SELECT reactor, status, duration, reasons, started_at FROM history "
+            "WHERE rowid IN (SELECT MAX(rowid) FROM history GROUP BY reactor)"
+        )
+        return {
+            name: HistoryEntry(name, status, duration, json.loads(reasons), started)
+            for name, status, duration, reasons, started in rows
+        }
+
+    @_serialized
     def code_index(self, content_hash: str) -> tuple[str, float] | None:
         """The JSON index of a source file with this content hash, and when it was last used."""
         row = self.db.execute(
