@@ -21,6 +21,7 @@ import xxhash
 from .bindings import Unit, module_units
 
 Chain = tuple[str, ...]  # `name` or `name.attr.attr`
+Source = bytes | str  # a file's bytes, or text decoded already
 Import = tuple[str, str | None, int]  # (module, attr of `from module import attr`, level)
 DefKey = str  # "qualname#n": the n-th definition of qualname in the file; "<lambda>#Lline"
 
@@ -80,7 +81,7 @@ class ModuleIndex:
     (('g',), ('x',))
     """
 
-    def __init__(self, source: bytes, filename: str, content_hash: str) -> None:
+    def __init__(self, source: Source, filename: str, content_hash: str) -> None:
         self.source, self.filename, self.content_hash = source, filename, content_hash
         self.cached = False  # in an IndexCache already (loaded from one, or put into one)
         self.defs: dict[str, list[int]] = defaultdict(list)  # qualname -> first lines, in order
@@ -100,9 +101,10 @@ class ModuleIndex:
         self._lines: list[bytes] | None = None
 
     @classmethod
-    def parse(cls, source: bytes, filename: str, content_hash: str | None = None) -> ModuleIndex:
-        """Index a file's bytes (bytes, so that ast honours an encoding cookie)."""
-        index = cls(source, filename, content_hash or content_digest(source))
+    def parse(cls, source: Source, filename: str, content_hash: str | None = None) -> ModuleIndex:
+        """Index a file's bytes (bytes, so that ast honours an encoding cookie), or text that is
+        decoded already (what a runner compiled, a notebook cell)."""
+        index = cls(source, filename, content_hash or source_digest(source))
         index.tree = ast.parse(source, filename=filename)
         _strip_docstring(index.tree)
         index._index_units(module_units(index.tree))
@@ -171,7 +173,9 @@ class ModuleIndex:
 
     def _source_lines(self) -> list[bytes]:
         if self._lines is None:  # the tokenizer's lines: \n, \r\n and \r end one
-            self._lines = self.source.splitlines(keepends=True)
+            source = self.source
+            raw = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+            self._lines = raw.splitlines(keepends=True)
         return self._lines
 
     def class_chains(self, key: DefKey) -> set[Chain] | None:
@@ -290,10 +294,10 @@ class ModuleIndex:
         )
 
     @classmethod
-    def from_json(cls, body: str, source: bytes, filename: str) -> ModuleIndex | None:
+    def from_json(cls, body: str, source: Source, filename: str) -> ModuleIndex | None:
         """The index of `source` from its JSON form; None if the body does not fit `source`
         (corrupt, another format or Python, another content)."""
-        content_hash = content_digest(source)
+        content_hash = source_digest(source)
         try:
             data = json.loads(body)
             if (data["format"], data["python"], data["content_hash"]) != (
@@ -413,7 +417,29 @@ def _load(path: str, cache: IndexCache | None, previous: ModuleIndex | None) -> 
             source = file.read()
     except (OSError, ValueError):
         return None
-    content_hash = content_digest(source)
+    return _index_of(source, path, cache, previous)
+
+
+# The index of the source each path's loaded code was compiled from (see source_index).
+_LOADED: dict[str, ModuleIndex | None] = {}
+
+
+def source_index(path: str, source: Source, cache: IndexCache | None = None) -> ModuleIndex | None:
+    """The index of `source`, the text the code from `path` was compiled from (which the file
+    may no longer hold): kept while the source is the same, else found as `module_index` does."""
+    previous = _LOADED.get(path)
+    index = _index_of(source, path, cache, previous)
+    _LOADED[path] = index
+    if cache is not None and index is not None and not index.cached:
+        index.cached = True
+        cache.put(index.content_hash, index.to_json)
+    return index
+
+
+def _index_of(
+    source: Source, path: str, cache: IndexCache | None, previous: ModuleIndex | None
+) -> ModuleIndex | None:
+    content_hash = source_digest(source)
     if previous is not None and previous.content_hash == content_hash:
         return previous  # touched or rewritten, but the same bytes
     body = cache.get(content_hash) if cache is not None else None
@@ -429,6 +455,14 @@ def _load(path: str, cache: IndexCache | None, previous: ModuleIndex | None) -> 
 def content_digest(source: bytes) -> str:
     """The key of a file's index: the xxh3_128 hex digest of its bytes."""
     return xxhash.xxh3_128_hexdigest(source)
+
+
+def source_digest(source: Source) -> str:
+    """`content_digest` of bytes; text (decoded already, so no cookie applies) never shares a
+    key with bytes."""
+    if isinstance(source, str):
+        return content_digest(b"\0text\0" + source.encode("utf-8", "surrogatepass"))
+    return content_digest(source)
 
 
 def hash_text(text: str) -> str:

@@ -1,6 +1,6 @@
 """Code signatures of reactors: hashes of the normalized AST of a reactor and of the user's own
 helpers, classes, constants and subreactors it reaches, plus the versions of the third-party
-packages it uses. Depends on nothing in pyplantd but origins, code_index and canonical.
+packages it uses. Depends on nothing in pyplantd but origins, sources, code_index and canonical.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
 from typing import Any, Literal
 
+from . import sources
 from .canonical import canonical_text, code_text, frozen_text
 from .code_index import (
     Analysis,
@@ -24,6 +25,7 @@ from .code_index import (
     ModuleIndex,
     hash_text,
     module_index,
+    source_index,
 )
 from .origins import (
     definition_origin,
@@ -138,9 +140,15 @@ class SignatureComputer:
         return CodeSignature(hash_text(text), parts)
 
     def _index(self, path: str | None) -> ModuleIndex | None:
-        if path is not None and path not in self._indexes:  # one view of each file per run
-            unreadable = path.startswith("<")
-            self._indexes[path] = None if unreadable else module_index(path, self._index_cache)
+        """The index of what the code from `path` was compiled from (one view per run)."""
+        if path is not None and path not in self._indexes:
+            source = sources.source_of(path)
+            if source is not None:
+                self._indexes[path] = source_index(path, source, self._index_cache)
+            elif path.startswith("<"):  # exec'd code with no source: its code objects
+                self._indexes[path] = None
+            else:
+                self._indexes[path] = module_index(path, self._index_cache)
         return self._indexes.get(path) if path is not None else None
 
     def _visit(self, obj: Any) -> tuple[str | None, _Found]:
@@ -307,6 +315,7 @@ class SignatureComputer:
 
     def _analysis_of(self, func: FunctionType) -> Analysis | None:
         code = func.__code__
+        sources.check(code)  # a file read after it was loaded must hold the code that runs
         index = self._index(code.co_filename)
         key = index.find(_qualname(func), code.co_name, code.co_firstlineno) if index else None
         return index.analysis(key) if index and key else None

@@ -8,6 +8,8 @@ Every case is a small project whose reactors send 'value'; the `report` reactor 
 
 from __future__ import annotations
 
+import os
+import py_compile
 import re
 import textwrap
 from collections.abc import Callable
@@ -50,20 +52,37 @@ class Case:
     pipeline: str  # the reactors sending 'value'; imports, report and main are added
     edits: list[Edit]
     modules: dict[str, str] = field(default_factory=dict)  # file name -> text
+    # modules in a folder outside the project, on sys.path: "outside/name.py" in an Edit
+    outside: dict[str, str] = field(default_factory=dict)
 
 
 def _text(text: str) -> str:
     return textwrap.dedent(text).lstrip("\n")
 
 
+def outside_folder(project: Project) -> Path:
+    return project.root.parent / f"{project.root.name}-outside"
+
+
+def path_of(project: Project, name: str) -> Path:
+    folder, _, rest = name.partition("/")
+    return outside_folder(project) / rest if folder == "outside" else project.root / name
+
+
 def setup(project: Project, case: Case) -> None:
-    project.write("pipeline.py", HEAD + _text(case.pipeline) + MAIN)
+    head = HEAD
+    if case.outside:
+        head = f"import sys\nsys.path.insert(0, {str(outside_folder(project))!r})\n" + head
+    project.write("pipeline.py", head + _text(case.pipeline) + MAIN)
     for name, text in case.modules.items():
         project.write(name, _text(text))
+    for name, text in case.outside.items():
+        path_of(project, f"outside/{name}").parent.mkdir(exist_ok=True)
+        path_of(project, f"outside/{name}").write_text(_text(text))
 
 
 def apply(project: Project, edit: Edit, save: Callable[[Path, str], None]) -> None:
-    path = project.root / edit.file
+    path = path_of(project, edit.file)
     text = path.read_text()
     assert edit.old in text, f"{edit.old!r} not in {edit.file}"
     save(path, text.replace(edit.old, _text(edit.new) if "\n" in edit.new else edit.new))
@@ -283,6 +302,22 @@ CASES = [
             """
         },
     ),
+    # -- A5: what is hashed is what runs ---------------------------------------------------------
+    Case(
+        "helper_module_outside_the_project_on_sys_path",
+        """
+        from shared import scale
+
+        @ReactorFunc
+        def compute(pipe):
+            pipe.send('value', scale(10))
+        """,
+        [
+            Edit("outside/shared.py", "x * 2", "x * 3", "compute: helper scale() in shared.py"),
+            Edit("outside/shared.py", "x * 3", "x * 4", "compute: helper scale() in shared.py"),
+        ],
+        outside={"shared.py": "def scale(x):\n    return x * 2\n"},
+    ),
 ]
 
 
@@ -313,6 +348,10 @@ def test_daemon_serves_what_a_fresh_run_computes(
     run = daemon.next_run()
     served = _served(run.lines, served)
     assert served == fresh(project, case, scratch), run
+    if case.outside:  # it says which folders it watches
+        outside = re.escape(str(outside_folder(project)))
+        daemon.wait_for(rf"^watching your modules in {re.escape(str(project.root))} and, "
+                        rf"outside the project, in {outside}$")  # fmt: skip
     for edit in case.edits:
         apply(project, edit, save_atomic)
         run = daemon.next_run()
@@ -327,3 +366,52 @@ def test_daemon_serves_what_a_fresh_run_computes(
 def _served(lines: list[str], before: str) -> str:
     found = [m[1] for line in lines if line.startswith("[report]") and (m := RESULT.search(line))]
     return found[-1] if found else before
+
+
+# -- A5: code loaded from a stale .pyc (same size, same mtime) ---------------------------------
+STALE_PIPELINE = """
+{before}from pyplantd import Plant, ReactorFunc
+{after}
+
+@ReactorFunc
+def compute(pipe):
+    pipe.send('value', helpers.scale(10))
+"""
+
+
+def _make_stale(project: Project, import_before_pyplantd: bool) -> Path:
+    """helpers.py with a .pyc of `x * 2` while the file, same size and mtime, says `x * 3`."""
+    imports = ("import helpers\n", "") if import_before_pyplantd else ("", "import helpers\n")
+    before, after = imports
+    case = Case("stale", STALE_PIPELINE.format(before=before, after=after), [])
+    setup(project, case)
+    project.write("pipeline.py", (project.root / "pipeline.py").read_text().replace(HEAD, ""))
+    helpers = project.write("helpers.py", "def scale(x):\n    return x * 2\n")
+    stamp = helpers.stat().st_mtime_ns
+    py_compile.compile(str(helpers), doraise=True)  # a timestamp .pyc, as Python writes them
+    helpers.write_text("def scale(x):\n    return x * 3\n")
+    os.utime(helpers, ns=(stamp, stamp))
+    return helpers
+
+
+def test_module_imported_after_pyplantd_runs_its_file_not_a_stale_pyc(
+    project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    helpers = _make_stale(project, import_before_pyplantd=False)
+    scratch = tmp_path_factory.mktemp("fresh")
+    case = Case("stale", "", [])
+    assert result_of(project.python()) == "30"
+    os.utime(helpers)  # a later save: the .pyc is stale for Python too
+    assert result_of(project.python()) == fresh(project, case, scratch) == "30"
+
+
+def test_stale_code_imported_before_pyplantd_is_refused_not_recorded(
+    project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    helpers = _make_stale(project, import_before_pyplantd=True)
+    scratch = tmp_path_factory.mktemp("fresh")
+    refused = project.python()
+    assert refused.returncode != 0
+    assert "SourceChangedError" in refused.stderr and "helpers.py changed" in refused.stderr
+    os.utime(helpers)
+    assert result_of(project.python()) == fresh(project, Case("stale", "", []), scratch) == "30"

@@ -111,6 +111,7 @@ class Sample:
 
     def new_process(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(code_index, "_MODULES", {})
+        monkeypatch.setattr(code_index, "_LOADED", {})
 
     def signatures(self, cache: DictCache | None = None) -> list[CodeSignature]:
         module = self.load()
