@@ -151,6 +151,13 @@ class SignatureComputer:
                 self._indexes[path] = module_index(path, self._index_cache)
         return self._indexes.get(path) if path is not None else None
 
+    def _statements_index(self, home: _Home) -> ModuleIndex | None:
+        """Where the module-level statements of `home` are; none for a notebook or console,
+        whose cells run in any order: there, values count by what they are."""
+        if home.namespace is not None and "__file__" not in home.namespace:
+            return None
+        return self._index(home.path)
+
     def _visit(self, obj: Any) -> tuple[str | None, _Found]:
         key = _identity(obj)
         if key not in self._visited:  # keeping obj alive keeps its id unique
@@ -243,7 +250,7 @@ class SignatureComputer:
         """A module-level name by the statements that define it, and what they use in turn;
         the functions and classes a container holds count too, wherever they were put in."""
         found, home, name = _Found(), item.home, item.name
-        index = self._index(home.path)
+        index = self._statements_index(home)
         namespace = home.namespace or {}
         is_definition = isinstance(item.value, FunctionType | type)
         statements = index.statements(name) if index else ()
@@ -274,7 +281,7 @@ class SignatureComputer:
 
     def _follow_star(self, item: _Global, found: _Found) -> bool:
         """A name that came with `from module import *`: followed to that module."""
-        index = self._index(item.home.path)
+        index = self._statements_index(item.home)
         for module_name, _, level in index.star_imports[::-1] if index else ():
             module = _imported(module_name, level, item.home.package)
             if module is not None and vars(module).get(item.name) is item.value:
@@ -417,7 +424,7 @@ class SignatureComputer:
 
     def _follow_alias(self, value: object, name: str, home: _Home, found: _Found) -> bool:
         """A name only imported into its module lives where it comes from: follow it there."""
-        index = self._index(home.path)
+        index = self._statements_index(home)
         statements = [s for s in index.statements(name) if s.strong] if index else []
         if statements and all(s.kind == "import" and name in s.imports for s in statements):
             sources = [statements[-1].imports[name]]

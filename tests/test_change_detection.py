@@ -8,16 +8,19 @@ Every case is a small project whose reactors send 'value'; the `report` reactor 
 
 from __future__ import annotations
 
+import json
 import os
 import py_compile
 import re
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Project, Result
+from conftest import REPO, Project, Result
 from test_daemon import Daemon, save_atomic, start_daemon  # noqa: F401 (a fixture)
 
 MAIN = """
@@ -415,3 +418,67 @@ def test_stale_code_imported_before_pyplantd_is_refused_not_recorded(
     assert "SourceChangedError" in refused.stderr and "helpers.py changed" in refused.stderr
     os.utime(helpers)
     assert result_of(project.python()) == fresh(project, Case("stale", "", []), scratch) == "30"
+
+
+# -- A6: notebooks -----------------------------------------------------------------------------
+NOTEBOOK = [
+    "from pyplantd import Plant, ReactorFunc",
+    "SCALE = 2\nCFG = {'k': 1}",
+    "@ReactorFunc\ndef load(pipe):\n    pipe.send('value', [1, SCALE, CFG['k']])\n\n"
+    "@ReactorFunc\ndef report(pipe):\n    value = yield pipe.receive('value')\n"
+    "    print('RESULT', value)",
+    "plant = Plant('plant')\nplant.run_reactor(report)",
+    "@ReactorFunc\ndef load(pipe):\n    pipe.send('value', [10, SCALE, CFG['k']])",
+    "plant.run_reactor(report)",  # the same Plant
+    "plant.close()\nwith Plant('plant') as again:\n    again.run_reactor(report)",  # a new one
+    "SCALE = 3\nCFG = {'k': 5}",
+    "with Plant('plant') as again:\n    again.run_reactor(report)",
+    "W = [1]\n\n@ReactorFunc\ndef load(pipe):\n    pipe.send('value', [100, SCALE, CFG['k'], W])",
+    "with Plant('plant') as again:\n    again.run_reactor(report)",
+    "W = [2]",  # cells run in any order: the statements of load's own cell are not the truth
+    "with Plant('plant') as again:\n    again.run_reactor(report)",
+]
+
+
+# Runs the notebook in a real kernel, from a child process: jupyter's client keeps threads.
+NOTEBOOK_DRIVER = """
+import json, sys
+import nbformat
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+
+folder, cells = sys.argv[1], json.loads(sys.argv[2])
+notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+kernel = KernelManager(kernel_name="python3", transport="ipc", ip=folder + "/ipc")
+client = NotebookClient(
+    notebook, km=kernel, timeout=120, startup_timeout=120, resources={"metadata": {"path": folder}}
+)
+try:
+    client.execute()
+finally:
+    if kernel.has_kernel and kernel.is_alive():
+        kernel.shutdown_kernel(now=True)
+texts = ["".join(o.get("text", "") for o in c.get("outputs", [])) for c in notebook.cells]
+print(json.dumps(texts))
+"""
+
+
+def test_notebook_runs_the_latest_definition_of_a_reactor_and_the_current_values(
+    tmp_path: Path,
+) -> None:
+    for module in ("nbformat", "nbclient", "ipykernel"):
+        pytest.importorskip(module, reason=f"needs {module} (in the test extra)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK_DRIVER, str(tmp_path), json.dumps(NOTEBOOK)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    outputs = json.loads(run.stdout.splitlines()[-1])
+    results = [m[1] for text in outputs for line in text.splitlines() if (m := RESULT.search(line))]
+    assert results == [
+        "[1, 2, 1]", "[10, 2, 1]", "[10, 2, 1]", "[10, 3, 5]", "[100, 3, 5, [1]]",
+        "[100, 3, 5, [2]]",
+    ]  # fmt: skip
+    told = [i for i, text in enumerate(outputs) if "'load' was defined again" in text]
+    assert told == [4], outputs  # once, at the first redefinition
