@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
@@ -23,6 +24,7 @@ from .code_index import (
     Import,
     IndexCache,
     ModuleIndex,
+    Statement,
     hash_text,
     module_index,
     source_index,
@@ -86,6 +88,7 @@ class _Global:
     home: _Home
     value: object
     keep_definition: bool = True  # False: the def/class statement is counted as code already
+    shared: bool = False  # another name for a value reached elsewhere (see _sharers)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -117,6 +120,13 @@ class SignatureComputer:
         self._track_versions = track_versions
         self._index_cache = index_cache  # file indexes kept across processes, by content hash
         self._visited: dict[object, tuple[object, str | None, _Found]] = {}
+        # who else binds a value (see _sharers): namespaces mapped, and object id -> names
+        self._roots: dict[int, _Home] = {}
+        self._mapped: dict[int, dict[str, Any]] = {}
+        self._shared: dict[int, list[tuple[_Home, str]]] = defaultdict(list)
+        # a user module's namespace -> (home, name) of each `import module` of it
+        self._module_aliases: dict[int, list[tuple[_Home, str]]] = defaultdict(list)
+        self._modules_seen = 0
         self._indexes: dict[str, ModuleIndex | None] = {}
         self._resolved: dict[tuple[int, Chain, _Home], tuple[object, _Found]] = {}
 
@@ -125,6 +135,8 @@ class SignatureComputer:
         functions (subreactors discovered at run time) whose closures are included too."""
         todo: list[tuple[Kind, Any]] = [("subreactor", _unwrap(f)) for f in reversed(list(extra))]
         todo.append(("code", _unwrap(func)))  # popped first, so it keeps the `code` key
+        for _, root in todo:  # a script run by pyplantd is no module: map its names too
+            self._roots.setdefault(id(root.__globals__), _module_home(root))
         parts: dict[str, str] = {}
         seen: set[object] = set()
         while todo:
@@ -177,7 +189,7 @@ class SignatureComputer:
             self._classify_definition(inner, found)
         if _is_nested(func):
             self._scan_made_function(func, found)
-        self._note_bindings(func, _module_home(func), found)
+        self._note_bindings(func, found)
         if self._function_hash is not None:
             return str(self._function_hash(func)), found
         return (analysis.digest if analysis else hash_text(code_text(func.__code__))), found
@@ -211,18 +223,49 @@ class SignatureComputer:
         if analysis is not None:
             found.parts[f"helper:{outer}@{os.path.basename(path)}"] = analysis.digest
 
-    def _note_bindings(self, obj: FunctionType | type, home: _Home, found: _Found) -> None:
-        """Module-level statements that rebind or change a definition (`f.x = 1`, `Model.n = 2`,
-        `load = wrap(load)`), and those binding a function made by other code (a factory)."""
-        namespace = home.namespace or {}
-        made = _is_nested(obj)
-        if not made:  # its own def statement is counted as its code already
-            top_level = _qualname(obj) == obj.__name__
-            names = [obj.__name__] if top_level and obj.__name__ in namespace else []
-        else:
-            names = [n for n, v in namespace.items() if v is obj or _subreactor_original(v) is obj]
-        for name in names:
-            found.follow.append(("global", _Global(name, home, obj, keep_definition=made)))
+    def _note_bindings(self, obj: object, found: _Found) -> None:
+        """Every module-level name bound to `obj` in the user's modules: the statements that
+        change it there count (`f.x = 1`, `Model.n = 2`, `load = wrap(load)`, the statement
+        binding a function a factory made, `settings.CFG["x"] = 1` in another module)."""
+        found.follow.extend(("global", g) for g in self._sharers(obj))
+
+    def _sharers(self, value: object) -> list[_Global]:
+        """Every module-level name bound to `value` in the user's modules, and every
+        `module.name` through which a module that imports its module may change it."""
+        self._map_namespaces()
+        found = []
+        for home, name in self._shared.get(id(value), ()):
+            keep = not isinstance(value, FunctionType | type) or _is_nested(value)
+            found.append(_Global(name, home, value, keep, shared=True))
+            for alias_home, alias in self._module_aliases.get(id(home.namespace), ()):
+                found.append(_Global(f"{alias}.{name}", alias_home, value, shared=True))
+        return found
+
+    def _map_namespaces(self) -> None:
+        """Index every module-level name of the user's modules (and of the reactors' scripts) by
+        the object it is bound to; once per run, and for modules imported since."""
+        homes = list(self._roots.values())
+        if len(sys.modules) != self._modules_seen:
+            self._modules_seen = len(sys.modules)
+            homes += [_module_home_of(m) for m in _user_modules()]
+        for home in homes:
+            namespace = home.namespace
+            if namespace is not None and id(namespace) not in self._mapped:
+                self._mapped[id(namespace)] = namespace  # kept alive: its id stays unique
+                self._map_names(home, namespace)
+
+    def _map_names(self, home: _Home, namespace: dict[str, Any]) -> None:
+        shared, plain = self._shared, _PLAIN_LEAVES
+        for name, value in list(namespace.items()):
+            if type(value) in plain or name[:2] == "__":
+                continue
+            if type(value) is not ModuleType:
+                shared[id(value)].append((home, name))
+                original = _subreactor_original(value) if type(value) is FunctionType else None
+                if original is not None:  # `smooth = make_sub(7)` binds what sub() runs
+                    shared[id(original)].append((home, name))
+            elif _is_user_module(value):  # `import settings`: `settings.CFG["x"] = 1` here
+                self._module_aliases[id(vars(value))].append((home, name))
 
     def _visit_class(self, cls: type) -> tuple[str, _Found]:
         path, module = module_file(cls.__module__), sys.modules.get(cls.__module__)
@@ -241,7 +284,7 @@ class SignatureComputer:
         for chain in chains:
             if chain[0] in vars(module):
                 self._resolve(vars(module)[chain[0]], chain, home, found)
-        self._note_bindings(cls, home, found)
+        self._note_bindings(cls, found)
         analysis = index.analysis(key)
         digest = analysis.digest if analysis else index.dump_digest(key)
         return (digest or _methods_digest(methods)), found
@@ -253,7 +296,7 @@ class SignatureComputer:
         index = self._statements_index(home)
         namespace = home.namespace or {}
         is_definition = isinstance(item.value, FunctionType | type)
-        statements = index.statements(name) if index else ()
+        statements = _statements_of(index, name) if index else ()
         digests = []
         for statement in statements:
             if statement.kind == "import":
@@ -271,9 +314,10 @@ class SignatureComputer:
                     self._resolve_import(statement.imports[root], chain, home.package, found)
                 elif root in namespace and root != name:
                     self._resolve(namespace[root], chain, home, found)
-        if is_definition:
+        if is_definition or item.shared:
             return (_by_code(item.value, digests) if digests else None), found
         self._follow_contained(item.value, found)
+        self._note_bindings(item.value, found)  # other names of it: `ALIAS = CFG`, imports
         if not any(s.strong for s in statements) and not self._follow_star(item, found):
             text = canonical_text(item.value)  # no source says how it was made: its value
             return (hash_text(text) if text is not None else _by_type(item.value)), found
@@ -386,8 +430,6 @@ class SignatureComputer:
             self._note_package(value.__name__, found)
         elif isinstance(value, FunctionType | type):
             self._classify_definition(value, found)
-            if home.scope == "module":  # `Model.k = 2` where it is imported counts too
-                found.follow.append(("global", _Global(name, home, value, False)))
         else:
             self._classify_value(value, name, home, found)
 
@@ -553,6 +595,40 @@ def _subreactor_original(value: object) -> FunctionType | None:
 def _inner_function(value: object) -> FunctionType | None:
     inner = value.func if isinstance(value, functools.partial) else safe_attr(value, "__wrapped__")
     return inner if isinstance(inner, FunctionType) and inner is not value else None
+
+
+def _statements_of(index: ModuleIndex, name: str) -> tuple[Statement, ...]:
+    """The statements defining `name`; for `module.attr`, those of `module` that use it."""
+    module, _, attr = name.partition(".")
+    if not attr:
+        return index.statements(name)
+    found = index.statements(module)
+    return tuple(
+        s for s in found if s.kind == "code" and any(c[:2] == (module, attr) for c in s.chains)
+    )
+
+
+def _is_user_module(module: ModuleType) -> bool:
+    file = getattr(module, "__file__", None)
+    return isinstance(file, str) and is_user_file(file)
+
+
+# sys.modules holds hundreds of modules: each is judged once (name -> (module, user's own))
+_JUDGED: dict[str, tuple[ModuleType, bool]] = {}
+
+
+def _user_modules() -> list[ModuleType]:
+    found = []
+    for name, module in list(sys.modules.items()):
+        judged = _JUDGED.get(name)
+        if judged is None or judged[0] is not module:
+            user = isinstance(module, ModuleType) and _is_user_module(module)
+            judged = _JUDGED[name] = (module, user)
+        if judged[1]:
+            found.append(judged[0])
+    for gone in _JUDGED.keys() - sys.modules.keys():
+        del _JUDGED[gone]  # keep no module alive that the interpreter dropped
+    return found
 
 
 def _identity(obj: object) -> object:

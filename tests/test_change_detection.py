@@ -404,7 +404,8 @@ def test_module_imported_after_pyplantd_runs_its_file_not_a_stale_pyc(
     scratch = tmp_path_factory.mktemp("fresh")
     case = Case("stale", "", [])
     assert result_of(project.python()) == "30"
-    os.utime(helpers)  # a later save: the .pyc is stale for Python too
+    later = helpers.stat().st_mtime_ns + 2_000_000_000  # .pyc files keep whole seconds
+    os.utime(helpers, ns=(later, later))  # a later save: the .pyc is stale for Python too
     assert result_of(project.python()) == fresh(project, case, scratch) == "30"
 
 
@@ -416,7 +417,8 @@ def test_stale_code_imported_before_pyplantd_is_refused_not_recorded(
     refused = project.python()
     assert refused.returncode != 0
     assert "SourceChangedError" in refused.stderr and "helpers.py changed" in refused.stderr
-    os.utime(helpers)
+    later = helpers.stat().st_mtime_ns + 2_000_000_000  # .pyc files keep whole seconds
+    os.utime(helpers, ns=(later, later))
     assert result_of(project.python()) == fresh(project, Case("stale", "", []), scratch) == "30"
 
 

@@ -584,10 +584,49 @@ CHANGED = [
         ["helper inc() in steps.py changed"],
     ),
     Changed(
+        "value changed through its module by another module",
+        {
+            "pipeline": _pipeline("settings.CFG", "import settings\nimport tweaks"),
+            "settings": "CFG = {'a': 1}\n",
+            "tweaks": "import settings\nsettings.CFG['b'] = 2\n",
+        },
+        {"tweaks": "import settings\nsettings.CFG['b'] = 3\n"},
+        ["settings.CFG in tweaks.py changed (type dict: counted by the statements that define it)"],
+    ),
+    Changed(
+        "value changed by another module that imported it by name",
+        {
+            "pipeline": _pipeline("CFG", "import tweaks\nfrom settings import CFG"),
+            "settings": "CFG = {'a': 1}\n",
+            "tweaks": "from settings import CFG\nCFG.update(b=2)\n",
+        },
+        {"tweaks": "from settings import CFG\nCFG.update(b=3)\n"},
+        ["CFG in tweaks.py changed (type dict: counted by the statements that define it)"],
+    ),
+    Changed(
+        "value changed through another name",
+        {"pipeline": _pipeline("CFG", "CFG = [1]\nALIAS = CFG\nALIAS.append(2)")},
+        {"pipeline": _pipeline("CFG", "CFG = [1]\nALIAS = CFG\nALIAS.append(3)")},
+        ["ALIAS in pipeline.py changed (type list: counted by the statements that define it)"],
+    ),
+    Changed(
+        "class changed by another module",
+        {
+            "pipeline": _pipeline("Model().fit(x)", "import tweaks\nfrom models import Model"),
+            "models": MODELS,
+            "tweaks": "import models\nmodels.Model.k = 1\n",
+        },
+        {"tweaks": "import models\nmodels.Model.k = 2\n"},
+        ["models.Model in tweaks.py changed (type type: counted by the statements that define it)"],
+    ),
+    Changed(
         "lambda reactor",
         {"pipeline": "f = lambda x: x + 1  # a lambda\n"},
         {"pipeline": "f = lambda x: x + 2\n"},
-        ["code changed (<lambda>)"],
+        [
+            "code changed (<lambda>)",
+            "f in pipeline.py changed (type function: counted by the statements that define it)",
+        ],
     ),
 ]
 
