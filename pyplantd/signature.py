@@ -188,16 +188,18 @@ class SignatureComputer:
         if inner is not None:  # a user decorator built with functools.wraps
             self._classify_definition(inner, found)
         if _is_nested(func):
-            self._scan_made_function(func, found)
+            self._follow_enclosing(func, found)
+        self._scan_defaults(func, found)
         self._note_bindings(func, found)
         if self._function_hash is not None:
             return str(self._function_hash(func)), found
         return (analysis.digest if analysis else hash_text(code_text(func.__code__))), found
 
-    def _scan_made_function(self, func: FunctionType, found: _Found) -> None:
-        """A function made by running other code (a factory, a decorator): what made it counts,
-        and so do the values it was given, its default values (evaluated in the factory)."""
-        self._follow_enclosing(func, found)
+    def _scan_defaults(self, func: FunctionType, found: _Found) -> None:
+        """Default values are what they were when the def ran: simple ones count by value (a
+        name they read may have been bound again since); those of a function made by other code
+        (a factory) all count, by value, code, or type."""
+        nested = _is_nested(func)
         code, owner = func.__code__, _qualname(func)
         defaults = func.__defaults__ or ()
         positional = code.co_varnames[: code.co_argcount]
@@ -206,7 +208,8 @@ class SignatureComputer:
             *(func.__kwdefaults__ or {}).items(),
         ]
         for param, value in named:
-            self._resolve(value, (param,), _Home(code.co_filename, "default", owner), found)
+            if nested or frozen_text(value) is not None:
+                self._resolve(value, (param,), _Home(code.co_filename, "default", owner), found)
 
     def _follow_enclosing(self, func: FunctionType, found: _Found) -> None:
         """The outermost function or class whose code holds `func`'s definition: followed as

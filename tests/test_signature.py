@@ -271,6 +271,14 @@ def register(fn):
 def inc(x):
     return x + 1
 """
+REBOUND = """
+K = 2
+def helper(x, k=K):
+    return x * k
+K = 3
+def f(x):
+    return helper(x)
+"""
 FACTORY = """
 def make(n):
     data = [n] * 3
@@ -618,6 +626,12 @@ CHANGED = [
         },
         {"tweaks": "import models\nmodels.Model.k = 2\n"},
         ["models.Model in tweaks.py changed (type type: counted by the statements that define it)"],
+    ),
+    Changed(
+        "default value read from a name bound again later",
+        {"pipeline": REBOUND},
+        {"pipeline": REBOUND.replace("K = 2", "K = 5")},
+        ["default k of helper() in pipeline.py changed"],
     ),
     Changed(
         "lambda reactor",
