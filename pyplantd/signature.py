@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
@@ -29,6 +28,8 @@ from .code_index import (
     module_index,
     source_index,
 )
+from .explain import BY_CODE
+from .namespaces import NameMap
 from .origins import (
     definition_origin,
     distribution,
@@ -44,18 +45,6 @@ Kind = Literal["code", "helper", "class", "subreactor", "global"]
 Scope = Literal["module", "cell", "default"]
 
 _MARKER = "__pyplantd_subreactor__"
-_KIND_ORDER = ("code", "subreactor", "helper", "class", "const", "cell", "default", "package")
-_LABELS = {
-    "helper": "helper {}() in {}",
-    "class": "class {} in {}",
-    "const": "constant {} in {}",
-    "subreactor": "subreactor {}() in {}",
-}
-_LOCAL_LABELS = {
-    "cell": "closure variable {1} of {0}() in {2}",
-    "default": "default {1} of {0}() in {2}",
-}
-BY_CODE = "t:"  # prefix of a component counted by its type and defining code, not its value
 _PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
 _CONTAINED_ITEMS = 10_000  # items of a module-level container looked at for code, at most
 
@@ -120,13 +109,8 @@ class SignatureComputer:
         self._track_versions = track_versions
         self._index_cache = index_cache  # file indexes kept across processes, by content hash
         self._visited: dict[object, tuple[object, str | None, _Found]] = {}
-        # who else binds a value (see _sharers): namespaces mapped, and object id -> names
-        self._roots: dict[int, _Home] = {}
-        self._mapped: dict[int, dict[str, Any]] = {}
-        self._shared: dict[int, list[tuple[_Home, str]]] = defaultdict(list)
-        # a user module's namespace -> (home, name) of each `import module` of it
-        self._module_aliases: dict[int, list[tuple[_Home, str]]] = defaultdict(list)
-        self._modules_seen = 0
+        self._names = NameMap(also_under=_subreactor_original)  # who else binds a value
+        self._roots: dict[int, _Home] = {}  # the reactors' globals: scripts are no modules
         self._indexes: dict[str, ModuleIndex | None] = {}
         self._resolved: dict[tuple[int, Chain, _Home], tuple[object, _Found]] = {}
 
@@ -136,7 +120,9 @@ class SignatureComputer:
         todo: list[tuple[Kind, Any]] = [("subreactor", _unwrap(f)) for f in reversed(list(extra))]
         todo.append(("code", _unwrap(func)))  # popped first, so it keeps the `code` key
         for _, root in todo:  # a script run by pyplantd is no module: map its names too
-            self._roots.setdefault(id(root.__globals__), _module_home(root))
+            if id(root.__globals__) not in self._roots:
+                self._roots[id(root.__globals__)] = _module_home(root)
+                self._names.add(root.__globals__)
         parts: dict[str, str] = {}
         seen: set[object] = set()
         while todo:
@@ -235,40 +221,26 @@ class SignatureComputer:
     def _sharers(self, value: object) -> list[_Global]:
         """Every module-level name bound to `value` in the user's modules, and every
         `module.name` through which a module that imports its module may change it."""
-        self._map_namespaces()
         found = []
-        for home, name in self._shared.get(id(value), ()):
-            keep = not isinstance(value, FunctionType | type) or _is_nested(value)
+        keep = not isinstance(value, FunctionType | type) or _is_nested(value)
+        for namespace, name in self._names.names_of(value):
+            home = self._home_of(namespace)
             found.append(_Global(name, home, value, keep, shared=True))
-            for alias_home, alias in self._module_aliases.get(id(home.namespace), ()):
-                found.append(_Global(f"{alias}.{name}", alias_home, value, shared=True))
+            for importer, alias in self._names.importers_of(namespace):
+                found.append(
+                    _Global(f"{alias}.{name}", self._home_of(importer), value, shared=True)
+                )
         return found
 
-    def _map_namespaces(self) -> None:
-        """Index every module-level name of the user's modules (and of the reactors' scripts) by
-        the object it is bound to; once per run, and for modules imported since."""
-        homes = list(self._roots.values())
-        if len(sys.modules) != self._modules_seen:
-            self._modules_seen = len(sys.modules)
-            homes += [_module_home_of(m) for m in _user_modules()]
-        for home in homes:
-            namespace = home.namespace
-            if namespace is not None and id(namespace) not in self._mapped:
-                self._mapped[id(namespace)] = namespace  # kept alive: its id stays unique
-                self._map_names(home, namespace)
-
-    def _map_names(self, home: _Home, namespace: dict[str, Any]) -> None:
-        shared, plain = self._shared, _PLAIN_LEAVES
-        for name, value in list(namespace.items()):
-            if type(value) in plain or name[:2] == "__":
-                continue
-            if type(value) is not ModuleType:
-                shared[id(value)].append((home, name))
-                original = _subreactor_original(value) if type(value) is FunctionType else None
-                if original is not None:  # `smooth = make_sub(7)` binds what sub() runs
-                    shared[id(original)].append((home, name))
-            elif _is_user_module(value):  # `import settings`: `settings.CFG["x"] = 1` here
-                self._module_aliases[id(vars(value))].append((home, name))
+    def _home_of(self, namespace: dict[str, Any]) -> _Home:
+        home = self._roots.get(id(namespace))
+        if home is not None:
+            return home
+        package, file = namespace.get("__package__"), namespace.get("__file__")
+        path = file if isinstance(file, str) else f"<{namespace.get('__name__')}>"
+        return _Home(
+            path, namespace=namespace, package=package if isinstance(package, str) else None
+        )
 
     def _visit_class(self, cls: type) -> tuple[str, _Found]:
         path, module = module_file(cls.__module__), sys.modules.get(cls.__module__)
@@ -493,49 +465,6 @@ class SignatureComputer:
             found.parts[f"package:{dist}"] = version
 
 
-def describe_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """Human-readable reasons, one per differing component, in a stable order.
-
-    >>> describe_changes({"package:numpy": "1.26.4"}, {"package:numpy": "2.0.1"})
-    ['numpy 1.26.4 -> 2.0.1']
-    """
-    keys = sorted(old.keys() | new.keys(), key=_change_order)
-    return [_describe(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
-
-
-def _change_order(key: str) -> tuple[int, str]:
-    kind = key.partition(":")[0]
-    return (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER)), key
-
-
-def _describe(key: str, before: str | None, after: str | None) -> str:
-    kind, _, rest = key.partition(":")
-    if kind == "code":
-        return f"code changed ({rest})"
-    if kind == "package":
-        if before is None:
-            return f"now uses {rest} {after}"
-        return f"no longer uses {rest}" if after is None else f"{rest} {before} -> {after}"
-    name, _, file = rest.partition("@")  # qualnames never contain "@"; file names might
-    if kind in _LOCAL_LABELS:
-        owner, _, variable = name.rpartition(":")
-        label = _LOCAL_LABELS[kind].format(owner.rpartition(".")[2], variable, file)
-    else:
-        label = _LABELS[kind].format(name, file) if kind in _LABELS else key
-    counted = next((v for v in (after, before) if v is not None), "")
-    note = ""
-    if counted.startswith(BY_CODE):  # a value that may change in place: say what counts
-        type_name = counted[len(BY_CODE) :].rpartition(":")[0]
-        if kind in _LOCAL_LABELS:
-            note = f" (type {type_name}: counted by its type and the code that made it)"
-        else:
-            label = f"{name} in {file}"
-            note = f" (type {type_name}: counted by the statements that define it)"
-    if before is None:
-        return f"now uses {label}{note}"
-    return f"no longer uses {label}{note}" if after is None else f"{label} changed{note}"
-
-
 def _load_module(name: str) -> ModuleType | None:
     """A module imported inside a function: imported now if it is the user's own."""
     if name in sys.modules or module_origin(name) != "user":
@@ -609,29 +538,6 @@ def _statements_of(index: ModuleIndex, name: str) -> tuple[Statement, ...]:
     return tuple(
         s for s in found if s.kind == "code" and any(c[:2] == (module, attr) for c in s.chains)
     )
-
-
-def _is_user_module(module: ModuleType) -> bool:
-    file = getattr(module, "__file__", None)
-    return isinstance(file, str) and is_user_file(file)
-
-
-# sys.modules holds hundreds of modules: each is judged once (name -> (module, user's own))
-_JUDGED: dict[str, tuple[ModuleType, bool]] = {}
-
-
-def _user_modules() -> list[ModuleType]:
-    found = []
-    for name, module in list(sys.modules.items()):
-        judged = _JUDGED.get(name)
-        if judged is None or judged[0] is not module:
-            user = isinstance(module, ModuleType) and _is_user_module(module)
-            judged = _JUDGED[name] = (module, user)
-        if judged[1]:
-            found.append(judged[0])
-    for gone in _JUDGED.keys() - sys.modules.keys():
-        del _JUDGED[gone]  # keep no module alive that the interpreter dropped
-    return found
 
 
 def _identity(obj: object) -> object:

@@ -16,8 +16,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from pyplantd import signature
-from pyplantd.signature import CodeSignature, SignatureComputer, describe_changes
+from pyplantd import explain, namespaces, signature
+from pyplantd.explain import describe_changes
+from pyplantd.signature import CodeSignature, SignatureComputer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -943,3 +944,5 @@ def test_describe_changes_wording(case: Explained) -> None:
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(signature).failed == 0
+    assert doctest.testmod(explain).failed == 0
+    assert doctest.testmod(namespaces).failed == 0
