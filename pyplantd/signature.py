@@ -189,8 +189,11 @@ class SignatureComputer:
         code, owner = func.__code__, _qualname(func)
         defaults = func.__defaults__ or ()
         positional = code.co_varnames[: code.co_argcount]
+        first = max(0, len(positional) - len(defaults))  # `__defaults__` may be set by hand
         named = [
-            *zip(positional[len(positional) - len(defaults) :], defaults, strict=True),
+            *zip(
+                positional[first:], defaults[-len(positional) :] if positional else (), strict=False
+            ),
             *(func.__kwdefaults__ or {}).items(),
         ]
         for param, value in named:
