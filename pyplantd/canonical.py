@@ -36,11 +36,26 @@ def canonical_text(value: object, depth: int = 0) -> str | None:
     return f"{kind.__name__}[{','.join(texts)}]"
 
 
-def is_mutable(value: object) -> bool:
-    """True for lists, dicts, sets, bytearrays and numpy arrays: values often mutated in place."""
+def frozen_text(value: object) -> str | None:
+    """`canonical_text` of a value that cannot change once made (scalars, numpy scalars, ranges,
+    and tuples and frozensets of them); None for anything else.
+
+    >>> frozen_text((1, "a")), frozen_text([1])
+    ("tuple[int:1,str:'a']", None)
+    """
+    if type(value) is range:
+        return f"range:{value.start},{value.stop},{value.step}"
+    return canonical_text(value) if _is_frozen(value, 0) else None
+
+
+def _is_frozen(value: object, depth: int) -> bool:
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is tuple or kind is frozenset:
+        return depth < _MAX_DEPTH and all(_is_frozen(v, depth + 1) for v in value)  # type: ignore[attr-defined]
     numpy = sys.modules.get("numpy")
-    is_array = numpy is not None and type(value) is numpy.ndarray
-    return is_array or isinstance(value, list | dict | set | bytearray)
+    return numpy is not None and isinstance(value, numpy.generic) and not value.dtype.hasobject
 
 
 def code_text(code: CodeType) -> str:

@@ -18,12 +18,15 @@ from typing import Any, Protocol
 
 import xxhash
 
+from .bindings import Unit, module_units
+
 Chain = tuple[str, ...]  # `name` or `name.attr.attr`
+Source = bytes | str  # a file's bytes, or text decoded already
 Import = tuple[str, str | None, int]  # (module, attr of `from module import attr`, level)
 DefKey = str  # "qualname#n": the n-th definition of qualname in the file; "<lambda>#Lline"
 
 # Bump FORMAT whenever the index or the hashed text changes; the AST itself varies by Python.
-FORMAT = 1
+FORMAT = 2
 _PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -40,6 +43,19 @@ class Analysis:
     header: frozenset[str] = frozenset()  # names in defaults and decorators: evaluated outside
     declared_global: frozenset[str] = frozenset()  # module state the code writes: not constant
     imports: dict[str, Import] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A module-level statement that defines a name (see bindings), hashed, with the names it
+    uses: `kind` is "import", "def" (hashed as the definition; only its defaults and decorators
+    run now) or "code"; `strong` if it binds or mutates the name, not only passes it to a call."""
+
+    digest: str
+    chains: tuple[Chain, ...]
+    imports: dict[str, Import]
+    kind: str
+    strong: bool
 
 
 class IndexCache(Protocol):
@@ -65,28 +81,33 @@ class ModuleIndex:
     (('g',), ('x',))
     """
 
-    def __init__(self, source: bytes, filename: str, content_hash: str) -> None:
+    def __init__(self, source: Source, filename: str, content_hash: str) -> None:
         self.source, self.filename, self.content_hash = source, filename, content_hash
         self.cached = False  # in an IndexCache already (loaded from one, or put into one)
         self.defs: dict[str, list[int]] = defaultdict(list)  # qualname -> first lines, in order
         self.lines: dict[int, list[DefKey]] = defaultdict(list)
         self._analyses: dict[DefKey, Analysis | None] = {}
-        self._statements: dict[str, str | None] = {}  # module-level name -> its assignments
+        # module-level name -> the statements that define it, in source order
+        self._statements: dict[str, tuple[Statement, ...]] = {}
+        self._stars: tuple[Import, ...] = ()  # `from module import *` at module level
         self._class_chains: dict[DefKey, frozenset[Chain]] = {}
         # only while a tree is at hand (parsed here, or for lambdas by the parsed twin)
         self.tree: ast.Module | None = None
         self._nodes: dict[DefKey, ast.AST] = {}
-        self._assignments: dict[str, list[ast.stmt]] = defaultdict(list)
+        self._units: list[Unit] = []
+        self._names: dict[str, list[tuple[int, bool]]] = defaultdict(list)  # -> (unit, strong)
         self._by_id: dict[int, Analysis | None] = {}  # the tree lives as long as this index
         self._twin: ModuleIndex | None = None
         self._lines: list[bytes] | None = None
 
     @classmethod
-    def parse(cls, source: bytes, filename: str, content_hash: str | None = None) -> ModuleIndex:
-        """Index a file's bytes (bytes, so that ast honours an encoding cookie)."""
-        index = cls(source, filename, content_hash or content_digest(source))
+    def parse(cls, source: Source, filename: str, content_hash: str | None = None) -> ModuleIndex:
+        """Index a file's bytes (bytes, so that ast honours an encoding cookie), or text that is
+        decoded already (what a runner compiled, a notebook cell)."""
+        index = cls(source, filename, content_hash or source_digest(source))
         index.tree = ast.parse(source, filename=filename)
         _strip_docstring(index.tree)
+        index._index_units(module_units(index.tree))
         stack: list[tuple[ast.AST, str]] = [(index.tree, "")]
         while stack:  # statements only, pre-order, so that a later redefinition comes last
             node, prefix = stack.pop()
@@ -95,11 +116,18 @@ class ModuleIndex:
             stack.extend((child, inner) for child in reversed(blocks))
         return index
 
+    def _index_units(self, units: list[Unit]) -> None:
+        self._units = units
+        stars = []
+        for number, unit in enumerate(units):
+            for name in unit.bound | unit.passed:
+                self._names[name].append((number, name in unit.bound))
+            node = unit.node
+            if isinstance(node, ast.ImportFrom) and "*" in unit.bound:
+                stars.append((node.module or "", None, node.level))
+        self._stars = tuple(stars)
+
     def _add(self, node: ast.AST, prefix: str) -> str:
-        if not prefix and isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for name in {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}:
-                self._assignments[name].append(node)
         if not isinstance(node, _SCOPES):
             return prefix
         qualname = prefix + node.name
@@ -145,7 +173,9 @@ class ModuleIndex:
 
     def _source_lines(self) -> list[bytes]:
         if self._lines is None:  # the tokenizer's lines: \n, \r\n and \r end one
-            self._lines = self.source.splitlines(keepends=True)
+            source = self.source
+            raw = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+            self._lines = raw.splitlines(keepends=True)
         return self._lines
 
     def class_chains(self, key: DefKey) -> set[Chain] | None:
@@ -166,12 +196,51 @@ class ModuleIndex:
         node = self._node(key)
         return hash_text(ast.dump(node)) if node is not None else None
 
-    def statement_digest(self, name: str) -> str | None:
-        if name not in self._statements:  # from JSON, every assigned name is there already
-            found = [self._analysis_of(s) for s in self._assignments.get(name, [])]
-            digests = [a.digest for a in found if a is not None]
-            self._statements[name] = hash_text(",".join(digests)) if digests else None
+    def statements(self, name: str) -> tuple[Statement, ...]:
+        """The module-level statements that define `name` (see bindings), in source order."""
+        if name not in self._statements:  # from JSON, every defined name is there already
+            self._statements[name] = tuple(
+                self._statement(self._units[number], strong)
+                for number, strong in self._names.get(name, [])
+            )
         return self._statements[name]
+
+    @property
+    def star_imports(self) -> tuple[Import, ...]:
+        return self._stars
+
+    def _statement(self, unit: Unit, strong: bool) -> Statement:
+        node = unit.node
+        if unit.definition is not None:  # its body runs later: only the header runs now
+            analysis = self._analyze_definition(unit.definition)
+            digest = analysis.digest if analysis else hash_text(ast.dump(unit.definition))
+            header = sorted(analysis.header) if analysis else []
+            return Statement(digest, tuple((n,) for n in header), {}, "def", strong)
+        analysis = self._analyze_unit(unit)
+        kind = "import" if isinstance(node, ast.Import | ast.ImportFrom) else "code"
+        if analysis is None:  # absurdly nested: the dump alone, no names followed
+            return Statement(hash_text(repr([ast.dump(n) for _, ns in unit.parts for n in ns])),
+                             (), {}, kind, strong)  # fmt: skip
+        return Statement(analysis.digest, analysis.chains, analysis.imports, kind, strong)
+
+    def _analyze_unit(self, unit: Unit) -> Analysis | None:
+        """Analyses by the text of the unit's statement and headers, as definitions are."""
+        lines = self._source_lines()
+        texts = [*_cookie_lines(lines), b"\0"]
+        for label, nodes in unit.parts:
+            texts.append(label.encode() + b"\1")
+            for node in nodes:
+                start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+                if start is None or end is None:
+                    return _analyze_parts(unit)  # no position to key it by: not kept
+                columns = f"{node.col_offset}:{node.end_col_offset}\2".encode()  # type: ignore[attr-defined]
+                texts += [columns, *lines[start - 1 : end], b"\3"]
+        key = content_digest(b"".join(texts))
+        if key not in _UNITS:
+            _UNITS[key] = _analyze_parts(unit)
+            if len(_UNITS) > _DEFINITIONS_KEPT:
+                del _UNITS[next(iter(_UNITS))]  # the oldest
+        return _UNITS[key]
 
     def _analysis_of(self, node: ast.AST) -> Analysis | None:
         if id(node) not in self._by_id:
@@ -209,7 +278,7 @@ class ModuleIndex:
         """Everything the common paths need, every definition analysed: no tree required."""
         keys = [f"{q}#{i}" for q, lines in self.defs.items() for i in range(len(lines))]
         classes = {k: self.class_chains(k) for k in keys}
-        names = self._assignments.keys() if self.tree is not None else self._statements.keys()
+        names = self._names.keys() if self.tree is not None else self._statements.keys()
         return json.dumps(
             {
                 "format": FORMAT,
@@ -217,17 +286,18 @@ class ModuleIndex:
                 "content_hash": self.content_hash,
                 "defs": self.defs,
                 "analyses": {k: _analysis_to_json(self.analysis(k)) for k in keys},
-                "statements": {n: self.statement_digest(n) for n in names},
+                "statements": {n: list(map(_statement_to_json, self.statements(n))) for n in names},
+                "stars": self._stars,
                 "classes": {k: sorted(c) for k, c in classes.items() if c is not None},
             },
             separators=(",", ":"),
         )
 
     @classmethod
-    def from_json(cls, body: str, source: bytes, filename: str) -> ModuleIndex | None:
+    def from_json(cls, body: str, source: Source, filename: str) -> ModuleIndex | None:
         """The index of `source` from its JSON form; None if the body does not fit `source`
         (corrupt, another format or Python, another content)."""
-        content_hash = content_digest(source)
+        content_hash = source_digest(source)
         try:
             data = json.loads(body)
             if (data["format"], data["python"], data["content_hash"]) != (
@@ -240,7 +310,11 @@ class ModuleIndex:
                     index.defs[qualname].append(int(first))
                     index.lines[int(first)].append(f"{qualname}#{i}")
             index._analyses = {k: _analysis_from_json(a) for k, a in data["analyses"].items()}
-            index._statements = {str(n): _optional_str(d) for n, d in data["statements"].items()}
+            index._statements = {
+                str(n): tuple(_statement_from_json(s) for s in found)
+                for n, found in data["statements"].items()
+            }
+            index._stars = tuple((str(m), None, int(level)) for m, _, level in data["stars"])
             index._class_chains = {
                 str(k): frozenset(tuple(map(str, c)) for c in chains)
                 for k, chains in data["classes"].items()
@@ -249,6 +323,12 @@ class ModuleIndex:
             return None
         index.cached = True
         return index
+
+
+def _cookie_lines(lines: list[bytes]) -> list[bytes]:
+    """The first two lines if they may hold an encoding cookie (which changes what the bytes
+    mean), else none: a line added at the top then keeps the other statements' keys."""
+    return lines[:2] if any(b"coding" in line for line in lines[:2]) else []
 
 
 def _analysis_to_json(analysis: Analysis | None) -> list[Any] | None:
@@ -271,6 +351,23 @@ def _analysis_from_json(data: list[Any] | None) -> Analysis | None:
     )
 
 
+def _statement_to_json(s: Statement) -> list[Any]:
+    return [s.digest, s.chains, s.imports, s.kind, s.strong]
+
+
+def _statement_from_json(data: list[Any]) -> Statement:
+    digest, chains, imports, kind, strong = data
+    if kind not in ("import", "def", "code") or not isinstance(strong, bool):
+        raise TypeError(f"not a statement: {data!r}")
+    return Statement(
+        str(digest),
+        tuple(tuple(map(str, c)) for c in chains),
+        {str(k): (str(m), _optional_str(a), int(level)) for k, (m, a, level) in imports.items()},
+        kind,
+        strong,
+    )
+
+
 def _optional_str(value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"expected a string or null, got {value!r}")
@@ -279,6 +376,8 @@ def _optional_str(value: object) -> str | None:
 
 # Analyses of definitions by their text (see ModuleIndex._analyze_definition), oldest first.
 _DEFINITIONS: dict[str, Analysis | None] = {}
+# Analyses of module-level statements by their text (see ModuleIndex._analyze_unit).
+_UNITS: dict[str, Analysis | None] = {}
 _DEFINITIONS_KEPT = 10_000
 
 # Indexes shared by every SignatureComputer of the process: path -> (stamp, index), where the
@@ -318,7 +417,29 @@ def _load(path: str, cache: IndexCache | None, previous: ModuleIndex | None) -> 
             source = file.read()
     except (OSError, ValueError):
         return None
-    content_hash = content_digest(source)
+    return _index_of(source, path, cache, previous)
+
+
+# The index of the source each path's loaded code was compiled from (see source_index).
+_LOADED: dict[str, ModuleIndex | None] = {}
+
+
+def source_index(path: str, source: Source, cache: IndexCache | None = None) -> ModuleIndex | None:
+    """The index of `source`, the text the code from `path` was compiled from (which the file
+    may no longer hold): kept while the source is the same, else found as `module_index` does."""
+    previous = _LOADED.get(path)
+    index = _index_of(source, path, cache, previous)
+    _LOADED[path] = index
+    if cache is not None and index is not None and not index.cached:
+        index.cached = True
+        cache.put(index.content_hash, index.to_json)
+    return index
+
+
+def _index_of(
+    source: Source, path: str, cache: IndexCache | None, previous: ModuleIndex | None
+) -> ModuleIndex | None:
+    content_hash = source_digest(source)
     if previous is not None and previous.content_hash == content_hash:
         return previous  # touched or rewritten, but the same bytes
     body = cache.get(content_hash) if cache is not None else None
@@ -334,6 +455,14 @@ def _load(path: str, cache: IndexCache | None, previous: ModuleIndex | None) -> 
 def content_digest(source: bytes) -> str:
     """The key of a file's index: the xxh3_128 hex digest of its bytes."""
     return xxhash.xxh3_128_hexdigest(source)
+
+
+def source_digest(source: Source) -> str:
+    """`content_digest` of bytes; text (decoded already, so no cookie applies) never shares a
+    key with bytes."""
+    if isinstance(source, str):
+        return content_digest(b"\0text\0" + source.encode("utf-8", "surrogatepass"))
+    return content_digest(source)
 
 
 def hash_text(text: str) -> str:
@@ -369,6 +498,18 @@ class _Scanner:
             self.imports.update({a.asname or a.name: (mod, a.name, level) for a in node.names})
         elif chain := _chain(node):
             self.chains.add(chain)  # `a.b.c` also adds `a.b` and `a`: harmless, resolved once
+
+
+def _analyze_parts(unit: Unit) -> Analysis | None:
+    """A module-level statement with the headers around it, as `_analyze` does a definition."""
+    scanner = _Scanner()
+    try:
+        text = "|".join(f"{label}:{scanner.dump(list(nodes))}" for label, nodes in unit.parts)
+    except RecursionError:
+        return None
+    imports = {k: v for k, v in scanner.imports.items() if k != "*"}
+    chains = tuple(sorted(scanner.chains))
+    return Analysis(hash_text(text), chains, frozenset(), frozenset(scanner.declared), imports)
 
 
 def _analyze(node: ast.AST) -> Analysis | None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigBase
+from .explain import describe_changes
 from .fingerprint import (
     array_fingerprint,
     file_fingerprint,
@@ -25,7 +26,7 @@ from .fingerprint import (
     value_fingerprint,
 )
 from .reactor import find_subreactor
-from .signature import CodeSignature, SignatureComputer, describe_changes
+from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore
 from .store.records import ReactorRecord, Version
 

@@ -11,6 +11,7 @@
     ├── ConfigWriteError            a reactor tried to change the config
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
     ├── ScriptError                 a pipeline script could not be loaded or run
+    ├── SourceChangedError          code that runs differs from its file: nothing recorded
     └── StoreError                  the plant dir or a payload could not be used
         ├── PlantDirError           not a plant dir, incompatible, in use, or not safe (another
         │                           user could change it, a link pyplantd did not make)
@@ -67,6 +68,11 @@ class ConfigWriteError(PlantError):
 
 class AllocationError(PlantError):
     """An allocated ingredient was not sent, or sent with the wrong value."""
+
+
+class SourceChangedError(PlantError):
+    """A source file changed after its code was loaded: results would be recorded under code
+    that did not run, so none are."""
 
 
 class ScriptError(PlantError):

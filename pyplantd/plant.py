@@ -20,7 +20,7 @@ from .history import ExecutionRecord, print_history
 from .host import current_host
 from .ingredient import Ingredient
 from .planner import PlannedStep, Planner
-from .reactor import function_id, is_reactor, visible_reactors
+from .reactor import function_id, is_reactor, latest_definition, visible_reactors
 from .scheduler import Reactor, Run, RunContext
 from .signals import graceful_sigterm, release_sigterm
 from .signature import SignatureComputer
@@ -260,6 +260,10 @@ class Plant:
         # As in PyPlant: with nothing added explicitly, every visible @ReactorFunc joins.
         if not self._reactors:
             self.add_all_visible_reactors()
+        for reactor_id, reactor in list(self._reactors.items()):
+            latest = latest_definition(reactor.func)  # redefined since, in a notebook cell
+            if latest is not reactor.func:
+                self._reactors[reactor_id] = Reactor(reactor_id, latest.__name__, latest)
 
     def _resolve(self, ref: ReactorRef) -> Reactor:
         if callable(ref):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -16,20 +17,35 @@ from typing import Any
 REACTOR_MARKER = "__pyplantd_reactor__"
 SUBREACTOR_MARKER = "__pyplantd_subreactor__"
 
+logger = logging.getLogger(__name__)
+
 # Latest function per reactor id, in decoration order. Re-executing a script (the daemon does)
-# replaces the old function objects instead of piling them up.
+# or a notebook cell replaces the old function objects instead of piling them up.
 _visible_reactors: dict[str, Callable[..., Any]] = {}
 _visible_subreactors: dict[str, Callable[..., Any]] = {}
+_told_redefined: set[str] = set()  # interactive reactors whose redefinition was reported
 
 
 def function_id(func: Callable[..., Any]) -> str:
-    """Stable identity `module:qualname`; a script run as __main__ is named after its file."""
+    """Stable identity `module:qualname`; a script run as __main__ is named after its file, and
+    code typed in a notebook or console (a __main__ with no file) is `__main__`, whatever cell
+    defined it, so that a later cell's definition replaces an earlier one."""
     module = getattr(func, "__module__", None) or "?"
     if module == "__main__":
-        code = getattr(func, "__code__", None)
-        filename = code.co_filename if code else "__main__"
-        module = os.path.splitext(os.path.basename(filename))[0]
+        script = _script_file(func)
+        module = os.path.splitext(os.path.basename(script))[0] if script else "__main__"
     return f"{module}:{func.__qualname__}"
+
+
+def _script_file(func: Callable[..., Any]) -> str | None:
+    namespace = getattr(func, "__globals__", None)
+    file = namespace.get("__file__") if isinstance(namespace, dict) else None
+    return file if isinstance(file, str) else None
+
+
+def latest_definition(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The latest decorated definition with `func`'s id (a later cell's, say), else `func`."""
+    return _visible_reactors.get(function_id(func), func)
 
 
 def ReactorFunc(func: Callable[..., Any]) -> Callable[..., Any]:  # noqa: N802
@@ -42,9 +58,26 @@ def ReactorFunc(func: Callable[..., Any]) -> Callable[..., Any]:  # noqa: N802
     if not callable(func):
         raise TypeError(f"@ReactorFunc decorates a function, not {func!r}.")
     setattr(func, REACTOR_MARKER, True)
-    _visible_reactors.pop(function_id(func), None)
-    _visible_reactors[function_id(func)] = func
+    reactor_id = function_id(func)
+    previous = _visible_reactors.pop(reactor_id, None)
+    if previous is not None and previous is not func:
+        _tell_redefined(reactor_id, func)
+    _visible_reactors[reactor_id] = func
     return func
+
+
+def _tell_redefined(reactor_id: str, func: Callable[..., Any]) -> None:
+    """Once per reactor, in a notebook or console: the new definition is the one that runs (a
+    script run again, as the daemon does, replaces its reactors without a word)."""
+    if getattr(func, "__module__", None) != "__main__" or _script_file(func) is not None:
+        return
+    if reactor_id not in _told_redefined:
+        _told_redefined.add(reactor_id)
+        logger.warning(
+            "Reactor '%s' was defined again: from now on its latest definition runs, in every "
+            "Plant (this is said once per reactor).",
+            func.__qualname__,
+        )
 
 
 @dataclass(frozen=True)
@@ -113,3 +146,5 @@ def forget_visible(where: Callable[[Callable[..., Any]], bool] | None = None) ->
         for key, func in list(registry.items()):
             if where is None or where(func):
                 del registry[key]
+    if where is None:
+        _told_redefined.clear()

@@ -2,7 +2,7 @@
 
 `__name__ == '__main__'`, `__file__` set, the script's directory first on sys.path, argv set, and
 the script's module installed as sys.modules['__main__'] so classes it defines pickle and
-unpickle the same way in both modes. Depends on errors only.
+unpickle the same way in both modes. Depends on errors and sources only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import ScriptError
+from .sources import note_source
 
 
 def load_source(path: Path) -> str:
@@ -53,6 +54,7 @@ def run_script(
         raise ScriptError(
             f"{path}:{err.lineno}:{err.offset}: syntax error: {err.msg}. Fix it and run again."
         ) from err
+    note_source(str(path), source)  # signatures hash what was compiled, not a later save
     with main_module(path, argv or []) as module:
         try:
             exec(code, module.__dict__)

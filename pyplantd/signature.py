@@ -1,6 +1,6 @@
 """Code signatures of reactors: hashes of the normalized AST of a reactor and of the user's own
 helpers, classes, constants and subreactors it reaches, plus the versions of the third-party
-packages it uses. Depends on nothing in pyplantd but origins, code_index and canonical.
+packages it uses. Depends on nothing in pyplantd but origins, sources, code_index and canonical.
 """
 
 from __future__ import annotations
@@ -15,16 +15,21 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
 from typing import Any, Literal
 
-from .canonical import canonical_text, code_text, is_mutable
+from . import sources
+from .canonical import canonical_text, code_text, frozen_text
 from .code_index import (
     Analysis,
     Chain,
     Import,
     IndexCache,
     ModuleIndex,
+    Statement,
     hash_text,
     module_index,
+    source_index,
 )
+from .explain import BY_CODE
+from .namespaces import NameMap
 from .origins import (
     definition_origin,
     distribution,
@@ -36,16 +41,12 @@ from .origins import (
     safe_attr,
 )
 
-Kind = Literal["code", "helper", "class", "subreactor"]
+Kind = Literal["code", "helper", "class", "subreactor", "global"]
+Scope = Literal["module", "cell", "default"]
 
 _MARKER = "__pyplantd_subreactor__"
-_KIND_ORDER = ("code", "subreactor", "helper", "class", "const", "package")
-_LABELS = {
-    "helper": "helper {}() in {}",
-    "class": "class {} in {}",
-    "const": "constant {} in {}",
-    "subreactor": "subreactor {}() in {}",
-}
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
+_CONTAINED_ITEMS = 10_000  # items of a module-level container looked at for code, at most
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,29 @@ class CodeSignature:
 
 @dataclass(frozen=True)
 class _Home:
-    """Where a referenced name lives: a module global, or a closure cell of a function."""
+    """Where a referenced name lives: a module's globals (`namespace`), or a closure cell or a
+    default value of the function `owner`."""
 
     path: str
-    module_level: bool
+    scope: Scope = "module"
+    owner: str = ""
+    namespace: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    package: str | None = field(default=None, compare=False, hash=False)
+
+
+@dataclass(frozen=True, eq=False)
+class _Global:
+    """A module-level name whose value is counted by the statements that define it."""
+
+    name: str
+    home: _Home
+    value: object
+    keep_definition: bool = True  # False: the def/class statement is counted as code already
+    shared: bool = False  # another name for a value reached elsewhere (see _sharers)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.home.path, self.name, id(self.home.namespace)
 
 
 @dataclass
@@ -88,7 +108,9 @@ class SignatureComputer:
         self._function_hash = function_hash
         self._track_versions = track_versions
         self._index_cache = index_cache  # file indexes kept across processes, by content hash
-        self._visited: dict[int, tuple[object, str, _Found]] = {}
+        self._visited: dict[object, tuple[object, str | None, _Found]] = {}
+        self._names = NameMap(also_under=_subreactor_original)  # who else binds a value
+        self._roots: dict[int, _Home] = {}  # the reactors' globals: scripts are no modules
         self._indexes: dict[str, ModuleIndex | None] = {}
         self._resolved: dict[tuple[int, Chain, _Home], tuple[object, _Found]] = {}
 
@@ -97,30 +119,52 @@ class SignatureComputer:
         functions (subreactors discovered at run time) whose closures are included too."""
         todo: list[tuple[Kind, Any]] = [("subreactor", _unwrap(f)) for f in reversed(list(extra))]
         todo.append(("code", _unwrap(func)))  # popped first, so it keeps the `code` key
+        for _, root in todo:  # a script run by pyplantd is no module: map its names too
+            if id(root.__globals__) not in self._roots:
+                self._roots[id(root.__globals__)] = _module_home(root)
+                self._names.add(root.__globals__)
         parts: dict[str, str] = {}
-        seen: set[int] = set()
+        seen: set[object] = set()
         while todo:
             kind, obj = todo.pop()
-            if id(obj) not in seen:
-                seen.add(id(obj))
+            if _identity(obj) not in seen:
+                seen.add(_identity(obj))
                 digest, found = self._visit(obj)
-                for key, value in [(_component_key(kind, obj), digest), *found.parts.items()]:
+                own = [(_component_key(kind, obj), digest)] if digest is not None else []
+                for key, value in [*own, *found.parts.items()]:
                     _merge(parts, key, value)
                 todo.extend(reversed(found.follow))
         text = "\n".join(f"{key}\t{value}" for key, value in sorted(parts.items()))
         return CodeSignature(hash_text(text), parts)
 
     def _index(self, path: str | None) -> ModuleIndex | None:
-        if path is not None and path not in self._indexes:  # one view of each file per run
-            unreadable = path.startswith("<")
-            self._indexes[path] = None if unreadable else module_index(path, self._index_cache)
+        """The index of what the code from `path` was compiled from (one view per run)."""
+        if path is not None and path not in self._indexes:
+            source = sources.source_of(path)
+            if source is not None:
+                self._indexes[path] = source_index(path, source, self._index_cache)
+            elif path.startswith("<"):  # exec'd code with no source: its code objects
+                self._indexes[path] = None
+            else:
+                self._indexes[path] = module_index(path, self._index_cache)
         return self._indexes.get(path) if path is not None else None
 
-    def _visit(self, obj: Any) -> tuple[str, _Found]:
-        if id(obj) not in self._visited:  # keeping obj alive keeps its id unique
-            visit = self._visit_class if isinstance(obj, type) else self._visit_func
-            self._visited[id(obj)] = (obj, *visit(obj))
-        _, digest, found = self._visited[id(obj)]
+    def _statements_index(self, home: _Home) -> ModuleIndex | None:
+        """Where the module-level statements of `home` are; none for a notebook or console,
+        whose cells run in any order: there, values count by what they are."""
+        if home.namespace is not None and "__file__" not in home.namespace:
+            return None
+        return self._index(home.path)
+
+    def _visit(self, obj: Any) -> tuple[str | None, _Found]:
+        key = _identity(obj)
+        if key not in self._visited:  # keeping obj alive keeps its id unique
+            if isinstance(obj, _Global):
+                visit: Callable[[Any], tuple[str | None, _Found]] = self._visit_global
+            else:
+                visit = self._visit_class if isinstance(obj, type) else self._visit_func
+            self._visited[key] = (obj, *visit(obj))
+        _, digest, found = self._visited[key]
         return digest, found
 
     def _visit_func(self, func: FunctionType) -> tuple[str, _Found]:
@@ -129,9 +173,77 @@ class SignatureComputer:
         inner = _inner_function(func)
         if inner is not None:  # a user decorator built with functools.wraps
             self._classify_definition(inner, found)
+        if _is_nested(func):
+            self._follow_enclosing(func, found)
+        self._scan_defaults(func, found)
+        self._note_bindings(func, found)
         if self._function_hash is not None:
             return str(self._function_hash(func)), found
         return (analysis.digest if analysis else hash_text(code_text(func.__code__))), found
+
+    def _scan_defaults(self, func: FunctionType, found: _Found) -> None:
+        """Default values are what they were when the def ran: simple ones count by value (a
+        name they read may have been bound again since); those of a function made by other code
+        (a factory) all count, by value, code, or type."""
+        nested = _is_nested(func)
+        code, owner = func.__code__, _qualname(func)
+        defaults = func.__defaults__ or ()
+        positional = code.co_varnames[: code.co_argcount]
+        first = max(0, len(positional) - len(defaults))  # `__defaults__` may be set by hand
+        named = [
+            *zip(
+                positional[first:], defaults[-len(positional) :] if positional else (), strict=False
+            ),
+            *(func.__kwdefaults__ or {}).items(),
+        ]
+        for param, value in named:
+            if nested or frozen_text(value) is not None:
+                self._resolve(value, (param,), _Home(code.co_filename, "default", owner), found)
+
+    def _follow_enclosing(self, func: FunctionType, found: _Found) -> None:
+        """The outermost function or class whose code holds `func`'s definition: followed as
+        any helper or class is; if it cannot be reached, its text counts at least."""
+        outer = _qualname(func).partition(".<locals>.")[0]
+        candidate = func.__globals__.get(outer.partition(".")[0])
+        if isinstance(candidate, type | FunctionType) and _holds_code(candidate, func.__code__):
+            self._classify_definition(candidate, found)
+            return
+        path = func.__code__.co_filename
+        index = self._index(path)
+        key = index.find(outer, outer.rpartition(".")[2]) if index else None
+        analysis = index.analysis(key) if index and key else None
+        if analysis is not None:
+            found.parts[f"helper:{outer}@{os.path.basename(path)}"] = analysis.digest
+
+    def _note_bindings(self, obj: object, found: _Found) -> None:
+        """Every module-level name bound to `obj` in the user's modules: the statements that
+        change it there count (`f.x = 1`, `Model.n = 2`, `load = wrap(load)`, the statement
+        binding a function a factory made, `settings.CFG["x"] = 1` in another module)."""
+        found.follow.extend(("global", g) for g in self._sharers(obj))
+
+    def _sharers(self, value: object) -> list[_Global]:
+        """Every module-level name bound to `value` in the user's modules, and every
+        `module.name` through which a module that imports its module may change it."""
+        found = []
+        keep = not isinstance(value, FunctionType | type) or _is_nested(value)
+        for namespace, name in self._names.names_of(value):
+            home = self._home_of(namespace)
+            found.append(_Global(name, home, value, keep, shared=True))
+            for importer, alias in self._names.importers_of(namespace):
+                found.append(
+                    _Global(f"{alias}.{name}", self._home_of(importer), value, shared=True)
+                )
+        return found
+
+    def _home_of(self, namespace: dict[str, Any]) -> _Home:
+        home = self._roots.get(id(namespace))
+        if home is not None:
+            return home
+        package, file = namespace.get("__package__"), namespace.get("__file__")
+        path = file if isinstance(file, str) else f"<{namespace.get('__name__')}>"
+        return _Home(
+            path, namespace=namespace, package=package if isinstance(package, str) else None
+        )
 
     def _visit_class(self, cls: type) -> tuple[str, _Found]:
         path, module = module_file(cls.__module__), sys.modules.get(cls.__module__)
@@ -146,15 +258,93 @@ class SignatureComputer:
         chains = index.class_chains(key) if index and key else None
         if not (index and key and path and module and chains is not None):
             return _methods_digest(methods), found
+        home = _Home(path, "module", namespace=vars(module), package=module.__package__)
         for chain in chains:
             if chain[0] in vars(module):
-                self._resolve(vars(module)[chain[0]], chain, _Home(path, True), found)
+                self._resolve(vars(module)[chain[0]], chain, home, found)
+        self._note_bindings(cls, found)
         analysis = index.analysis(key)
         digest = analysis.digest if analysis else index.dump_digest(key)
         return (digest or _methods_digest(methods)), found
 
+    def _visit_global(self, item: _Global) -> tuple[str | None, _Found]:
+        """A module-level name by the statements that define it, and what they use in turn;
+        the functions and classes a container holds count too, wherever they were put in."""
+        found, home, name = _Found(), item.home, item.name
+        index = self._statements_index(home)
+        namespace = home.namespace or {}
+        is_definition = isinstance(item.value, FunctionType | type)
+        statements = _statements_of(index, name) if index else ()
+        digests = []
+        for statement in statements:
+            if statement.kind == "import":
+                if name in statement.imports:  # the name's home is the module it comes from
+                    self._resolve_import(statement.imports[name], (name,), home.package, found)
+                continue
+            if statement.kind == "def" and not item.keep_definition:
+                continue
+            if is_definition and not statement.strong:
+                continue  # passing a function or class to a call does not change it
+            digests.append(statement.digest)
+            for chain in statement.chains:
+                root = chain[0]
+                if root in statement.imports:
+                    self._resolve_import(statement.imports[root], chain, home.package, found)
+                elif root in namespace and root != name:
+                    self._resolve(namespace[root], chain, home, found)
+        if is_definition or item.shared:
+            return (_by_code(item.value, digests) if digests else None), found
+        self._follow_contained(item.value, found)
+        self._note_bindings(item.value, found)  # other names of it: `ALIAS = CFG`, imports
+        if not any(s.strong for s in statements) and not self._follow_star(item, found):
+            text = canonical_text(item.value)  # no source says how it was made: its value
+            return (hash_text(text) if text is not None else _by_type(item.value)), found
+        return (_by_code(item.value, digests) if digests else None), found  # None: imported
+
+    def _follow_star(self, item: _Global, found: _Found) -> bool:
+        """A name that came with `from module import *`: followed to that module."""
+        index = self._statements_index(item.home)
+        for module_name, _, level in index.star_imports[::-1] if index else ():
+            module = _imported(module_name, level, item.home.package)
+            if module is not None and vars(module).get(item.name) is item.value:
+                self._resolve(module, (item.name, item.name), _module_home_of(module), found)
+                return True
+        return False
+
+    def _follow_contained(self, value: object, found: _Found) -> None:
+        """Functions, classes and instances of user classes held in (nested) lists, tuples,
+        sets and dicts: a registry filled by a decorator in another module, say."""
+        stack, seen, budget = [value], set(), _CONTAINED_ITEMS
+        while stack and budget > 0:
+            item = stack.pop()
+            budget -= 1
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            kind = type(item)
+            if kind is dict:
+                stack.extend(v for kv in item.items() for v in kv)  # type: ignore[attr-defined]
+            elif kind in (list, tuple, set, frozenset):
+                stack.extend(item)  # type: ignore[arg-type]
+            elif kind not in _PLAIN_LEAVES and item is not value:
+                self._follow_code(item, found)
+
+    def _follow_code(self, value: object, found: _Found) -> None:
+        original = _subreactor_original(value)
+        if original is not None:
+            found.follow.append(("subreactor", original))
+        elif isinstance(value, FunctionType | type):
+            self._classify_definition(value, found)
+        elif not isinstance(value, ModuleType):
+            inner = _inner_function(value)
+            if inner is not None:
+                self._classify_definition(inner, found)
+            if definition_origin(type(value)) == "user":
+                found.follow.append(("class", type(value)))
+
     def _analysis_of(self, func: FunctionType) -> Analysis | None:
         code = func.__code__
+        sources.check(code)  # a file read after it was loaded must hold the code that runs
         index = self._index(code.co_filename)
         key = index.find(_qualname(func), code.co_name, code.co_firstlineno) if index else None
         return index.analysis(key) if index and key else None
@@ -165,21 +355,23 @@ class SignatureComputer:
         if analysis is None:  # no source: every global name, but no attribute chains
             analysis = Analysis("", tuple((n,) for n in sorted(names | cells.keys())))
         names = (names | analysis.header) - analysis.declared_global
-        module_home = _Home(_globals_file(func), module_level=True)
+        module_home = _module_home(func)
+        cell_home = _Home(code.co_filename, "cell", _qualname(func))
         for chain in analysis.chains:
             root = chain[0]
             if root in analysis.imports:
-                self._resolve_import(analysis.imports[root], chain, func, found)
+                self._resolve_import(analysis.imports[root], chain, module_home.package, found)
             elif root in cells:
-                self._resolve(cells[root], chain, _Home(code.co_filename, False), found)
+                self._resolve(cells[root], chain, cell_home, found)
             elif root in names and root in func.__globals__:
                 self._resolve(func.__globals__[root], chain, module_home, found)
 
-    def _resolve_import(self, imp: Import, chain: Chain, func: FunctionType, found: _Found) -> None:
-        (name, attr, level), package = imp, func.__globals__.get("__package__")
+    def _resolve_import(self, imp: Import, chain: Chain, package: object, found: _Found) -> None:
+        name, attr, level = imp
         try:
-            name = importlib.util.resolve_name("." * level + name, package) if level else name
-        except (ImportError, ValueError):
+            if level:
+                name = importlib.util.resolve_name("." * level + name, package)  # type: ignore[arg-type]
+        except (ImportError, ValueError, TypeError):
             return
         module = _load_module(name)
         if module is not None and attr is not None and attr not in vars(module):
@@ -189,7 +381,7 @@ class SignatureComputer:
             self._note_package(name, found)
             return
         rest = chain[1:] if attr is None else (attr, *chain[1:])
-        self._resolve(module, (chain[0], *rest), _Home(_module_path(module), True), found)
+        self._resolve(module, (chain[0], *rest), _module_home_of(module), found)
 
     def _resolve(self, value: object, chain: Chain, home: _Home, found: _Found) -> None:
         key = (id(value), chain, home)
@@ -206,10 +398,9 @@ class SignatureComputer:
         for attr in chain[1:]:
             if not isinstance(value, ModuleType) or attr not in vars(value):
                 break
-            path = _module_path(value)
-            if module_origin(value.__name__, path) != "user":
+            if module_origin(value.__name__, _module_path(value)) != "user":
                 break  # third-party internals are not hashed; the package version stands in
-            home, name, value = _Home(path, True), attr, vars(value)[attr]
+            home, name, value = _module_home_of(value), attr, vars(value)[attr]
         original = _subreactor_original(value)
         if original is not None:
             found.follow.append(("subreactor", original))
@@ -232,10 +423,18 @@ class SignatureComputer:
             self._classify_definition(inner, found)
 
     def _classify_value(self, value: object, name: str, home: _Home, found: _Found) -> None:
-        digest = self._constant_digest(value, name, home) if home.module_level else None
-        if digest is not None:  # closure cells are state of this function object, not code
-            found.parts[f"const:{name}@{os.path.basename(home.path)}"] = digest
-        inner = _inner_function(value)
+        """Values that cannot change (numbers, strings, tuples of them) count by value; anything
+        else by its type, and by the code that made it: the module-level statements defining
+        it, or for a closure cell or default value, the function that made its owner."""
+        text, inner = frozen_text(value), _inner_function(value)
+        if home.scope != "module":
+            digest = hash_text(text) if text is not None else _by_type(value)
+            found.parts[f"{home.scope}:{home.owner}:{name}@{os.path.basename(home.path)}"] = digest
+        elif text is None:  # a wrapper's own def statement is counted with the code it wraps
+            wraps_def = _qualname(inner) == name if inner is not None else False
+            found.follow.append(("global", _Global(name, home, value, not wraps_def)))
+        elif not self._follow_alias(value, name, home, found):
+            found.parts[f"const:{name}@{os.path.basename(home.path)}"] = hash_text(text)
         if inner is not None:  # functools.partial, lru_cache and similar wrappers
             self._classify_definition(inner, found)
         if definition_origin(type(value)) == "user":
@@ -243,13 +442,22 @@ class SignatureComputer:
         else:
             self._note_package(module_name_of(value) or type(value).__module__, found)
 
-    def _constant_digest(self, value: object, name: str, home: _Home) -> str | None:
-        index = self._index(home.path) if home.module_level else None
-        statement = index.statement_digest(name) if index else None
-        if statement is not None and is_mutable(value):
-            return statement  # a mutable global may be a cache that fills as the pipeline runs
-        text = canonical_text(value)
-        return statement if text is None else hash_text(text)  # not plain data: how it was made
+    def _follow_alias(self, value: object, name: str, home: _Home, found: _Found) -> bool:
+        """A name only imported into its module lives where it comes from: follow it there."""
+        index = self._statements_index(home)
+        statements = [s for s in index.statements(name) if s.strong] if index else []
+        if statements and all(s.kind == "import" and name in s.imports for s in statements):
+            sources = [statements[-1].imports[name]]
+        elif not statements and index is not None:
+            sources = [(module, name, level) for module, _, level in index.star_imports[::-1]]
+        else:
+            return False
+        for module_name, attr, level in sources:
+            module = _imported(module_name, level, home.package)
+            if module is not None and attr is not None and vars(module).get(attr) is value:
+                self._resolve(module, (name, attr), _module_home_of(module), found)
+                return True
+        return False
 
     def _note_package(self, module_name: str | None, found: _Found) -> None:
         if not self._track_versions or not module_name or module_origin(module_name) != "package":
@@ -258,36 +466,6 @@ class SignatureComputer:
         dist, version = distribution(top), package_version(top)
         if dist is not None and version is not None:
             found.parts[f"package:{dist}"] = version
-
-
-def describe_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """Human-readable reasons, one per differing component, in a stable order.
-
-    >>> describe_changes({"package:numpy": "1.26.4"}, {"package:numpy": "2.0.1"})
-    ['numpy 1.26.4 -> 2.0.1']
-    """
-    keys = sorted(old.keys() | new.keys(), key=_change_order)
-    return [_describe(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
-
-
-def _change_order(key: str) -> tuple[int, str]:
-    kind = key.partition(":")[0]
-    return (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER)), key
-
-
-def _describe(key: str, before: str | None, after: str | None) -> str:
-    kind, _, rest = key.partition(":")
-    if kind == "code":
-        return f"code changed ({rest})"
-    if kind == "package":
-        if before is None:
-            return f"now uses {rest} {after}"
-        return f"no longer uses {rest}" if after is None else f"{rest} {before} -> {after}"
-    name, _, file = rest.partition("@")  # qualnames never contain "@"; file names might
-    label = _LABELS[kind].format(name, file) if kind in _LABELS else key
-    if before is None:
-        return f"now uses {label}"
-    return f"no longer uses {label}" if after is None else f"{label} changed"
 
 
 def _load_module(name: str) -> ModuleType | None:
@@ -354,6 +532,77 @@ def _inner_function(value: object) -> FunctionType | None:
     return inner if isinstance(inner, FunctionType) and inner is not value else None
 
 
+def _statements_of(index: ModuleIndex, name: str) -> tuple[Statement, ...]:
+    """The statements defining `name`; for `module.attr`, those of `module` that use it."""
+    module, _, attr = name.partition(".")
+    if not attr:
+        return index.statements(name)
+    found = index.statements(module)
+    return tuple(
+        s for s in found if s.kind == "code" and any(c[:2] == (module, attr) for c in s.chains)
+    )
+
+
+def _identity(obj: object) -> object:
+    return obj.key if isinstance(obj, _Global) else id(obj)
+
+
+def _is_nested(obj: object) -> bool:
+    """Defined inside a function: made each time that function runs."""
+    return "<locals>" in _qualname(obj)  # type: ignore[arg-type]
+
+
+def _holds_code(outer: FunctionType | type, code: CodeType) -> bool:
+    """Whether `code` was compiled as part of `outer`'s code (its methods', for a class)."""
+    codes = (
+        [m.__code__ for v in vars(outer).values() for m in _methods(v)]
+        if isinstance(outer, type)
+        else [outer.__code__]
+    )
+    while codes:
+        current = codes.pop()
+        if current is code:
+            return True
+        codes.extend(c for c in current.co_consts if isinstance(c, CodeType))
+    return False
+
+
+def _by_code(value: object, digests: list[str]) -> str:
+    """A value counted by its type and the statements that made it."""
+    kind = type(value)
+    return f"{BY_CODE}{kind.__qualname__}:{hash_text(_type_name(kind) + ',' + ','.join(digests))}"
+
+
+def _by_type(value: object) -> str:
+    """A value counted by its type (the code that made it counts elsewhere)."""
+    kind = type(value)
+    return f"{BY_CODE}{kind.__qualname__}:{hash_text(_type_name(kind))}"
+
+
+def _type_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _imported(name: str, level: int, package: str | None) -> ModuleType | None:
+    try:
+        name = importlib.util.resolve_name("." * level + name, package) if level else name
+    except (ImportError, ValueError, TypeError):
+        return None
+    return sys.modules.get(name)
+
+
+def _module_home(func: FunctionType) -> _Home:
+    package = func.__globals__.get("__package__")
+    package = package if isinstance(package, str) else None
+    return _Home(_globals_file(func), "module", namespace=func.__globals__, package=package)
+
+
+def _module_home_of(module: ModuleType) -> _Home:
+    package = getattr(module, "__package__", None)
+    package = package if isinstance(package, str) else None
+    return _Home(_module_path(module), "module", namespace=vars(module), package=package)
+
+
 def _module_path(module: ModuleType) -> str:
     file = getattr(module, "__file__", None)
     return file if isinstance(file, str) else f"<{module.__name__}>"
@@ -369,7 +618,9 @@ def _qualname(obj: FunctionType | type) -> str:
     return getattr(code, "co_qualname", None) or obj.__qualname__
 
 
-def _component_key(kind: Kind, obj: FunctionType | type) -> str:
+def _component_key(kind: Kind, obj: FunctionType | type | _Global) -> str:
+    if isinstance(obj, _Global):
+        return f"const:{obj.name}@{os.path.basename(obj.home.path)}"
     if kind == "code":
         return f"code:{_qualname(obj)}"
     code = getattr(obj, "__code__", None)

@@ -74,6 +74,10 @@ def f(x):
 if SCALE > 1:
     def f(x):  # noqa: F811
         return cached(x) + Model.Inner().go() + square(x) * 2
+
+from os.path import *  # noqa: F403
+for k in range(2):
+    TABLE[k] = fit(k)
 '''
 
 
@@ -107,6 +111,7 @@ class Sample:
 
     def new_process(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(code_index, "_MODULES", {})
+        monkeypatch.setattr(code_index, "_LOADED", {})
 
     def signatures(self, cache: DictCache | None = None) -> list[CodeSignature]:
         module = self.load()
@@ -141,12 +146,13 @@ def _everything(index: ModuleIndex, source: bytes) -> dict[str, object]:
         for q, lines in fresh.defs.items()
         for line in [None, *lines, 999]
     ]
-    names = ["SCALE", "LIMITS", "NAMES", "TABLE", "square", "missing"]
+    names = ["SCALE", "LIMITS", "NAMES", "TABLE", "square", "f", "np", "missing"]
     return {
         "finds": finds,
         "analyses": {k: index.analysis(k) for k in keys},
         "classes": {k: index.class_chains(k) for k in keys},
-        "statements": {n: index.statement_digest(n) for n in names},
+        "statements": {n: index.statements(n) for n in names},
+        "stars": index.star_imports,
     }
 
 
@@ -245,6 +251,29 @@ def test_an_edit_analyses_only_the_definitions_whose_text_changed(
     assert again["f"] == digests["f"]
     assert again["g"] is not None and digests["g"] is not None
     assert again["g"].digest != digests["g"].digest
+
+
+def test_an_edit_analyses_only_the_module_statements_whose_text_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = b"N = 3\nGRID = [N] * 2\nfor k in range(N):\n    GRID.append(k)\nM = 1\n"
+    after = b"\n\n" + before.replace(b"M = 1", b"M = 2")
+    first = ModuleIndex.parse(before, "m.py")
+    names = ("N", "GRID", "M")
+    digests = {n: [s.digest for s in first.statements(n)] for n in names}
+    walked: list[str] = []
+    analyze = code_index._analyze_parts
+    monkeypatch.setattr(
+        code_index,
+        "_analyze_parts",
+        lambda unit: walked.append(ast.unparse(unit.node)) or analyze(unit),
+    )
+    edited = ModuleIndex.parse(after, "m.py")
+    again = {n: [s.digest for s in edited.statements(n)] for n in names}
+    assert walked == ["M = 2"]  # the others moved down two lines, with the same text
+    assert again["N"] == digests["N"] and again["GRID"] == digests["GRID"]
+    assert again["M"] != digests["M"]
+    assert [s.kind for s in edited.statements("GRID")] == ["code", "code"]  # with the loop's
 
 
 def test_same_size_rewrite_within_one_clock_tick_is_seen(sample: Sample) -> None:

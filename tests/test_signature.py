@@ -16,8 +16,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from pyplantd import signature
-from pyplantd.signature import CodeSignature, SignatureComputer, describe_changes
+from pyplantd import explain, namespaces, signature
+from pyplantd.explain import describe_changes
+from pyplantd.signature import CodeSignature, SignatureComputer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,6 +164,34 @@ def test_edit_without_behaviour_change_keeps_digest(ws: Workspace, case: Same) -
     assert new == old
 
 
+MODULE_VALUES = """
+N = 3
+OTHER = 1
+GRID = list(range(N))
+OPS = {"grid": GRID}
+OPS["n"] = N
+print(OTHER)
+def f(x):
+    return OPS
+"""
+SAME_MODULE_VALUES = {
+    "comment and formatting in a defining statement": MODULE_VALUES.replace(
+        'OPS = {"grid": GRID}', 'OPS = {\n    "grid": GRID,  # the grid\n}'
+    ),
+    "a statement defining other names": MODULE_VALUES.replace("OTHER = 1", "OTHER = 2"),
+    "a statement reading the value": MODULE_VALUES + "print(len(OPS))\n",
+    "the same value, written another way": MODULE_VALUES.replace("N = 3", "N = 1 + 2"),
+}
+
+
+@pytest.mark.parametrize("after", SAME_MODULE_VALUES.values(), ids=SAME_MODULE_VALUES.keys())
+def test_module_statements_that_do_not_define_a_used_value_change_nothing(
+    ws: Workspace, after: str
+) -> None:
+    old, new = _edit(ws, {"pipeline": MODULE_VALUES}, {"pipeline": after})
+    assert new.digest == old.digest, describe_changes(old.parts, new.parts)
+
+
 def test_ruff_format_changes_nothing(ws: Workspace) -> None:
     ruff = Path(sys.executable).parent / "ruff"
     if not ruff.exists():
@@ -215,6 +244,49 @@ def subreactor(func):
     wrapper.__pyplantd_subreactor__ = func
     wrapper.__wrapped__ = func
     return wrapper
+"""
+
+
+DISPATCH = """
+def inc(x):
+    return x + 1
+def dec(x):
+    return x - 1
+OPS = {'a': inc}
+OPS['b'] = inc
+"""
+SETUP = """
+CFG = {}
+def setup():
+    fill()
+def fill():
+    CFG['a'] = 1
+setup()
+"""
+REGISTRY = """
+REGISTRY = {}
+def register(fn):
+    REGISTRY[fn.__name__] = fn
+    return fn
+@register
+def inc(x):
+    return x + 1
+"""
+REBOUND = """
+K = 2
+def helper(x, k=K):
+    return x * k
+K = 3
+def f(x):
+    return helper(x)
+"""
+FACTORY = """
+def make(n):
+    data = [n] * 3
+    def f(x, k=n + 1):
+        return x + n + k + len(data)
+    return f
+f = make({arg})
 """
 
 
@@ -281,7 +353,7 @@ CHANGED = [
         "numpy array constant, by content",
         {"pipeline": _pipeline("x + W", "import numpy as np\nW = np.ones(3)")},
         {"pipeline": _pipeline("x + W", "import numpy as np\nW = np.ones(3)\nW[1] = 5")},
-        ["constant W in pipeline.py changed"],
+        ["W in pipeline.py changed (type ndarray: counted by the statements that define it)"],
     ),
     Changed(
         "class method",
@@ -360,10 +432,216 @@ CHANGED = [
         ],
     ),
     Changed(
+        "list built from a constant",
+        {"pipeline": _pipeline("GRID", "N = 3\nGRID = list(range(N))")},
+        {"pipeline": _pipeline("GRID", "N = 4\nGRID = list(range(N))")},
+        ["constant N in pipeline.py changed"],
+    ),
+    Changed(
+        "value made by a helper that calls another",
+        {
+            "pipeline": _pipeline("CFG", "from helpers import CFG"),
+            "helpers": "def base():\n    return 2\ndef make():\n    return {'s': base()}\n"
+            "CFG = make()\n",
+        },
+        {
+            "helpers": "def base():\n    return 3\ndef make():\n    return {'s': base()}\n"
+            "CFG = make()\n"
+        },
+        ["helper base() in helpers.py changed"],
+    ),
+    Changed(
+        "dispatch table entry set after the definition",
+        {"pipeline": _pipeline("OPS", DISPATCH)},
+        {"pipeline": _pipeline("OPS", DISPATCH.replace("OPS['b'] = inc", "OPS['b'] = dec"))},
+        [
+            "now uses helper dec() in pipeline.py",
+            "OPS in pipeline.py changed (type dict: counted by the statements that define it)",
+        ],
+    ),
+    Changed(
+        "function in a dispatch table",
+        {"pipeline": _pipeline("OPS", DISPATCH)},
+        {"pipeline": _pipeline("OPS", DISPATCH.replace("x + 1", "x + 2"))},
+        ["helper inc() in pipeline.py changed"],
+    ),
+    Changed(
+        "method call after the definition",
+        {"pipeline": _pipeline("CFG", "CFG = {}\nCFG.update(a=1)")},
+        {"pipeline": _pipeline("CFG", "CFG = {}\nCFG.update(a=2)")},
+        ["CFG in pipeline.py changed (type dict: counted by the statements that define it)"],
+    ),
+    Changed(
+        "value passed to a function that fills it",
+        {"pipeline": _pipeline("CFG", "CFG = {}\ndef fill(d):\n    d['a'] = 1\nfill(CFG)")},
+        {"pipeline": _pipeline("CFG", "CFG = {}\ndef fill(d):\n    d['a'] = 2\nfill(CFG)")},
+        ["helper fill() in pipeline.py changed"],
+    ),
+    Changed(
+        "augmented assignment",
+        {"pipeline": _pipeline("ACC", "STEP = 1\nACC = [0]\nACC += [STEP]")},
+        {"pipeline": _pipeline("ACC", "STEP = 2\nACC = [0]\nACC += [STEP]")},
+        ["constant STEP in pipeline.py changed"],
+    ),
+    Changed(
+        "loop filling a dict, its header",
+        {"pipeline": _pipeline("T", "T = {}\nfor k in range(2):\n    T[k] = k")},
+        {"pipeline": _pipeline("T", "T = {}\nfor k in range(3):\n    T[k] = k")},
+        [
+            "T in pipeline.py changed (type dict: counted by the statements that define it)",
+            "constant k in pipeline.py changed",
+        ],
+    ),
+    Changed(
+        "comprehension reading a constant",
+        {"pipeline": _pipeline("T", "B = 2\nT = {k: [B * k, (B,)] for k in range(3)}")},
+        {"pipeline": _pipeline("T", "B = 3\nT = {k: [B * k, (B,)] for k in range(3)}")},
+        ["constant B in pipeline.py changed"],
+    ),
+    Changed(
+        "instance of a user class built from a constant",
+        {
+            "pipeline": _pipeline(
+                "P.n",
+                "class P:\n    def __init__(self, n):\n        self.n = n\nSIZE = 3\nP = P(SIZE)",
+            )
+        },
+        {
+            "pipeline": _pipeline(
+                "P.n",
+                "class P:\n    def __init__(self, n):\n        self.n = n\nSIZE = 4\nP = P(SIZE)",
+            )
+        },
+        ["constant SIZE in pipeline.py changed"],
+    ),
+    Changed(
+        "constant imported by name lives where it is defined",
+        {"pipeline": _pipeline("SCALE", "from helpers import SCALE"), "helpers": HELPERS},
+        {"helpers": HELPERS.replace("SCALE = 2", "SCALE = 3")},
+        ["constant SCALE in helpers.py changed"],
+    ),
+    Changed(
+        "constant imported with a star lives where it is defined",
+        {"pipeline": _pipeline("SCALE", "from helpers import *"), "helpers": HELPERS},
+        {"helpers": HELPERS.replace("SCALE = 2", "SCALE = 3")},
+        ["constant SCALE in helpers.py changed"],
+    ),
+    Changed(
+        "attribute set on a helper after its definition",
+        {"pipeline": _pipeline("inc(x)", "def inc(x):\n    return x + inc.step\ninc.step = 1")},
+        {"pipeline": _pipeline("inc(x)", "def inc(x):\n    return x + inc.step\ninc.step = 2")},
+        ["inc in pipeline.py changed (type function: counted by the statements that define it)"],
+    ),
+    Changed(
+        "class attribute set after the class",
+        {
+            "pipeline": _pipeline("Model().fit(x)", "from models import Model\nModel.k = 1"),
+            "models": MODELS,
+        },
+        {"pipeline": _pipeline("Model().fit(x)", "from models import Model\nModel.k = 2")},
+        ["Model in pipeline.py changed (type type: counted by the statements that define it)"],
+    ),
+    Changed(
+        "closure variable given to a factory",
+        {"pipeline": FACTORY.format(arg="2")},
+        {"pipeline": FACTORY.format(arg="3")},
+        [
+            "f in pipeline.py changed (type function: counted by the statements that define it)",
+            "closure variable n of f() in pipeline.py changed",
+            "default k of f() in pipeline.py changed",
+        ],
+    ),
+    Changed(
+        "code of a factory",
+        {"pipeline": FACTORY.format(arg="2")},
+        {"pipeline": FACTORY.format(arg="2").replace("[n] * 3", "[n] * 4")},
+        ["helper make() in pipeline.py changed"],
+    ),
+    Changed(
+        "default value given by a factory",
+        {"pipeline": FACTORY.format(arg="2")},
+        {"pipeline": FACTORY.format(arg="2").replace("k=n + 1", "k=n + 2")},
+        [
+            "code changed (make.<locals>.f)",
+            "helper make() in pipeline.py changed",
+            "default k of f() in pipeline.py changed",
+        ],
+    ),
+    Changed(
+        "function of the module that fills a value at import",
+        {"pipeline": _pipeline("CFG", SETUP)},
+        {"pipeline": _pipeline("CFG", SETUP.replace("CFG['a'] = 1", "CFG['a'] = 2"))},
+        ["helper fill() in pipeline.py changed"],
+    ),
+    Changed(
+        "registry filled by a decorator",
+        {"pipeline": _pipeline("REGISTRY['inc'](x)", REGISTRY)},
+        {"pipeline": _pipeline("REGISTRY['inc'](x)", REGISTRY.replace("x + 1", "x + 2"))},
+        [
+            "helper inc() in pipeline.py changed",
+            "REGISTRY in pipeline.py changed (type dict: counted by the statements that define it)",
+        ],
+    ),
+    Changed(
+        "registry of another module filled from a third",
+        {
+            "pipeline": _pipeline("STEPS['inc'](x)", "import steps\nfrom registry import STEPS"),
+            "registry": "STEPS = {}\ndef step(fn):\n    STEPS[fn.__name__] = fn\n    return fn\n",
+            "steps": "from registry import step\n@step\ndef inc(x):\n    return x + 1\n",
+        },
+        {"steps": "from registry import step\n@step\ndef inc(x):\n    return x + 2\n"},
+        ["helper inc() in steps.py changed"],
+    ),
+    Changed(
+        "value changed through its module by another module",
+        {
+            "pipeline": _pipeline("settings.CFG", "import settings\nimport tweaks"),
+            "settings": "CFG = {'a': 1}\n",
+            "tweaks": "import settings\nsettings.CFG['b'] = 2\n",
+        },
+        {"tweaks": "import settings\nsettings.CFG['b'] = 3\n"},
+        ["settings.CFG in tweaks.py changed (type dict: counted by the statements that define it)"],
+    ),
+    Changed(
+        "value changed by another module that imported it by name",
+        {
+            "pipeline": _pipeline("CFG", "import tweaks\nfrom settings import CFG"),
+            "settings": "CFG = {'a': 1}\n",
+            "tweaks": "from settings import CFG\nCFG.update(b=2)\n",
+        },
+        {"tweaks": "from settings import CFG\nCFG.update(b=3)\n"},
+        ["CFG in tweaks.py changed (type dict: counted by the statements that define it)"],
+    ),
+    Changed(
+        "value changed through another name",
+        {"pipeline": _pipeline("CFG", "CFG = [1]\nALIAS = CFG\nALIAS.append(2)")},
+        {"pipeline": _pipeline("CFG", "CFG = [1]\nALIAS = CFG\nALIAS.append(3)")},
+        ["ALIAS in pipeline.py changed (type list: counted by the statements that define it)"],
+    ),
+    Changed(
+        "class changed by another module",
+        {
+            "pipeline": _pipeline("Model().fit(x)", "import tweaks\nfrom models import Model"),
+            "models": MODELS,
+            "tweaks": "import models\nmodels.Model.k = 1\n",
+        },
+        {"tweaks": "import models\nmodels.Model.k = 2\n"},
+        ["models.Model in tweaks.py changed (type type: counted by the statements that define it)"],
+    ),
+    Changed(
+        "default value read from a name bound again later",
+        {"pipeline": REBOUND},
+        {"pipeline": REBOUND.replace("K = 2", "K = 5")},
+        ["default k of helper() in pipeline.py changed"],
+    ),
+    Changed(
         "lambda reactor",
         {"pipeline": "f = lambda x: x + 1  # a lambda\n"},
         {"pipeline": "f = lambda x: x + 2\n"},
-        ["code changed (<lambda>)"],
+        [
+            "code changed (<lambda>)",
+            "f in pipeline.py changed (type function: counted by the statements that define it)",
+        ],
     ),
 ]
 
@@ -406,7 +684,9 @@ def test_component_keys(ws: Workspace) -> None:
     ]
 
 
-def test_closure_data_and_written_globals_are_state_not_code(ws: Workspace) -> None:
+def test_mutable_closure_data_and_written_globals_count_by_code_not_by_state(
+    ws: Workspace,
+) -> None:
     ws.write(
         {
             "pipeline": """
@@ -427,7 +707,15 @@ def test_closure_data_and_written_globals_are_state_not_code(ws: Workspace) -> N
     before = SignatureComputer().signature(module.f)
     module.f(1)
     after = SignatureComputer().signature(module.f)
-    assert after == before and sorted(after.parts) == ["code:make.<locals>.f"]
+    assert after == before
+    assert sorted(after.parts) == [
+        "cell:make.<locals>.f:log@pipeline.py",  # a list: by its type and the code making it
+        "code:make.<locals>.f",
+        "const:f@pipeline.py",  # `f = make(log)`
+        "const:log@pipeline.py",  # `log = []`
+        "helper:make@pipeline.py",  # the factory
+    ]
+    assert after.parts["cell:make.<locals>.f:log@pipeline.py"].startswith("t:list:")
 
 
 def test_module_level_cache_filled_at_run_time_is_not_a_change(ws: Workspace) -> None:
@@ -527,12 +815,13 @@ def test_exec_code_has_a_stable_digest_within_the_process() -> None:
     assert "const:LIMIT@<string>" in first.parts
 
 
-def test_edited_file_is_reparsed_even_without_reimport(ws: Workspace) -> None:
+def test_signature_hashes_the_loaded_code_not_a_later_edit_of_its_file(ws: Workspace) -> None:
     ws.write({"pipeline": _pipeline("x + 1")})
     func = ws.load("pipeline").f
     before = SignatureComputer().signature(func)
     ws.write({"pipeline": _pipeline("x + 2")})
-    assert SignatureComputer().signature(func).digest != before.digest
+    assert SignatureComputer().signature(func) == before  # x + 1 is what runs
+    assert ws.signature("pipeline.f").digest != before.digest  # imported again: x + 2
 
 
 def test_digest_is_stable_across_processes(ws: Workspace) -> None:
@@ -655,3 +944,5 @@ def test_describe_changes_wording(case: Explained) -> None:
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(signature).failed == 0
+    assert doctest.testmod(explain).failed == 0
+    assert doctest.testmod(namespaces).failed == 0

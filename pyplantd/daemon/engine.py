@@ -333,6 +333,9 @@ class Engine:
 
     def _watched_files(self) -> set[Path]:
         files = self.loader.watched_files()
+        notice = self.loader.folders_notice(files)
+        if notice is not None:
+            self.console.notice(notice)
         store = self.session.store
         if store is not None:
             files |= {Path(path) for record in store.reactors.values() for path in record.files}

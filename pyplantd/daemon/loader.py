@@ -1,8 +1,10 @@
 """Runs the pipeline script fresh on every reload, as `python pipeline.py` would, and tells which
 of the user's own modules it imported (the files to watch).
 
-The user's modules (files under the project root that are not libraries) are dropped from
-sys.modules before each run so they are imported fresh; third-party modules stay loaded.
+The user's modules (every .py file that is not a library: not the standard library, not in
+site-packages, not pyplantd; inside the project or elsewhere on sys.path) are dropped from
+sys.modules before each run so they are imported fresh, exactly the ones whose code signatures
+hash their source; third-party modules stay loaded.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ class ScriptLoader:
         # module name -> (module, its file if a user module): a re-scan only looks at modules
         # it has not seen, since getattr on hundreds of modules costs ~1 ms per save
         self._seen: dict[str, tuple[object, Path | None]] = {}
+        self._outside: set[Path] | None = None  # folders outside the project, last reported
 
     def is_project_file(self, path: str | None) -> bool:
+        """A file of the user's own code, in the project or not: what signatures hash."""
         if not path:
             return False
         known = self._project_files.get(path)
         if known is None:  # sys.modules holds hundreds of modules: decide each path once
-            known = is_user_file(path) and Path(path).absolute().is_relative_to(self.root)
+            known = is_user_file(path)
             self._project_files[path] = known
         return known
 
@@ -74,6 +78,18 @@ class ScriptLoader:
 
     def watched_files(self) -> set[Path]:
         return {self.pipeline, *self.user_modules().values()}
+
+    def folders_notice(self, files: set[Path]) -> str | None:
+        """`watching your modules in ...`, at the first call and when the folders of `files`
+        outside the project changed since the last one."""
+        outside = {f.parent for f in files if not f.is_relative_to(self.root)}
+        if outside == self._outside:
+            return None
+        self._outside = outside
+        if not outside:
+            return f"watching your modules in {self.root} only"
+        folders = ", ".join(str(f) for f in sorted(outside))
+        return f"watching your modules in {self.root} and, outside the project, in {folders}"
 
     def run(self) -> int:
         """Purge, then execute the script; ScriptError on a syntax error."""
