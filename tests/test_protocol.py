@@ -180,8 +180,10 @@ def test_every_command_the_client_sends_fits_the_schema() -> None:
     ]:  # fmt: skip
         request = protocol.decode_request(key, protocol.encode_request(key, cmd, args), guard)
         assert (request.cmd, request.args) == (cmd, args or {})
-    assert set(protocol.COMMANDS) == {"ping", "status", "run", "cancel", "invalidate",
-                                      "ingredients", "preview", "fetch", "shutdown", "graph"}  # fmt: skip
+    assert set(protocol.COMMANDS) == {
+        "ping", "status", "run", "cancel", "invalidate", "ingredients", "preview", "fetch",
+        "shutdown", "graph",
+    }  # fmt: skip
 
 
 def test_a_reply_nested_too_deeply_to_parse_is_a_protocol_error() -> None:
