@@ -16,10 +16,11 @@ from pathlib import Path
 from .errors import ScriptError
 
 
-def load_source(path: Path) -> str:
+def load_source(path: Path) -> bytes:
+    """The script's bytes: compile() decodes them as Python does (a BOM, a coding cookie)."""
     if not path.is_file():
         raise ScriptError(f"Pipeline script {path} does not exist. Check the path.")
-    return path.read_text(encoding="utf-8")
+    return path.read_bytes()
 
 
 @contextlib.contextmanager
@@ -50,9 +51,8 @@ def run_script(
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as err:
-        raise ScriptError(
-            f"{path}:{err.lineno}:{err.offset}: syntax error: {err.msg}. Fix it and run again."
-        ) from err
+        line, column = syntax_error_position(err)
+        raise ScriptError(f"{path}:{line}:{column}: syntax error: {syntax_message(err)}") from err
     with main_module(path, argv or []) as module:
         try:
             exec(code, module.__dict__)
@@ -63,6 +63,20 @@ def run_script(
         if after is not None:
             after()
     return status
+
+
+def syntax_error_position(err: SyntaxError) -> tuple[int, int]:
+    """Line and column, from 1 (an undecodable file's error says line 0, column -1)."""
+    return max(err.lineno or 1, 1), max(err.offset or 1, 1)
+
+
+def syntax_message(err: SyntaxError) -> str:
+    """The message and one hint."""
+    if "codec can't decode" in str(err.msg):
+        hint = "Save the file as UTF-8, or declare its encoding (# -*- coding: latin-1 -*-)."
+    else:
+        hint = "Fix it and run again."
+    return f"{err.msg}. {hint}"
 
 
 def _exit_status(code: object) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ScriptError
 from ..origins import is_user_file
-from ..script import run_script
+from ..script import run_script, syntax_error_position, syntax_message
 
 _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 
@@ -94,9 +94,8 @@ def load_error(error: BaseException, pipeline: Path) -> LoadError:
     """Where a load failed: the SyntaxError's position, or the deepest frame in user code."""
     cause = error.__cause__ if isinstance(error, ScriptError) else error
     if isinstance(cause, SyntaxError):
-        return LoadError(
-            cause.filename or str(pipeline), cause.lineno or 1, cause.offset or 1, cause.msg
-        )
+        line, column = syntax_error_position(cause)
+        return LoadError(cause.filename or str(pipeline), line, column, syntax_message(cause))
     frames = []
     tb = error.__traceback__
     while tb is not None:
