@@ -43,9 +43,17 @@ def main_module(path: Path, argv: list[str]) -> Iterator[types.ModuleType]:
 
 
 def run_script(
-    path: Path, argv: list[str] | None = None, after: Callable[[], None] | None = None
+    path: Path,
+    argv: list[str] | None = None,
+    after: Callable[[], None] | None = None,
+    *,
+    failed_exit_raises: bool = False,
 ) -> int:
-    """Execute the script and then `after()` (still as __main__); returns the exit status."""
+    """Execute the script and then `after()` (still as __main__); returns the exit status.
+
+    A `sys.exit()` ends the script as in Python. With `failed_exit_raises` (the daemon, which
+    must not exit) a non-zero status is raised as the SystemExit itself, so its caller can say
+    where it happened."""
     path = path.absolute()
     source = load_source(path)
     try:
@@ -57,6 +65,8 @@ def run_script(
         try:
             exec(code, module.__dict__)
         except SystemExit as stop:
+            if failed_exit_raises and stop.code not in (None, 0):
+                raise
             status = _exit_status(stop.code)
         else:
             status = 0

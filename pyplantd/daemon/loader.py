@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import ScriptError
 from ..origins import is_user_file
+from ..scheduler import failure_message
 from ..script import run_script, syntax_error_position, syntax_message
 
 _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
@@ -85,9 +86,14 @@ class ScriptLoader:
         return {self.pipeline, *self.user_modules().values()}
 
     def run(self) -> int:
-        """Purge, then execute the script; ScriptError on a syntax error."""
+        """Purge, then execute the script."""
         self.purge()
-        return run_script(self.pipeline)
+        return self.execute()
+
+    def execute(self) -> int:
+        """Execute the script; ScriptError on a syntax error, the script's own exception (a
+        SystemExit too, unless its status is 0) if it raised one."""
+        return run_script(self.pipeline, failed_exit_raises=True)
 
 
 def load_error(error: BaseException, pipeline: Path) -> LoadError:
@@ -105,4 +111,4 @@ def load_error(error: BaseException, pipeline: Path) -> LoadError:
     where = frames[-1] if frames else None
     path = where.tb_frame.f_code.co_filename if where else str(pipeline)
     line = where.tb_lineno if where else 1
-    return LoadError(path, line, 1, f"{type(error).__name__}: {error}")
+    return LoadError(path, line, 1, failure_message(error))
