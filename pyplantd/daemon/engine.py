@@ -145,8 +145,8 @@ class Engine:
                     more = STOPS_TO_INSIST - self._stops
                     self.console.notice(
                         f"stopping: still writing {describe_writes(pending)}; "
-                        f"{'one more stop' if more == 1 else f'{more} more stops'} "
-                        "(Ctrl-C) exit without it"
+                        + ("one more stop exits" if more == 1 else f"{more} more stops exit")
+                        + " without it (Ctrl-C)"
                     )
         self.session.close()
 
