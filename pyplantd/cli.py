@@ -223,6 +223,9 @@ def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:
     try:
         with hosting(host):
             status = run_script(pipeline, after=host.close_all)
+    except KeyboardInterrupt:  # Ctrl-C, or raised by the script: exit as python would
+        _report_exit(host, "interrupted")
+        raise typer.Exit(130) from None
     except ReactorFailedError as failure:
         _report_failure(host, failure)
         raise typer.Exit(1) from None
@@ -239,8 +242,27 @@ def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:
         err.print(report.user_traceback(failure), markup=False)
         raise typer.Exit(1) from None
     if status:
+        _report_exit(host, f"the script exits with status {status}, as python would")
         raise typer.Exit(status)
     return host
+
+
+def _report_exit(host: OneShotHost, what: str) -> None:
+    """A reactor's sys.exit() or KeyboardInterrupt ended the run: which, where, and the table."""
+    decisions = host.decisions()
+    exits = ("SystemExit", "KeyboardInterrupt")
+    failed = [d for d in decisions if d.status == "failed" and d.reasons[-1].startswith(exits)]
+    if not failed:
+        if what == "interrupted":
+            err.print("Interrupted: the reactors that finished are kept.")
+        return
+    out.print(report.decision_table(decisions))
+    ended = failed[-1]
+    err.print(
+        f"Error: Reactor '{ended.reactor}' ended the run: {ended.reasons[-1]}; {what}. "
+        "The reactors that finished are kept.",
+        markup=False,
+    )
 
 
 def _report_failure(host: OneShotHost, failure: ReactorFailedError) -> None:

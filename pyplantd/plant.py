@@ -22,7 +22,7 @@ from .ingredient import Ingredient
 from .planner import PlannedStep, Planner
 from .reactor import function_id, is_reactor, latest_definition, visible_reactors
 from .scheduler import Reactor, Run, RunContext
-from .signals import graceful_sigterm, release_sigterm
+from .signals import flushing, graceful_sigterm, release_sigterm
 from .signature import SignatureComputer
 from .sizes import parse_size
 from .store.index_cache import ManifestIndexCache
@@ -109,7 +109,8 @@ class Plant:
                 self._host.on_close(self)
         finally:
             if self._host is None or not self._host.owns_store(self._store):
-                self._store.close()  # flushes pending writes first
+                with flushing(self._store.writer.pending()):  # not cut short by a stop
+                    self._store.close()  # flushes pending writes first
             if self._graceful:
                 release_sigterm()
 
@@ -172,16 +173,20 @@ class Plant:
         *,
         targets_always_run: bool = True,
         should_stop: Callable[[], bool] | None = None,
+        exits_are_failures: bool = False,
     ) -> list[Decision]:
         """One run with several targets.
 
         `forced` reactor ids re-run whatever their state; with `targets_always_run=False` the
         targets are skipped like any other reactor when nothing they depend on changed (the
-        daemon after a save); `should_stop()` is polled between steps to cancel the run.
+        daemon after a save); `should_stop()` is polled between steps to cancel the run;
+        `exits_are_failures` makes a reactor's sys.exit() or KeyboardInterrupt a
+        ReactorFailedError instead of ending the process (the daemon).
         """
         self._ensure_registered()
         targets = [self._resolve(r) for r in reactors]
         ctx = self._context(set(forced))
+        ctx.exits_are_failures = exits_are_failures
         if should_stop is not None:
             ctx.should_stop = should_stop
         run = Run(ctx, targets, targets_always_run)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import traceback
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from .config import ConfigBase
 from .decisions import (
@@ -38,6 +39,7 @@ from .errors import (
 )
 from .events import EventBus, EventType, PlantEvent
 from .fingerprint import hash_bytes
+from .origins import is_user_file
 from .pipework import Pipework, Receive, Sent
 from .reactor import SubreactorStarted, function_id, start_reactor
 from .sends import confirmed_sends, send_candidates
@@ -121,6 +123,9 @@ class RunContext:
     track_versions: bool = True
     # Polled between reactor steps (every receive and send): True cancels the run.
     should_stop: Callable[[], bool] = lambda: False
+    # A reactor's sys.exit() or KeyboardInterrupt: False ends the process after recording the
+    # reactor as failed, as `python pipeline.py` would; True (the daemon) only fails the reactor.
+    exits_are_failures: bool = False
 
 
 # The reactor whose code is executing right now, if any (one engine thread runs reactors).
@@ -166,9 +171,11 @@ class Run:
                 else:
                     self._unstick()
         finally:
-            self._abandon_unfinished()
-            self._wait_for_commits()  # finished reactors stay cached even if the run failed
-            self.ctx.store.warm.drop_unwritten()
+            try:
+                self._abandon_unfinished()
+            finally:
+                self._wait_for_commits()  # finished reactors stay cached even if the run failed
+                self.ctx.store.warm.drop_unwritten()
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())
@@ -211,13 +218,13 @@ class Run:
             self.current = None
             self._finish(task, stop.value)
             return _FINISHED
-        except Exception as exc:
+        except RunCancelled:
+            _running.pop()
+            raise
+        except BaseException as exc:  # whatever the reactor's code raised is its failure
             task.elapsed += time.perf_counter() - tick
             _running.pop()
             self._fail(task, exc)
-        except BaseException:
-            _running.pop()
-            raise
         task.elapsed += time.perf_counter() - tick
         _running.pop()
         if task.kind == "run":
@@ -503,7 +510,9 @@ class Run:
                 self.write_errors.append(err)
         self.commits.clear()
 
-    def _fail(self, task: _Task, exc: BaseException) -> None:
+    def _fail(self, task: _Task, exc: BaseException) -> NoReturn:
+        """Record the reactor as failed, then raise ReactorFailedError, or the exception itself
+        when it ends the process (sys.exit, KeyboardInterrupt) and this run lets it."""
         reactor = task.reactor
         self.current = None
         self.status[reactor.id] = "failed"
@@ -511,12 +520,15 @@ class Run:
             for name in task.pipe.touched.sent:
                 self.available.pop(name, None)
             self.ctx.store.discard(task.pipe._abandon())
-        message = f"{type(exc).__name__}: {exc}"
+        ends_process = isinstance(exc, SystemExit | KeyboardInterrupt)
+        message = failure_message(exc, with_place=not isinstance(exc, Exception))
         self.decisions[reactor.id] = Decision(
             reactor.name, reactor.id, "failed", [*task.reasons, message], task.elapsed,
             task.started_at,
         )  # fmt: skip
         self._emit(EventType.reactor_failed, reactor, error=message, exception=exc)
+        if ends_process and not self.ctx.exits_are_failures:
+            raise exc
         raise reactor_failed_error(
             f"Reactor '{reactor.name}' failed: {message}", reactor.name, exc
         ) from exc
@@ -528,7 +540,12 @@ class Run:
             tasks.append(self.current)  # interrupted mid-step (cancelled, Ctrl-C)
         self.current = None
         for task in tasks:
-            task.gen.close()
+            try:
+                task.gen.close()  # runs the reactor's own cleanup (finally, with)
+            except Exception as exc:  # it is abandoned already: its cleanup cannot fail it
+                logger.warning(
+                    "Reactor '%s' raised while being stopped: %s", task.reactor.name, exc
+                )
             if task.pipe is not None:
                 self.ctx.store.discard(task.pipe._abandon())
         self.ready.clear()
@@ -625,6 +642,17 @@ class Run:
 
     def _emit(self, event_type: EventType, reactor: Reactor, **data: Any) -> None:
         self.ctx.events.emit(PlantEvent(event_type, reactor.name, {"id": reactor.id, **data}))
+
+
+def failure_message(exc: BaseException, with_place: bool = False) -> str:
+    """`ValueError: bad data`; `with_place` adds where the user's code raised it (for what is
+    not an Exception, such as sys.exit, which prints no traceback)."""
+    message = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+    if with_place:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
+        if frames:
+            message += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return message
 
 
 def _match_inputs(

@@ -17,10 +17,11 @@ from .errors import ScriptError
 from .sources import note_source
 
 
-def load_source(path: Path) -> str:
+def load_source(path: Path) -> bytes:
+    """The script's bytes: compile() decodes them as Python does (a BOM, a coding cookie)."""
     if not path.is_file():
         raise ScriptError(f"Pipeline script {path} does not exist. Check the path.")
-    return path.read_text(encoding="utf-8")
+    return path.read_bytes()
 
 
 @contextlib.contextmanager
@@ -43,28 +44,51 @@ def main_module(path: Path, argv: list[str]) -> Iterator[types.ModuleType]:
 
 
 def run_script(
-    path: Path, argv: list[str] | None = None, after: Callable[[], None] | None = None
+    path: Path,
+    argv: list[str] | None = None,
+    after: Callable[[], None] | None = None,
+    *,
+    failed_exit_raises: bool = False,
 ) -> int:
-    """Execute the script and then `after()` (still as __main__); returns the exit status."""
+    """Execute the script and then `after()` (still as __main__); returns the exit status.
+
+    A `sys.exit()` ends the script as in Python. With `failed_exit_raises` (the daemon, which
+    must not exit) a non-zero status is raised as the SystemExit itself, so its caller can say
+    where it happened."""
     path = path.absolute()
     source = load_source(path)
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as err:
-        raise ScriptError(
-            f"{path}:{err.lineno}:{err.offset}: syntax error: {err.msg}. Fix it and run again."
-        ) from err
+        line, column = syntax_error_position(err)
+        raise ScriptError(f"{path}:{line}:{column}: syntax error: {syntax_message(err)}") from err
     note_source(str(path), source)  # signatures hash what was compiled, not a later save
     with main_module(path, argv or []) as module:
         try:
             exec(code, module.__dict__)
         except SystemExit as stop:
+            if failed_exit_raises and stop.code not in (None, 0):
+                raise
             status = _exit_status(stop.code)
         else:
             status = 0
         if after is not None:
             after()
     return status
+
+
+def syntax_error_position(err: SyntaxError) -> tuple[int, int]:
+    """Line and column, from 1 (an undecodable file's error says line 0, column -1)."""
+    return max(err.lineno or 1, 1), max(err.offset or 1, 1)
+
+
+def syntax_message(err: SyntaxError) -> str:
+    """The message and one hint."""
+    if "codec can't decode" in str(err.msg):
+        hint = "Save the file as UTF-8, or declare its encoding (# -*- coding: latin-1 -*-)."
+    else:
+        hint = "Fix it and run again."
+    return f"{err.msg}. {hint}"
 
 
 def _exit_status(code: object) -> int:

@@ -314,9 +314,10 @@ def test_comment_only_save_reruns_nothing_and_identical_bytes_say_so(
     assert run.states == {"load": "warm", "plot": "warm"}
     assert take_ran(project) == []
 
-    printed = len(daemon.lines)
+    printed = daemon.mark()
     save_in_place(path, commented)  # the same bytes again, both ways
     save_atomic(path, commented)
+    daemon.wait_for("^saved pipeline.py: the same bytes", since=printed)  # a loaded machine: late
     daemon.quiet()
     said = daemon.lines[printed:]  # one line per burst of saves, and no run
     assert said and set(said) == {"saved pipeline.py: the same bytes as before, nothing to run"}
@@ -605,8 +606,11 @@ def test_replacing_a_tracked_data_file_reruns_exactly_its_reader(
         assert f"[table] table {expected}" in run.lines
         assert take_ran(project) == ["table"]
 
+    since = daemon.mark()
     save_atomic(data, "7")  # the same content: noted, nothing runs
-    assert daemon.quiet() == ["saved data.csv: the same bytes as before, nothing to run"]
+    daemon.wait_for("^saved data.csv: the same bytes as before, nothing to run$", since=since)
+    daemon.quiet()
+    assert daemon.lines[since:] == ["saved data.csv: the same bytes as before, nothing to run"]
 
 
 # -- 9: one daemon per project ----------------------------------------------------------------

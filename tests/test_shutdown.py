@@ -1,4 +1,9 @@
-"""Stopping a run (SIGTERM, Ctrl-C) flushes what finished reactors were still writing."""
+"""Stopping a run (SIGTERM, Ctrl-C) flushes what finished reactors were still writing.
+
+The write is held open by a custom ingredient type whose `store` waits for a gate file, so the
+signal always arrives while it is pending (a large array made that a matter of timing: on an idle
+machine its write could finish first, on a busy one it took most of a minute).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 PIPELINE = """
-import sys, time
-import numpy as np
-from pyplantd import Plant, ReactorFunc
+import os, sys, time
+from pyplantd import IngredientTypeSpec, Plant, ReactorFunc
+
+class GatedText(IngredientTypeSpec):
+    # its write starts, then waits for the test to open the gate
+    name = 'gated'
+    suffix = '.txt'
+
+    def is_instance(self, value):
+        return False
+
+    def store(self, value, path):
+        open('writing', 'w').close()
+        deadline = time.monotonic() + 120
+        while not os.path.exists('gate-open') and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with open(path, 'w') as handle:
+            handle.write(value)
+
+    def fetch(self, path):
+        with open(path) as handle:
+            return handle.read()
 
 def log(name):
     with open('ran.log', 'a') as handle:
@@ -24,7 +48,7 @@ def log(name):
 
 @ReactorFunc
 def load(pipe):
-    pipe.send('data', np.ones(40 * 2**20))  # 320 MiB: its write takes a while
+    pipe.send('data', 'x' * 1000, 'gated')
     log('load')
 
 @ReactorFunc
@@ -32,10 +56,11 @@ def process(pipe):
     data = yield pipe.receive('data')
     log('process')
     if len(sys.argv) > 1:
-        time.sleep(60)
-    pipe.send('total', float(data[:10].sum()))
+        time.sleep(120)
+    pipe.send('total', len(data))
 
 with Plant('plant') as plant:
+    plant.register_ingredient_specs([GatedText()])
     plant.run_reactor(process)
 """
 
@@ -48,10 +73,17 @@ def run(root: Path, *args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def wait_for(path: Path, word: str, timeout: float = 30) -> None:
+def wait_for(path: Path, word: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not (path.exists() and word in path.read_text().split()):
         assert time.monotonic() < deadline, f"{word} never appeared in {path}"
+        time.sleep(0.005)
+
+
+def wait_for_file(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.005)
 
 
@@ -61,7 +93,9 @@ def test_stopping_a_run_keeps_what_finished_before_it(tmp_path, stop):
     proc = run(tmp_path, "slow")
     try:
         wait_for(tmp_path / "ran.log", "process")
+        wait_for_file(tmp_path / "writing")  # load's write has begun and cannot end yet
         proc.send_signal(stop)
+        (tmp_path / "gate-open").touch()
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -201,7 +201,7 @@ def status(
 
 def _status_lines(result: dict[str, Any]) -> Iterator[str]:
     current, last = result.get("current_run"), result.get("last_run")
-    state = result.get("state", "?")
+    state = result.get("activity") or result.get("state", "?")  # what and where, when busy
     if isinstance(current, dict):
         state += f", run {current.get('run_id')} ({current.get('trigger', '')})"
     yield f"state: {state}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING
 
@@ -55,6 +57,25 @@ class Console:
             self.out.file.flush()
         else:
             self.out.print(text)
+
+    def urgent(self, text: str) -> None:
+        """A line from a signal handler: straight to the file descriptor, since the main thread
+        may be inside a write to the same stream (which would raise 'reentrant call')."""
+        try:
+            fd = self.out.file.fileno()
+        except (AttributeError, OSError, ValueError):
+            return  # not a real file (tests): nothing safe to do from a handler
+        with contextlib.suppress(OSError):
+            os.write(fd, (text + "\n").encode(errors="replace"))
+
+    def unexpected(self, failure: BaseException) -> None:
+        """An exception from pyplantd's own code (a bug) or raised outside the user's code."""
+        self.error(f"{type(failure).__name__}: {failure} (the daemon goes on)")
+        text = "".join(traceback.format_exception(failure))
+        self.out.print(Text(text.rstrip("\n"), style="red"))
+
+    def load_cancelled(self, trigger: str, name: str, elapsed: float) -> None:
+        self.print(Text(f"{trigger}: loading {name} cancelled ({format_duration(elapsed)})"))
 
     def reload_failed(self, trigger: str, where: LoadError, failure: BaseException) -> None:
         self.out.print(Text(f"{trigger}: the script did not load; keeping the last good state"))

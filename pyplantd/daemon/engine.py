@@ -1,8 +1,10 @@
 """The daemon's run loop, on the main thread: load the script, run its targets, wait for a save
-or a client's command, and again. A save during a run cancels it (at the next receive/send, or
-at once inside a reactor's own code through a signal); errors are reported, never fatal. Only
-Ctrl-C, SIGTERM or a client's stop end it, after flushing what is being written (a second
-Ctrl-C exits at once).
+or a client's command, and again. A save while the script loads or runs cancels it (at the next
+receive/send, or at once inside the user's own code through a signal); errors are reported, never
+fatal, whatever the script raises (sys.exit and KeyboardInterrupt too). Only Ctrl-C, SIGTERM or a
+client's stop end it, told apart from the script's own exceptions by their signal handler having
+run; then it flushes what is being written, saying what it waits for, unless a third stop
+insists.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from ..decisions import Decision
 from ..errors import PlantError, ReactorFailedError, RunCancelled
 from ..host import hosting
 from ..reactor import forget_visible
-from ..scheduler import running_reactor
+from ..signals import describe_writes
 from .console import Console
+from .interrupts import Interrupter, Stop, in_user_code
 from .loader import ScriptLoader, load_error
 from .runtime import DaemonLock, runtime_dir
 from .session import Session
@@ -38,7 +41,10 @@ from .watcher import Watcher
 if TYPE_CHECKING:
     from ..plant import Plant
 
-SHUTDOWN_FLUSH_SECONDS = 10.0  # a graceful stop waits this long, at most, for pending writes
+FLUSH_SLICE_SECONDS = 0.1  # how often a stop's final flush looks at the signals received
+FLUSH_NOTICE_SECONDS = 1.0  # a flush taking longer says what it is waiting for
+STOPS_TO_INSIST = 3  # the stop signal that exits at once, without waiting for pending writes
+LOAD_WATCH_SECONDS = 0.25  # a load this long watches the user's modules imported so far
 
 
 @dataclass
@@ -63,10 +69,6 @@ class Command:
     run_id: int = 0
 
 
-class _Stop(BaseException):
-    """Ctrl-C, SIGTERM or a client's stop: leave the loop gracefully."""
-
-
 class Engine:
     def __init__(self, options: WatchOptions, console: Console) -> None:
         self.options = options
@@ -84,11 +86,21 @@ class Engine:
         self.publish: Callable[[str, dict[str, Any]], None] = self.state.publish
         self._run_ids = itertools.count(1)
         self.server: Any = None
-        self._running = False
+        self._busy = False  # loading the script or running reactors: a save cancels it
         self._cancel = threading.Event()
-        self._stopping = False
+        self._stops = 0  # stop signals received (Ctrl-C, SIGTERM, a client's stop)
+        self._stop_signal: int = signal.SIGTERM
         self._idle = False
+        self._flushing = False
         self._main = threading.main_thread().ident
+        self.interrupter = Interrupter()
+        self._loading = threading.Event()
+        self._watch_lock = threading.Lock()  # one thread at a time computes the watched files
+        self._watched: set[Path] = {self.pipeline}
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stops > 0
 
     # -- lifetime ---------------------------------------------------------------------------
     def serve(self) -> int:
@@ -97,24 +109,52 @@ class Engine:
         lock = DaemonLock(runtime, self.pipeline, self.options.plant_dir)
         server = None
         try:
-            with self._signals():
-                server = self._start_server(runtime)
-                self.watcher.watch({self.pipeline})
-                self.watcher.start()
-                self.console.notice(f"watching {self.pipeline.name} ({self.watcher.mode})")
+            with self._signals():  # until the end: a stop during the final flush is counted
                 try:
+                    server = self._start_server(runtime)
+                    self.watcher.watch({self.pipeline})
+                    self.watcher.start()
+                    self._start_load_watch()
+                    self.console.notice(f"watching {self.pipeline.name} ({self.watcher.mode})")
                     self.cycle("start", targets_always_run=True)
                     while True:
                         self._handle(self._next_work())
-                except _Stop:
+                except Stop:
                     self.console.notice("stopping: flushing what is still being written")
+                finally:
+                    self.interrupter.withdraw()
+                    self._stop_load_watch()
+                    self.watcher.stop()
+                    self._flush_and_close()
         finally:
-            self.watcher.stop()
-            self.session.close(SHUTDOWN_FLUSH_SECONDS)
             if server is not None:
                 server.stop()
             lock.release()
         return 0
+
+    def _flush_and_close(self) -> None:
+        """Wait for pending writes, saying what they are if it takes a while, until they are
+        durable or a third stop insists (then exit at once: the plant dir stays consistent,
+        and the reactors that made what is dropped run again next time)."""
+        store = self.session.store
+        if store is not None:
+            self._flushing = True
+            began, told = time.monotonic(), 0
+            while not store.writer.flush(FLUSH_SLICE_SECONDS):
+                pending = store.writer.pending()
+                if self._stops >= STOPS_TO_INSIST:
+                    self.console.notice(f"exiting without writing {describe_writes(pending)}")
+                    os._exit(128 + self._stop_signal)
+                slow = time.monotonic() - began > FLUSH_NOTICE_SECONDS
+                if pending and (slow or self._stops > 1) and told != self._stops:
+                    told = self._stops
+                    more = STOPS_TO_INSIST - self._stops
+                    self.console.notice(
+                        f"stopping: still writing {describe_writes(pending)}; "
+                        + ("one more stop exits" if more == 1 else f"{more} more stops exit")
+                        + " without it (Ctrl-C)"
+                    )
+        self.session.close()
 
     def _start_server(self, runtime: Path) -> Any:
         if not self.options.control:
@@ -137,33 +177,38 @@ class Engine:
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
         previous = {
-            sig: signal.signal(sig, handler)
-            for sig, handler in (
-                (signal.SIGINT, self._on_stop_signal),
-                (signal.SIGTERM, self._on_stop_signal),
-                (signal.SIGUSR1, self._on_cancel_signal),
-            )
+            sig: signal.signal(sig, self._on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        self.interrupter.start()
         try:
             yield
         finally:
+            self.interrupter.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stopping:
-            os._exit(130)  # a second Ctrl-C: the user does not want to wait
-        self._stopping = True
-        # Unwind at once only where nothing of ours is half done: waiting for work, or inside
-        # a reactor's own code. Elsewhere (a commit, a print) the run stops at its next step.
-        if self._idle or running_reactor() is not None:
-            raise _Stop()
+        """Ctrl-C, SIGTERM, a client's stop. Counted here, so that a stop is known by this
+        handler having run, whatever the script's code raised or swallowed since."""
+        self._stops += 1
+        self._stop_signal = signum
+        if self._flushing:
+            return  # the final flush looks at the count between its waits
+        if self._stops >= STOPS_TO_INSIST:  # the user insists; no lock may be taken here
+            self.console.urgent("stopping at once: what was still being written is dropped")
+            os._exit(128 + signum)
+        if self._stops > 1:
+            self.console.urgent("stopping: still finishing; one more stop exits at once")
+        elif self._busy:
+            self.console.urgent("stopping: ending the run; what finished is kept")
         self._cancel.set()
-
-    def _on_cancel_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only inside a reactor's own code: elsewhere the scheduler stops at the next step.
-        if self._cancel.is_set() and running_reactor() is not None:
-            raise RunCancelled()
+        # Unwind at once only where nothing of ours is half done: waiting for work, or inside
+        # the user's own code; elsewhere (a commit, a print) as soon as the user's code runs
+        # again, or at the run's next step.
+        if self._idle or in_user_code(frame):
+            raise Stop()
+        if self._busy:
+            self.interrupter.request(Stop)
 
     # -- requests from other threads --------------------------------------------------------
     def _on_change(self, paths: set[Path]) -> None:
@@ -176,12 +221,11 @@ class Engine:
         self.console.notice(f"{self._describe(paths)}: the same bytes as before, nothing to run")
 
     def cancel(self) -> bool:
-        """Cancel the run in progress, if any (any thread)."""
-        if not self._running:
+        """Cancel the load or run in progress, if any (any thread)."""
+        if not self._busy:
             return False
         self._cancel.set()
-        with contextlib.suppress(ProcessLookupError, OSError):
-            signal.pthread_kill(self._main or 0, signal.SIGUSR1)
+        self.interrupter.request(RunCancelled)
         return True
 
     def request_run(self, targets: list[str]) -> int:
@@ -202,7 +246,7 @@ class Engine:
     # -- the loop ---------------------------------------------------------------------------
     def _next_work(self) -> set[Path] | Command:
         if self._stopping:
-            raise _Stop()
+            raise Stop()
         self._idle = True
         try:
             if self.inbox.empty():
@@ -253,21 +297,39 @@ class Engine:
         run_id: int | None = None,
         invalidate: str | None = None,
     ) -> list[Decision]:
-        """Reload the script and run what it asks for; report, never raise (but _Stop)."""
+        """Reload the script and run what it asks for; report, never raise (but Stop)."""
         run_id = run_id if run_id is not None else next(self._run_ids)
+        self.interrupter.withdraw()
         self._cancel.clear()
-        started = time.perf_counter()
         self.publish("run_started", {"run_id": run_id, "trigger": trigger})
-        if not self._load(trigger, run_id):
+        self._busy = True
+        try:
+            decisions = self._load_and_run(trigger, targets_always_run, targets, run_id, invalidate)
+        finally:
+            self._busy = False
+            self.interrupter.withdraw()
+        if self._stopping:  # whatever the script made of the Stop raised into it
+            raise Stop()
+        return decisions
+
+    def _load_and_run(
+        self,
+        trigger: str,
+        targets_always_run: bool,
+        targets: list[str] | None,
+        run_id: int,
+        invalidate: str | None,
+    ) -> list[Decision]:
+        started = time.perf_counter()
+        if not self._load(trigger, run_id, started):
             return []
         plant = self.session.plant
         if plant is None:
             self.console.notice(f"{self.pipeline.name} made no Plant(...): nothing to run")
-            self.publish("run_finished", {"run_id": run_id, "status": "empty", "ran": 0})
+            self.state.run_ended(run_id, "empty", [], time.perf_counter() - started)
             return []
         decisions: list[Decision] = []
         status = "ok"
-        self._running = True
         self.state.run_began(run_id, trigger, plant)
         try:
             chosen = targets or self.options.targets or self.session.requested or plant.sinks()
@@ -276,46 +338,59 @@ class Engine:
             with self.console.run(trigger, plant), _script_as_main(plant):
                 decisions = plant.run_reactors(
                     chosen, forced, targets_always_run=targets_always_run,
-                    should_stop=self._cancel.is_set,
+                    should_stop=self._cancel.is_set, exits_are_failures=True,
                 )  # fmt: skip
-        except RunCancelled:
-            status = "cancelled"
-        except _Stop:
+        except Stop:
             status = "cancelled"
             raise
+        except RunCancelled:
+            status = "cancelled"
         except ReactorFailedError as failure:
             status = "failed"
             self.console.reactor_failed(failure)
         except PlantError as failure:
             status = "failed"
             self.console.error(str(failure))
+        except BaseException as failure:  # not the script's doing: say so, keep serving
+            status = "failed"
+            self.console.unexpected(failure)
         finally:
-            self._running = False
             decisions = decisions or plant.last_run
-            self.watcher.watch(self._watched_files())
+            self._rewatch()
         elapsed = time.perf_counter() - started
         self.state.run_ended(run_id, status, decisions, elapsed)
         self.console.run_finished(trigger, decisions, status, elapsed, plant)
         return decisions
 
-    def _load(self, trigger: str, run_id: int) -> bool:
+    def _load(self, trigger: str, run_id: int, started: float) -> bool:
+        """Execute the script; False if it did not load (reported) or was cancelled."""
         self.session.begin_load()
         self._forget_reloaded_definitions()
+        self.state.load_began(run_id, trigger, self.pipeline)
+        with self._watch_lock:
+            self.loader.purge()
+        self._loading.set()
         try:
             with hosting(self.session):
-                self.loader.run()
-        except (_Stop, KeyboardInterrupt):
+                self.loader.execute()
+        except Stop:
             raise
-        except BaseException as failure:  # the script's own error: report it, keep the last state
-            where = load_error(failure, self.pipeline)
-            self.console.reload_failed(trigger, where, failure)
-            self.publish("reload_failed", {
-                "run_id": run_id, "path": where.path, "line": where.line,
-                "column": where.column, "message": where.message,
-            })  # fmt: skip
-            self.state.load_failed(run_id, where)
-            self.watcher.watch(self._watched_files())
+        except BaseException as failure:  # the script's own, sys.exit(1) too: report it
+            self._loading.clear()
+            if self._stopping:
+                raise Stop() from None
+            elapsed = time.perf_counter() - started
+            if isinstance(failure, RunCancelled) or self._cancel.is_set():
+                self.console.load_cancelled(trigger, self.pipeline.name, elapsed)
+                self.state.run_ended(run_id, "cancelled", [], elapsed)
+            else:
+                self._report_load_error(trigger, run_id, failure)
+            self._rewatch()
             return False
+        finally:
+            self._loading.clear()
+        if self._stopping:
+            raise Stop()
         return True
 
     def _forget_reloaded_definitions(self) -> None:
@@ -330,6 +405,45 @@ class Engine:
             return in_project or getattr(func, "__module__", None) in reloaded
 
         forget_visible(defined_by_reload)
+    def _report_load_error(self, trigger: str, run_id: int, failure: BaseException) -> None:
+        where = load_error(failure, self.pipeline)
+        self.console.reload_failed(trigger, where, failure)
+        self.publish("reload_failed", {
+            "run_id": run_id, "path": where.path, "line": where.line,
+            "column": where.column, "message": where.message,
+        })  # fmt: skip
+        self.state.load_failed(run_id, where)
+
+    def _rewatch(self) -> None:
+        with self._watch_lock:
+            self._watched = self._watched_files()
+            self.watcher.watch(self._watched)
+
+    # A save of the module whose import hangs must cancel the load: it is watched before the
+    # load ends, by a thread that looks at what the script imported so far every little while.
+    def _start_load_watch(self) -> None:
+        self._load_watch_stop = threading.Event()
+        self._load_watch = threading.Thread(
+            target=self._watch_while_loading, name="pyplantd-load-watch", daemon=True
+        )
+        self._load_watch.start()
+
+    def _stop_load_watch(self) -> None:
+        if getattr(self, "_load_watch", None) is not None:
+            self._load_watch_stop.set()
+            self._loading.set()  # wakes it
+            self._load_watch.join()
+
+    def _watch_while_loading(self) -> None:
+        while self._loading.wait() and not self._load_watch_stop.is_set():
+            if self._load_watch_stop.wait(LOAD_WATCH_SECONDS):
+                return
+            with self._watch_lock:
+                if self._loading.is_set():
+                    with contextlib.suppress(RuntimeError):  # a dict changed under us: later
+                        # adds only: what is not imported yet may still be
+                        self._watched |= self._watched_files()
+                        self.watcher.watch(self._watched)
 
     def _watched_files(self) -> set[Path]:
         files = self.loader.watched_files()

@@ -17,7 +17,8 @@ from pyplant_client.protocol import project_root
 
 from ..errors import ScriptError
 from ..origins import is_user_file
-from ..script import run_script
+from ..scheduler import failure_message
+from ..script import run_script, syntax_error_position, syntax_message
 
 
 @dataclass(frozen=True)
@@ -92,18 +93,22 @@ class ScriptLoader:
         return f"watching your modules in {self.root} and, outside the project, in {folders}"
 
     def run(self) -> int:
-        """Purge, then execute the script; ScriptError on a syntax error."""
+        """Purge, then execute the script."""
         self.purge()
-        return run_script(self.pipeline)
+        return self.execute()
+
+    def execute(self) -> int:
+        """Execute the script; ScriptError on a syntax error, the script's own exception (a
+        SystemExit too, unless its status is 0) if it raised one."""
+        return run_script(self.pipeline, failed_exit_raises=True)
 
 
 def load_error(error: BaseException, pipeline: Path) -> LoadError:
     """Where a load failed: the SyntaxError's position, or the deepest frame in user code."""
     cause = error.__cause__ if isinstance(error, ScriptError) else error
     if isinstance(cause, SyntaxError):
-        return LoadError(
-            cause.filename or str(pipeline), cause.lineno or 1, cause.offset or 1, cause.msg
-        )
+        line, column = syntax_error_position(cause)
+        return LoadError(cause.filename or str(pipeline), line, column, syntax_message(cause))
     frames = []
     tb = error.__traceback__
     while tb is not None:
@@ -113,4 +118,4 @@ def load_error(error: BaseException, pipeline: Path) -> LoadError:
     where = frames[-1] if frames else None
     path = where.tb_frame.f_code.co_filename if where else str(pipeline)
     line = where.tb_lineno if where else 1
-    return LoadError(path, line, 1, f"{type(error).__name__}: {error}")
+    return LoadError(path, line, 1, failure_message(error))

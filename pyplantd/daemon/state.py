@@ -1,14 +1,17 @@
-"""What the daemon is doing, as clients see it: the run in progress and the last one, each
-reactor's state with its duration and why, turned into events for the PUB socket and into
-snapshots for `status`. Written by the engine thread, read by the server thread under a lock.
+"""What the daemon is doing, as clients see it: the script being loaded or the run in progress,
+the last one, each reactor's state with its duration and why, turned into events for the PUB
+socket and into snapshots for `status` (with a line saying what the main thread is doing and
+where in the user's code). Written by the engine thread, read by the server thread under a lock.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..decisions import Decision
@@ -31,6 +34,9 @@ class EngineState:
         self.reactors: dict[str, dict[str, Any]] = {}
         self.plant: Plant | None = None
         self._publish: Publish = self.publish
+        self._engine_thread = threading.get_ident()
+        self._pipeline: Path | None = None
+        self._loading = False
 
     # -- publishing -------------------------------------------------------------------------
     def publish(self, kind: str, fields: dict[str, Any]) -> None:
@@ -41,9 +47,19 @@ class EngineState:
         return sink
 
     # -- engine thread ----------------------------------------------------------------------
+    def load_began(self, run_id: int, trigger: str, pipeline: Path) -> None:
+        """The script's module-level code runs now (until run_began, run_ended, load_failed)."""
+        with self._lock:
+            self.state, self._pipeline, self._loading = "loading", pipeline, True
+            self._engine_thread = threading.get_ident()
+            self.current = {
+                "run_id": run_id, "trigger": trigger, "started": time.time(),
+                "loading": str(pipeline),
+            }  # fmt: skip
+
     def run_began(self, run_id: int, trigger: str, plant: Plant) -> None:
         with self._lock:
-            self.state, self.plant = "running", plant
+            self.state, self.plant, self._loading = "running", plant, False
             self.current = {"run_id": run_id, "trigger": trigger, "started": time.time()}
             self.reactors = {}
         plant.subscribe(lambda event: self._on_event(run_id, event))
@@ -81,12 +97,12 @@ class EngineState:
                     "duration": d.duration, "why": d.why,
                 }  # fmt: skip
             self.state, self.last = "idle", {**(self.current or {}), **summary}
-            self.current = None
+            self.current, self._loading = None, False
         self._publish("run_finished", summary)
 
     def load_failed(self, run_id: int, where: LoadError) -> None:
         with self._lock:
-            self.state = "idle"
+            self.state, self.current, self._loading = "idle", None, False
             self.last = {
                 "run_id": run_id, "status": "reload_failed", "path": where.path,
                 "line": where.line, "column": where.column, "message": where.message,
@@ -100,10 +116,29 @@ class EngineState:
             for info in reactors.values():
                 if info["state"] == "running":
                     info["elapsed"] = time.time() - info.pop("since")
-            return {
+            snapshot = {
                 "state": self.state, "current_run": self.current, "last_run": self.last,
                 "reactors": reactors,
             }  # fmt: skip
+            activity = self._activity(reactors)
+            if activity:
+                snapshot["activity"] = activity
+            return snapshot
+
+    def _activity(self, reactors: dict[str, dict[str, Any]]) -> str | None:
+        """`loading pipeline.py for 12.0 s (at slow.py:3)`, `running fit for 2.1 s (at ...)`."""
+        if self.current is None:
+            return None
+        if self._loading and self._pipeline is not None:
+            doing = f"loading {self._pipeline.name}"
+            elapsed = time.time() - self.current["started"]
+        else:
+            running = [(n, i) for n, i in reactors.items() if i["state"] == "running"]
+            if not running:
+                return None
+            doing, elapsed = f"running {running[-1][0]}", running[-1][1]["elapsed"]
+        where = _user_frame(self._engine_thread, self._pipeline)
+        return f"{doing} for {elapsed:.1f} s" + (f" (at {where})" if where else "")
 
 
 def _translate(run_id: int, event: PlantEvent) -> tuple[str | None, dict[str, Any]]:
@@ -119,6 +154,20 @@ def _translate(run_id: int, event: PlantEvent) -> tuple[str | None, dict[str, An
     if event.type is EventType.reactor_failed:
         return "reactor_failed", {**base, **failure_fields(event.data.get("exception"))}
     return None, {}
+
+
+def _user_frame(thread: int, pipeline: Path | None) -> str | None:
+    """`path:line` of the innermost frame of the user's code that `thread` is executing."""
+    frame = sys._current_frames().get(thread)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if is_user_file(filename):
+            path = Path(filename)
+            if pipeline is not None and path.is_relative_to(pipeline.parent):
+                path = path.relative_to(pipeline.parent)
+            return f"{path}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
 
 
 def failure_fields(exc: BaseException | None) -> dict[str, Any]:
