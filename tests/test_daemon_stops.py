@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import LOG_HELPER, Project
+from slow_disk import SLOW_DISK
 from test_daemon import PYTHONPATH, Daemon, save_atomic, start_daemon  # noqa: F401 - the fixture
 
 # -- the script hangs while it loads -------------------------------------------------------------
@@ -134,39 +135,22 @@ def test_pyplant_stop_stops_a_load_that_never_ends(
 
 
 # -- a stop waits for what is being written ------------------------------------------------------
-GATED = """
+GATED = (
+    SLOW_DISK
+    + """
 import os, sys, time
 
 from sidefx import log_run
 
-from pyplantd import IngredientTypeSpec, Plant, ReactorFunc
+from pyplantd import Plant, ReactorFunc
 
 
-class GatedText(IngredientTypeSpec):
-    # its write starts, then waits for the test to open the gate
-    name = 'gated'
-    suffix = '.txt'
-
-    def is_instance(self, value):
-        return False
-
-    def store(self, value, path):
-        open('writing', 'w').close()
-        deadline = time.monotonic() + 120
-        while not os.path.exists('gate-open') and time.monotonic() < deadline:
-            time.sleep(0.005)
-        with open(path, 'w') as handle:
-            handle.write(value)
-
-    def fetch(self, path):
-        with open(path) as handle:
-            return handle.read()
 
 
 @ReactorFunc
 def load(pipe):
     log_run('load')
-    pipe.send('data', 'x' * 1000, 'gated')
+    pipe.send('data', 'x' * 1000)
 
 
 @ReactorFunc
@@ -180,9 +164,9 @@ def process(pipe):
 
 if __name__ == '__main__':
     with Plant('plant') as plant:
-        plant.register_ingredient_specs([GatedText()])
         plant.run_reactor(process)
 """
+)
 
 
 def gated_project(project: Project) -> None:

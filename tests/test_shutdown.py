@@ -1,6 +1,6 @@
 """Stopping a run (SIGTERM, Ctrl-C) flushes what finished reactors were still writing.
 
-The write is held open by a custom ingredient type whose `store` waits for a gate file, so the
+The write is held open by a slow disk (tests/slow_disk.py) until the test opens a gate, so the
 signal always arrives while it is pending (a large array made that a matter of timing: on an idle
 machine its write could finish first, on a busy one it took most of a minute).
 """
@@ -15,32 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
+from slow_disk import SLOW_DISK
 
 REPO = Path(__file__).resolve().parents[1]
 
-PIPELINE = """
+PIPELINE = (
+    SLOW_DISK
+    + """
 import os, sys, time
-from pyplantd import IngredientTypeSpec, Plant, ReactorFunc
+from pyplantd import Plant, ReactorFunc
 
-class GatedText(IngredientTypeSpec):
-    # its write starts, then waits for the test to open the gate
-    name = 'gated'
-    suffix = '.txt'
-
-    def is_instance(self, value):
-        return False
-
-    def store(self, value, path):
-        open('writing', 'w').close()
-        deadline = time.monotonic() + 120
-        while not os.path.exists('gate-open') and time.monotonic() < deadline:
-            time.sleep(0.005)
-        with open(path, 'w') as handle:
-            handle.write(value)
-
-    def fetch(self, path):
-        with open(path) as handle:
-            return handle.read()
 
 def log(name):
     with open('ran.log', 'a') as handle:
@@ -48,7 +32,7 @@ def log(name):
 
 @ReactorFunc
 def load(pipe):
-    pipe.send('data', 'x' * 1000, 'gated')
+    pipe.send('data', 'x' * 1000)
     log('load')
 
 @ReactorFunc
@@ -60,9 +44,9 @@ def process(pipe):
     pipe.send('total', len(data))
 
 with Plant('plant') as plant:
-    plant.register_ingredient_specs([GatedText()])
     plant.run_reactor(process)
 """
+)
 
 
 def run(root: Path, *args: str) -> subprocess.Popen[str]:

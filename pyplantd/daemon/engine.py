@@ -405,6 +405,7 @@ class Engine:
             return in_project or getattr(func, "__module__", None) in reloaded
 
         forget_visible(defined_by_reload)
+
     def _report_load_error(self, trigger: str, run_id: int, failure: BaseException) -> None:
         where = load_error(failure, self.pipeline)
         self.console.reload_failed(trigger, where, failure)
