@@ -205,7 +205,9 @@ def test_a_reactor_raising_while_being_abandoned_does_not_hide_the_failure(
     project.write("pipeline.py", text)
     result = project.python()
     assert result.returncode == 1
-    assert "ReactorFailedError: Reactor 'more' failed: ValueError: bad input" in result.stderr
+    assert "ReactorFailedError[ValueError]: Reactor 'more' failed: ValueError: bad input" in (
+        result.stderr
+    )
     assert "Reactor 'check' raised while being stopped: cleanup failed" in result.stderr
     project.write("pipeline.py", script())
     assert project.python().ran == ["check"]  # 'load' finished before the failure: stored
