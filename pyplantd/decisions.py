@@ -77,24 +77,31 @@ def param_state(config: ConfigBase, name: str, computer: SignatureComputer) -> l
     return [hash_bytes(_canonical(value)), short_repr(value)]
 
 
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_PLAIN = (*_SCALARS, list, tuple, set, frozenset, dict, np.ndarray)
+
+
 def _canonical(value: Any) -> str:
     """A text that is equal exactly when two parameter values are equal, across processes."""
-    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+    kind = type(value)
+    if kind in _SCALARS:
         return repr(value)
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple:
         inner = ",".join(_canonical(v) for v in value)
-        return f"{type(value).__name__}[{inner}]"
-    if isinstance(value, set | frozenset):  # set order varies with the hash seed
+        return f"{kind.__name__}[{inner}]"
+    if kind is set or kind is frozenset:  # set order varies with the hash seed
         return "set{" + ",".join(sorted(_canonical(v) for v in value)) + "}"
-    if isinstance(value, dict):
+    if kind is dict:
         inner = ",".join(f"{_canonical(k)}:{_canonical(v)}" for k, v in value.items())
         return "{" + inner + "}"
-    if isinstance(value, np.ndarray):
+    if kind is np.ndarray:
         return "array:" + array_fingerprint(value)
     if isinstance(value, enum.Enum):
         return repr(value)
-    if type(value).__repr__ is object.__repr__:  # a default repr holds a memory address
-        return f"{type(value).__qualname__}:{value_fingerprint(value)}"
+    # A subclass of a plain type may hold more than its repr shows (a mask, attributes, a
+    # default factory); a default repr holds a memory address: both count by their pickle.
+    if isinstance(value, _PLAIN) or kind.__repr__ is object.__repr__:
+        return f"{kind.__qualname__}:{value_fingerprint(value)}"
     return repr(value)
 
 

@@ -3,7 +3,7 @@ was when it was sent, and no consumer can change what another consumer or a late
 
 Immutable values are shared as they are; numeric arrays are made read-only (the producer's own
 array when it owns its memory, else a read-only copy); everything else is pickled at `send` and
-each consumer unpickles its own copy. Depends on fingerprint and errors only.
+each consumer unpickles its own copy. Depends on fingerprint, pickler and errors only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
-from ..fingerprint import PICKLE_PROTOCOL, array_hasher, hash_bytes
+from ..fingerprint import array_hasher, hash_bytes
+from ..pickler import dumps
 
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), range})
 _SCANNED_ITEMS = 1000  # longer tuples are pickled rather than scanned item by item
@@ -107,7 +108,7 @@ def pickled(value: Any) -> bytes:
     """The pickle of `value`, or a StoreError naming its type and what to do instead."""
     kind = type(value).__qualname__
     try:
-        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        return dumps(value)[0]
     except RecursionError as err:
         raise StoreError(
             f"pickle cannot store a {kind} nested this deeply. Send it flatter, or as an array."

@@ -250,7 +250,7 @@ class ArraySpec(IngredientTypeSpec):
     freezes_in_memory = True
 
     def is_instance(self, value: Any) -> bool:
-        return isinstance(value, np.ndarray)
+        return is_plain_array(value)
 
     def store(self, value: Any, path: str) -> None:
         self.write(value, path)
@@ -389,12 +389,20 @@ def builtin_specs() -> dict[str, IngredientTypeSpec]:
 _SIMPLE_TYPES = (int, float, complex, str, bool, bytes, type(None))
 
 
+def is_plain_array(value: Any) -> bool:
+    """An array HDF5 gives back as it was sent: an ndarray, or a memory map (its content).
+    Subclasses (masked arrays, recarrays, matrices, the user's own) are pickled, which keeps
+    their type, mask and attributes."""
+    return type(value) is np.ndarray or isinstance(value, np.memmap)
+
+
 def infer_type(value: Any, custom: list[IngredientTypeSpec]) -> str:
-    """The type name a value is stored as when `send` is given no type."""
+    """The type name a value is stored as when `send` is given no type: by a spec only if it
+    gives the value back exactly as sent (type, state), else pickled."""
     for spec in custom:
         if spec.is_instance(value):
             return spec.name
-    if isinstance(value, np.ndarray):
+    if is_plain_array(value):
         return Ingredient.Type.array.value
     if is_dataset(value):
         return Ingredient.Type.hdf_array.value
