@@ -6,6 +6,7 @@ there (early cutoff). Depends on nothing else in pyplantd but pickler.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,15 @@ def value_fingerprint(value: Any) -> str:
         return hash_bytes(dumps(value)[0])
     except Exception:  # unpicklable values: the repr is the best content we can see
         return hash_bytes("repr:", repr(value))
+
+
+def with_code(content: str, code: Mapping[str, str]) -> str:
+    """The fingerprint of a value whose pickle names classes or functions by reference: its
+    content and the code signatures of those (`code`: name -> digest). What the value does
+    depends on that code, which its bytes do not hold."""
+    if not code:
+        return content
+    return hash_bytes(content, *(f"|{name}={digest}" for name, digest in sorted(code.items())))
 
 
 def short_repr(value: Any, limit: int = 40) -> str:

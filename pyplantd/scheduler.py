@@ -45,6 +45,7 @@ from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore, output_record
 from .store.records import IngredientRecord, ReactorRecord, Version
 from .store.writer import PendingWrite
+from .value_code import ValueCode
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +86,10 @@ class _Available:
     def fingerprint(self) -> str:
         """Content fingerprint. For a value sent in this run whose write is still going on,
         computed from the value in memory (equal to what the writer records) rather than
-        waiting for the disk; only types that need their file wait."""
+        waiting for the disk; only types that need their file wait. A stored value's is
+        computed when it becomes available (see ValueCode.fingerprint)."""
         if self.record is not None:
-            return self.record.fingerprint
+            return self._computed or self.record.fingerprint
         assert self.sent is not None
         if self.sent.payload.done() or self.store is None:
             fingerprint: str = self.sent.payload.wait().fingerprint
@@ -151,9 +153,11 @@ class Run:
         self.write_errors: list[StoreError] = []
         self._codes: dict[str, CodeSignature] = {}
         self._send_index: dict[str, list[Reactor]] | None = None
+        self.value_code = ValueCode(ctx.signatures, ctx.track_versions)
 
     # -- main loop --------------------------------------------------------------------------
     def execute(self) -> list[Decision]:
+        self.ctx.store.code_of = self.value_code.of  # sent values' fingerprints cover it
         try:
             for target in reversed(self.targets):
                 if self.targets_always_run:
@@ -169,6 +173,7 @@ class Run:
             self._abandon_unfinished()
             self._wait_for_commits()  # finished reactors stay cached even if the run failed
             self.ctx.store.warm.drop_unwritten()
+            self.ctx.store.code_of = None
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())
@@ -449,7 +454,9 @@ class Run:
         self.status[reactor.id] = "cached"
         self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached", reasons)
         for name in match.outputs:
-            available = _Available(record=store.ingredients[name], producer=reactor)
+            record = store.ingredients[name]
+            now = self.value_code.fingerprint(record)  # here: the writer thread may read it
+            available = _Available(record=record, producer=reactor, _computed=now)
             self._make_available(name, available)
         self._emit(EventType.reactor_cached, reactor, reasons=reasons)
 

@@ -137,6 +137,24 @@ class SignatureComputer:
         text = "\n".join(f"{key}\t{value}" for key, value in sorted(parts.items()))
         return CodeSignature(hash_text(text), parts)
 
+    def definition_signature(self, obj: FunctionType | type) -> CodeSignature:
+        """Signature of a user's function or class and everything it reaches, as a value that
+        names it by reference depends on it (see value_code)."""
+        kind: Kind = "class" if isinstance(obj, type) else "helper"
+        parts: dict[str, str] = {}
+        todo: list[tuple[Kind, Any]] = [(kind, obj)]
+        seen: set[int] = set()
+        while todo:
+            kind, obj = todo.pop()
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                digest, found = self._visit(obj)
+                for key, value in [(_component_key(kind, obj), digest), *found.parts.items()]:
+                    _merge(parts, key, value)
+                todo.extend(reversed(found.follow))
+        text = "\n".join(f"{key}\t{value}" for key, value in sorted(parts.items()))
+        return CodeSignature(hash_text(text), parts)
+
     def _index(self, path: str | None) -> ModuleIndex | None:
         """The index of what the code from `path` was compiled from (one view per run)."""
         if path is not None and path not in self._indexes:

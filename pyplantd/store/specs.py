@@ -205,14 +205,12 @@ class PickleSpec(IngredientTypeSpec):
             return pickle.load(handle)  # only ever a file of this plant dir (see payloads)
 
     def write(self, value: Any, path: str) -> Written:
-        if isinstance(value, Pickled):
-            data, digest = value.data, value.fingerprint
-        else:
+        if not isinstance(value, Pickled):  # an immutable value: it names no code
             data = pickled(value)
-            digest = xxhash.xxh3_128_hexdigest(data)
+            value = Pickled(data, xxhash.xxh3_128_hexdigest(data))
         with os.fdopen(new_file(path), "wb") as handle:
-            handle.write(data)
-        return Written(digest, digest)
+            handle.write(value.data)
+        return Written(value.fingerprint, value.content)
 
     def value_fingerprint(self, value: Any) -> str | None:
         if isinstance(value, Pickled):
@@ -275,7 +273,7 @@ class ArraySpec(IngredientTypeSpec):
         if isinstance(value, Pickled):
             with hdf5().File(path, "w") as handle:
                 handle.attrs["pickled"] = np.void(value.data)
-            return Written(value.fingerprint, value.fingerprint)
+            return Written(value.fingerprint, value.content)
         array = np.asarray(value)
         if array.dtype.hasobject:
             with new_hdf5(path) as handle:
