@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 import inspect
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,18 +176,35 @@ def file_reasons(files: dict[str, str]) -> list[str]:
     return reasons
 
 
-# path -> ((mtime_ns, size), fingerprint): re-hash a tracked file only when it changed on disk
-_FILE_FINGERPRINTS: dict[str, tuple[tuple[int, int], str]] = {}
+# path -> (stamp, fingerprint): a tracked file is re-hashed only when its stamp changed. Size and
+# mtime alone do not show every rewrite (cp -p, rsync -t and os.utime restore the mtime): the
+# stamp also holds the inode (an atomic save makes a new one) and ctime, which every write or
+# utime moves and nothing can set back. Where ctime is the creation time (Windows), the daemon
+# drops the entries of the files its watcher saw change (forget_tracked_files).
+_FILE_FINGERPRINTS: dict[str, tuple[tuple[int, ...], str]] = {}
+# Times advance in clock ticks (often 1-10 ms): a write within the tick of the one we hashed
+# would leave the stamp as it was, so a file written this recently is not cached.
+_TICK_NS = 50_000_000
 
 
 def tracked_file_fingerprint(path: str) -> str:
     stat = os.stat(path)
-    stamp = (stat.st_mtime_ns, stat.st_size)
+    stamp = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino, stat.st_dev)
     cached = _FILE_FINGERPRINTS.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, file_fingerprint(path))
-        _FILE_FINGERPRINTS[path] = cached
-    return cached[1]
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    fingerprint = file_fingerprint(path)
+    if max(stat.st_mtime_ns, stat.st_ctime_ns) < time.time_ns() - _TICK_NS:
+        _FILE_FINGERPRINTS[path] = (stamp, fingerprint)
+    else:
+        _FILE_FINGERPRINTS.pop(path, None)
+    return fingerprint
+
+
+def forget_tracked_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Files seen changed: hash them again when next needed, whatever their stamps say."""
+    for path in paths:
+        _FILE_FINGERPRINTS.pop(os.fspath(path), None)
 
 
 def _shown_path(path: str) -> str:
