@@ -24,12 +24,14 @@ from .fingerprint import (
     file_fingerprint,
     hash_bytes,
     short_repr,
-    value_fingerprint,
+    with_code,
 )
+from .pickler import dumps
 from .reactor import find_subreactor
 from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore
 from .store.records import ReactorRecord, Version
+from .value_code import ValueCode
 
 NEW_REACTOR = "new reactor (never ran)"
 TARGET = "target"
@@ -69,40 +71,57 @@ def code_signature(
 
 
 def param_state(config: ConfigBase, name: str, computer: SignatureComputer) -> list[str] | None:
-    """[fingerprint, short repr] of a parameter's current value; None if it no longer exists."""
+    """[fingerprint, short repr] of a parameter's current value; None if it no longer exists.
+    A value naming the user's classes or functions counts their code too (see value_code;
+    package versions count in the signatures of the reactors that use them)."""
     if not config.has(name):
         return None
     value = config.peek(name)
     if inspect.isfunction(value):
         return [computer.signature(value).digest, f"{value.__qualname__}()"]
-    return [hash_bytes(_canonical(value)), short_repr(value)]
+    named: list[Any] = []
+    content = hash_bytes(_canonical(value, named))
+    code = ValueCode(computer, track_versions=False).of(named) if named else {}
+    return [with_code(content, code), short_repr(value)]
 
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _PLAIN = (*_SCALARS, list, tuple, set, frozenset, dict, np.ndarray)
 
 
-def _canonical(value: Any) -> str:
-    """A text that is equal exactly when two parameter values are equal, across processes."""
+def _canonical(value: Any, named: list[Any]) -> str:
+    """A text that is equal exactly when two parameter values are equal, across processes;
+    collects in `named` the classes and functions whose code the value's behaviour depends on."""
     kind = type(value)
     if kind in _SCALARS:
         return repr(value)
     if kind is list or kind is tuple:
-        inner = ",".join(_canonical(v) for v in value)
+        inner = ",".join(_canonical(v, named) for v in value)
         return f"{kind.__name__}[{inner}]"
     if kind is set or kind is frozenset:  # set order varies with the hash seed
-        return "set{" + ",".join(sorted(_canonical(v) for v in value)) + "}"
+        return "set{" + ",".join(sorted(_canonical(v, named) for v in value)) + "}"
     if kind is dict:
-        inner = ",".join(f"{_canonical(k)}:{_canonical(v)}" for k, v in value.items())
+        inner = ",".join(f"{_canonical(k, named)}:{_canonical(v, named)}" for k, v in value.items())
         return "{" + inner + "}"
     if kind is np.ndarray:
         return "array:" + array_fingerprint(value)
+    if isinstance(value, type) or inspect.isfunction(value):  # by name (a repr has an address)
+        named.append(value)
+        return f"{kind.__name__}:{value.__module__}.{value.__qualname__}"
     if isinstance(value, enum.Enum):
+        named.append(kind)
         return repr(value)
     # A subclass of a plain type may hold more than its repr shows (a mask, attributes, a
     # default factory); a default repr holds a memory address: both count by their pickle.
     if isinstance(value, _PLAIN) or kind.__repr__ is object.__repr__:
-        return f"{kind.__qualname__}:{value_fingerprint(value)}"
+        try:
+            data, found = dumps(value)
+        except Exception:  # unpicklable: the repr is the best content we can see
+            named.append(kind)
+            return f"{kind.__qualname__}:{hash_bytes('repr:', repr(value))}"
+        named.extend(found)
+        return f"{kind.__qualname__}:{hash_bytes(data)}"
+    named.append(kind)
     return repr(value)
 
 

@@ -234,6 +234,45 @@ def test_a_value_of_a_custom_type_counts_its_class_code(project: Project, tmp_pa
     assert served(result.stdout) == "56" == fresh_run(project, tmp_path, "fresh")
 
 
+CONFIG = """
+from shapes import Box
+from sidefx import log_run
+
+from pyplantd import Plant, ReactorFunc
+
+
+@ReactorFunc
+def use(pipe):
+    box = pipe.read_config("box")
+    log_run("use")
+    pipe.send("total", [box.value(), pipe.read_config("kind")(1).value()])
+
+
+@ReactorFunc
+def show(pipe):
+    print("SERVED", (yield pipe.receive("total")))
+
+
+if __name__ == "__main__":
+    with Plant("plant") as plant:
+        plant.set_config({"box": Box(2), "kind": Box})
+        plant.run_reactor(show)
+"""
+
+
+def test_a_parameter_naming_a_class_counts_its_code(project: Project, tmp_path: Path) -> None:
+    make_project(project)
+    project.write("pipeline.py", CONFIG)
+    assert served(project.python().stdout) == "[32, 16]"
+    project.edit("shapes.py", "SCALE = 16", "SCALE = 28")
+    result = project.python()
+    assert result.ran == ["use"], result.stderr
+    assert served(result.stdout) == "[56, 28]" == fresh_run(project, tmp_path, "fresh")
+    project.edit("shapes.py", "SCALE = 28", "SCALE = 28  # a comment")
+    again = project.python()
+    assert again.ran == [] and served(again.stdout) == "[56, 28]", again.stderr
+
+
 def test_values_count_the_code_of_user_definitions_and_the_version_of_packages() -> None:
     code = ValueCode(SignatureComputer()).of([Shape, area, np.dtype, OrderedDict, len])
     assert code.keys() == {f"{__name__}:Shape", f"{__name__}:area", "package:numpy"}
