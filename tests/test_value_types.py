@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import LOG_HELPER, Project, Result
 
-from pyplantd import Plant, ReactorFunc
+from pyplantd import Plant, ReactorFunc, specs
 from pyplantd.fingerprint import value_fingerprint
 from pyplantd.pickler import dumps
 from pyplantd.store.specs import infer_type
@@ -78,6 +78,7 @@ def tagged(obj, **attributes):
 def values():
     return {
         "masked": np.ma.masked_array([1, 2, 3], mask=[0, 1, 0], fill_value=7, hard_mask=True),
+        "masked_scalar": np.ma.masked_array(5, mask=True),
         "recarray": np.rec.array([(1, 2.0)], dtype=[("a", int), ("b", float)]),
         "matrix": np.matrix([[1, 2], [3, 4]]),
         "array_subclass": Arr([1, 2, 3], unit="km"),
@@ -131,7 +132,7 @@ import json
 
 from kinds import describe, values
 
-from pyplantd import Plant, ReactorFunc
+from pyplantd import Plant, ReactorFunc, specs
 
 NAMES = sorted(values())
 
@@ -191,7 +192,7 @@ import numpy as np
 from kinds import Arr
 from sidefx import log_run
 
-from pyplantd import Plant, ReactorFunc
+from pyplantd import Plant, ReactorFunc, specs
 
 MASK = [0, 1, 0]
 UNIT = "m"
@@ -319,6 +320,40 @@ def test_a_memory_map_inside_a_value_is_pickled_as_its_content(tmp_path: Path) -
     loaded = pickle.loads(dumps({"m": memmap})[0])["m"]
     assert type(loaded) is np.ndarray and loaded.tolist() == [1.0, 2.0, 3.0]
     del memmap
+
+
+def test_sparse_matrices_npz_cannot_give_back_are_pickled(plant_dir: Path) -> None:
+    sparse = pytest.importorskip("scipy.sparse")
+
+    class Labelled(sparse.csr_matrix):
+        pass
+
+    spec = specs.ScipySparseSpec()
+    values = {
+        "csr": sparse.csr_matrix(np.eye(3)),
+        "coo_array": sparse.coo_array(np.eye(3)),
+        "lil": sparse.lil_matrix(np.eye(3)),
+        "dok": sparse.dok_array(np.eye(3)),
+    }
+    assert [infer_type(v, [spec]) for v in values.values()] == [
+        "scipy_sparse", "scipy_sparse", "object", "object",
+    ]  # fmt: skip
+    assert infer_type(Labelled(np.eye(3)), [spec]) == "object"
+
+    @ReactorFunc
+    def make(pipe):
+        for name, value in values.items():
+            pipe.send(name, value)
+
+    for _ in range(2):  # sent in this run, then loaded from disk
+        with Plant(plant_dir) as plant:
+            plant.register_ingredient_specs([spec])
+            plant.run_reactor(make)
+        with Plant(plant_dir) as plant:
+            plant.register_ingredient_specs([spec])
+            for name, value in values.items():
+                loaded = plant.fetch_ingredient(name)
+                assert type(loaded) is type(value) and (loaded != value).nnz == 0, name
 
 
 @pytest.mark.parametrize("value", [[1.5, 2], {"a": (1, "x")}, {1, 2}, b"x", None])

@@ -7,6 +7,7 @@ h5py is only imported in store/, and only when HDF5 is first used (it costs ~30 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -224,7 +225,7 @@ class PickleSpec(IngredientTypeSpec):
         if isinstance(value, Pickled):
             return value.meta
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
-        if hasattr(value, "__len__"):
+        with contextlib.suppress(Exception):  # a 0-d or sparse array has __len__ and no length
             meta["length"] = len(value)
         return meta
 
