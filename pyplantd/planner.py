@@ -102,5 +102,6 @@ class Planner:
                 verb = "runs" if upstream.action == "run" else "may run"
                 reasons.append(f"input '{name}' may change ({producer.name} {verb})")
             elif self.value_code.fingerprint(ingredient) != received:
-                reasons.append(f"input '{name}' changed")
+                why = self.value_code.why.get(name)  # the code the stored value names changed
+                reasons.append(f"input '{name}' changed" + (f" ({why})" if why else ""))
         return reasons

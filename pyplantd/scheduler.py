@@ -359,7 +359,12 @@ class Run:
             return
         self.status[reactor.id] = "checking"
         candidates = itertools.chain(current, earlier)
-        self.ready.append(_Task(reactor, "check", _match_inputs(candidates), reasons))
+        checks = _match_inputs(candidates, self._input_changed)
+        self.ready.append(_Task(reactor, "check", checks, reasons))
+
+    def _input_changed(self, name: str) -> str:
+        why = self.value_code.why.get(name)  # a stored value whose code changed since it was sent
+        return f"input '{name}' changed" + (f" ({why})" if why else "")
 
     def _restorable_records(self, reactor: Reactor) -> Iterator[ReactorRecord]:
         for version in self._restorable(reactor):
@@ -635,7 +640,7 @@ class Run:
 
 
 def _match_inputs(
-    candidates: Iterable[ReactorRecord],
+    candidates: Iterable[ReactorRecord], changed: Callable[[str], str]
 ) -> Generator[_Await, str | None, tuple[ReactorRecord | None, list[str]]]:
     """The first candidate whose recorded inputs all have their recorded fingerprints now."""
     first_reasons: list[str] = []
@@ -643,7 +648,7 @@ def _match_inputs(
         for name, fingerprint in record.inputs.items():
             current = yield _Await(name)
             if current != fingerprint:
-                first_reasons = first_reasons or [f"input '{name}' changed"]
+                first_reasons = first_reasons or [changed(name)]
                 break
         else:
             return record, []

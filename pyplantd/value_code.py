@@ -8,13 +8,14 @@ Depends on signature, origins, fingerprint and the store's records.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Iterable
 from types import FunctionType
 from typing import Any
 
 from .fingerprint import with_code
-from .origins import definition_origin, module_origin, package_version
+from .origins import definition_origin, module_file, module_origin, package_version
 from .signature import SignatureComputer
 from .store.frozen import CODE_META, CONTENT_META
 from .store.records import IngredientRecord
@@ -34,6 +35,7 @@ class ValueCode:
         self._computer = computer
         self._track_versions = track_versions
         self._digests: dict[str, str] = {}
+        self.why: dict[str, str] = {}  # ingredient -> what changed in the code its value names
 
     def of(self, named: Iterable[type | FunctionType]) -> dict[str, str]:
         """`module:qualname` -> code digest for each user class or function among `named`, and
@@ -57,8 +59,12 @@ class ValueCode:
         if not recorded:
             return record.fingerprint
         now = {key: self._current(key) for key in recorded if self._counts(key)}
-        if all(recorded[key] == digest for key, digest in now.items()):
+        changed = [key for key, digest in now.items() if recorded[key] != digest]
+        if not changed:
             return record.fingerprint
+        self.why[record.name] = ", ".join(
+            _describe(key, recorded[key], now[key]) for key in changed
+        )
         return with_code(record.meta.get(CONTENT_META, record.checksum), now)
 
     def _counts(self, key: str) -> bool:
@@ -76,6 +82,20 @@ class ValueCode:
         if key not in self._digests:
             self._digests[key] = self._computer.definition_signature(obj).digest
         return self._digests[key]
+
+
+def _describe(key: str, before: str, after: str) -> str:
+    """`class Box in shapes.py changed`, `numpy 1.26.4 -> 2.0.1`, in the words of --explain."""
+    if key.startswith(PACKAGE):
+        return f"{key[len(PACKAGE) :]} {before} -> {after}"
+    module_name, _, qualname = key.partition(":")
+    file = module_file(module_name)
+    where = os.path.basename(file) if file else module_name
+    found = _find(key)
+    if found is None:
+        return f"{qualname} in {where} is gone"
+    kind = "class" if isinstance(found, type) else "function"
+    return f"{kind} {qualname} in {where} changed"
 
 
 def _find(key: str) -> type | FunctionType | None:

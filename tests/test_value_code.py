@@ -137,8 +137,13 @@ def test_editing_the_class_or_function_a_value_names_reruns_its_consumers_one_sh
     assert served(first.stdout) == "[32, 10, 15, 3]", first.stderr
     for step, (file, old, new, ran, expected) in enumerate(EDITS):
         project.edit(file, old, new)
-        result = project.python()
+        if old == "RADIUS = 5":  # no reactor's code names Disk: the explanation does
+            plan = project.cli("run", "pipeline.py", "--dry-run", "--explain")
+            assert "input 'found' changed (class Disk in shapes.py changed)" in plan.stdout, plan
+        result = project.cli("run", "pipeline.py", "--explain")
         assert result.ran == sorted(ran), (new, result.stderr)
+        if old == "RADIUS = 5":
+            assert "class Disk in shapes.py changed" in result.stdout, result.stdout
         assert served(result.stdout) == expected == fresh_run(project, tmp_path, f"f{step}")
     again = project.python()  # a new process, no change: the stored values compare equal
     assert again.ran == [] and served(again.stdout) == EDITS[-1][-1], again.stderr
