@@ -259,6 +259,44 @@ def test_a_change_of_mask_or_attribute_alone_reruns_the_consumers(
     assert again.ran == [] and served(again) == "5 Arr km"
 
 
+SETS = """
+import numpy as np
+from sidefx import log_run
+
+from pyplantd import Plant, ReactorFunc
+
+
+@ReactorFunc
+def make(pipe):
+    log_run("make")
+    pipe.send("tags", np.array([{f"tag{i}" for i in range(30)}, None], dtype=object))
+
+
+@ReactorFunc
+def show(pipe):
+    tags = yield pipe.receive("tags")
+    print("SERVED", len(tags[0]))
+
+
+if __name__ == "__main__":
+    with Plant("plant") as plant:
+        plant.run_reactor(show)
+"""
+
+
+def test_an_object_array_holding_sets_of_strings_is_intact_in_a_process_with_another_hash_seed(
+    project: Project,
+) -> None:
+    # A set pickles in its iteration order, which depends on the process's hash seed: the
+    # stored bytes are checked, never a new pickle of what was loaded.
+    project.write("sidefx.py", LOG_HELPER)
+    project.write("pipeline.py", SETS)
+    assert served(project.python()) == "30"
+    for seed in ("1", "2", "3"):
+        later = project.python(env={"PYTHONHASHSEED": seed})
+        assert later.ran == [] and served(later) == "30", later.stderr
+
+
 # -- in process and unit level ---------------------------------------------------------------
 class Tagged(np.ndarray):
     pass
