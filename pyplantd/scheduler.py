@@ -157,6 +157,7 @@ class Run:
 
     # -- main loop --------------------------------------------------------------------------
     def execute(self) -> list[Decision]:
+        outer = self.ctx.store.code_of  # a run started from a reactor of another run
         self.ctx.store.code_of = self.value_code.of  # sent values' fingerprints cover it
         try:
             for target in reversed(self.targets):
@@ -173,7 +174,7 @@ class Run:
             self._abandon_unfinished()
             self._wait_for_commits()  # finished reactors stay cached even if the run failed
             self.ctx.store.warm.drop_unwritten()
-            self.ctx.store.code_of = None
+            self.ctx.store.code_of = outer
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())
