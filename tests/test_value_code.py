@@ -8,7 +8,9 @@ run in an empty plant dir.
 
 from __future__ import annotations
 
+import importlib
 import shutil
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -294,6 +296,14 @@ def area(shape: Shape) -> float:
     return 1.0
 
 
-def test_a_pickle_names_the_classes_and_functions_it_refers_to_and_plain_data_none() -> None:
+def test_a_pickle_names_the_classes_and_functions_it_refers_to_and_plain_data_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "named_defs.py").write_text(
+        "class Shape:\n    pass\n\n\ndef area(s):\n    return 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    defs = importlib.import_module("named_defs")
     assert dumps({"boxes": [1, 2], "text": "x", "f": len})[1] == ()  # builtins count for nothing
-    assert set(dumps([area, Shape(), Shape(), 1.5])[1]) == {area, Shape}
+    assert set(dumps([defs.area, defs.Shape(), defs.Shape(), 1.5])[1]) == {defs.area, defs.Shape}
+    monkeypatch.delitem(sys.modules, "named_defs")
