@@ -303,7 +303,8 @@ def test_a_pickle_names_the_classes_and_functions_it_refers_to_and_plain_data_no
         "class Shape:\n    pass\n\n\ndef area(s):\n    return 1\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "named_defs", None)  # removed again at teardown
+    del sys.modules["named_defs"]
     defs = importlib.import_module("named_defs")
     assert dumps({"boxes": [1, 2], "text": "x", "f": len})[1] == ()  # builtins count for nothing
     assert set(dumps([defs.area, defs.Shape(), defs.Shape(), 1.5])[1]) == {defs.area, defs.Shape}
-    monkeypatch.delitem(sys.modules, "named_defs")

@@ -7,9 +7,11 @@ re-runs the consumers. The oracle: what the producer sent (plain Python), and a 
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -337,9 +339,18 @@ def test_only_plain_arrays_and_memory_maps_take_the_array_type(tmp_path: Path) -
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
-def test_array_fingerprints_differ_by_type_mask_and_attributes() -> None:
+def test_array_fingerprints_differ_by_type_mask_and_attributes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a module of its own: another test may re-import the test modules, and pickle names a
+    # class by module and name
+    (tmp_path / "tagged_arrays.py").write_text("import numpy\nclass Tagged(numpy.ndarray): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "tagged_arrays", None)  # removed again at teardown
+    del sys.modules["tagged_arrays"]
+    tagged_class = importlib.import_module("tagged_arrays").Tagged
     data = np.arange(3)
-    tagged, other = data.view(Tagged), data.view(Tagged)
+    tagged, other = data.view(tagged_class), data.view(tagged_class)
     tagged.unit, other.unit = "m", "km"
     prints = {
         value_fingerprint(data),
