@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 import inspect
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +24,14 @@ from .fingerprint import (
     file_fingerprint,
     hash_bytes,
     short_repr,
-    value_fingerprint,
+    with_code,
 )
+from .pickler import dumps
 from .reactor import find_subreactor
 from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore
 from .store.records import ReactorRecord, Version
+from .value_code import ValueCode
 
 NEW_REACTOR = "new reactor (never ran)"
 TARGET = "target"
@@ -68,33 +71,57 @@ def code_signature(
 
 
 def param_state(config: ConfigBase, name: str, computer: SignatureComputer) -> list[str] | None:
-    """[fingerprint, short repr] of a parameter's current value; None if it no longer exists."""
+    """[fingerprint, short repr] of a parameter's current value; None if it no longer exists.
+    A value naming the user's classes or functions counts their code too (see value_code;
+    package versions count in the signatures of the reactors that use them)."""
     if not config.has(name):
         return None
     value = config.peek(name)
     if inspect.isfunction(value):
         return [computer.signature(value).digest, f"{value.__qualname__}()"]
-    return [hash_bytes(_canonical(value)), short_repr(value)]
+    named: list[Any] = []
+    content = hash_bytes(_canonical(value, named))
+    code = ValueCode(computer, track_versions=False).of(named) if named else {}
+    return [with_code(content, code), short_repr(value)]
 
 
-def _canonical(value: Any) -> str:
-    """A text that is equal exactly when two parameter values are equal, across processes."""
-    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_PLAIN = (*_SCALARS, list, tuple, set, frozenset, dict, np.ndarray)
+
+
+def _canonical(value: Any, named: list[Any]) -> str:
+    """A text that is equal exactly when two parameter values are equal, across processes;
+    collects in `named` the classes and functions whose code the value's behaviour depends on."""
+    kind = type(value)
+    if kind in _SCALARS:
         return repr(value)
-    if isinstance(value, list | tuple):
-        inner = ",".join(_canonical(v) for v in value)
-        return f"{type(value).__name__}[{inner}]"
-    if isinstance(value, set | frozenset):  # set order varies with the hash seed
-        return "set{" + ",".join(sorted(_canonical(v) for v in value)) + "}"
-    if isinstance(value, dict):
-        inner = ",".join(f"{_canonical(k)}:{_canonical(v)}" for k, v in value.items())
+    if kind is list or kind is tuple:
+        inner = ",".join(_canonical(v, named) for v in value)
+        return f"{kind.__name__}[{inner}]"
+    if kind is set or kind is frozenset:  # set order varies with the hash seed
+        return "set{" + ",".join(sorted(_canonical(v, named) for v in value)) + "}"
+    if kind is dict:
+        inner = ",".join(f"{_canonical(k, named)}:{_canonical(v, named)}" for k, v in value.items())
         return "{" + inner + "}"
-    if isinstance(value, np.ndarray):
+    if kind is np.ndarray:
         return "array:" + array_fingerprint(value)
+    if isinstance(value, type) or inspect.isfunction(value):  # by name (a repr has an address)
+        named.append(value)
+        return f"{kind.__name__}:{value.__module__}.{value.__qualname__}"
     if isinstance(value, enum.Enum):
+        named.append(kind)
         return repr(value)
-    if type(value).__repr__ is object.__repr__:  # a default repr holds a memory address
-        return f"{type(value).__qualname__}:{value_fingerprint(value)}"
+    # A subclass of a plain type may hold more than its repr shows (a mask, attributes, a
+    # default factory); a default repr holds a memory address: both count by their pickle.
+    if isinstance(value, _PLAIN) or kind.__repr__ is object.__repr__:
+        try:
+            data, found = dumps(value)
+        except Exception:  # unpicklable: the repr is the best content we can see
+            named.append(kind)
+            return f"{kind.__qualname__}:{hash_bytes('repr:', repr(value))}"
+        named.extend(found)
+        return f"{kind.__qualname__}:{hash_bytes(data)}"
+    named.append(kind)
     return repr(value)
 
 
@@ -168,18 +195,35 @@ def file_reasons(files: dict[str, str]) -> list[str]:
     return reasons
 
 
-# path -> ((mtime_ns, size), fingerprint): re-hash a tracked file only when it changed on disk
-_FILE_FINGERPRINTS: dict[str, tuple[tuple[int, int], str]] = {}
+# path -> (stamp, fingerprint): a tracked file is re-hashed only when its stamp changed. Size and
+# mtime alone do not show every rewrite (cp -p, rsync -t and os.utime restore the mtime): the
+# stamp also holds the inode (an atomic save makes a new one) and ctime, which every write or
+# utime moves and nothing can set back. Where ctime is the creation time (Windows), the daemon
+# drops the entries of the files its watcher saw change (forget_tracked_files).
+_FILE_FINGERPRINTS: dict[str, tuple[tuple[int, ...], str]] = {}
+# Times advance in clock ticks (often 1-10 ms): a write within the tick of the one we hashed
+# would leave the stamp as it was, so a file written this recently is not cached.
+_TICK_NS = 50_000_000
 
 
 def tracked_file_fingerprint(path: str) -> str:
     stat = os.stat(path)
-    stamp = (stat.st_mtime_ns, stat.st_size)
+    stamp = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino, stat.st_dev)
     cached = _FILE_FINGERPRINTS.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, file_fingerprint(path))
-        _FILE_FINGERPRINTS[path] = cached
-    return cached[1]
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    fingerprint = file_fingerprint(path)
+    if max(stat.st_mtime_ns, stat.st_ctime_ns) < time.time_ns() - _TICK_NS:
+        _FILE_FINGERPRINTS[path] = (stamp, fingerprint)
+    else:
+        _FILE_FINGERPRINTS.pop(path, None)
+    return fingerprint
+
+
+def forget_tracked_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Files seen changed: hash them again when next needed, whatever their stamps say."""
+    for path in paths:
+        _FILE_FINGERPRINTS.pop(os.fspath(path), None)
 
 
 def _shown_path(path: str) -> str:

@@ -1,18 +1,20 @@
 """Content fingerprints: fast hashes of ingredient values and config parameter values.
 
 Equal fingerprints mean equal content, which lets a re-run that produced identical data stop
-there (early cutoff). Depends on nothing else in pyplantd.
+there (early cutoff). Depends on nothing else in pyplantd but pickler.
 """
 
 from __future__ import annotations
 
-import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import xxhash
 
-PICKLE_PROTOCOL = 5
+from .pickler import PICKLE_PROTOCOL, dumps
+
+__all__ = ["PICKLE_PROTOCOL"]  # re-exported: pickles are made in one format everywhere
 _CHUNK = 1 << 24  # hash big buffers in 16 MiB slices so no copy is ever made
 
 
@@ -39,7 +41,7 @@ def array_fingerprint(array: np.ndarray) -> str:
     """Hash of dtype, shape and values; C-contiguous arrays are hashed in place."""
     hasher = array_hasher(array.dtype, array.shape)
     if array.dtype.hasobject:
-        hasher.update(pickle.dumps(array, protocol=PICKLE_PROTOCOL))
+        hasher.update(dumps(array)[0])
         return hasher.hexdigest()
     flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     for start in range(0, flat.size, _CHUNK):
@@ -56,13 +58,23 @@ def file_fingerprint(path: str) -> str:
 
 
 def value_fingerprint(value: Any) -> str:
-    """Fingerprint of any value: arrays by content, everything else by its pickled bytes."""
-    if isinstance(value, np.ndarray):
+    """Fingerprint of any value: plain arrays by content, everything else (array subclasses
+    too: type, mask and attributes count) by its pickled bytes."""
+    if type(value) is np.ndarray:
         return array_fingerprint(value)
     try:
-        return hash_bytes(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
+        return hash_bytes(dumps(value)[0])
     except Exception:  # unpicklable values: the repr is the best content we can see
         return hash_bytes("repr:", repr(value))
+
+
+def with_code(content: str, code: Mapping[str, str]) -> str:
+    """The fingerprint of a value whose pickle names classes or functions by reference: its
+    content and the code signatures of those (`code`: name -> digest). What the value does
+    depends on that code, which its bytes do not hold."""
+    if not code:
+        return content
+    return hash_bytes(content, *(f"|{name}={digest}" for name, digest in sorted(code.items())))
 
 
 def short_repr(value: Any, limit: int = 40) -> str:

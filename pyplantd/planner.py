@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .decisions import NEW_REACTOR, TARGET, code_signature, static_reasons
 from .scheduler import Reactor, RunContext
+from .value_code import ValueCode
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Planner:
         self.ctx = ctx
         self.steps: dict[str, PlannedStep] = {}
         self.durations = ctx.store.manifest.last_durations()
+        self.value_code = ValueCode(ctx.signatures, ctx.track_versions)
 
     def plan(self, targets: list[Reactor], targets_always_run: bool = True) -> list[PlannedStep]:
         """With `targets_always_run=False` targets are judged like any other reactor (the graph's
@@ -99,6 +101,7 @@ class Planner:
             elif upstream.action != "cached":
                 verb = "runs" if upstream.action == "run" else "may run"
                 reasons.append(f"input '{name}' may change ({producer.name} {verb})")
-            elif ingredient.fingerprint != received:
-                reasons.append(f"input '{name}' changed")
+            elif self.value_code.fingerprint(ingredient) != received:
+                why = self.value_code.why.get(name)  # the code the stored value names changed
+                reasons.append(f"input '{name}' changed" + (f" ({why})" if why else ""))
         return reasons

@@ -47,6 +47,7 @@ from .signature import CodeSignature, SignatureComputer
 from .store.plant_store import PlantStore, output_record
 from .store.records import IngredientRecord, ReactorRecord, Version
 from .store.writer import PendingWrite
+from .value_code import ValueCode
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +88,10 @@ class _Available:
     def fingerprint(self) -> str:
         """Content fingerprint. For a value sent in this run whose write is still going on,
         computed from the value in memory (equal to what the writer records) rather than
-        waiting for the disk; only types that need their file wait."""
+        waiting for the disk; only types that need their file wait. A stored value's is
+        computed when it becomes available (see ValueCode.fingerprint)."""
         if self.record is not None:
-            return self.record.fingerprint
+            return self._computed or self.record.fingerprint
         assert self.sent is not None
         if self.sent.payload.done() or self.store is None:
             fingerprint: str = self.sent.payload.wait().fingerprint
@@ -156,9 +158,12 @@ class Run:
         self.write_errors: list[StoreError] = []
         self._codes: dict[str, CodeSignature] = {}
         self._send_index: dict[str, list[Reactor]] | None = None
+        self.value_code = ValueCode(ctx.signatures, ctx.track_versions)
 
     # -- main loop --------------------------------------------------------------------------
     def execute(self) -> list[Decision]:
+        outer = self.ctx.store.code_of  # a run started from a reactor of another run
+        self.ctx.store.code_of = self.value_code.of  # sent values' fingerprints cover it
         try:
             for target in reversed(self.targets):
                 if self.targets_always_run:
@@ -176,6 +181,7 @@ class Run:
             finally:
                 self._wait_for_commits()  # finished reactors stay cached even if the run failed
                 self.ctx.store.warm.drop_unwritten()
+                self.ctx.store.code_of = outer
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())
@@ -361,7 +367,12 @@ class Run:
             return
         self.status[reactor.id] = "checking"
         candidates = itertools.chain(current, earlier)
-        self.ready.append(_Task(reactor, "check", _match_inputs(candidates), reasons))
+        checks = _match_inputs(candidates, self._input_changed)
+        self.ready.append(_Task(reactor, "check", checks, reasons))
+
+    def _input_changed(self, name: str) -> str:
+        why = self.value_code.why.get(name)  # a stored value whose code changed since it was sent
+        return f"input '{name}' changed" + (f" ({why})" if why else "")
 
     def _restorable_records(self, reactor: Reactor) -> Iterator[ReactorRecord]:
         for version in self._restorable(reactor):
@@ -456,7 +467,9 @@ class Run:
         self.status[reactor.id] = "cached"
         self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached", reasons)
         for name in match.outputs:
-            available = _Available(record=store.ingredients[name], producer=reactor)
+            record = store.ingredients[name]
+            now = self.value_code.fingerprint(record)  # here: the writer thread may read it
+            available = _Available(record=record, producer=reactor, _computed=now)
             self._make_available(name, available)
         self._emit(EventType.reactor_cached, reactor, reasons=reasons)
 
@@ -656,7 +669,7 @@ def failure_message(exc: BaseException, with_place: bool = False) -> str:
 
 
 def _match_inputs(
-    candidates: Iterable[ReactorRecord],
+    candidates: Iterable[ReactorRecord], changed: Callable[[str], str]
 ) -> Generator[_Await, str | None, tuple[ReactorRecord | None, list[str]]]:
     """The first candidate whose recorded inputs all have their recorded fingerprints now."""
     first_reasons: list[str] = []
@@ -664,7 +677,7 @@ def _match_inputs(
         for name, fingerprint in record.inputs.items():
             current = yield _Await(name)
             if current != fingerprint:
-                first_reasons = first_reasons or [f"input '{name}' changed"]
+                first_reasons = first_reasons or [changed(name)]
                 break
         else:
             return record, []

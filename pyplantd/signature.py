@@ -119,8 +119,16 @@ class SignatureComputer:
         functions (subreactors discovered at run time) whose closures are included too."""
         todo: list[tuple[Kind, Any]] = [("subreactor", _unwrap(f)) for f in reversed(list(extra))]
         todo.append(("code", _unwrap(func)))  # popped first, so it keeps the `code` key
+        return self._closure(todo)
+
+    def definition_signature(self, obj: FunctionType | type) -> CodeSignature:
+        """Signature of a user's class or function and everything it reaches: a value that
+        names it by reference depends on it (see value_code)."""
+        return self._closure([("class" if isinstance(obj, type) else "helper", obj)])
+
+    def _closure(self, todo: list[tuple[Kind, Any]]) -> CodeSignature:
         for _, root in todo:  # a script run by pyplantd is no module: map its names too
-            if id(root.__globals__) not in self._roots:
+            if isinstance(root, FunctionType) and id(root.__globals__) not in self._roots:
                 self._roots[id(root.__globals__)] = _module_home(root)
                 self._names.add(root.__globals__)
         parts: dict[str, str] = {}

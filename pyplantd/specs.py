@@ -104,6 +104,9 @@ class HdfArraySpec(native.HdfArraySpec):
     isAllocatable = True  # noqa: N815 - PyPlant's name
 
 
+_NPZ_FORMATS = frozenset({"csr", "csc", "bsr", "dia", "coo"})
+
+
 class ScipySparseSpec(native.IngredientTypeSpec):
     """scipy.sparse matrices and arrays, in scipy's .npz format; fingerprinted by content, so an
     identical matrix from a re-run stops there."""
@@ -113,7 +116,11 @@ class ScipySparseSpec(native.IngredientTypeSpec):
 
     def is_instance(self, value: Any) -> bool:
         sparse = sys.modules.get("scipy.sparse")  # no scipy loaded: no sparse value exists
-        return sparse is not None and bool(sparse.issparse(value))
+        if sparse is None or not sparse.issparse(value):
+            return False
+        # Only what .npz gives back as it was: scipy's own classes in the formats it holds
+        # (lil, dok and subclasses are pickled, which keeps them).
+        return type(value).__module__.startswith("scipy.") and value.format in _NPZ_FORMATS
 
     def store(self, value: Any, path: str) -> None:
         _optional("scipy.sparse", "ScipySparseSpec", "scipy").save_npz(path, value)

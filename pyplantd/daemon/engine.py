@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ..decisions import Decision
+from ..decisions import Decision, forget_tracked_files
 from ..errors import PlantError, ReactorFailedError, RunCancelled
 from ..host import hosting
 from ..reactor import forget_visible
@@ -268,6 +268,7 @@ class Engine:
 
     def _handle(self, work: set[Path] | Command) -> None:
         if isinstance(work, set):
+            forget_tracked_files(work)  # whatever their stamps say: the watcher saw new bytes
             self.cycle(self._describe(work), targets_always_run=False)
         elif work.kind == "run":
             self.cycle("run requested", True, targets=work.targets, run_id=work.run_id)

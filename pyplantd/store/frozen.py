@@ -3,7 +3,7 @@ was when it was sent, and no consumer can change what another consumer or a late
 
 Immutable values are shared as they are; numeric arrays are made read-only (the producer's own
 array when it owns its memory, else a read-only copy); everything else is pickled at `send` and
-each consumer unpickles its own copy. Depends on fingerprint and errors only.
+each consumer unpickles its own copy. Depends on fingerprint, pickler and errors only.
 """
 
 from __future__ import annotations
@@ -11,13 +11,20 @@ from __future__ import annotations
 import io
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import FunctionType
 from typing import Any
 
 import numpy as np
 
 from ..errors import StoreError
-from ..fingerprint import PICKLE_PROTOCOL, array_hasher, hash_bytes
+from ..fingerprint import array_hasher, hash_bytes, with_code
+from ..pickler import dumps
+
+# Payload meta of a value whose behaviour depends on code it names: that code's digests at `send`
+# (name -> digest), and the fingerprint of its content alone (see value_code).
+CODE_META = "code"
+CONTENT_META = "content"
 
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), range})
 _SCANNED_ITEMS = 1000  # longer tuples are pickled rather than scanned item by item
@@ -28,9 +35,23 @@ class Pickled:
     """A value as pickled at `send`: its bytes are what is written, hashed and handed out."""
 
     data: bytes
-    fingerprint: str
+    content: str  # the hash of `data` (for an object array, with its dtype and shape)
     meta: dict[str, Any] = field(default_factory=dict)
     array: bool = False  # an object array: consumers get it read-only
+    named: tuple[type | FunctionType, ...] = ()  # classes and functions it names (see pickler)
+    code: Mapping[str, str] = field(default_factory=dict)  # their code digests (see with_code)
+
+    @property
+    def fingerprint(self) -> str:
+        """Content, and the code of what the value names by reference."""
+        return with_code(self.content, self.code)
+
+    def with_code(self, code: Mapping[str, str]) -> Pickled:
+        """This value, fingerprinted with the code digests of what it names."""
+        if not code:
+            return self
+        meta = {**self.meta, CODE_META: dict(code), CONTENT_META: self.content}
+        return replace(self, code=code, meta=meta)
 
     def thaw(self, script: Mapping[str, Any] | None = None) -> Any:
         """A new copy of the value; `script` resolves what the pipeline script defined."""
@@ -95,19 +116,25 @@ def is_immutable(value: Any, depth: int = 0) -> bool:
 def pickle_at_send(name: str, value: Any, meta: dict[str, Any]) -> Pickled:
     """The value's pickled bytes now, so later changes to the object are not stored."""
     try:
-        data = pickled(value)
+        data, named = pickled_naming(value)
     except StoreError as err:
         raise StoreError(
             f"Could not store ingredient '{name}' ({type(value).__qualname__}): {err}"
         ) from err.__cause__
-    return Pickled(data, hash_bytes(data), meta)
+    return Pickled(data, hash_bytes(data), meta, named=named)
 
 
 def pickled(value: Any) -> bytes:
     """The pickle of `value`, or a StoreError naming its type and what to do instead."""
+    return pickled_naming(value)[0]
+
+
+def pickled_naming(value: Any) -> tuple[bytes, tuple[type | FunctionType, ...]]:
+    """The pickle of `value` and the classes and functions it names (see pickler.dumps), or a
+    StoreError naming its type and what to do instead."""
     kind = type(value).__qualname__
     try:
-        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        return dumps(value)
     except RecursionError as err:
         raise StoreError(
             f"pickle cannot store a {kind} nested this deeply. Send it flatter, or as an array."
@@ -126,7 +153,7 @@ def pickle_object_array(name: str, array: np.ndarray, meta: dict[str, Any]) -> P
     pickled = pickle_at_send(name, array, meta)
     hasher = array_hasher(array.dtype, array.shape)
     hasher.update(pickled.data)
-    return Pickled(pickled.data, hasher.hexdigest(), meta, array=True)
+    return replace(pickled, content=hasher.hexdigest(), array=True)
 
 
 def freeze_array(array: np.ndarray, is_stored_file: Callable[[str], bool]) -> np.ndarray:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import PayloadDamagedError, PlantError, StoreError
-from ..fingerprint import file_fingerprint
+from ..fingerprint import file_fingerprint, with_code
 from ..sizes import default_disk_budget, default_memory_budget, format_size
 from .failures import explain_os_error
-from .frozen import thaw
+from .frozen import CODE_META, CONTENT_META, Pickled, thaw
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .payloads import Payload, PayloadFiles
@@ -76,6 +76,9 @@ class PlantStore:
         # The daemon's script runs in a namespace that is `__main__` only during its runs: what
         # it defines is unpickled from there (see frozen.thaw).
         self.script_namespace: dict[str, Any] | None = None
+        # Set by the engine for a run: the code digests of the classes and functions a pickled
+        # value names, which its fingerprint covers (see frozen.Pickled.with_code).
+        self.code_of: Callable[[tuple[Any, ...]], dict[str, str]] | None = None
         removed = self.payloads.remove_unreferenced(self.referenced_paths())
         if removed:
             logger.info("Removed %d unfinished or orphan payload files.", len(removed))
@@ -117,7 +120,7 @@ class PlantStore:
         final = self.payloads.final_path(name, spec.suffix)
         if not spec.freezes_in_memory:
             return self._write_through(name, spec, value, final)
-        frozen = spec.freeze(name, value, self._is_payload_file)
+        frozen = self._with_code(spec.freeze(name, value, self._is_payload_file))
         nbytes = spec.nbytes(frozen)
         size = nbytes if nbytes is not None else sys.getsizeof(frozen)
         pending = PendingWrite(name, self.payloads.rel(final), size)
@@ -136,18 +139,38 @@ class PlantStore:
         self, name: str, spec: IngredientTypeSpec, value: Any, final: Path
     ) -> PendingWrite:
         """A custom type: written now, as it is at `send`; consumers read it from its file."""
-        payload = self.payloads.write_to(final, name, spec, value)
+        payload = self._payload_with_code(self.payloads.write_to(final, name, spec, value), value)
         self._verified.add(payload.path)
         return PendingWrite.completed(name, payload)
 
     def _is_payload_file(self, filename: str) -> bool:
         return Path(filename).parent == self.payloads.root
 
+    def _with_code(self, frozen: Any) -> Any:
+        """A value pickled at `send`, fingerprinted with the code of what it names."""
+        if isinstance(frozen, Pickled) and frozen.named and self.code_of is not None:
+            return frozen.with_code(self.code_of(frozen.named))
+        return frozen
+
+    def _payload_with_code(self, payload: Payload, value: Any) -> Payload:
+        """A value of a custom type, fingerprinted with the code of its class."""
+        code = self.code_of((type(value),)) if self.code_of is not None else {}
+        if not code or payload.fingerprint is None:
+            return payload
+        fingerprint = with_code(payload.fingerprint, code)
+        meta = {**payload.meta, CODE_META: code, CONTENT_META: payload.fingerprint}
+        return replace(payload, fingerprint=fingerprint, meta=meta)
+
     def write_uncached(self, name: str, type_name: str, value: Any) -> PendingWrite:
         """Write `value` now and keep nothing of it in memory (PyPlant's useCache=False)."""
         spec = self.spec(type_name)
         final = self.payloads.final_path(name, spec.suffix)
+        numeric = isinstance(value, np.ndarray) and not value.dtype.hasobject
+        if spec.freezes_in_memory and not numeric:  # (freezing would make the array read-only)
+            value = self._with_code(spec.freeze(name, value, self._is_payload_file))
         payload = self.payloads.write_to(final, name, spec, value)
+        if not spec.freezes_in_memory:
+            payload = self._payload_with_code(payload, value)
         payload = replace(payload, meta={**payload.meta, UNCACHED: True})
         self._verified.add(payload.path)
         return PendingWrite.completed(name, payload)

@@ -7,6 +7,7 @@ h5py is only imported in store/, and only when HDF5 is first used (it costs ~30 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -205,14 +206,12 @@ class PickleSpec(IngredientTypeSpec):
             return pickle.load(handle)  # only ever a file of this plant dir (see payloads)
 
     def write(self, value: Any, path: str) -> Written:
-        if isinstance(value, Pickled):
-            data, digest = value.data, value.fingerprint
-        else:
+        if not isinstance(value, Pickled):  # an immutable value: it names no code
             data = pickled(value)
-            digest = xxhash.xxh3_128_hexdigest(data)
+            value = Pickled(data, xxhash.xxh3_128_hexdigest(data))
         with os.fdopen(new_file(path), "wb") as handle:
-            handle.write(data)
-        return Written(digest, digest)
+            handle.write(value.data)
+        return Written(value.fingerprint, value.content)
 
     def value_fingerprint(self, value: Any) -> str | None:
         if isinstance(value, Pickled):
@@ -226,7 +225,7 @@ class PickleSpec(IngredientTypeSpec):
         if isinstance(value, Pickled):
             return value.meta
         meta: dict[str, Any] = {"python_type": type(value).__qualname__}
-        if hasattr(value, "__len__"):
+        with contextlib.suppress(Exception):  # a 0-d or sparse array has __len__ and no length
             meta["length"] = len(value)
         return meta
 
@@ -250,7 +249,7 @@ class ArraySpec(IngredientTypeSpec):
     freezes_in_memory = True
 
     def is_instance(self, value: Any) -> bool:
-        return isinstance(value, np.ndarray)
+        return is_plain_array(value)
 
     def store(self, value: Any, path: str) -> None:
         self.write(value, path)
@@ -275,7 +274,7 @@ class ArraySpec(IngredientTypeSpec):
         if isinstance(value, Pickled):
             with hdf5().File(path, "w") as handle:
                 handle.attrs["pickled"] = np.void(value.data)
-            return Written(value.fingerprint, value.fingerprint)
+            return Written(value.fingerprint, value.content)
         array = np.asarray(value)
         if array.dtype.hasobject:
             with new_hdf5(path) as handle:
@@ -320,8 +319,15 @@ class ArraySpec(IngredientTypeSpec):
     def verify(self, path: str, checksum: str) -> bool:
         with hdf5().File(path, "r") as handle:
             if "pickled" in handle.attrs:
-                array = pickle.loads(handle.attrs["pickled"].tobytes())
-                return array_fingerprint(array) == checksum
+                data = handle.attrs["pickled"].tobytes()
+                array = pickle.loads(data)  # a payload of this plant dir (see payloads)
+                if not array.dtype.hasobject:  # strings, dates: their values were hashed
+                    return array_fingerprint(array) == checksum
+                # Objects: the stored bytes were hashed. A new pickle of what they hold could
+                # differ (a set pickles in an order that depends on the process's hash seed).
+                hasher = array_hasher(array.dtype, array.shape)
+                hasher.update(data)
+                return hasher.hexdigest() == checksum
             return _digest(handle[DATASET]) == checksum
 
     def describe(self, value: Any) -> dict[str, Any]:
@@ -389,12 +395,20 @@ def builtin_specs() -> dict[str, IngredientTypeSpec]:
 _SIMPLE_TYPES = (int, float, complex, str, bool, bytes, type(None))
 
 
+def is_plain_array(value: Any) -> bool:
+    """An array HDF5 gives back as it was sent: an ndarray, or a memory map (its content).
+    Subclasses (masked arrays, recarrays, matrices, the user's own) are pickled, which keeps
+    their type, mask and attributes."""
+    return type(value) is np.ndarray or isinstance(value, np.memmap)
+
+
 def infer_type(value: Any, custom: list[IngredientTypeSpec]) -> str:
-    """The type name a value is stored as when `send` is given no type."""
+    """The type name a value is stored as when `send` is given no type: by a spec only if it
+    gives the value back exactly as sent (type, state), else pickled."""
     for spec in custom:
         if spec.is_instance(value):
             return spec.name
-    if isinstance(value, np.ndarray):
+    if is_plain_array(value):
         return Ingredient.Type.array.value
     if is_dataset(value):
         return Ingredient.Type.hdf_array.value
