@@ -8,6 +8,7 @@ keyword names).
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from .compat.names import pyplant_keywords
 from .errors import ConfigWriteError, UnknownParamError
 
 _OWN_NAMES = frozenset({"peek", "has", "mark_auxiliary", "is_auxiliary"})
+_ABSENT = object()
 
 
 class ConfigBase:
@@ -48,10 +50,41 @@ class ConfigBase:
             if reader is not None and name not in object.__getattribute__(self, "_auxiliary"):
                 reader(name)
             return values[name]
-        try:  # methods and properties of a subclass
+        reader = values.get("_reader")
+        if reader is None:
+            return self._member(name)
+        # What the class computes (a property, a method, a class attribute) is a param read
+        # in its own right: by its value, or by the class's code for a method (see
+        # decisions.param_state). The params a property reads on the way are part of its
+        # value, not reads of their own: the reactor re-runs only when the value it got changes.
+        values["_reader"] = None
+        try:
+            member = self._member(name)
+        finally:
+            values["_reader"] = reader
+        if name not in object.__getattribute__(self, "_auxiliary"):
+            reader(name)
+        return member
+
+    def _member(self, name: str) -> Any:
+        """A property, method or class attribute of the config's class, by name."""
+        try:
             return object.__getattribute__(self, name)
         except AttributeError:
+            if self._is_member(name):
+                raise  # raised inside a property: the user's own error
             raise UnknownParamError(self._unknown_message(name)) from None
+
+    def _is_member(self, name: str) -> bool:
+        """Does the config's class (not ConfigBase) define `name`?"""
+        if name.startswith("_") or name in _OWN_NAMES:
+            return False
+        return inspect.getattr_static(type(self), name, _ABSENT) is not _ABSENT
+
+    def _is_method(self, name: str) -> bool:
+        """Is `name` a method of the config's class (plain, static or class method)?"""
+        found = inspect.getattr_static(type(self), name, None)
+        return inspect.isfunction(found) or isinstance(found, staticmethod | classmethod)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_") and self.__dict__.get("_reader") is not None:
@@ -79,7 +112,7 @@ class ConfigBase:
         """Auxiliary parameters (log levels, temp dirs...) never cause a re-run."""
         names = list(names)
         for name in names:
-            if not self.has(name):
+            if not self.has(name) and not self._is_member(name):
                 raise UnknownParamError(self._unknown_message(name))
         self._auxiliary = frozenset(self._auxiliary | set(names))
 

@@ -71,12 +71,26 @@ def code_signature(
 
 
 def param_state(config: ConfigBase, name: str, computer: SignatureComputer) -> list[str] | None:
-    """[fingerprint, short repr] of a parameter's current value; None if it no longer exists.
-    A value naming the user's classes or functions counts their code too (see value_code;
-    package versions count in the signatures of the reactors that use them)."""
-    if not config.has(name):
+    """[fingerprint, short repr] of a parameter's current value, of what a property or class
+    attribute of the config's class gives now, or of the class's code for one of its methods;
+    None if it no longer exists. A value naming the user's classes or functions counts their
+    code too (see value_code; package versions count in the signatures of the reactors that
+    use them)."""
+    if config.has(name):
+        return _value_state(config.peek(name), computer)
+    if not config._is_member(name):
         return None
-    value = config.peek(name)
+    if config._is_method(name):  # called with any arguments: the code behind it counts
+        cls = type(config)
+        return [computer.definition_signature(cls).digest, f"the code of class {cls.__qualname__}"]
+    try:
+        value = config._member(name)
+    except Exception as err:  # the reactor re-runs, and meets the error itself
+        return [hash_bytes("raised", repr(err)), f"<{type(err).__name__} raised>"]
+    return _value_state(value, computer)
+
+
+def _value_state(value: Any, computer: SignatureComputer) -> list[str]:
     if inspect.isfunction(value):
         return [computer.signature(value).digest, f"{value.__qualname__}()"]
     named: list[Any] = []
@@ -235,14 +249,20 @@ def _param_reasons(
     record: ReactorRecord, config: ConfigBase, computer: SignatureComputer
 ) -> list[str]:
     reasons = []
+    by_code: dict[str, list[str]] = {}  # code shown -> the params counted by it (methods)
     for name, (fingerprint, shown) in record.params.items():
         if config.is_auxiliary(name):
             continue
         now = param_state(config, name, computer)
         if now is None:
             reasons.append(f"param '{name}' was removed")
+        elif now[0] != fingerprint and shown == now[1]:  # code, under the same name
+            by_code.setdefault(shown, []).append(f"'{name}'")
         elif now[0] != fingerprint:
             reasons.append(f"param '{name}' changed {shown} -> {now[1]}")
+    for shown, names in by_code.items():
+        params = "param" if len(names) == 1 else "params"
+        reasons.append(f"{params} {', '.join(names)} changed: {shown}")
     return reasons
 
 
