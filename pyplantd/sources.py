@@ -40,11 +40,34 @@ _CODES: dict[tuple[str, str], CodeType] = {}  # (path, content digest) -> module
 _CODES_KEPT = 512
 
 
-def note_source(path: str, source: Source) -> None:
-    """Record that the code loaded from `path` was compiled from `source`."""
+# path -> (the value of `_noted` once its source was last noted, the xxh3_128 hex digest of
+# the bytes noted if known): which files a load read, and what it read (see noted_since)
+_NOTED: dict[str, tuple[int, str | None]] = {}
+_noted = 0  # how many sources were noted so far
+
+
+def note_source(path: str, source: Source, digest: str | None = None) -> None:
+    """Record that the code loaded from `path` was compiled from `source` (whose xxh3_128 hex
+    digest is `digest`, if the caller knows it)."""
+    global _noted
     with _lock:
         _EXACT[_key(path)] = source
         _LATE.pop(_key(path), None)
+        _noted += 1
+        _NOTED[_key(path)] = (_noted, digest)
+
+
+def noted_clock() -> int:
+    """A mark to pass to `noted_since` later."""
+    return _noted
+
+
+def noted_since(clock: int) -> dict[str, str | None]:
+    """The files whose source was noted after `clock`, with the digest of the bytes noted if
+    known: every user module imported since, also one whose import then failed (a syntax
+    error, an exception), which sys.modules lacks."""
+    with _lock:
+        return {path: digest for path, (noted, digest) in _NOTED.items() if noted > clock}
 
 
 def source_of(path: str) -> Source | None:
@@ -109,8 +132,8 @@ class _RecordingLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname: str) -> CodeType:
         source = self.get_data(self.path)
-        note_source(self.path, source)
         key = (self.path, xxhash.xxh3_128_hexdigest(source))
+        note_source(self.path, source, key[1])
         code = _CODES.get(key)
         if code is None:  # the daemon re-imports unchanged modules: compile them once
             code = self.source_to_code(source, self.path)

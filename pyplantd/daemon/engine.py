@@ -419,7 +419,7 @@ class Engine:
     def _rewatch(self) -> None:
         with self._watch_lock:
             self._watched = self._watched_files()
-            self.watcher.watch(self._watched)
+            self.watcher.watch(self._watched, self.loader.read_as())
 
     # A save of the module whose import hangs must cancel the load: it is watched before the
     # load ends, by a thread that looks at what the script imported so far every little while.

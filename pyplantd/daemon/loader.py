@@ -9,16 +9,21 @@ hash their source; third-party modules stay loaded.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyplant_client.protocol import project_root
 
+from .. import sources
 from ..errors import ScriptError
 from ..origins import is_user_file
 from ..scheduler import failure_message
 from ..script import run_script, syntax_error_position, syntax_message
+
+# `from pkg import name` of a submodule not written yet (ImportError.name_from is 3.12+)
+_CANNOT_IMPORT = re.compile(r"^cannot import name '(\w+)'")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,11 @@ class ScriptLoader:
         # it has not seen, since getattr on hundreds of modules costs ~1 ms per save
         self._seen: dict[str, tuple[object, Path | None]] = {}
         self._outside: set[Path] | None = None  # folders outside the project, last reported
+        self._clock = 0  # sources.noted_clock() when the last load began
+        self._last_good: set[Path] = set()  # watched after the last load that succeeded
+        self._failed: set[Path] | None = None  # the user files the failed last load names
+        self._loading = False  # executing the script: what is imported so far is no good set
+        self._absent: set[Path] = set()  # where a module it did not find would be written
 
     def is_project_file(self, path: str | None) -> bool:
         """A file of the user's own code, in the project or not: what signatures hash."""
@@ -78,7 +88,15 @@ class ScriptLoader:
             del self._seen[name]
 
     def watched_files(self) -> set[Path]:
-        return {self.pipeline, *self.user_modules().values()}
+        """The script and the user's modules it imported, also those whose import failed. After
+        a failed load, also the last good set and the files its error names (one that is not
+        written yet too), until a load succeeds: the file to fix must stay watched."""
+        read = (Path(path) for path in sources.noted_since(self._clock))
+        files = {self.pipeline, *self.user_modules().values(), *read, *self._absent}
+        if self._failed is None and not self._loading:
+            self._last_good = files
+            return files
+        return files | self._last_good | (self._failed or set())
 
     def folders_notice(self, files: set[Path]) -> str | None:
         """`watching your modules in ...`, at the first call and when the folders of `files`
@@ -100,7 +118,71 @@ class ScriptLoader:
     def execute(self) -> int:
         """Execute the script; ScriptError on a syntax error, the script's own exception (a
         SystemExit too, unless its status is 0) if it raised one."""
-        return run_script(self.pipeline, failed_exit_raises=True)
+        self._clock = sources.noted_clock()
+        self._absent = set()
+        self._loading = True
+        try:
+            status = run_script(self.pipeline, failed_exit_raises=True)
+        except BaseException as failure:
+            errors = _chain(failure)
+            self._failed = {path for error in errors for path in self._files_named(error)}
+            self._absent = {
+                path
+                for error in errors
+                if isinstance(error, ImportError)
+                for path in self._not_written_yet(error)
+            }
+            raise
+        finally:
+            self._loading = False
+        self._failed = None
+        return status
+
+    def read_as(self) -> dict[Path, bytes | None]:
+        """The content hash (as the watcher's) of each user file the last load read, and None
+        for the files it looked for and did not find: a watch starting later must see a save
+        made since, not take it for the content the run used."""
+        read = sources.noted_since(self._clock).items()
+        found = {Path(path): bytes.fromhex(digest) for path, digest in read if digest is not None}
+        return {**found, **dict.fromkeys(self._absent)}
+
+    def _files_named(self, error: BaseException) -> set[Path]:
+        """The user files of an error's traceback, and of a syntax error's position."""
+        found = set()
+        tb = error.__traceback__
+        while tb is not None:
+            found.add(tb.tb_frame.f_code.co_filename)
+            tb = tb.tb_next
+        if isinstance(error, SyntaxError) and error.filename:
+            found.add(error.filename)
+        return {Path(path).absolute() for path in found if self.is_project_file(path)}
+
+    def _not_written_yet(self, error: ImportError) -> set[Path]:
+        """Where the module an ImportError misses would be: in the script's folder, or in the
+        package it was asked from (`import pkg.name`, `from pkg import name`)."""
+        if isinstance(error, ModuleNotFoundError) and error.name:
+            package, _, name = error.name.rpartition(".")
+        elif error.name and (match := _CANNOT_IMPORT.match(str(error))):
+            package, name = error.name, match[1]
+        else:
+            return set()
+        if package:
+            folders = list(getattr(sys.modules.get(package), "__path__", None) or [])
+        else:
+            folders = [str(self.pipeline.parent)]
+        paths = {Path(f, f"{name}.py").absolute() for f in folders}
+        paths |= {Path(f, name, "__init__.py").absolute() for f in folders}
+        return {path for path in paths if self.is_project_file(str(path))}
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """An error and its causes and contexts, each once."""
+    found: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not e for e in found):
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
 
 
 def load_error(error: BaseException, pipeline: Path) -> LoadError:

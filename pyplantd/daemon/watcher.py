@@ -10,7 +10,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import xxhash
@@ -132,15 +132,24 @@ class Watcher:
         """``"native"`` (OS events) or ``"polling"`` (only the scan every ``poll_interval``)."""
         return self._mode
 
-    def watch(self, paths: Iterable[Path]) -> None:
-        """Replace the watched files; the content of newly watched ones is recorded now."""
+    def watch(self, paths: Iterable[Path], read: Mapping[Path, bytes | None] | None = None) -> None:
+        """Replace the watched files. The content of newly watched ones is recorded now, or is
+        the one the caller `read` (a content hash; None: it was absent) if it says so: a file
+        saved since it read it is reported as changed at once."""
         wanted = {_key(path): Path(path) for path in paths}
+        known = {_key(path): digest for path, digest in (read or {}).items()}
         with self._sync:
             fresh = {key: _read(key) for key in wanted.keys() - self._paths.keys()}
+            saved = {k for k, seen in fresh.items() if k in known and known[k] != seen[1]}
             with self._cond:
                 self._seen = {key: self._seen.get(key) or fresh[key] for key in wanted}
+                self._seen.update((key, (None, known[key])) for key in saved)
                 self._paths = wanted
                 self._dirty &= wanted.keys()
+                if saved:
+                    self._dirty |= saved
+                    self._last_event = time.monotonic()
+                    self._cond.notify_all()
             self._sync_dirs()
 
     def snapshot(self, paths: Iterable[Path]) -> None:
