@@ -24,6 +24,7 @@ Chain = tuple[str, ...]  # `name` or `name.attr.attr`
 Source = bytes | str  # a file's bytes, or text decoded already
 Import = tuple[str, str | None, int]  # (module, attr of `from module import attr`, level)
 DefKey = str  # "qualname#n": the n-th definition of qualname in the file; "<lambda>#Lline"
+Stamp = tuple[int, int, int, int, int]  # see file_stamp
 
 # Bump FORMAT whenever the index or the hashed text changes; the AST itself varies by Python.
 FORMAT = 2
@@ -381,21 +382,29 @@ _UNITS: dict[str, Analysis | None] = {}
 _DEFINITIONS_KEPT = 10_000
 
 # Indexes shared by every SignatureComputer of the process: path -> (stamp, index), where the
-# stamp (mtime_ns, size) is None while it cannot be trusted (see _trusted_stamp).
-_MODULES: dict[str, tuple[tuple[int, int] | None, ModuleIndex | None]] = {}
+# stamp is None while it cannot be trusted (see _trusted_stamp).
+_MODULES: dict[str, tuple[Stamp | None, ModuleIndex | None]] = {}
 # File times advance in clock ticks (often 1-10 ms): a write of the same size within the tick of
 # the one we read leaves the stamp unchanged, so a stamp this recent is checked by content.
 _TICK_NS = 50_000_000
 
 
+# path -> the value of `_indexed` when module_index last answered for it (see indexed_since)
+_INDEXED_AT: dict[str, int] = {}
+_indexed = 0  # how many times module_index answered so far
+
+
 def module_index(path: str, cache: IndexCache | None = None) -> ModuleIndex | None:
-    """The index of a file: kept while the file's (mtime, size) stay the same, else found by
-    content hash (this process, then `cache`), parsed only when new."""
+    """The index of a file: kept while the file's stamp stays the same, else found by content
+    hash (this process, then `cache`), parsed only when new."""
+    global _indexed
+    _indexed += 1
+    _INDEXED_AT[path] = _indexed
     try:
         stat = os.stat(path)
     except (OSError, ValueError):
         return None
-    stamp = (stat.st_mtime_ns, stat.st_size)
+    stamp = file_stamp(stat)
     if path not in _MODULES or _MODULES[path][0] != stamp:
         previous = _MODULES.get(path, (None, None))[1]
         _MODULES[path] = (_trusted_stamp(stamp), _load(path, cache, previous))
@@ -406,9 +415,32 @@ def module_index(path: str, cache: IndexCache | None = None) -> ModuleIndex | No
     return index
 
 
-def _trusted_stamp(stamp: tuple[int, int]) -> tuple[int, int] | None:
-    """The stamp, if the file was last written well before now (read time); else None."""
-    return stamp if stamp[0] < time.time_ns() - _TICK_NS else None
+def indexed_clock() -> int:
+    """A mark to pass to `indexed_since` later."""
+    return _indexed
+
+
+def indexed_since(clock: int) -> dict[str, str | None]:
+    """The files `module_index` was asked for after `clock` (code hashed from the file, not from
+    what an import read), with the content hash of the index given (None: none)."""
+    found: dict[str, str | None] = {}
+    for path, indexed in list(_INDEXED_AT.items()):
+        if indexed > clock:
+            index = _MODULES.get(path, (None, None))[1]
+            found[path] = index.content_hash if index is not None else None
+    return found
+
+
+def file_stamp(stat: os.stat_result) -> Stamp:
+    """What tells a rewrite of a file without reading it: (mtime, size) alone do not, as tools
+    restore them (`cp -p`, `rsync -t`, `os.utime`); the change time cannot be set back, and a
+    file replaced by another has a new inode."""
+    return stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino, stat.st_dev
+
+
+def _trusted_stamp(stamp: Stamp) -> Stamp | None:
+    """The stamp, if the file was last written or changed well before now (read time)."""
+    return stamp if max(stamp[0], stamp[1]) < time.time_ns() - _TICK_NS else None
 
 
 def _load(path: str, cache: IndexCache | None, previous: ModuleIndex | None) -> ModuleIndex | None:

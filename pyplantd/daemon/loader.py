@@ -1,5 +1,6 @@
 """Runs the pipeline script fresh on every reload, as `python pipeline.py` would, and tells which
-of the user's own modules it imported (the files to watch).
+of the user's own files it used (the files to watch): the modules it imported, also those whose
+import failed, code it loaded by path, and, after a failed load, the files to fix.
 
 The user's modules (every .py file that is not a library: not the standard library, not in
 site-packages, not pyplantd; inside the project or elsewhere on sys.path) are dropped from
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from pyplant_client.protocol import project_root
 
-from .. import sources
+from .. import code_index, sources
 from ..errors import ScriptError
 from ..origins import is_user_file
 from ..scheduler import failure_message
@@ -45,7 +46,8 @@ class ScriptLoader:
         # it has not seen, since getattr on hundreds of modules costs ~1 ms per save
         self._seen: dict[str, tuple[object, Path | None]] = {}
         self._outside: set[Path] | None = None  # folders outside the project, last reported
-        self._clock = 0  # sources.noted_clock() when the last load began
+        # sources.noted_clock() and code_index.indexed_clock() when the last load began
+        self._clock = self._indexed = 0
         self._last_good: set[Path] = set()  # watched after the last load that succeeded
         self._failed: set[Path] | None = None  # the user files the failed last load names
         self._loading = False  # executing the script: what is imported so far is no good set
@@ -91,8 +93,7 @@ class ScriptLoader:
         """The script and the user's modules it imported, also those whose import failed. After
         a failed load, also the last good set and the files its error names (one that is not
         written yet too), until a load succeeds: the file to fix must stay watched."""
-        read = (Path(path) for path in sources.noted_since(self._clock))
-        files = {self.pipeline, *self.user_modules().values(), *read, *self._absent}
+        files = {self.pipeline, *self.user_modules().values(), *self._read(), *self._absent}
         if self._failed is None and not self._loading:
             self._last_good = files
             return files
@@ -118,7 +119,7 @@ class ScriptLoader:
     def execute(self) -> int:
         """Execute the script; ScriptError on a syntax error, the script's own exception (a
         SystemExit too, unless its status is 0) if it raised one."""
-        self._clock = sources.noted_clock()
+        self._clock, self._indexed = sources.noted_clock(), code_index.indexed_clock()
         self._absent = set()
         self._loading = True
         try:
@@ -139,12 +140,19 @@ class ScriptLoader:
         return status
 
     def read_as(self) -> dict[Path, bytes | None]:
-        """The content hash (as the watcher's) of each user file the last load read, and None
-        for the files it looked for and did not find: a watch starting later must see a save
-        made since, not take it for the content the run used."""
-        read = sources.noted_since(self._clock).items()
-        found = {Path(path): bytes.fromhex(digest) for path, digest in read if digest is not None}
+        """What the last load and its run read of the files they read, as a content hash (the
+        watcher's) where known, and None for the files an import looked for and did not find:
+        a watch starting later must see a save made since, not take it for what the run used."""
+        found = {path: bytes.fromhex(digest) for path, digest in self._read().items() if digest}
         return {**found, **dict.fromkeys(self._absent)}
+
+    def _read(self) -> dict[Path, str | None]:
+        """The user files the last load and its run read: imported (also when the import then
+        failed) or hashed from the file (code loaded by path, not imported); with the hex
+        digest of the bytes read, if known."""
+        indexed = code_index.indexed_since(self._indexed)
+        read = {**indexed, **sources.noted_since(self._clock)}  # the second: what the code is
+        return {Path(p).absolute(): d for p, d in read.items() if self.is_project_file(p)}
 
     def _files_named(self, error: BaseException) -> set[Path]:
         """The user files of an error's traceback, and of a syntax error's position."""

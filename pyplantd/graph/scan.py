@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import hashlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class Found:
 
 @dataclass
 class _Parsed:
-    stamp: tuple[int, int]  # (mtime_ns, size) of the file parsed
+    digest: bytes  # of the bytes parsed: (mtime, size) can stay the same across a rewrite
     functions: dict[str, list[Function]]
     problem: str | None = None
 
@@ -107,24 +108,24 @@ class SourceScan:
 
 def _parse(path: str) -> _Parsed:
     try:
-        stat = Path(path).stat()
+        source = Path(path).read_bytes()
     except OSError as error:
-        return _Parsed((0, 0), {}, f"{path}: {error.strerror}")
-    stamp = (stat.st_mtime_ns, stat.st_size)
+        return _Parsed(b"", {}, f"{path}: {error.strerror}")
+    digest = hashlib.blake2b(source, digest_size=16).digest()  # reading is cheap, parsing not
     with _CACHE_LOCK:
         cached = _CACHE.get(path)
-    if cached is not None and cached.stamp == stamp:
+    if cached is not None and cached.digest == digest:
         return cached
     try:
-        tree = ast.parse(Path(path).read_bytes(), filename=path)
-    except (OSError, SyntaxError, ValueError) as error:
-        parsed = _Parsed(stamp, {}, f"{path}: {error}")
+        tree = ast.parse(source, filename=path)
+    except (SyntaxError, ValueError) as error:
+        parsed = _Parsed(digest, {}, f"{path}: {error}")
     else:
         functions: dict[str, list[Function]] = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 functions.setdefault(node.name, []).append(node)
-        parsed = _Parsed(stamp, functions)
+        parsed = _Parsed(digest, functions)
     with _CACHE_LOCK:
         _CACHE[path] = parsed
     return parsed
