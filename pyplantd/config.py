@@ -1,8 +1,8 @@
 """Pipeline configuration: ConfigBase / ConfigValue, with tracking of which reactor read what.
 
 A reactor gets a *view* of the config: a shallow copy that reports every parameter read to the
-running reactor and refuses writes. Depends only on errors (and compat.names, for PyPlant's
-keyword names).
+running reactor and refuses writes. Depends only on errors and canonical (and compat.names, for
+PyPlant's keyword names).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .canonical import canonical_text
 from .compat.names import pyplant_keywords
 from .errors import ConfigWriteError, UnknownParamError
 
@@ -55,15 +56,30 @@ class ConfigBase:
             return self._member(name)
         # What the class computes (a property, a method, a class attribute) is a param read
         # in its own right: by its value, or by the class's code for a method (see
-        # decisions.param_state). The params a property reads on the way are part of its
-        # value, not reads of their own: the reactor re-runs only when the value it got changes.
-        values["_reader"] = None
+        # decisions.param_state). The params a property reads on the way are part of a value
+        # known exactly (plain data, arrays), so the reactor re-runs only when the value it got
+        # changes; for other values (compared by repr, which may omit what differs) they count.
+        inner: list[str] = []
+        values["_reader"] = inner.append
         try:
             member = self._member(name)
         finally:
             values["_reader"] = reader
-        if name not in object.__getattribute__(self, "_auxiliary"):
-            reader(name)
+        if name in object.__getattribute__(self, "_auxiliary"):
+            return member
+        reader(name)
+        if not inner:
+            return member
+        if reader is not values.get("_root_reader"):  # within a property: the outer one decides
+            for read in inner:
+                reader(read)
+            return member
+        decided: set[str] = values["_decided"]  # a loop over config.x decides once
+        if name not in decided:
+            decided.add(name)
+            if canonical_text(member) is None and not inspect.isroutine(member):
+                for read in inner:
+                    reader(read)
         return member
 
     def _member(self, name: str) -> Any:
@@ -121,6 +137,8 @@ class ConfigBase:
 
     def _read(self, name: str) -> Any:
         """A tracked read by name (pipe.read_config): works for any key."""
+        if not self.has(name) and self._is_member(name):
+            return getattr(self, name)  # counted as `config.<name>` is
         value = self.peek(name)
         reader = self.__dict__.get("_reader")
         if reader is not None and not self.is_auxiliary(name):
@@ -130,6 +148,8 @@ class ConfigBase:
     def _view_for(self, reader: Callable[[str], None]) -> ConfigBase:
         view = copy.copy(self)
         object.__setattr__(view, "_reader", reader)
+        object.__setattr__(view, "_root_reader", reader)
+        object.__setattr__(view, "_decided", set())
         return view
 
     def _unknown_message(self, name: str) -> str:
