@@ -7,6 +7,7 @@ Oracle of test_change_detection: after each edit, one-shot and a real `pyplantd 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import LOG_HELPER, Project
@@ -20,6 +21,8 @@ from test_change_detection import (
     write_now,
 )
 from test_daemon import Daemon, save_atomic, start_daemon  # noqa: F401 (a fixture)
+
+from pyplantd import ConfigBase, Plant, ReactorFunc
 
 PIPELINE = """
 from pyplantd import Plant, ReactorFunc
@@ -193,3 +196,50 @@ def test_a_property_that_fails_is_the_users_error_and_an_unknown_name_is_named(
     assert "AttributeError: no big" in failed.stderr, failed.stderr
     project.write("pipeline.py", PIPELINE)
     assert result_of(project.python()) == repr([[744, 4, 186, 10, 2], True, 93])
+
+
+class Sized(ConfigBase):
+    def __init__(self, n: int, label: str) -> None:
+        super().__init__()
+        self.n, self.label = n, label
+
+    @property
+    def area(self) -> int:
+        return self.n * self.n
+
+    @property
+    def title(self) -> str:
+        return self.label.upper()
+
+
+def test_an_auxiliary_property_reruns_nothing_and_the_others_only_on_a_new_value(
+    plant_dir: Path,
+) -> None:
+    ran: list[str] = []
+
+    @ReactorFunc
+    def shape(pipe, config):
+        ran.append("shape")
+        pipe.send("shape", [config.area, config.title])
+
+    @ReactorFunc
+    def show(pipe):  # the target: it always runs
+        yield pipe.receive("shape")
+
+    def run(config: ConfigBase) -> None:
+        with Plant(plant_dir) as plant:
+            plant.set_config(config)
+            plant.run_reactor(show)
+
+    for n, label, aux, expected in [
+        (3, "a", [], ["shape"]),
+        (-3, "a", [], []),  # n changed, area did not: exact plain data, n does not count
+        (4, "a", ["area"], []),  # area changed, but auxiliary
+        (4, "b", ["area"], ["shape"]),
+    ]:
+        config = Sized(n, label)
+        config.mark_auxiliary(aux)
+        assert config.is_auxiliary("area") == bool(aux)
+        ran.clear()
+        run(config)
+        assert ran == expected, (n, label, aux)
