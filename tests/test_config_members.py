@@ -65,8 +65,7 @@ class Settings(BaseSettings):
 @ReactorFunc
 def compute(pipe, config):
     log_run('compute')
-    area = pipe.read_config('area')  # by name as by attribute
-    pipe.send('value', [area, config.scaled(2), config.beta, config.offset, config.base(1)])
+    pipe.send('value', [config.area, config.scaled(2), config.beta, config.offset, config.base(1)])
 
 
 @ReactorFunc
@@ -243,3 +242,24 @@ def test_an_auxiliary_property_reruns_nothing_and_the_others_only_on_a_new_value
         ran.clear()
         run(config)
         assert ran == expected, (n, label, aux)
+
+
+def test_read_config_reads_a_property_as_config_does(plant_dir: Path) -> None:
+    ran: list[str] = []
+
+    @ReactorFunc
+    def titled(pipe):
+        ran.append("titled")
+        pipe.send("title", pipe.read_config("title"))
+
+    @ReactorFunc
+    def show(pipe):
+        print("TITLE", (yield pipe.receive("title")))
+
+    for label, expected in [("a", ["titled"]), ("a", []), ("b", ["titled"])]:
+        ran.clear()
+        with Plant(plant_dir) as plant:
+            plant.set_config(Sized(3, label))
+            plant.run_reactor(show)
+            assert plant.fetch_ingredient("title") == label.upper()
+        assert ran == expected, label
