@@ -298,6 +298,9 @@ def test_a_stamp_older_than_a_tick_is_trusted_without_reading(
     path = str(sample.path)
     hour_ago = time.time_ns() - 3600 * 10**9
     os.utime(path, ns=(hour_ago, hour_ago))
+    changed = os.stat(path).st_ctime_ns  # utime cannot set it back: trusted a tick later
+    while time.time_ns() <= changed + code_index._TICK_NS:
+        time.sleep(0.01)
     first = code_index.module_index(path)
     reads: list[str] = []
     load = code_index._load

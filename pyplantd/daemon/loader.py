@@ -42,6 +42,7 @@ class ScriptLoader:
         self.pipeline = pipeline.absolute()
         self.root = project_root(self.pipeline)
         self._project_files: dict[str, bool] = {}
+        self._paths: dict[str, Path] = {}  # file name as code has it -> absolute path
         # module name -> (module, its file if a user module): a re-scan only looks at modules
         # it has not seen, since getattr on hundreds of modules costs ~1 ms per save
         self._seen: dict[str, tuple[object, Path | None]] = {}
@@ -52,6 +53,13 @@ class ScriptLoader:
         self._failed: set[Path] | None = None  # the user files the failed last load names
         self._loading = False  # executing the script: what is imported so far is no good set
         self._absent: set[Path] = set()  # where a module it did not find would be written
+        self._read_memo: tuple[tuple[int, ...], dict[Path, str | None]] | None = None
+
+    def _path(self, path: str) -> Path:
+        found = self._paths.get(path)
+        if found is None:
+            found = self._paths[path] = Path(path).absolute()
+        return found
 
     def is_project_file(self, path: str | None) -> bool:
         """A file of the user's own code, in the project or not: what signatures hash."""
@@ -150,9 +158,13 @@ class ScriptLoader:
         """The user files the last load and its run read: imported (also when the import then
         failed) or hashed from the file (code loaded by path, not imported); with the hex
         digest of the bytes read, if known."""
-        indexed = code_index.indexed_since(self._indexed)
-        read = {**indexed, **sources.noted_since(self._clock)}  # the second: what the code is
-        return {Path(p).absolute(): d for p, d in read.items() if self.is_project_file(p)}
+        now = (self._clock, self._indexed, sources.noted_clock(), code_index.indexed_clock())
+        if self._read_memo is None or self._read_memo[0] != now:  # asked twice per cycle
+            indexed = code_index.indexed_since(self._indexed)
+            read = {**indexed, **sources.noted_since(self._clock)}  # the second: what the code is
+            found = {self._path(p): d for p, d in read.items() if self.is_project_file(p)}
+            self._read_memo = (now, found)
+        return self._read_memo[1]
 
     def _files_named(self, error: BaseException) -> set[Path]:
         """The user files of an error's traceback, and of a syntax error's position."""

@@ -137,10 +137,11 @@ class Watcher:
         the one the caller `read` (a content hash; None: it was absent) if it says so: a file
         saved since it read it is reported as changed at once."""
         wanted = {_key(path): Path(path) for path in paths}
-        known = {_key(path): digest for path, digest in (read or {}).items()}
+        read = read or {}
         with self._sync:
             fresh = {key: _read(key) for key in wanted.keys() - self._paths.keys()}
-            saved = {k for k, seen in fresh.items() if k in known and known[k] != seen[1]}
+            known = {k: read[wanted[k]] for k in fresh if wanted[k] in read}
+            saved = {k for k, digest in known.items() if digest != fresh[k][1]}
             with self._cond:
                 self._seen = {key: self._seen.get(key) or fresh[key] for key in wanted}
                 self._seen.update((key, (None, known[key])) for key in saved)
