@@ -211,3 +211,12 @@ def test_the_daemon_follows_the_scripts_memory_budget_and_says_when_a_flag_overr
         )
         with Client.find(project) as client:
             assert client.status()["memory"]["budget"] == 32 * 2**20
+
+
+def test_a_run_refused_by_the_daemons_lock_says_to_use_pyplant(project: Path) -> None:
+    with live_daemon(project, "pipeline.py"):
+        refused = pyplantd(project, "run", "pipeline.py")
+        again = pyplantd(project, "watch", "pipeline.py")
+    assert refused.returncode == 2
+    assert "`pyplant stop` if it is `pyplantd watch`" in " ".join(refused.stderr.split())
+    assert again.returncode == 2 and "Stop it with `pyplant stop`" in again.stderr
