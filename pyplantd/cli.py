@@ -130,10 +130,9 @@ PipelineArg = Annotated[
 PlantDirOpt = Annotated[
     Path | None,
     typer.Option(
-        "--plant-dir", envvar="PYPLANTD_PLANT_DIR", show_envvar=False,
-        help="Use this plant dir instead of the script's.",
+        "--plant-dir", help="Use this plant dir, not the script's (or PYPLANTD_PLANT_DIR)."
     ),
-]  # fmt: skip
+]
 VersionsOpt = Annotated[
     bool | None,
     typer.Option("--track-versions/--no-track-versions", help="Re-run on package upgrades."),
@@ -281,8 +280,6 @@ def list_ingredients(
         Path | None,
         typer.Option(
             "--plant-dir",
-            envvar="PYPLANTD_PLANT_DIR",
-            show_envvar=False,
             help="The plant dir to look at (default: the pipeline's).",
         ),
     ] = None,
@@ -326,8 +323,6 @@ def clean(
         Path | None,
         typer.Option(
             "--plant-dir",
-            envvar="PYPLANTD_PLANT_DIR",
-            show_envvar=False,
             help="The plant dir to clean (default: the pipeline's).",
         ),
     ] = None,

@@ -16,8 +16,8 @@ LINK_TIMEOUT = 5.0  # seconds to wait for the daemon's answers
 
 
 def daemon_holding(pipeline: Path | None, plant_dir: Path | None) -> Client | None:
-    """A client to the daemon of the project that serves this pipeline, or holds this plant dir
-    (either may be unknown: None); None when no such daemon runs."""
+    """A client to the daemon of the project that serves this pipeline, or holds this plant dir,
+    or, when neither is known (None), the project's daemon; None when no such daemon runs."""
     start = pipeline.absolute().parent if pipeline is not None else Path.cwd()
     try:
         client = Client.find(start, timeout=LINK_TIMEOUT)
@@ -30,6 +30,8 @@ def daemon_holding(pipeline: Path | None, plant_dir: Path | None) -> Client | No
     except ClientError:
         client.close()
         return None
+    if plant_dir is None and pipeline is None:
+        return client  # nothing named: the project's daemon is the one meant
     if _same(status.get("plant_dir"), plant_dir) or (
         plant_dir is None and _same(status.get("pipeline"), pipeline)
     ):

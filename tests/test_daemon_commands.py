@@ -84,6 +84,9 @@ def test_ls_and_clean_go_through_the_daemon_that_holds_the_plant(project: Path) 
         assert set(rows) == {"model", "points", "summary", "cube"}
         assert rows["points"][1:3] == ["load", "array"]
         assert "2.8 KiB" in rows["points"] and "both" in rows["points"]  # warm, and on disk
+        below = pyplantd(sub, "ls")  # no pipeline there: the project's daemon is the one meant
+        assert below.returncode == 0, below.stderr
+        assert set(table_rows(below.stdout)) == set(rows)
         ingredients = pyplant(sub, "ingredients")  # from a folder below the project root
         assert ingredients.returncode == 0, ingredients.stderr
         assert table_rows(ingredients.stdout)["points"][4:] == ["2.8 KiB", "both"]
