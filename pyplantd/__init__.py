@@ -15,6 +15,7 @@ from .ingredient import Ingredient
 from .pipework import Pipework
 from .plant import Plant
 from .reactor import ReactorFunc, SubreactorFunc
+from .reading import open_plant
 from .store.specs import IngredientTypeSpec
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "ReactorNotFoundError",
     "SubreactorFunc",
     "Warehouse",
+    "open_plant",
     "specs",
     "test",
     "utils",

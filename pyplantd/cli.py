@@ -1,4 +1,7 @@
-"""The `pyplantd` command line (typer): run, watch, accept, ls, clean.
+"""The `pyplantd` command line (typer): run, watch, accept, graph, ls, clean, config.
+
+Each command resolves its settings once (settings.py: flags over PYPLANTD_* variables over
+`[tool.pyplantd]` in pyproject.toml over defaults) and hands that one value on.
 
 Exit codes: 0 success, 1 the pipeline failed (a reactor raised, an ingredient nobody sends, a
 cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusable plant dir).
@@ -6,13 +9,16 @@ cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusa
 
 from __future__ import annotations
 
+import ast
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pyplant_client import completion
 from rich.console import Console
 
-from . import report
+from . import __version__, report, settings
 from .errors import (
     DependencyCycleError,
     IngredientNotFoundError,
@@ -24,7 +30,8 @@ from .graph.host import GraphHost
 from .host import hosting
 from .oneshot import OneShotHost, OneShotOptions
 from .script import run_script
-from .sizes import format_size, parse_size
+from .settings import PlantOptions, Settings, SettingsError
+from .sizes import format_size
 from .store import listing
 from .store.manifest import DB_NAME
 from .store.plant_store import PlantStore
@@ -37,27 +44,106 @@ app = typer.Typer(
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"pyplantd {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version."),
+    ] = False,
+    show_completion: completion.ShowOpt = None,
+    install_completion: completion.InstallOpt = None,
+) -> None:
+    """Run PyPlant pipelines, re-running only what a change affected."""
+
+
+def _settings(**flags: Any) -> Settings:
+    """The command's settings, resolved once; a bad value is a usage error (exit 2)."""
+    try:
+        return settings.resolve(flags)
+    except SettingsError as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+# -- names for shell completion: read from the script, never by running it -------------------
+def _pipeline_for_completion(ctx: typer.Context) -> Path | None:
+    given = ctx.params.get("pipeline")
+    if given:
+        return Path(given)
+    try:
+        return settings.resolve().pipeline
+    except Exception:  # a completion never fails: it offers less
+        return None
+
+
+def _reactor_defs(pipeline: Path) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    try:
+        tree = ast.parse(pipeline.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names = {getattr(d, "id", getattr(d, "attr", "")) for d in node.decorator_list}
+            if "ReactorFunc" in names:
+                yield node
+
+
+def complete_reactors(ctx: typer.Context, incomplete: str) -> list[str]:
+    pipeline = _pipeline_for_completion(ctx)
+    names = [node.name for node in _reactor_defs(pipeline)] if pipeline else []
+    return completion.matching(names, incomplete)
+
+
+def complete_ingredients(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The names the script's reactors send with a literal (`pipe.send("data", ...)`)."""
+    pipeline = _pipeline_for_completion(ctx)
+    names = []
+    for node in _reactor_defs(pipeline) if pipeline else []:
+        for call in ast.walk(node):
+            if (
+                isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.func.attr in ("send", "allocate") and call.args
+                and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)
+            ):  # fmt: skip
+                names.append(call.args[0].value)
+    return completion.matching(names, incomplete)
+
+
+def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    return sorted(set(complete_reactors(ctx, incomplete) + complete_ingredients(ctx, incomplete)))
+
+
 PipelineArg = Annotated[
-    Path, typer.Argument(metavar="PIPELINE", help="The pipeline script, e.g. pipeline.py.")
+    Path | None,
+    typer.Argument(
+        metavar="[PIPELINE]",
+        help="The pipeline script (default: pipeline in [tool.pyplantd], else pipeline.py).",
+    ),
 ]
 PlantDirOpt = Annotated[
-    Path | None, typer.Option("--plant-dir", help="Use this plant dir instead of the script's.")
+    Path | None,
+    typer.Option(
+        "--plant-dir", help="Use this plant dir, not the script's (or PYPLANTD_PLANT_DIR)."
+    ),
 ]
 VersionsOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option("--track-versions/--no-track-versions", help="Re-run on package upgrades."),
 ]
-
-
-def _size(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_size(text)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-
-
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target", "-t", help="Run this reactor instead of the script's (repeat).",
+        autocompletion=complete_reactors,
+    ),
+]  # fmt: skip
 MemoryOpt = Annotated[
     str | None,
     typer.Option(
@@ -68,34 +154,33 @@ DiskOpt = Annotated[
     str | None,
     typer.Option("--disk", help="Disk budget for kept versions (default: 1/2 of free space)."),
 ]
-StoreDirOpt = Annotated[
-    Path | None,
-    typer.Option("--plant-dir", envvar="PYPLANTD_PLANT_DIR", help="The plant dir to look at."),
-]
 
 
 @app.command()
 def run(
-    pipeline: PipelineArg,
+    pipeline: PipelineArg = None,
     plant_dir: PlantDirOpt = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option("--target", "-t", help="Run this reactor instead of the script's (repeat)."),
-    ] = None,
+    target: TargetOpt = None,
     explain: Annotated[bool, typer.Option(help="Say, per reactor, why it ran or not.")] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Print what would run and why; run nothing, create nothing."
+        ),
     ] = False,
-    track_versions: VersionsOpt = True,
+    track_versions: VersionsOpt = None,
     memory: MemoryOpt = None,
     disk: DiskOpt = None,
 ) -> None:
     """Run PIPELINE once, as `python PIPELINE` would, and print what ran and why."""
-    options = OneShotOptions(
-        plant_dir, list(target or []), "plan" if dry_run else "run", [], track_versions,
-        _size(memory), _size(disk), on_open=_announce_store,
+    resolved = _settings(
+        pipeline=pipeline, plant_dir=plant_dir, targets=target, track_versions=track_versions,
+        memory=memory, disk=disk,
     )  # fmt: skip
-    host = _execute(pipeline, options)
+    options = OneShotOptions(
+        resolved, "plan" if dry_run else "run", on_open=None if dry_run else _announce_store
+    )
+    host = _execute(resolved.pipeline, options)
     if dry_run:
         _print_plan(host)
         return
@@ -111,63 +196,104 @@ def run(
 
 @app.command()
 def watch(
-    pipeline: PipelineArg,
-    target: Annotated[
-        list[str] | None,
-        typer.Option("--target", "-t", help="Run this reactor instead of the script's (repeat)."),
-    ] = None,
+    pipeline: PipelineArg = None,
+    target: TargetOpt = None,
     plant_dir: PlantDirOpt = None,
     memory: MemoryOpt = None,
     disk: DiskOpt = None,
     debounce: Annotated[
-        float, typer.Option("--debounce", help="Quiet time after a save, in milliseconds.")
-    ] = 20.0,
+        float | None,
+        typer.Option("--debounce", help="Quiet time after a save, in milliseconds (default 20)."),
+    ] = None,
     poll: Annotated[
-        bool, typer.Option("--poll", help="Re-scan files instead of OS notifications.")
-    ] = False,
+        bool | None,
+        typer.Option("--poll/--no-poll", help="Re-scan files instead of OS notifications."),
+    ] = None,
     tcp: Annotated[
-        bool,
-        typer.Option("--tcp", help="Serve clients on tcp://127.0.0.1 instead of a Unix socket."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--tcp/--no-tcp", help="Serve clients on tcp://127.0.0.1 instead of a Unix socket."
+        ),
+    ] = None,
+    track_versions: VersionsOpt = None,
 ) -> None:
     """Run PIPELINE, then again on every save, re-running only what the save affected."""
     from .daemon.console import Console
     from .daemon.engine import Engine, WatchOptions
     from .daemon.runtime import DaemonRunningError
 
-    if not pipeline.is_file():
-        err.print(f"Error: pipeline script {pipeline} does not exist.")
-        raise typer.Exit(2)
-    options = WatchOptions(
-        pipeline, list(target or []), plant_dir, _size(memory), _size(disk), debounce / 1000,
-        poll, tcp=tcp,
+    resolved = _settings(
+        pipeline=pipeline, targets=target, plant_dir=plant_dir, memory=memory, disk=disk,
+        debounce=debounce, poll=poll, tcp=tcp, track_versions=track_versions,
     )  # fmt: skip
+    if not resolved.pipeline.is_file():
+        _no_pipeline(resolved)
     try:
-        code = Engine(options, Console()).serve()
+        code = Engine(WatchOptions.from_settings(resolved), Console()).serve()
     except (DaemonRunningError, PlantError) as failure:
-        err.print(f"Error: {failure}")
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
+def _no_pipeline(resolved: Settings) -> None:
+    source = resolved["pipeline"].source
+    hint = ""
+    if source == settings.DEFAULT:
+        hint = " Name it, or set pipeline in [tool.pyplantd] of pyproject.toml."
+    elif source == settings.PYPROJECT:
+        hint = f" It is set by {resolved.source('pipeline')}."
+    err.print(f"Error: pipeline script {resolved.pipeline} does not exist.{hint}", markup=False,
+              soft_wrap=True)  # fmt: skip
+    raise typer.Exit(2)
+
+
 @app.command()
 def accept(
-    reactors: Annotated[list[str], typer.Argument(help="Reactors whose code change is harmless.")],
+    reactors: Annotated[
+        list[str],
+        typer.Argument(
+            help="Reactors whose code change is harmless.", autocompletion=complete_reactors
+        ),
+    ],
     pipeline: Annotated[
-        Path, typer.Option("--pipeline", "-p", help="The pipeline script defining them.")
-    ] = Path("pipeline.py"),
+        Path | None,
+        typer.Option(
+            "--pipeline",
+            "-p",
+            help="The pipeline script defining them (default: as for run).",
+        ),
+    ] = None,
     plant_dir: PlantDirOpt = None,
 ) -> None:
     """Record REACTORS' current code as matching their stored outputs, so they do not re-run."""
-    host = _execute(pipeline, OneShotOptions(plant_dir, [], "accept", list(reactors)))
+    resolved = _settings(pipeline=pipeline, plant_dir=plant_dir)
+    host = _execute(resolved.pipeline, OneShotOptions(resolved, "accept", list(reactors)))
     for name in host.accepted:
         out.print(f"accepted {name}: its stored outputs now count as up to date")
 
 
 @app.command("ls")
-def list_ingredients(plant_dir: StoreDirOpt = None) -> None:
-    """List the ingredients of a plant dir: producer, type, shape, size, tier, age."""
-    rows = listing.list_ingredients(_plant_dir(plant_dir))
+def list_ingredients(
+    pipeline: PipelineArg = None,
+    plant_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--plant-dir",
+            help="The plant dir to look at (default: the pipeline's).",
+        ),
+    ] = None,
+) -> None:
+    """List the ingredients of a plant: producer, type, shape, size, tier, age, versions.
+
+    Through the daemon while one holds the plant (then its warm tier shows)."""
+    resolved = _settings(pipeline=pipeline, plant_dir=plant_dir)
+    client = _daemon_for(resolved)
+    if client is not None:
+        with client:
+            rows = [_row(row) for row in _ask(client, client.ingredients)]
+    else:
+        rows = _offline(lambda path: listing.list_ingredients(path), _plant_dir(resolved))
     if not rows:
         out.print("No ingredients yet: run a pipeline first.")
         return
@@ -176,49 +302,172 @@ def list_ingredients(plant_dir: StoreDirOpt = None) -> None:
 
 @app.command()
 def clean(
-    names: Annotated[list[str] | None, typer.Argument(help="Ingredients to remove.")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[INGREDIENT ...]",
+            help="Ingredients to remove.",
+            autocompletion=complete_ingredients,
+        ),
+    ] = None,
     everything: Annotated[
         bool, typer.Option("--all", help="Remove every stored result (the history stays).")
     ] = False,
-    plant_dir: StoreDirOpt = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline", "-p", help="The pipeline whose plant to clean (default: as for run)."
+        ),
+    ] = None,
+    plant_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--plant-dir",
+            help="The plant dir to clean (default: the pipeline's).",
+        ),
+    ] = None,
 ) -> None:
-    """Remove old versions (by default), the named ingredients, or --all results."""
-    try:
-        store = PlantStore(_plant_dir(plant_dir), memory=0)
-    except PlantError as failure:
-        err.print(f"Error: {failure}")
-        raise typer.Exit(2) from None
-    try:
-        freed = store.clean(list(names or []), everything)
-    except PlantError as failure:
-        err.print(f"Error: {failure}")
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    """Remove old versions (by default), the named ingredients, or --all results.
+
+    Through the daemon while one holds the plant."""
+    if names and everything:
+        err.print("Error: name ingredients or give --all, not both.")
+        raise typer.Exit(2)
+    resolved = _settings(pipeline=pipeline, plant_dir=plant_dir)
     what = "every result" if everything else (", ".join(names) if names else "old versions")
+    client = _daemon_for(resolved)
+    if client is not None:
+        with client:
+            result = _ask(client, lambda: client.clean(names or [], everything))
+        if result.get("queued"):
+            out.print(f"removing {what} once the daemon's current run ends")
+            return
+        out.print(f"removed {what} through the daemon: {format_size(result.get('freed', 0))} freed")
+        return
+    freed = _offline(lambda path: _clean_dir(path, names or [], everything), _plant_dir(resolved))
     out.print(f"removed {what}: {format_size(freed)} freed")
 
 
-def _plant_dir(plant_dir: Path | None) -> Path:
-    if plant_dir is None:
-        err.print("Error: name the plant dir with --plant-dir DIR (or PYPLANTD_PLANT_DIR).")
-        raise typer.Exit(2)
-    if not (plant_dir / DB_NAME).exists():
-        err.print(f"Error: {plant_dir} is not a plant dir (it has no {DB_NAME}).")
-        raise typer.Exit(2)
-    return plant_dir
+def _clean_dir(path: Path, names: list[str], everything: bool) -> int:
+    store = PlantStore(path, memory=0)
+    try:
+        return store.clean(names, everything)
+    finally:
+        store.close()
 
 
-def _announce_store(store: PlantStore) -> None:
+def _daemon_for(resolved: Settings) -> Any:
+    """A client to the daemon holding this plant, if one does."""
+    from .daemon_link import daemon_holding
+
+    pipeline = resolved.pipeline if resolved.pipeline.is_file() else None
+    try:
+        return daemon_holding(pipeline, resolved.plant_dir)
+    except PlantError as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _ask(client: Any, question: Any) -> Any:
+    from pyplant_client import ClientError
+
+    try:
+        return question()
+    except ClientError as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _row(row: dict[str, Any]) -> listing.IngredientRow:
+    return listing.IngredientRow(
+        str(row.get("name")), str(row.get("producer")), str(row.get("type")),
+        str(row.get("shape") or ""), int(row.get("size") or 0), str(row.get("tier")),
+        float(row.get("age") or 0.0), int(row.get("versions") or 0),
+    )  # fmt: skip
+
+
+def _offline(action: Any, path: Path) -> Any:
+    try:
+        return action(path)
+    except PlantError as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _plant_dir(resolved: Settings) -> Path:
+    """The plant dir from the settings, else the one the pipeline's Plant(...) names."""
+    from .probe import plant_dir_of
+
+    if resolved.plant_dir is None and not resolved.pipeline.is_file():
+        err.print(
+            f"Error: no plant dir to look at: {resolved.pipeline} does not exist. Name the "
+            "pipeline (pyplantd ls PIPELINE), the plant dir (--plant-dir DIR), or set either in "
+            "[tool.pyplantd] of pyproject.toml.", markup=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(2)
+    try:
+        path = plant_dir_of(resolved)
+    except (PlantError, OSError) as failure:
+        err.print(f"Error: {failure}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not (path / DB_NAME).exists():
+        err.print(
+            f"Error: {path} is not a plant dir (it has no {DB_NAME}): run the pipeline first."
+        )
+        raise typer.Exit(2)
+    return path
+
+
+@app.command()
+def config(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+) -> None:
+    """Print the effective settings and where each came from.
+
+    Sources: the tool.pyplantd table of pyproject.toml, PYPLANTD_PLANT_DIR, or the default; a
+    command's flags override them."""
+    import json
+
+    resolved = _settings()
+    if as_json:
+        values = {
+            key.name: {"value": _jsonable(resolved[key.attribute].value),
+                       "source": resolved.source(key.attribute)}
+            for key in settings.KEYS
+        }  # fmt: skip
+        config_file = str(resolved.config_file) if resolved.config_file else None
+        out.print_json(json.dumps({"config_file": config_file, "settings": values}))
+        return
+    where = (
+        resolved.config_file or f"none (no {settings.PYPROJECT} with [tool.pyplantd] here or above)"
+    )
+    out.print(f"config file: {where}", markup=False, soft_wrap=True)
+    width = max(len(key.name) for key in settings.KEYS)
+    for key in settings.KEYS:
+        value = settings.describe(resolved, key.attribute)
+        source = resolved[key.attribute].source
+        out.print(f"{key.name:<{width}}  {value}  [dim]({source})[/]", soft_wrap=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _announce_store(store: PlantStore, wanted: PlantOptions) -> None:
     budget = format_size(store.warm.budget)
-    err.print(f"[dim]plant {store.plant_dir}: memory budget {budget}[/]")
+    source = wanted.sources["memory"]
+    origin = "Plant(memory=...) in the script" if source == "the script" else source
+    err.print(f"[dim]plant {store.plant_dir}: memory budget {budget} ({origin})[/]")
 
 
 def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:
     """Run the script under a one-shot host; failures exit with the right code."""
     if not pipeline.is_file():
-        err.print(f"Error: pipeline script {pipeline} does not exist.")
-        raise typer.Exit(2)
+        _no_pipeline(options.settings)
     host = OneShotHost(options)
     try:
         with hosting(host):
@@ -241,6 +490,8 @@ def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:
     except Exception as failure:  # the script itself raised outside any reactor
         err.print(report.user_traceback(failure), markup=False)
         raise typer.Exit(1) from None
+    finally:
+        host.remove_scratch()
     if status:
         _report_exit(host, f"the script exits with status {status}, as python would")
         raise typer.Exit(status)
@@ -286,10 +537,7 @@ def _print_plan(host: OneShotHost) -> None:
 
 @app.command()
 def graph(
-    pipeline: Annotated[
-        Path,
-        typer.Argument(metavar="[PIPELINE]", help="The pipeline script (default: pipeline.py)."),
-    ] = Path("pipeline.py"),
+    pipeline: PipelineArg = None,
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -304,14 +552,19 @@ def graph(
     target: Annotated[
         list[str] | None,
         typer.Option(
-            "--target", "-t", help="Only this reactor (or ingredient) and what it needs (repeat)."
+            "--target",
+            "-t",
+            help="Only this reactor (or ingredient) and what it needs (repeat).",
+            autocompletion=complete_names,
         ),
     ] = None,
     plant_dir: PlantDirOpt = None,
-    track_versions: VersionsOpt = True,
+    track_versions: VersionsOpt = None,
 ) -> None:
-    """Draw PIPELINE: reactors with their state (fresh, stale and why, failed, never ran) and last
-    duration, the ingredients between them with their size. Runs nothing, creates nothing."""
+    """Draw PIPELINE: reactors, their state and duration, the ingredients between them.
+
+    States: fresh, stale and why, failed, never ran; ingredients with their size. Runs nothing,
+    creates nothing."""
     from pyplant_client import graph_render
     from pyplant_client.errors import GraphError
 
@@ -320,10 +573,11 @@ def graph(
     except GraphError as failure:
         err.print(f"Error: {failure}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    host = GraphHost(pipeline, plant_dir, track_versions)
-    _load_for_graph(pipeline, host)
+    resolved = _settings(pipeline=pipeline, plant_dir=plant_dir, track_versions=track_versions)
+    host = GraphHost(resolved.pipeline, resolved)
+    _load_for_graph(resolved, host)
     if host.model is None:
-        err.print(f"Error: {pipeline} made no Plant(...): there is no pipeline to draw.")
+        err.print(f"Error: {resolved.pipeline} made no Plant(...): there is no pipeline to draw.")
         raise typer.Exit(2)
     try:
         model = graph_render.focus(host.model, target or [])
@@ -338,11 +592,11 @@ def graph(
         )
 
 
-def _load_for_graph(pipeline: Path, host: GraphHost) -> None:
+def _load_for_graph(resolved: Settings, host: GraphHost) -> None:
     """Execute the script under the graph host; only failures before its plant exists stop us."""
+    pipeline = resolved.pipeline
     if not pipeline.is_file():
-        err.print(f"Error: pipeline script {pipeline} does not exist.")
-        raise typer.Exit(2)
+        _no_pipeline(resolved)
     try:
         with hosting(host):
             run_script(pipeline, after=host.close_all)
@@ -372,7 +626,7 @@ def _load_for_graph(pipeline: Path, host: GraphHost) -> None:
 
 
 def main() -> None:
-    app(prog_name="pyplantd")
+    completion.run(app, "pyplantd")
 
 
 if __name__ == "__main__":

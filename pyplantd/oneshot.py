@@ -1,13 +1,16 @@
 """The host behind `pyplantd run`: runs a pipeline script once, with command-line overrides.
 
-`--plant-dir` replaces the script's plant dir, `--target` replaces the reactors the script runs,
-`--dry-run` plans instead of running, `accept` records reactors' code as unchanged. It collects
-every decision for the final table.
+The command's settings (see settings.py) may replace the script's plant dir, budgets and the
+reactors it runs; `--dry-run` plans instead of running (against a plant dir that does not exist
+yet, in a scratch one: it creates nothing), `accept` records reactors' code as unchanged. It
+collects every decision for the final table.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .decisions import Decision
 from .planner import PlannedStep
+from .settings import PlantOptions, Settings, given
 from .store.plant_store import PlantStore
 
 if TYPE_CHECKING:
@@ -23,14 +27,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class OneShotOptions:
-    plant_dir: Path | None = None
-    targets: list[str] = field(default_factory=list)
+    settings: Settings = field(default_factory=given)  # plant dir, budgets, targets
     mode: str = "run"  # run / plan / accept
     accept: list[str] = field(default_factory=list)
-    track_versions: bool = True
-    memory: int | None = None
-    disk: int | None = None
-    on_open: Callable[[PlantStore], None] | None = None  # e.g. print the budget
+    on_open: Callable[[PlantStore, PlantOptions], None] | None = None  # e.g. print the budget
+
+    @property
+    def targets(self) -> list[str]:
+        return self.settings.targets
 
 
 class OneShotHost:
@@ -40,17 +44,28 @@ class OneShotHost:
         self.requested: dict[int, list[str]] = {}  # id(plant) -> targets the script asked for
         self.plans: list[PlannedStep] = []
         self.accepted: list[str] = []
+        self._scratch: list[Path] = []
 
     # -- Host protocol ----------------------------------------------------------------------
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:
         self.plants.append(plant)
-        plant.track_versions = self.options.track_versions and plant.track_versions
-        memory = self.options.memory if self.options.memory is not None else plant.memory
-        disk = self.options.disk if self.options.disk is not None else plant.disk
-        store = PlantStore(self.options.plant_dir or plant_dir, memory, disk)
+        settings = self.options.settings
+        wanted = settings.for_plant(plant_dir, plant.memory, plant.disk, plant.track_versions)
+        plant.track_versions = wanted.track_versions
+        if self.options.mode == "plan" and _new(wanted.plant_dir):
+            store = self._scratch_store()  # a dry run creates nothing on disk
+        else:
+            store = PlantStore(wanted.plant_dir, wanted.memory, wanted.disk)
         if self.options.on_open is not None:
-            self.options.on_open(store)
+            self.options.on_open(store, wanted)
         return store
+
+    def _scratch_store(self) -> PlantStore:
+        """An empty store in a temporary dir, removed when the run ends: planning against a
+        plant dir that does not exist yet (or is empty) must not create it."""
+        scratch = Path(tempfile.mkdtemp(prefix="pyplantd-plan-"))
+        self._scratch.append(scratch)
+        return PlantStore(scratch, memory=0)
 
     def owns_store(self, store: PlantStore) -> bool:
         return False
@@ -77,8 +92,23 @@ class OneShotHost:
         for plant in self.plants:
             plant.shutdown()
 
+    def remove_scratch(self) -> None:
+        """Remove the scratch plant dirs of a dry run (once its plants are closed)."""
+        for scratch in self._scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
     def decisions(self) -> list[Decision]:
         return [d for plant in self.plants for run in plant.runs for d in run]
 
     def ran_anything(self) -> bool:
         return any(plant.runs for plant in self.plants) or bool(self.plans)
+
+
+def _new(plant_dir: Path) -> bool:
+    """Not there yet, or empty: a run would create it."""
+    try:
+        return not any(plant_dir.iterdir())
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # the store says what is wrong with it

@@ -29,6 +29,7 @@ from .store.index_cache import ManifestIndexCache
 from .store.plant_store import PlantStore
 from .store.records import HistoryEntry
 from .store.specs import IngredientTypeSpec
+from .suggest import unknown
 
 if TYPE_CHECKING:
     from .compat.warehouse import PlantWarehouse as Warehouse
@@ -281,15 +282,15 @@ class Plant:
         matches = [r for r in self._reactors.values() if r.name == ref]
         if len(matches) == 1:
             return matches[0]
-        known = ", ".join(sorted(r.name for r in self._reactors.values())) or "none"
         if matches:
             ids = ", ".join(r.id for r in matches)
             raise ReactorNotFoundError(
                 f"Reactor name '{ref}' is ambiguous ({ids}). Use the full id."
             )
+        known = [r.name for r in self._reactors.values()]
         raise ReactorNotFoundError(
-            f"Reactor '{ref}' is not in this plant (known: {known}). "
-            f"Add it with plant.add_reactors({ref})."
+            unknown("Reactor", ref, known, "this plant")
+            + f" Add it with plant.add_reactors({ref})."
         )
 
     def plan(
@@ -315,10 +316,9 @@ class Plant:
         """The stored value of an ingredient, without running anything."""
         record = self._store.ingredients.get(name)
         if record is None:
-            known = ", ".join(sorted(self._store.ingredients)) or "none"
             raise IngredientNotFoundError(
-                f"Ingredient '{name}' is not in the plant (known: {known}). "
-                "Run the reactor that sends it first."
+                unknown("Ingredient", name, self._store.ingredients, "the plant")
+                + " Run the reactor that sends it first."
             )
         return self._store.load(record)
 

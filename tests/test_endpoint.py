@@ -296,12 +296,18 @@ def test_status_answers_while_a_cpu_bound_reactor_runs(tmp_path):
 SOCKET_PATHS = [REPO / "client" / "pyplant_client", REPO / "pyplantd" / "daemon"]
 
 
+# The one module that loads a pickle: a payload file the user owns, checked against its recorded
+# checksum, never bytes from the socket (test_client covers it).
+FILE_PICKLES = REPO / "client" / "pyplant_client" / "pickles.py"
+
+
 @pytest.mark.parametrize("pattern", ["pickle.loads", "recv_pyobj", "allow_pickle=True"])
 def test_nothing_on_a_socket_path_unpickles(pattern):
     hits = [
         f"{path}:{number}"
         for folder in SOCKET_PATHS
         for path in folder.rglob("*.py")
+        if path != FILE_PICKLES
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if re.search(re.escape(pattern), line)
     ]
@@ -378,7 +384,7 @@ def test_client_commands_against_a_real_daemon(tmp_path):
                 time.sleep(0.05)
             rows = {row["name"]: row for row in client.ingredients()}
             assert rows["data"]["producer"] == "load" and rows["scaled"]["type"] == "list"
-            assert rows["data"]["tier"] in ("memory", "both")
+            assert rows["data"]["tier"] in ("warm", "both")
             assert client.preview("scaled") == "[10.0, 20.0, 30.0]"
             assert client.fetch("scaled") == [10.0, 20.0, 30.0]
             log.unlink(missing_ok=True)

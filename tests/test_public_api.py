@@ -17,6 +17,7 @@ EXPECTED = {
     "ReactorNotFoundError",
     "SubreactorFunc",
     "Warehouse",
+    "open_plant",
     "specs",
     "test",
     "utils",

@@ -16,9 +16,10 @@ from typing import Annotated, Any
 
 import typer
 
-from . import graph_render
+from . import __version__, completion, graph_render, writers
 from .client import DEFAULT_TIMEOUT, Client, check_alive
 from .errors import ClientError, DaemonNotRunningError, GraphError
+from .protocol import PROTOCOL_VERSION
 
 app = typer.Typer(
     name="pyplant",
@@ -43,8 +44,59 @@ SUCCESS_STATUSES = ("ok", "empty")  # "empty": the script made no Plant, nothing
 STOP_WAIT = 15.0  # seconds `stop` waits for the daemon to exit (it flushes for up to 10 s)
 
 
+COMPLETION_TIMEOUT = 1.0  # seconds a completion waits for the daemon's names
+
+
 def main() -> None:
-    app()
+    completion.run(app, "pyplant")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pyplant {__version__} (pyplant_client, protocol {PROTOCOL_VERSION})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version."),
+    ] = False,
+    show_completion: completion.ShowOpt = None,
+    install_completion: completion.InstallOpt = None,
+) -> None:
+    """Talk to a running `pyplantd watch`: run, follow, inspect, stop."""
+
+
+# -- names for shell completion, from the daemon (nothing when there is none) ------------------
+def _ask_daemon(ctx: typer.Context, question: Any) -> list[str]:
+    directory = ctx.params.get("directory") or Path(".")
+    try:
+        with Client.find(directory, timeout=COMPLETION_TIMEOUT) as client:
+            return [str(name) for name in question(client)]
+    except Exception:  # a completion never fails: it offers nothing
+        return []
+
+
+def complete_reactors(ctx: typer.Context, incomplete: str) -> list[str]:
+    names = _ask_daemon(ctx, lambda client: list(client.status().get("reactors") or {}))
+    return completion.matching(names, incomplete)
+
+
+def complete_ingredients(ctx: typer.Context, incomplete: str) -> list[str]:
+    names = _ask_daemon(ctx, lambda client: [row.get("name") for row in client.ingredients()])
+    return completion.matching(names, incomplete)
+
+
+def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Reactors and ingredients (graph --target takes either)."""
+    return sorted(set(complete_reactors(ctx, incomplete) + complete_ingredients(ctx, incomplete)))
+
+
+IngredientArg = Annotated[
+    str, typer.Argument(help="The ingredient.", autocompletion=complete_ingredients)
+]
 
 
 @contextlib.contextmanager
@@ -144,7 +196,10 @@ def _stream_run(client: Client, stream: Any, run_id: int | None, timeout: float 
 @app.command()
 def run(
     reactors: Annotated[
-        list[str] | None, typer.Argument(metavar="[REACTOR ...]", help="Default: the script's.")
+        list[str] | None,
+        typer.Argument(
+            metavar="[REACTOR ...]", help="Default: the script's.", autocompletion=complete_reactors
+        ),
     ] = None,
     directory: DirOpt = Path("."),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
@@ -243,7 +298,12 @@ def _size(value: object) -> str:
 
 @app.command()
 def invalidate(
-    reactor: Annotated[str, typer.Argument(help="The reactor to re-run, with what depends on it.")],
+    reactor: Annotated[
+        str,
+        typer.Argument(
+            help="The reactor to re-run, with what depends on it.", autocompletion=complete_reactors
+        ),
+    ],
     directory: DirOpt = Path("."),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
@@ -256,14 +316,17 @@ def invalidate(
 def ingredients(
     directory: DirOpt = Path("."), timeout: TimeoutOpt = DEFAULT_TIMEOUT, as_json: JsonOpt = False
 ) -> None:
-    """The plant's ingredients: name, producer, type, shape, size, tier."""
+    """The plant's ingredients: name, producer, type, shape, size, tier (warm: in the daemon's
+    memory only; disk; both). --json gives sizes in bytes."""
     with _connected(directory, timeout) as client:
         rows = client.ingredients()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     columns = ["name", "producer", "type", "shape", "size", "tier"]
-    table = [columns] + [[_cell(row.get(c)) for c in columns] for row in rows]
+    table = [columns] + [
+        [_size(row.get(c)) if c == "size" else _cell(row.get(c)) for c in columns] for row in rows
+    ]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     for row in table:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -275,7 +338,7 @@ def _cell(value: object) -> str:
 
 @app.command()
 def preview(
-    name: Annotated[str, typer.Argument(help="The ingredient.")],
+    name: IngredientArg,
     directory: DirOpt = Path("."),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
@@ -286,29 +349,77 @@ def preview(
 
 @app.command()
 def fetch(
-    name: Annotated[str, typer.Argument(help="The ingredient.")],
+    name: IngredientArg,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write it here (.npy; .json for values).")
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write it to exactly this file, in the format its suffix names: .npy, .csv "
+            "(1-D or 2-D numeric arrays), .json (JSON values), .pkl (with --allow-pickle).",
+        ),
     ] = None,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Allow pickles: an object's checked payload file, or writing a .pkl.",
+        ),
+    ] = False,
     directory: DirOpt = Path("."),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
-    """Copy an ingredient's value out of the daemon: arrays to .npy, plain values to JSON."""
+    """Copy an ingredient's value out of the daemon; plain JSON values print without -o."""
+    try:
+        fmt = writers.format_of(output, allow_pickle) if output is not None else None
+    except writers.WriteError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(2) from None
     with _connected(directory, timeout) as client:
-        value = client.fetch(name)
-    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        if fmt == "pkl":
+            data = client.fetch_pickled(name)
+            value = None
+        else:
+            value, data = client.fetch(name, allow_pickle=allow_pickle), None
+    try:
         if output is None:
-            typer.echo(f"Error: '{name}' is an array; write it with -o {name}.npy", err=True)
-            raise typer.Exit(2)
-        import numpy as np  # only for arrays, which need it to exist anyway
+            typer.echo(writers.to_stdout(name, value))
+            return
+        what = writers.write(output, fmt or "", name, value, data)
+    except writers.WriteError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{output}: {name}, {what}")
 
-        np.save(output, value, allow_pickle=False)
-        typer.echo(f"{output}: {name}, {value.dtype} {tuple(value.shape)}")
-    elif output is None:
-        typer.echo(json.dumps(value))
-    else:
-        output.write_text(json.dumps(value) + "\n")
-        typer.echo(f"{output}: {name}")
+
+@app.command()
+def clean(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[INGREDIENT ...]",
+            help="Ingredients to remove.",
+            autocompletion=complete_ingredients,
+        ),
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Remove every stored result (the history stays).")
+    ] = False,
+    directory: DirOpt = Path("."),
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Remove old versions (by default), the named ingredients, or --all results, through the
+    daemon that holds the plant (their producers re-run next time)."""
+    if names and everything:
+        typer.echo("Error: name ingredients or give --all, not both.", err=True)
+        raise typer.Exit(2)
+    with _connected(directory, timeout) as client:
+        result = client.clean(names or [], everything)
+    what = "every result" if everything else (", ".join(names) if names else "old versions")
+    if result.get("queued"):
+        typer.echo(f"removing {what} once the current run ends (the daemon says when)")
+        return
+    typer.echo(f"removed {what}: {_size(result.get('freed'))} freed")
 
 
 @app.command()
@@ -327,7 +438,10 @@ def graph(
     target: Annotated[
         list[str] | None,
         typer.Option(
-            "--target", "-t", help="Only this reactor (or ingredient) and what it needs (repeat)."
+            "--target",
+            "-t",
+            help="Only this reactor (or ingredient) and what it needs (repeat).",
+            autocompletion=complete_names,
         ),
     ] = None,
     directory: DirOpt = Path("."),

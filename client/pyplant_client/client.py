@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from . import protocol, trust
+from . import pickles, protocol, trust
 from .errors import (
     ClientError,
     ClientTimeoutError,
@@ -250,12 +250,29 @@ class Client:
         """Ask the daemon to stop (it flushes pending writes first)."""
         self.call("shutdown")
 
-    def fetch(self, name: str) -> Any:
-        """An ingredient's value: a numpy array (read-only when sent in memory) or a JSON value."""
+    def clean(self, names: Sequence[str] = (), everything: bool = False) -> dict[str, Any]:
+        """Remove old versions, these ingredients, or every result (`everything`), as
+        `pyplantd clean` does: `{"freed": bytes}`, or `{"queued": True}` while a run goes on."""
+        args: dict[str, Any] = {"names": list(names)} if names else {}
+        if everything:
+            args["all"] = True
+        return self.call("clean", args)
+
+    def fetch(self, name: str, *, allow_pickle: bool = False) -> Any:
+        """An ingredient's value: a numpy array (read-only when sent in memory) or a JSON value.
+
+        Other objects (a trained model) are only ever stored as pickles, and loading a pickle
+        runs code: with `allow_pickle` true, the payload file the daemon names is loaded here,
+        in this process, once it is found to be yours, of the recorded size and checksum.
+        Nothing is ever unpickled from the socket."""
         result, extra = self._call("fetch", {"name": name}, None)
         kind = result.get("kind")
         if kind == "value":
             return result.get("json")
+        if kind == "file" and result.get("format") == "pickle":
+            if not allow_pickle:
+                raise ClientError(pickles.refusal(name, result.get("python_type")))
+            return pickles.load(name, result)
         try:
             import numpy as np  # only here: the client installs without numpy
         except ImportError:
@@ -267,6 +284,14 @@ class Client:
         if kind == "file":
             return _array_from_file(np, name, result)
         raise ProtocolError(f"the reply to 'fetch' has an unknown kind {kind!r}")
+
+    def fetch_pickled(self, name: str) -> bytes:
+        """An ingredient as the bytes of a pickle, unpickled by nobody here: a stored pickle's
+        checked bytes as they are, or any other value pickled now."""
+        result, _extra = self._call("fetch", {"name": name}, None)
+        if result.get("kind") == "file" and result.get("format") == "pickle":
+            return pickles.checked_bytes(name, result)
+        return pickles.dumps(self.fetch(name))
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self) -> EventStream:
@@ -449,7 +474,7 @@ def _array_from_file(np: Any, name: str, result: dict[str, Any]) -> Any:
         raise ClientError(f"cannot read '{name}' from {path}: {err.strerror or err}") from None
     size = result.get("size")
     if size is not None and info.st_size != size:
-        raise UntrustedFileError(_altered(name, path, f"{info.st_size} bytes, not {size}"))
+        raise UntrustedFileError(pickles.altered(name, path, f"{info.st_size} bytes, not {size}"))
     array = _read_payload(np, name, path, kind)
     if "dtype" in result and np.dtype(array.dtype) != _dtype(np, result["dtype"]):
         raise ProtocolError(f"{path} holds {array.dtype}, the daemon said {result['dtype']}")
@@ -495,11 +520,4 @@ def _check_content(np: Any, name: str, path: str, array: Any, checksum: object) 
     hasher.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     digest = checksum.get("digest")
     if not isinstance(digest, str) or not hmac.compare_digest(hasher.hexdigest(), digest):
-        raise UntrustedFileError(_altered(name, path, "its content is not what was stored"))
-
-
-def _altered(name: str, path: str, how: str) -> str:
-    return (
-        f"Refusing {path}: {how}, so the file was changed on disk after '{name}' was stored. "
-        f"Re-make it: pyplant invalidate <the reactor that sends '{name}'>."
-    )
+        raise UntrustedFileError(pickles.altered(name, path, "its content is not what was stored"))

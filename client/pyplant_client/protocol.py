@@ -56,7 +56,7 @@ COMMAND_ARGS: dict[str, dict[str, tuple[str, bool]]] = {
     "ping": {}, "status": {}, "run": {"targets": ("names", False)}, "cancel": {},
     "invalidate": {"reactor": ("name", True)}, "ingredients": {},
     "preview": {"name": ("name", True)}, "fetch": {"name": ("name", True)}, "shutdown": {},
-    "graph": {},
+    "graph": {}, "clean": {"names": ("names", False), "all": ("flag", False)},
 }  # fmt: skip
 COMMANDS = tuple(COMMAND_ARGS)
 REQUEST_FIELDS = frozenset({"v", "id", "nonce", "ts", "cmd", "args"})
@@ -465,6 +465,7 @@ def _is_name(value: object) -> bool:
 _ARG_KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "name": (_is_name, "a non-empty string"),
     "names": (lambda v: isinstance(v, list) and all(map(_is_name, v)), "a list of names"),
+    "flag": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 

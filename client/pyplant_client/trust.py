@@ -97,6 +97,33 @@ def check_payload_file(path: Path) -> os.stat_result:
     return info
 
 
+def read_payload_file(path: Path) -> bytes:
+    """The bytes of a payload file named by the daemon, read only once the open descriptor
+    shows a regular file of ours that others cannot write (never through a link): what was
+    checked is what is read."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            _check_regular(path, os.lstat(path))  # says it is a link
+        raise
+    try:
+        info = os.fstat(fd)
+        _check_regular(path, info)
+        check_owner(path, info, "Only your own daemon's plant dir is read. Remove it.")
+        if info.st_mode & 0o022:
+            raise UntrustedFileError(
+                f"Refusing {path}: its mode {stat.S_IMODE(info.st_mode):04o} lets other users "
+                "change it."
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 24):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _check_regular(path: Path, info: os.stat_result) -> None:
     if stat.S_ISLNK(info.st_mode):
         raise UntrustedFileError(

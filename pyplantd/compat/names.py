@@ -54,10 +54,10 @@ class UnknownIngredientError(IngredientNotFoundError, ValueError):
 
 
 def unknown_ingredient(name: str, known: Iterable[str]) -> UnknownIngredientError:
-    listed = ", ".join(sorted(known)) or "none"
+    from ..suggest import unknown
+
     return UnknownIngredientError(
-        f"Ingredient '{name}' is not in the plant (known: {listed}). "
-        "Run the reactor that sends it first."
+        unknown("Ingredient", name, known, "the plant") + " Run the reactor that sends it first."
     )
 
 

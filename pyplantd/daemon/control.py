@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import PlantError
 from ..graph.live import LiveGraph
 from ..sizes import format_size
 from ..store.listing import describe_shape
+from ..suggest import did_you_mean
 from .server import BadArgumentsError, Handler
 
 if TYPE_CHECKING:
@@ -27,6 +31,10 @@ MAX_BUFFER_BYTES = 2**30  # larger arrays are fetched from their file
 # content hash of store/specs.py: xxh3_128 over "<dtype.str>|<shape tuple>|" and the C-order
 # bytes. An hdf_array records none (hashing data larger than memory at commit would defeat it).
 FILE_CHECKSUMS = {"array": "xxh3_128-array"}
+# A pickled payload's checksum: xxh3_128 of the file's bytes (store/specs.py, PickleSpec).
+PICKLE_CHECKSUM = "xxh3_128-file"
+PICKLE_SUFFIX = ".pkl"
+CLEAN_WAIT = 3.0  # seconds a clean waits for the engine before it is only queued
 
 
 class Control:
@@ -63,6 +71,8 @@ class Control:
                 "events_dropped": server.events_dropped,
             }  # fmt: skip
         status["pipeline"] = str(self.engine.pipeline)
+        if store is not None:
+            status["plant_dir"] = str(store.plant_dir)
         status["uptime"] = time.time() - self.started
         return status
 
@@ -70,13 +80,15 @@ class Control:
         store = self.engine.session.store
         if store is None:
             return {"ingredients": []}
-        rows = []
+        rows, now = [], time.time()
+        versions = Counter(key[0] for key in list(store.versions))
         for record in sorted(list(store.ingredients.values()), key=lambda r: r.name):
             producer = store.reactors.get(record.producer)
             rows.append({
                 "name": record.name, "producer": producer.name if producer else "?",
                 "type": record.type, "shape": describe_shape(record.meta),
                 "size": record.size, "tier": store.tier(record),
+                "age": max(0.0, now - record.created_at), "versions": versions[record.producer],
             })  # fmt: skip
         return {"ingredients": rows}
 
@@ -116,6 +128,15 @@ class Control:
             return {"kind": "buffer", **meta, "sha256": digest}, [data]
         if _jsonable(value):
             return {"kind": "value", "json": value}
+        if store.spec(record.type).suffix == PICKLE_SUFFIX and durable and record.checksum:
+            # Never pickled over the socket: the client may load the file itself, if it wants
+            # pickles, after checking its owner, size and this checksum.
+            path = str(store.payloads.resolve(record.path))
+            return {
+                "kind": "file", "format": "pickle", "path": path, "size": record.size,
+                "python_type": type(value).__qualname__,
+                "checksum": {"algorithm": PICKLE_CHECKSUM, "digest": record.checksum},
+            }  # fmt: skip
         raise BadArgumentsError(
             f"'{record.name}' ({type(value).__name__}) cannot be sent without pickling; "
             "fetch arrays and plain values, or use `pyplant preview`."
@@ -128,8 +149,11 @@ class Control:
             raise BadArgumentsError("give the ingredient's name: {'name': ...}")
         record = store.ingredients.get(name) if store is not None else None
         if record is None or store is None:
-            known = ", ".join(sorted(store.ingredients)) if store else ""
-            raise BadArgumentsError(f"no ingredient named '{name}' (known: {known or 'none'})")
+            known = sorted(store.ingredients) if store else []
+            raise BadArgumentsError(
+                f"no ingredient named '{name}' (known: {', '.join(known) or 'none'})."
+                + did_you_mean(name, known)
+            )
         return store.load(record), record
 
     # -- acting -----------------------------------------------------------------------------
@@ -150,6 +174,33 @@ class Control:
         self._check_reactors([reactor])
         return {"run_id": self.engine.request_invalidate(reactor)}
 
+    def cmd_clean(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Remove old versions, the named ingredients, or all results, as `pyplantd clean` does,
+        on the engine thread once it is idle: `freed` bytes, or `queued` while a run goes on."""
+        names, everything = list(args.get("names") or []), bool(args.get("all"))
+        if names and everything:
+            raise BadArgumentsError("give ingredient names or all, not both")
+        store = self.engine.session.store
+        if store is None:
+            raise BadArgumentsError(
+                "the pipeline has not opened its plant yet (see the daemon's output)"
+            )
+        missing = [n for n in names if n not in store.ingredients]
+        if missing:
+            known = sorted(store.ingredients)
+            hints = "".join(did_you_mean(n, known) for n in missing)
+            raise BadArgumentsError(
+                f"no ingredient named {', '.join(missing)} (known: "
+                f"{', '.join(known) or 'none'}).{hints}"
+            )
+        reply = self.engine.request_clean(names, everything)
+        try:
+            return {"freed": reply.result(CLEAN_WAIT)}
+        except FutureTimeout:
+            return {"queued": True}
+        except PlantError as error:
+            raise BadArgumentsError(str(error)) from None
+
     def cmd_shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
         self.engine.request_stop()
         return {"stopping": True}
@@ -165,8 +216,9 @@ class Control:
         known = plant.reactor_names()
         unknown = [n for n in names if n not in known]
         if unknown:
+            hints = "".join(did_you_mean(n, known) for n in unknown)
             raise BadArgumentsError(
-                f"unknown reactor {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+                f"unknown reactor {', '.join(unknown)} (known: {', '.join(sorted(known))}).{hints}"
             )
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -29,7 +30,9 @@ from ..decisions import Decision, forget_tracked_files
 from ..errors import PlantError, ReactorFailedError, RunCancelled
 from ..host import hosting
 from ..reactor import forget_visible
+from ..settings import Settings, given
 from ..signals import describe_writes
+from ..sizes import format_size
 from .console import Console
 from .interrupts import Interrupter, Stop, in_user_code
 from .loader import ScriptLoader, load_error
@@ -58,15 +61,32 @@ class WatchOptions:
     force_polling: bool = False
     control: bool = True  # serve the ZeroMQ endpoint for clients
     tcp: bool = False  # the endpoint on tcp://127.0.0.1 instead of ipc://
+    # The command's resolved settings (`pyplantd watch`): they decide the plant dir and budgets,
+    # with where each came from; without them, the fields above as given.
+    settings: Settings | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WatchOptions:
+        return cls(
+            settings.pipeline, settings.targets, settings.plant_dir, settings.memory,
+            settings.disk, settings.debounce, settings.poll, tcp=settings.tcp, settings=settings,
+        )  # fmt: skip
+
+    def plant_settings(self) -> Settings:
+        if self.settings is not None:
+            return self.settings
+        return given(plant_dir=self.plant_dir, memory=self.memory, disk=self.disk)
 
 
 @dataclass(frozen=True)
 class Command:
-    """A client's request for the engine: run, invalidate."""
+    """A client's request for the engine: run, invalidate, clean."""
 
     kind: str
     targets: list[str] = field(default_factory=list)
     run_id: int = 0
+    everything: bool = False  # clean: every result
+    reply: Future[int] | None = field(default=None, compare=False)  # clean: bytes freed
 
 
 class Engine:
@@ -74,7 +94,7 @@ class Engine:
         self.options = options
         self.pipeline = options.pipeline.absolute()
         self.console = console
-        self.session = Session(options.plant_dir, options.memory, options.disk)
+        self.session = Session(options.plant_settings(), on_notice=console.notice)
         self.loader = ScriptLoader(self.pipeline)
         self.inbox: queue.Queue[set[Path] | Command] = queue.Queue()
         self.watcher = Watcher(
@@ -238,6 +258,12 @@ class Engine:
         self.inbox.put(Command("invalidate", [reactor], run_id))
         return run_id
 
+    def request_clean(self, names: list[str], everything: bool) -> Future[int]:
+        """Clean the plant (see PlantStore.clean) once the engine is idle; the bytes freed."""
+        reply: Future[int] = Future()
+        self.inbox.put(Command("clean", list(names), everything=everything, reply=reply))
+        return reply
+
     def request_stop(self) -> None:
         """A client's stop: graceful, like a first Ctrl-C."""
         with contextlib.suppress(ProcessLookupError, OSError):
@@ -275,6 +301,23 @@ class Engine:
         elif work.kind == "invalidate":
             self.cycle(f"invalidated {work.targets[0]}", False, run_id=work.run_id,
                        invalidate=work.targets[0])  # fmt: skip
+        elif work.kind == "clean":
+            self._clean(work)
+
+    def _clean(self, command: Command) -> None:
+        """A client's clean, between runs: nothing reads or writes the store meanwhile."""
+        assert command.reply is not None
+        store = self.session.store
+        try:
+            if store is None:
+                raise PlantError("the pipeline has not opened its plant yet")
+            freed = store.clean(command.targets, command.everything)
+        except PlantError as failure:
+            command.reply.set_exception(failure)
+            return
+        what = "every result" if command.everything else ", ".join(command.targets)
+        self.console.notice(f"cleaned {what or 'old versions'}: {format_size(freed)} freed")
+        command.reply.set_result(freed)
 
     def _describe(self, changed: set[Path]) -> str:
         names = sorted(p.name for p in changed)

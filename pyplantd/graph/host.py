@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PlantDirError
 from ..reactor import visible_subreactors
+from ..settings import Settings, given
 from ..store.locking import LOCK_NAME
 from ..store.plant_store import PlantStore
 from .model import Node, build
@@ -28,12 +29,9 @@ if TYPE_CHECKING:
 
 
 class GraphHost:
-    def __init__(
-        self, pipeline: Path, plant_dir: Path | None = None, track_versions: bool = True
-    ) -> None:
+    def __init__(self, pipeline: Path, settings: Settings | None = None) -> None:
         self.pipeline = pipeline
-        self.plant_dir_override = plant_dir
-        self.track_versions = track_versions
+        self.settings = settings if settings is not None else given()
         self.plants: list[Plant] = []
         self.model: dict[str, Any] | None = None
         self._shown: dict[int, Path] = {}  # id(plant) -> the plant dir the script named
@@ -42,14 +40,15 @@ class GraphHost:
     # -- Host protocol ----------------------------------------------------------------------
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:
         self.plants.append(plant)
-        plant.track_versions = self.track_versions and plant.track_versions
-        wanted = Path(self.plant_dir_override or plant_dir).expanduser().absolute()
+        options = self.settings.for_plant(plant_dir, 0, plant.disk, plant.track_versions)
+        plant.track_versions = options.track_versions
+        wanted = options.plant_dir
         self._shown[id(plant)] = wanted
         if not wanted.is_dir() or not any(wanted.iterdir()):
             self._scratch.append(Path(tempfile.mkdtemp(prefix="pyplantd-graph-")))
             return PlantStore(self._scratch[-1], memory=0)
         try:
-            return PlantStore(wanted, memory=0, disk=plant.disk)
+            return PlantStore(wanted, memory=0, disk=options.disk)
         except PlantDirError as error:
             if _locked(wanted):
                 raise PlantDirError(

@@ -9,6 +9,7 @@ from pathlib import Path
 from .locking import check_plant_dir
 from .manifest import Manifest
 from .payloads import PayloadFiles
+from .plant_store import tier_name
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class IngredientRow:
     type: str
     shape: str  # "(1000, 3) float32", "dict", ...
     size: int
-    tier: str  # memory / disk / both / missing
+    tier: str  # warm (memory only) / disk / both / missing
     age: float  # seconds since it was made
     versions: int  # results kept for its producer, the current one included
 
@@ -47,9 +48,7 @@ def list_ingredients(plant_dir: Path, warm: set[str] | None = None) -> list[Ingr
     for record in sorted(ingredients.values(), key=lambda r: r.name):
         on_disk = files.intact(record.path, record.size)
         in_memory = warm is not None and record.path in warm
-        tier = {(True, True): "both", (True, False): "memory", (False, True): "disk"}.get(
-            (in_memory, on_disk), "missing"
-        )
+        tier = tier_name(in_memory, on_disk)
         producer = reactors[record.producer].name if record.producer in reactors else "?"
         kept = sum(1 for v in versions if v.record.id == record.producer)
         shape = describe_shape(record.meta)

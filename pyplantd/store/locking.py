@@ -99,7 +99,8 @@ def acquire_lock(plant_dir: Path) -> PlantLock:
         os.close(fd)
         raise PlantDirError(
             f"Plant dir {plant_dir} is in use by another process ({owner}). Wait for it to "
-            "finish, stop it, or use another plant dir."
+            "finish, stop it (`pyplant stop` if it is `pyplantd watch`, whose plant `pyplant "
+            "run` runs), or use another plant dir."
         ) from None
     except BaseException:
         os.close(fd)

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import PayloadDamagedError, PlantError, StoreError
 from ..fingerprint import file_fingerprint, with_code
 from ..sizes import default_disk_budget, default_memory_budget, format_size
+from ..suggest import unknown
 from .failures import explain_os_error
 from .frozen import CODE_META, CONTENT_META, Pickled, thaw
 from .locking import acquire_lock, check_plant_dir
@@ -339,10 +340,12 @@ class PlantStore:
         self.writer.flush()
         before = self._payload_bytes()
         if everything or names:
-            unknown = sorted(set(names or []) - set(self.ingredients))
-            if unknown:
-                known = ", ".join(sorted(self.ingredients)) or "none"
-                raise StoreError(f"No ingredient named {', '.join(unknown)} (known: {known}).")
+            missing = sorted(set(names or []) - set(self.ingredients))
+            if missing:
+                raise StoreError(
+                    " ".join(unknown("Ingredient", n, self.ingredients, "the plant dir")
+                             for n in missing)
+                )  # fmt: skip
             self.forget(list(self.ingredients) if everything else list(names or []))
         if everything:
             for reactor_id in list(self.reactors):
@@ -455,10 +458,8 @@ class PlantStore:
         return rows
 
     def tier(self, record: IngredientRecord) -> str:
-        """memory / disk / both, for listings."""
-        in_memory = record.path in self.warm
-        on_disk = self.payloads.intact(record.path, record.size)
-        return "both" if in_memory and on_disk else ("memory" if in_memory else "disk")
+        """warm (in memory only) / disk / both / missing, for listings."""
+        return tier_name(record.path in self.warm, self.payloads.intact(record.path, record.size))
 
     # -- lifetime ---------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
@@ -479,6 +480,13 @@ class PlantStore:
 
 
 UNCACHED = "uncached"  # payload meta of a value sent with use_cache=False
+
+
+def tier_name(warm: bool, on_disk: bool) -> str:
+    """Where a value is: `warm` (memory only), `disk`, `both`, or `missing`."""
+    return {(True, True): "both", (True, False): "warm", (False, True): "disk"}.get(
+        (warm, on_disk), "missing"
+    )
 
 
 def own_copy(value: Any) -> Any:

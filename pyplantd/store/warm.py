@@ -109,6 +109,14 @@ class WarmTier:
                 waited += elapsed
                 self.waited_seconds += elapsed
 
+    def set_budget(self, budget: int) -> None:
+        """A new budget (the script's Plant(memory=...) changed): durable values over it are
+        dropped now, least recently used first; waiting writers see the new room."""
+        with self._lock:
+            self.budget = budget
+            self._evict(budget)
+            self._changed.notify_all()
+
     def drop_unwritten(self) -> None:
         """At the end of a run: values whose write failed are needed no more."""
         with self._lock:
