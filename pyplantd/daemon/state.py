@@ -110,6 +110,11 @@ class EngineState:
         self._publish("run_finished", {"run_id": run_id, "status": "reload_failed", "ran": 0})
 
     # -- server thread ----------------------------------------------------------------------
+    def is_idle(self) -> bool:
+        """As clients were told: idle from the moment `run_finished` is published."""
+        with self._lock:
+            return self.state == "idle"
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             reactors = {name: dict(info) for name, info in self.reactors.items()}
