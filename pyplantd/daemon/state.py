@@ -171,14 +171,20 @@ def _user_frame(thread: int, pipeline: Path | None) -> str | None:
 
 
 def failure_fields(exc: BaseException | None) -> dict[str, Any]:
-    """Exception type, message, and the deepest frame of the user's own code."""
+    """Exception type, message, and the place (path, line, column) in the deepest frame of the
+    user's own code."""
     if exc is None:
-        return {"exception": "Error", "message": "", "path": "", "line": 0, "traceback": ""}
+        return {
+            "exception": "Error", "message": "", "path": "", "line": 0, "column": 0,
+            "traceback": "",
+        }  # fmt: skip
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
     where = frames[-1] if frames else None
     trimmed = "".join(traceback.format_list(frames)) + f"{type(exc).__name__}: {exc}\n"
+    # Python >= 3.11 knows the column of the expression that raised (0-based); else column 1
+    column = (getattr(where, "colno", None) or 0) + 1 if where else 0
     return {
         "exception": type(exc).__name__, "message": str(exc),
         "path": where.filename if where else "", "line": where.lineno if where else 0,
-        "traceback": trimmed,
+        "column": column, "traceback": trimmed,
     }  # fmt: skip
