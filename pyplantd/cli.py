@@ -6,8 +6,10 @@ cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusa
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,6 +30,9 @@ from .sizes import format_size, parse_size
 from .store import listing
 from .store.manifest import DB_NAME
 from .store.plant_store import PlantStore
+
+if TYPE_CHECKING:
+    from .daemon import console as daemon_console
 
 app = typer.Typer(
     help="Run PyPlant pipelines, re-running only what a change affected.",
@@ -91,11 +96,13 @@ def run(
     disk: DiskOpt = None,
 ) -> None:
     """Run PIPELINE once, as `python PIPELINE` would, and print what ran and why."""
+    view = _run_view()
     options = OneShotOptions(
         plant_dir, list(target or []), "plan" if dry_run else "run", [], track_versions,
-        _size(memory), _size(disk), on_open=_announce_store,
+        _size(memory), _size(disk), on_open=_announce_store, on_plant=view.follow,
     )  # fmt: skip
-    host = _execute(pipeline, options)
+    with contextlib.nullcontext() if dry_run else view.showing():
+        host = _execute(pipeline, options)
     if dry_run:
         _print_plan(host)
         return
@@ -207,6 +214,15 @@ def _plant_dir(plant_dir: Path | None) -> Path:
         err.print(f"Error: {plant_dir} is not a plant dir (it has no {DB_NAME}).")
         raise typer.Exit(2)
     return plant_dir
+
+
+def _run_view() -> daemon_console.Console:
+    """Reactors' progress while `run` runs: a live view when the output is a terminal (which
+    then shows the reactors' output above it), else a progress line now and then."""
+    from .daemon.console import Console as RunConsole
+
+    terminal = sys.stdout.isatty() and sys.stderr.isatty()
+    return RunConsole(live=terminal, reactor_lines=False, prefix=False, capture=False)
 
 
 def _announce_store(store: PlantStore) -> None:

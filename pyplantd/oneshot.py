@@ -31,6 +31,7 @@ class OneShotOptions:
     memory: int | None = None
     disk: int | None = None
     on_open: Callable[[PlantStore], None] | None = None  # e.g. print the budget
+    on_plant: Callable[[Plant], None] | None = None  # before its first run: follow its events
 
 
 class OneShotHost:
@@ -40,6 +41,7 @@ class OneShotHost:
         self.requested: dict[int, list[str]] = {}  # id(plant) -> targets the script asked for
         self.plans: list[PlannedStep] = []
         self.accepted: list[str] = []
+        self._announced: set[int] = set()  # ids of the plants given to on_plant
 
     # -- Host protocol ----------------------------------------------------------------------
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:
@@ -56,10 +58,12 @@ class OneShotHost:
         return False
 
     def on_run_reactor(self, plant: Plant, target: str) -> bool:
+        self._before_runs(plant)
         self.requested.setdefault(id(plant), []).append(target)
         return self.options.mode != "run" or bool(self.options.targets)
 
     def on_close(self, plant: Plant) -> None:
+        self._before_runs(plant)
         mode = self.options.mode
         targets = self.options.targets or self.requested.get(id(plant), [])
         if mode == "run" and self.options.targets:
@@ -70,6 +74,11 @@ class OneShotHost:
             for name in self.options.accept:
                 plant.accept(name)
                 self.accepted.append(name)
+
+    def _before_runs(self, plant: Plant) -> None:
+        if self.options.on_plant is not None and id(plant) not in self._announced:
+            self._announced.add(id(plant))
+            self.options.on_plant(plant)
 
     # -- after the script -------------------------------------------------------------------
     def close_all(self) -> None:

@@ -43,12 +43,15 @@ class Console:
         live: bool | None = None,
         reactor_lines: bool = True,
         prefix: bool = True,
+        capture: bool = True,
     ) -> None:
         """`reactor_lines`: without the live view, a line per reactor as it ends (`pyplantd
-        run` prints its table instead); `prefix`: reactors' lines start with their name."""
+        run` prints its table instead); `prefix`: reactors' lines start with their name;
+        `capture`: without the live view too, reactors' output goes through this console
+        (`pyplantd run` leaves it alone then, as `python pipeline.py` would)."""
         self.out = RichConsole(file=stream or sys.stdout, highlight=False, soft_wrap=True)
         self.live_view = self.out.is_terminal if live is None else live
-        self.reactor_lines, self.prefix = reactor_lines, prefix
+        self.reactor_lines, self.prefix, self.capture = reactor_lines, prefix, capture
         self.view = RunView()
         self._plain_progress = PlainProgress()
         self.on_line: Callable[[str | None, str], None] = lambda reactor, text: None
@@ -127,9 +130,10 @@ class Console:
                     refresh_per_second=8, redirect_stdout=False, redirect_stderr=False,
                 )  # fmt: skip
                 stack.enter_context(live)
-            stack.enter_context(
-                _prefixed_output(self.out, self.on_line, self.view.set_status, self.prefix)
-            )
+            if self.live_view or self.capture:
+                stack.enter_context(
+                    _prefixed_output(self.out, self.on_line, self.view.set_status, self.prefix)
+                )
             yield
 
     def follow(self, plant: Plant) -> None:
