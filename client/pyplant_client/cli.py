@@ -280,8 +280,12 @@ def _status_lines(result: dict[str, Any]) -> Iterator[str]:
         for name, info in reactors.items():
             info = info if isinstance(info, dict) else {}
             text = f"  {info.get('state', '?'):8} {name}"
-            if "duration" in info:
-                text += f" ({_duration(info['duration'])})"
+            if "duration" in info or "elapsed" in info:
+                text += f" ({_duration(info.get('duration', info.get('elapsed')))})"
+            if info.get("waiting_for"):
+                text += f": waiting for {info['waiting_for']}"
+            if isinstance(info.get("progress"), dict):
+                text += f" {progress_text(info['progress'])}"
             if info.get("why"):
                 text += f": {_one_line(info['why'])}"
             yield text

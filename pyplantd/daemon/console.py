@@ -215,6 +215,8 @@ class _PrefixedStream(io.TextIOBase):
     updated in place (carriage returns, as progress bars do) is a status, not a line each
     time: the live view shows it, and only what the line finally says is printed."""
 
+    encoding = "utf-8"  # the console writes any text (tqdm draws its bar in ASCII otherwise)
+
     def __init__(
         self,
         console: RichConsole,
