@@ -16,7 +16,6 @@ from typing import Any
 from pyplant_client.progress import progress_text
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
-from rich.table import Table
 from rich.text import Text
 
 from .events import EventType, PlantEvent
@@ -24,6 +23,7 @@ from .history import format_duration
 
 REDRAW_SECONDS = 0.1  # a drawing is reused this long (rich draws it again at every print)
 MIN_ROWS = 5  # rows shown however small the terminal
+MAX_FINISHED_ROWS = 10  # finished reactors shown besides those in flight
 
 
 @dataclass
@@ -88,46 +88,59 @@ class RunView:
             or drawn[1] != options.max_width
             or now - drawn[2] > REDRAW_SECONDS
         ):
-            height = max(MIN_ROWS, console.size.height - 3)
-            lines = console.render_lines(self.table(height, now), options, pad=False)
-            drawn = self._drawn = (self._version, options.max_width, now, lines)
-        for number, line in enumerate(drawn[3]):
+            lines = self.lines(max(MIN_ROWS, console.size.height - 3), now)
+            segments = []
+            for line in lines:
+                line.truncate(options.max_width, overflow="ellipsis")
+                segments.append(list(line.render(console)))
+            drawn = self._drawn = (self._version, options.max_width, now, segments)
+        for number, line_segments in enumerate(drawn[3]):
             if number:
                 yield Segment.line()
-            yield from line
+            yield from line_segments
 
-    def table(self, max_rows: int, now: float) -> Table:
-        """The rows that fit: all reactors in flight first, then the latest finished ones, and
-        a line counting the others."""
+    def lines(self, max_rows: int, now: float) -> list[Text]:
+        """What fits: all reactors in flight, then the latest finished ones (a few: the table
+        after the run lists them all), and a line counting the others. Plain lines rather than
+        a rich Table: this is drawn 8 times a second and again at every printed line."""
         rows = list(self.rows.items())  # a copy: the engine thread adds rows meanwhile
         active = [i for i, (_, row) in enumerate(rows) if row.state in ("running", "waiting")]
-        room = max(0, max_rows - len(active) - 1)
+        room = min(MAX_FINISHED_ROWS, max(0, max_rows - len(active) - 1))
         finished = [i for i, (_, row) in enumerate(rows) if row.state in _FINISHED]
         shown = sorted(active[:max_rows] + (finished[-room:] if room else []))
-        grid = Table.grid(padding=(0, 1))
-        for index in shown:
-            grid.add_row(*_cells(*rows[index], now))
+        width = max((len(rows[i][0]) for i in shown), default=0)
+        lines = [_line(*rows[index], width, now) for index in shown]
         if len(shown) < len(rows):
             visible = set(shown)
             hidden = [row.state for i, (_, row) in enumerate(rows) if i not in visible]
             counts = ", ".join(f"{hidden.count(s)} {s}" for s in _FINISHED if s in hidden)
-            grid.add_row("", Text(f"and {len(hidden)} more ({counts})", style="dim"), "", "")
-        return grid
+            lines.append(Text(f"  and {len(hidden)} more ({counts})", style="dim"))
+        return lines
 
 
 _FINISHED = ("done", "warm", "failed")
 
 
-def _cells(name: str, row: Row, now: float) -> tuple[Text | str, ...]:
+def _line(name: str, row: Row, width: int, now: float) -> Text:
+    """`▶ name  running 1.2 s ████░░ 40% ...`, the name padded to `width`."""
+    padded = name.ljust(width)
     extra = progress_text(row.progress) if row.progress else row.status
     if row.state == "running":
         spent = format_duration(row.spent + now - row.since)
-        return Text("▶", "yellow"), name, f"running {spent}", extra
-    if row.state == "waiting":
-        what = f"waiting for {row.waiting_for}"
-        return Text("…", "yellow"), name, Text(what, "yellow"), extra
-    if row.state == "done":
-        return Text("✓", "green"), name, format_duration(row.duration), ""
-    if row.state == "warm":
-        return Text("·", "dim"), Text(name, "dim"), Text("warm", "dim"), ""
-    return Text("✗", "red"), name, Text("failed", "red"), ""
+        parts: list[tuple[str, str]] = [("▶", "yellow"), (padded, ""), (f"running {spent}", "")]
+    elif row.state == "waiting":
+        parts = [("…", "yellow"), (padded, ""), (f"waiting for {row.waiting_for}", "yellow")]
+    elif row.state == "done":
+        parts = [("✓", "green"), (padded, ""), (format_duration(row.duration), "")]
+    elif row.state == "warm":
+        parts = [("·", "dim"), (padded, "dim"), ("warm", "dim")]
+    else:
+        parts = [("✗", "red"), (padded, ""), ("failed", "red")]
+    if extra and row.state in ("running", "waiting"):
+        parts.append((extra, ""))
+    text = Text()
+    for number, (part, style) in enumerate(parts):
+        if number:
+            text.append(" ")
+        text.append(part, style)
+    return text

@@ -64,7 +64,7 @@ def _number(value: object) -> float | None:
 
 class PlainProgress:
     """Which progress reports plain output prints: one per reactor every PLAIN_EVERY seconds,
-    and the one that reaches the total."""
+    and the one that reaches the total if it took that long (a quick loop prints nothing)."""
 
     def __init__(self, every: float = PLAIN_EVERY) -> None:
         self.every = every
@@ -75,7 +75,7 @@ class PlainProgress:
         done, total = _number(fields.get("done")), _number(fields.get("total"))
         if total is not None and done == total:
             self._last.pop(reactor, None)
-            return True
+            return (_number(fields.get("elapsed")) or 0.0) >= self.every
         last = self._last.setdefault(reactor, now)
         if now - last < self.every:
             return False
