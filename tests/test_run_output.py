@@ -370,3 +370,21 @@ if __name__ == '__main__':
     with Plant('plant') as plant:
         plant.run_reactor(frames)
 """
+
+
+def test_the_readme_quickstart_edits_run_what_the_readme_says(
+    project: Project, start_daemon: Callable[..., Daemon]
+) -> None:
+    """Same data from an edited `expensive_operation`: only load_data, and the summary says why
+    plot_data did not run; other data: both."""
+    project.write("pipeline.py", (REPO / "examples" / "quickstart.py").read_text())
+    daemon = start_daemon()
+    start = daemon.next_run()
+    assert start.states == {"load_data": "ran", "plot_data": "ran"}, start
+    project.edit("pipeline.py", "time.sleep(0.5)", "time.sleep(0.4)")
+    same = daemon.next_run()
+    assert same.states == {"load_data": "ran", "plot_data": "warm"}, same
+    assert same.summary.endswith("plot_data: input 'data' unchanged (early cutoff)"), same
+    project.edit("pipeline.py", "default_rng(42)", "default_rng(7)")
+    other = daemon.next_run()
+    assert other.states == {"load_data": "ran", "plot_data": "ran"}, other
