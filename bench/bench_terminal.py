@@ -21,6 +21,7 @@ Prints a Markdown section on stdout; progress on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import functools
 import os
@@ -166,35 +167,52 @@ class RunFigures:
     printed: int = 0  # bytes, all runs
 
 
-def measure_run(reactors: int, items: int, saves: int, terminal: bool) -> RunFigures:
-    """`saves` runs of every reactor."""
-    import psutil
+class Served:
+    """A project under a daemon of its own, and a client following its runs."""
 
-    figures = RunFigures()
-    with tempfile.TemporaryDirectory(prefix="bench-terminal-") as work:
-        root = Path(work)
-        script = root / "pipeline.py"
-        script.write_text(pipeline(reactors, items, 0))
-        daemon = Drained(root, terminal)
-        try:
-            client = _connect(root, daemon)
-            process = psutil.Process(daemon.proc.pid)
-            with client, client.subscribe() as stream:
-                _wait_idle(client)
-                for save in range(1, saves + 1):
-                    warm_memory()
-                    cpu = sum(process.cpu_times()[:2])
-                    script.write_text(pipeline(reactors, items, save))
-                    finished = _finished(client.follow(stream, None, timeout=RUN_TIMEOUT))
-                    if finished.get("status") != "ok" or finished.get("ran") != reactors + 1:
-                        raise RuntimeError(f"the run did not run every reactor: {finished}")
-                    figures.durations.append(float(finished["duration"]))
-                    figures.cpu.append(sum(process.cpu_times()[:2]) - cpu)
-                    log(f"run ({'terminal' if terminal else 'pipe'}): save {save}/{saves}")
-            figures.printed = daemon.received
-            return figures
-        finally:
-            daemon.stop()
+    def __init__(self, root: Path, reactors: int, items: int, terminal: bool,
+                 stack: contextlib.ExitStack) -> None:  # fmt: skip
+        import psutil
+
+        self.root, self.reactors, self.items = root, reactors, items
+        self.script = root / "pipeline.py"
+        self.script.write_text(pipeline(reactors, items, 0))
+        self.daemon = Drained(root, terminal)
+        stack.callback(self.daemon.stop)
+        self.client = stack.enter_context(_connect(root, self.daemon))
+        self.stream = stack.enter_context(self.client.subscribe())
+        self.process = psutil.Process(self.daemon.proc.pid)
+        self.figures = RunFigures()
+        _wait_idle(self.client)
+
+    def run(self, save: int) -> None:
+        """Save an edit every reactor depends on; the run's duration and the daemon's CPU."""
+        warm_memory()
+        cpu = sum(self.process.cpu_times()[:2])
+        self.script.write_text(pipeline(self.reactors, self.items, save))
+        finished = _finished(self.client.follow(self.stream, None, timeout=RUN_TIMEOUT))
+        if finished.get("status") != "ok" or finished.get("ran") != self.reactors + 1:
+            raise RuntimeError(f"the run did not run every reactor: {finished}")
+        self.figures.durations.append(float(finished["duration"]))
+        self.figures.cpu.append(sum(self.process.cpu_times()[:2]) - cpu)
+        self.figures.printed = self.daemon.received
+
+
+def measure_runs(reactors: int, items: int, saves: int) -> dict[str, RunFigures]:
+    """`saves` runs of every reactor in each of two daemons, one printing to a pipe and one to a
+    terminal, taking turns so that the machine's load weighs on both alike."""
+    with tempfile.TemporaryDirectory(prefix="bench-terminal-") as work, \
+            contextlib.ExitStack() as stack:  # fmt: skip
+        served = {}
+        for label, terminal in (("pipe", False), ("terminal", True)):
+            root = Path(work) / label
+            root.mkdir()
+            served[label] = Served(root, reactors, items, terminal, stack)
+        for save in range(1, saves + 1):
+            for label, one in served.items():
+                one.run(save)
+                log(f"run ({label}): save {save}/{saves}")
+        return {label: one.figures for label, one in served.items()}
 
 
 def _connect(root: Path, daemon: Drained) -> Any:
@@ -260,7 +278,8 @@ cost of the call):
 **A {args.reactors}-reactor run in the daemon** (`pyplantd watch`, a real subprocess): each of
 {args.reactors} reactors iterates `pipe.track` over {args.items:,} items and sends a value, one
 more receives them all; each of {args.saves} saves re-runs all {args.reactors + 1}. The run's
-duration as the daemon reports it, with its output a pipe or a pseudo-terminal (both drained):
+duration as the daemon reports it, with its output a pipe or a pseudo-terminal (both drained;
+two daemons taking turns, one save each):
 
 {run_table}
 
@@ -296,13 +315,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     load_before = load_average()
     calls = measure_calls(args.calls, args.repeats)
-    runs = {}
-    for label, terminal in (("pipe", False), ("terminal", True)):
-        try:
-            runs[label] = measure_run(args.reactors, args.items, args.saves, terminal)
-        except Exception as failure:  # report it in the section, never crash the runner
-            print(f"## Terminal\n\nthe {label} run failed: {failure}\n")
-            return
+    try:
+        runs = measure_runs(args.reactors, args.items, args.saves)
+    except Exception as failure:  # report it in the section, never crash the runner
+        print(f"## Terminal\n\nthe daemon runs failed: {failure!r}\n")
+        return
     print(render(args, calls, runs, (load_before, load_average())))
 
 
