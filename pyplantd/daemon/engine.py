@@ -221,8 +221,9 @@ class Engine:
         self.console.notice(f"{self._describe(paths)}: the same bytes as before, nothing to run")
 
     def cancel(self) -> bool:
-        """Cancel the load or run in progress, if any (any thread)."""
-        if not self._busy:
+        """Cancel the load or run in progress, if any (any thread). Once its end is published
+        (run_finished), it is over, although the console may still be printing its summary."""
+        if not self._busy or self.state.state == "idle":
             return False
         self._cancel.set()
         self.interrupter.request(RunCancelled)
