@@ -712,6 +712,9 @@ def test_cli_fetch_writes_npy(daemon, tmp_path: Path) -> None:
          "  warm load (restored)"),
         ({"type": "reactor_failed", "reactor": "plot", "exception": "KeyError", "message": "'x'",
           "path": "", "line": 0}, "error: plot: KeyError: 'x'"),
+        ({"type": "progress", "reactor": "fit", "done": 3, "total": 4, "rate": 2.0, "eta": 0.5,
+          "note": "epoch 3"},
+         "  ⋯ fit ███████████████░░░░░  75% 3/4 · 2/s · ETA 0.5 s · epoch 3"),
         ({"type": "something_new", "seq": 3, "n": 1}, 'something_new {"n": 1}'),
     ],
 )  # fmt: skip
