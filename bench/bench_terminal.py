@@ -283,10 +283,10 @@ two daemons taking turns, one save each):
 
 {run_table}
 
-The live view changes the run's median by {slower:+.1%} and the daemon's CPU time by
-{more_cpu:+.1%} (it redraws 8 times a second, from a drawing cached between redraws, and shows
-the reactors in flight and the latest ones only; wall times on this shared machine vary more
-than that).
+With the live view, the run's median changes by {slower:+.1%} and the daemon's CPU time by
+{more_cpu:+.1%}. It redraws 8 times a second, from a drawing cached between redraws, and shows
+the reactors in flight and the last ten finished; without a terminal the daemon prints a line
+per reactor instead. Wall times on this shared machine vary more from run to run.
 
 Load average before/after: {loads[0]} / {loads[1]}.
 
