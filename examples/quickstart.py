@@ -1,7 +1,9 @@
 """The pipeline from PyPlant's introduction: load a large array once, re-plot it cheaply.
 
 Run it twice: the second time only `plot_data` runs. Edit the plot (or the `color` in the
-config) and only the plot re-runs; edit `expensive_operation` and both do.
+config) and only the plot re-runs; edit `expensive_operation` so that its data changes (the
+seed) and both do; an edit that leaves its data as it was (the `sleep`) re-runs `load_data`
+only: `plot_data`'s input is unchanged (early cutoff).
 """
 
 import os

@@ -10,9 +10,11 @@ cycle, the script itself), 2 usage errors (bad arguments, unknown reactor, unusa
 from __future__ import annotations
 
 import ast
+import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pyplant_client import completion
@@ -35,6 +37,9 @@ from .sizes import format_size
 from .store import listing
 from .store.manifest import DB_NAME
 from .store.plant_store import PlantStore
+
+if TYPE_CHECKING:
+    from .daemon import console as daemon_console
 
 app = typer.Typer(
     help="Run PyPlant pipelines, re-running only what a change affected.",
@@ -177,10 +182,13 @@ def run(
         pipeline=pipeline, plant_dir=plant_dir, targets=target, track_versions=track_versions,
         memory=memory, disk=disk,
     )  # fmt: skip
+    view = _run_view()
     options = OneShotOptions(
-        resolved, "plan" if dry_run else "run", on_open=None if dry_run else _announce_store
-    )
-    host = _execute(resolved.pipeline, options)
+        resolved, "plan" if dry_run else "run", on_open=None if dry_run else _announce_store,
+        on_plant=view.follow,
+    )  # fmt: skip
+    with contextlib.nullcontext() if dry_run else view.showing():
+        host = _execute(resolved.pipeline, options)
     if dry_run:
         _print_plan(host)
         return
@@ -455,6 +463,15 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+def _run_view() -> daemon_console.Console:
+    """Reactors' progress while `run` runs: a live view when the output is a terminal (which
+    then shows the reactors' output above it), else a progress line now and then."""
+    from .daemon.console import Console as RunConsole
+
+    terminal = sys.stdout.isatty() and sys.stderr.isatty()
+    return RunConsole(live=terminal, reactor_lines=False, prefix=False, capture=False)
 
 
 def _announce_store(store: PlantStore, wanted: PlantOptions) -> None:

@@ -27,6 +27,11 @@ class EventType(Enum):
     reactor_cached = "reactor_cached"
     reactor_failed = "reactor_failed"
     run_finished = "run_finished"
+    # pyplantd's, for live views: a started reactor suspended on a `receive` (data: ingredient)
+    # and going on again; and its `pipe.progress`/`pipe.track` reports (see pyplantd.progress).
+    reactor_waiting = "reactor_waiting"
+    reactor_resumed = "reactor_resumed"
+    reactor_progress = "reactor_progress"
     # PyPlant's: after each step of a reactor (its code ran up to a yield); listeners only.
     reactor_step = "reactor_step"
     # PyPlant names these and never emits them; kept so that code naming them still runs.

@@ -31,6 +31,7 @@ class OneShotOptions:
     mode: str = "run"  # run / plan / accept
     accept: list[str] = field(default_factory=list)
     on_open: Callable[[PlantStore, PlantOptions], None] | None = None  # e.g. print the budget
+    on_plant: Callable[[Plant], None] | None = None  # before its first run: follow its events
 
     @property
     def targets(self) -> list[str]:
@@ -45,6 +46,7 @@ class OneShotHost:
         self.plans: list[PlannedStep] = []
         self.accepted: list[str] = []
         self._scratch: list[Path] = []
+        self._announced: set[int] = set()  # ids of the plants given to on_plant
 
     # -- Host protocol ----------------------------------------------------------------------
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:
@@ -71,10 +73,12 @@ class OneShotHost:
         return False
 
     def on_run_reactor(self, plant: Plant, target: str) -> bool:
+        self._before_runs(plant)
         self.requested.setdefault(id(plant), []).append(target)
         return self.options.mode != "run" or bool(self.options.targets)
 
     def on_close(self, plant: Plant) -> None:
+        self._before_runs(plant)
         mode = self.options.mode
         targets = self.options.targets or self.requested.get(id(plant), [])
         if mode == "run" and self.options.targets:
@@ -85,6 +89,11 @@ class OneShotHost:
             for name in self.options.accept:
                 plant.accept(name)
                 self.accepted.append(name)
+
+    def _before_runs(self, plant: Plant) -> None:
+        if self.options.on_plant is not None and id(plant) not in self._announced:
+            self._announced.add(id(plant))
+            self.options.on_plant(plant)
 
     # -- after the script -------------------------------------------------------------------
     def close_all(self) -> None:

@@ -1,6 +1,6 @@
 """Terminal rendering of run results: the decision table, explanations, plans, tracebacks.
 
-Shared by `pyplantd run` and (later) the daemon console. Depends on rich, never on typer.
+Shared by `pyplantd run` and the daemon console. Depends on rich, never on typer.
 """
 
 from __future__ import annotations
@@ -26,14 +26,36 @@ _STYLE = {
 }
 
 
-def decision_table(decisions: list[Decision]) -> Table:
+def decision_table(decisions: list[Decision], cached: str = "cached") -> Table:
+    """reactor, result (ran, `cached` or another word for it, failed), duration, why."""
     table = Table(title=None, show_edge=False, pad_edge=False)
     for column in ("reactor", "result", "duration", "why"):
         table.add_column(column, justify="right" if column == "duration" else "left")
     for d in decisions:
         duration = format_duration(d.duration) if d.status != "cached" else "-"
         style = _STYLE.get(d.status, "")
-        table.add_row(d.reactor, f"[{style}]{d.status}[/]", duration, _short_why(d))
+        status = cached if d.status == "cached" else d.status
+        table.add_row(d.reactor, f"[{style}]{status}[/]", duration, _short_why(d))
+    return table
+
+
+def result_table(decisions: list[Decision], max_rows: int, cached: str = "cached") -> Table:
+    """The decision table of a run in at most `max_rows` rows: reactors that ran or failed
+    first, then as many cached ones as fit, the others counted in a last row."""
+    if len(decisions) <= max_rows:
+        return decision_table(decisions, cached)
+    keep = [i for i, d in enumerate(decisions) if d.status != "cached"][: max_rows - 1]
+    room = max_rows - 1 - len(keep)
+    keep += [i for i, d in enumerate(decisions) if d.status == "cached"][:room]
+    kept = set(keep)
+    hidden = [d for i, d in enumerate(decisions) if i not in kept]
+    table = decision_table([decisions[i] for i in sorted(kept)], cached)
+    statuses = ", ".join(
+        f"{sum(d.status == s for d in hidden)} {cached if s == 'cached' else s}"
+        for s in ("ran", "failed", "cached")
+        if any(d.status == s for d in hidden)
+    )
+    table.add_row(f"[dim]and {len(hidden)} more[/]", f"[dim]{statuses}[/]", "", "")
     return table
 
 

@@ -193,6 +193,8 @@ class Run:
             got, value = self._request(task, task.awaiting)
             if not got:
                 return
+            if task.started:
+                self._emit(EventType.reactor_resumed, task.reactor)
         while True:
             if self.ctx.should_stop():
                 raise RunCancelled()
@@ -261,6 +263,8 @@ class Run:
                 return True, value
         task.awaiting = name
         self.waiters.setdefault(name, []).append(task)
+        if task.started:  # a running reactor now waits (checks of cached ones are not shown)
+            self._emit(EventType.reactor_waiting, task.reactor, ingredient=name)
         self._provide(name)
         return False, None
 
@@ -409,6 +413,9 @@ class Run:
         task = _Task(reactor, "run", start_reactor(reactor.func, pipe, pipe.config), reasons)
         task.pipe = pipe
         pipe.on_send = lambda sent: self._sent(task, sent)
+        pipe.on_progress = lambda report: self._emit(
+            EventType.reactor_progress, reactor, **report.fields()
+        )
         self.status[reactor.id] = "running"
         self.ready.append(task)
 
@@ -458,7 +465,7 @@ class Run:
         if match is None:
             self._start_run(reactor, task.reasons or input_reasons)
             return
-        reasons: list[str] = []
+        reasons = self._early_cutoff(match)
         version = store.versions[(reactor.id, version_key(match))]
         if store.reactors.get(reactor.id) is not match or not self._outputs_current(version):
             store.restore(version)
@@ -472,6 +479,20 @@ class Run:
             available = _Available(record=record, producer=reactor, _computed=now)
             self._make_available(name, available)
         self._emit(EventType.reactor_cached, reactor, reasons=reasons)
+
+    def _early_cutoff(self, record: ReactorRecord) -> list[str]:
+        """Why a reactor is served although a producer of its inputs re-ran in this run: what
+        it sent is identical (early cutoff)."""
+        remade = [
+            name
+            for name in record.inputs
+            if (available := self.available.get(name)) is not None and available.sent is not None
+        ]
+        if not remade:
+            return []
+        names = ", ".join(f"'{name}'" for name in remade)
+        inputs = "input" if len(remade) == 1 else "inputs"
+        return [f"{inputs} {names} unchanged (early cutoff)"]
 
     def _finish_run(self, task: _Task) -> None:
         pipe, reactor = task.pipe, task.reactor

@@ -712,6 +712,9 @@ def test_cli_fetch_writes_npy(daemon, tmp_path: Path) -> None:
          "  warm load (restored)"),
         ({"type": "reactor_failed", "reactor": "plot", "exception": "KeyError", "message": "'x'",
           "path": "", "line": 0}, "error: plot: KeyError: 'x'"),
+        ({"type": "progress", "reactor": "fit", "done": 3, "total": 4, "rate": 2.0, "eta": 0.5,
+          "note": "epoch 3"},
+         "  ⋯ fit ███████████████░░░░░  75% 3/4 · 2/s · ETA 0.5 s · epoch 3"),
         ({"type": "something_new", "seq": 3, "n": 1}, 'something_new {"n": 1}'),
     ],
 )  # fmt: skip
@@ -951,8 +954,9 @@ def test_e2e_failing_reactor_exits_1_with_an_editor_line(watched: Path) -> None:
         PIPELINE.lstrip().splitlines().index("        raise ValueError('report failed on purpose')")
     )
     path = str(watched / "pipeline.py")
+    column = 9 if sys.version_info >= (3, 11) else 1  # the `raise`, where Python tells columns
     assert problems(result.stdout.splitlines()) == [
-        (path, raise_line + 1, 1, "report: ValueError: report failed on purpose")
+        (path, raise_line + 1, column, "report: ValueError: report failed on purpose")
     ]
     assert cli(watched, "status").returncode == 0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import typer
 from . import __version__, completion, graph_render, writers
 from .client import DEFAULT_TIMEOUT, Client, check_alive
 from .errors import ClientError, DaemonNotRunningError, GraphError
+from .progress import PlainProgress, progress_text
 from .protocol import PROTOCOL_VERSION
 
 app = typer.Typer(
@@ -38,6 +41,10 @@ TimeoutOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
 TracebackOpt = Annotated[
     bool, typer.Option("--traceback", help="Print failed reactors' tracebacks too.")
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Leave out the reactors' output, log lines and progress."),
 ]
 
 SUCCESS_STATUSES = ("ok", "empty")  # "empty": the script made no Plant, nothing to run
@@ -165,6 +172,8 @@ def event_line(event: dict[str, Any]) -> str | None:
     if kind == "log":
         text = event.get("text", event.get("message", ""))
         return f"[{reactor}] {text}" if reactor else str(text)
+    if kind == "progress":
+        return f"  ⋯ {reactor} {progress_text(event)}"
     fields = {k: v for k, v in event.items() if k not in ("v", "type", "seq", "time")}
     return f"{kind} {json.dumps(fields)}"
 
@@ -175,16 +184,70 @@ def _print_traceback(event: dict[str, Any]) -> None:
         typer.echo("\n".join("    " + line for line in text.rstrip().splitlines()))
 
 
+class _RunOutput:
+    """What `pyplant run` and `wait` print: the run's lines, the reactors' output and log lines
+    (prefixed; not with `--quiet`), and their progress: on a terminal one status line at the
+    bottom, rewritten in place; in a pipe or an editor's task a line now and then."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.terminal = sys.stdout.isatty()
+        self._plain = PlainProgress()
+        self._bars: dict[str, str] = {}  # reactor -> its progress text, on the status line
+        self._shown = False
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind, reactor = event.get("type"), str(event.get("reactor"))
+        if kind == "progress":
+            if self.quiet:
+                return
+            if self.terminal:
+                self._bars[reactor] = progress_text(event)
+                self._draw()
+            elif self._plain.due(reactor, event):
+                self.line(event_line(event))
+            return
+        if kind in ("reactor_finished", "reactor_failed"):
+            self._bars.pop(reactor, None)
+        elif kind == "run_finished":
+            self._bars.clear()
+        if kind == "log" and self.quiet:
+            return
+        self.line(event_line(event))
+
+    def line(self, text: str | None) -> None:
+        if text is None:
+            return
+        self._clear()
+        typer.echo(text)
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self._bars:
+            self._clear()
+            return
+        width = shutil.get_terminal_size().columns - 1
+        text = " | ".join(f"{name} {bar}" for name, bar in self._bars.items())
+        sys.stdout.write("\r\x1b[2K" + text[:width])
+        sys.stdout.flush()
+        self._shown = True
+
+    def _clear(self) -> None:
+        if self._shown:
+            sys.stdout.write("\r\x1b[2K")
+            sys.stdout.flush()
+            self._shown = False
+
+
 def _stream_run(client: Client, stream: Any, run_id: int | None, timeout: float | None,
-                traceback: bool) -> int:  # fmt: skip
+                traceback: bool, quiet: bool = False) -> int:  # fmt: skip
     """Print a run's events until its run_finished; its exit code."""
     status = "unknown"
+    output = _RunOutput(quiet)
     for event in client.follow(stream, run_id, timeout=timeout):
         if event.get("type") == "run_finished" and event.get("synthesized"):
             typer.echo("(some events were missed; the outcome is from `status`)", err=True)
-        line = event_line(event)
-        if line is not None:
-            typer.echo(line)
+        output.event(event)
         if traceback:
             _print_traceback(event)
         if event.get("type") == "run_finished":
@@ -204,11 +267,13 @@ def run(
     directory: DirOpt = Path("."),
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     traceback: TracebackOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Run the pipeline now and show its progress; exit 1 if a reactor failed."""
+    """Run the pipeline now and show its progress and the reactors' output; exit 1 if a
+    reactor failed."""
     with _connected(directory, timeout) as client, client.subscribe() as stream:
         run_id = client.run(reactors or None)
-        code = _stream_run(client, stream, run_id, None, traceback)
+        code = _stream_run(client, stream, run_id, None, traceback, quiet)
     raise typer.Exit(code)
 
 
@@ -219,10 +284,11 @@ def wait(
         float | None, typer.Option("--timeout", min=0.0, help="Give up after S seconds (exit 2).")
     ] = None,
     traceback: TracebackOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Wait for the current run, or else the next one, to finish; exit code as `run`."""
     with _connected(directory, DEFAULT_TIMEOUT) as client, client.subscribe() as stream:
-        code = _stream_run(client, stream, None, timeout, traceback)
+        code = _stream_run(client, stream, None, timeout, traceback, quiet)
     raise typer.Exit(code)
 
 
@@ -269,8 +335,12 @@ def _status_lines(result: dict[str, Any]) -> Iterator[str]:
         for name, info in reactors.items():
             info = info if isinstance(info, dict) else {}
             text = f"  {info.get('state', '?'):8} {name}"
-            if "duration" in info:
-                text += f" ({_duration(info['duration'])})"
+            if "duration" in info or "elapsed" in info:
+                text += f" ({_duration(info.get('duration', info.get('elapsed')))})"
+            if info.get("waiting_for"):
+                text += f": waiting for {info['waiting_for']}"
+            if isinstance(info.get("progress"), dict):
+                text += f" {progress_text(info['progress'])}"
             if info.get("why"):
                 text += f": {_one_line(info['why'])}"
             yield text

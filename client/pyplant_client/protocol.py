@@ -64,7 +64,7 @@ MAX_ID_CHARS = 128  # a request id or nonce longer than this is not one a client
 MAX_DEPTH = 16  # containers inside a request; the deepest real one has 3
 EVENT_TYPES = (
     "run_started", "reactor_started", "reactor_finished", "reactor_failed", "run_finished",
-    "reload_failed", "log",
+    "reload_failed", "log", "progress",
 )  # fmt: skip
 
 

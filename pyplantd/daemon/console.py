@@ -12,34 +12,48 @@ import io
 import logging
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
+from pyplant_client.progress import PlainProgress, progress_text
 from rich.console import Console as RichConsole
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from ..decisions import Decision
 from ..errors import ReactorFailedError
 from ..events import EventType, PlantEvent
 from ..history import format_duration
-from ..report import user_traceback
+from ..report import result_table, user_traceback
+from ..run_view import RunView
 from ..scheduler import running_reactor
 from ..sizes import format_size
 from .loader import LoadError
+from .state import failure_fields
 
 if TYPE_CHECKING:
     from ..plant import Plant
 
 
 class Console:
-    def __init__(self, stream: IO[str] | None = None, live: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        live: bool | None = None,
+        reactor_lines: bool = True,
+        prefix: bool = True,
+        capture: bool = True,
+    ) -> None:
+        """`reactor_lines`: without the live view, a line per reactor as it ends (`pyplantd
+        run` prints its table instead); `prefix`: reactors' lines start with their name;
+        `capture`: without the live view too, reactors' output goes through this console
+        (`pyplantd run` leaves it alone then, as `python pipeline.py` would)."""
         self.out = RichConsole(file=stream or sys.stdout, highlight=False, soft_wrap=True)
         self.live_view = self.out.is_terminal if live is None else live
-        self._rows: dict[str, tuple[str, float]] = {}  # reactor -> (state, since or duration)
+        self.reactor_lines, self.prefix, self.capture = reactor_lines, prefix, capture
+        self.view = RunView()
+        self._plain_progress = PlainProgress()
         self.on_line: Callable[[str | None, str], None] = lambda reactor, text: None
 
     # -- lines ------------------------------------------------------------------------------
@@ -86,66 +100,73 @@ class Console:
             self.out.print(Text(user_traceback(failure), style="red"))
 
     def reactor_failed(self, failure: ReactorFailedError) -> None:
+        """`path:line:col: error: reactor: Type: message` (as `pyplant run` prints it, which
+        editors read), then the traceback of the user's code."""
         cause = failure.__cause__ or failure
+        self.print(Text(failure_line(failure.reactor, cause), style="bold red"))
         self.out.print(Text(user_traceback(cause), style="red"))
 
     # -- a run ------------------------------------------------------------------------------
     @contextlib.contextmanager
     def run(self, trigger: str, plant: Plant) -> Iterator[None]:
         """Show the run as it happens; reactors' output comes out prefixed with their name."""
-        self._rows = {}
-        plant.subscribe(self._on_event)
-        live = Live(self._table(), console=self.out, refresh_per_second=8, transient=True)
+        with self.showing():
+            self.follow(plant)
+            try:
+                yield
+            finally:
+                plant.remove_event_listener(self._on_event)
+
+    @contextlib.contextmanager
+    def showing(self) -> Iterator[None]:
+        """The live view (on a terminal) and the reactors' output, printed, logged, or updated
+        in place with carriage returns, routed through this console while reactors run."""
+        self.view = RunView()
+        self._plain_progress = PlainProgress()
         with contextlib.ExitStack() as stack:
             if self.live_view:
+                live = Live(
+                    console=self.out, get_renderable=lambda: self.view, transient=True,
+                    refresh_per_second=8, redirect_stdout=False, redirect_stderr=False,
+                )  # fmt: skip
                 stack.enter_context(live)
-                self._refresh = lambda: live.update(self._table())
-            else:
-                self._refresh = lambda: None
-            stack.enter_context(_prefixed_output(self.out, self.on_line))
+            if self.live_view or self.capture:
+                stack.enter_context(
+                    _prefixed_output(self.out, self.on_line, self.view.set_status, self.prefix)
+                )
             yield
-        plant.remove_event_listener(self._on_event)
+
+    def follow(self, plant: Plant) -> None:
+        """Show this plant's reactors (`pyplantd run` follows each plant the script makes)."""
+        plant.subscribe(self._on_event)
 
     def _on_event(self, event: PlantEvent) -> None:
-        name, now = event.reactor or "", time.perf_counter()
-        if event.type is EventType.reactor_started:
-            self._rows[name] = ("running", now)
+        self.view.on_event(event)
+        if self.live_view:
+            return  # the live view says it; plain output needs lines
+        name = event.reactor or ""
+        if event.type is EventType.reactor_progress:
+            if self._plain_progress.due(name, event.data):
+                self.print(Text(f"  ⋯ {name} {progress_text(event.data)}"))
+        elif not self.reactor_lines:
+            return
         elif event.type is EventType.reactor_finished:
-            self._rows[name] = ("done", float(event.data.get("duration", 0.0)))
-            duration = format_duration(self._rows[name][1])
-            self._line(Text.assemble("  ", ("✓", "green"), f" {name} {duration}"))
+            duration = format_duration(float(event.data.get("duration", 0.0)))
+            self.print(Text.assemble("  ", ("✓", "green"), f" {name} {duration}"))
         elif event.type is EventType.reactor_cached:
-            self._rows[name] = ("warm", 0.0)
             restored = event.data.get("reasons") or []
             why = f" ({restored[0]})" if restored else ""
-            self._line(Text(f"  · {name} warm{why}", style="dim"))
+            self.print(Text(f"  · {name} warm{why}", style="dim"))
         elif event.type is EventType.reactor_failed:
-            self._rows[name] = ("failed", 0.0)
             error = event.data.get("error", "")
-            self._line(Text.assemble("  ", (f"✗ {name}", "bold red"), f" {error}"))
-        self._refresh()
-
-    def _line(self, text: Text) -> None:
-        if not self.live_view:  # the live table says it already; plain output needs lines
-            self.print(text)
-
-    def _table(self) -> Table:
-        table = Table.grid(padding=(0, 1))
-        now = time.perf_counter()
-        for name, (state, value) in self._rows.items():
-            if state == "running":
-                table.add_row("[yellow]▶[/]", name, f"running {format_duration(now - value)}")
-            elif state == "done":
-                table.add_row("[green]✓[/]", name, format_duration(value))
-            elif state == "warm":
-                table.add_row("[dim]·[/]", f"[dim]{name}[/]", "[dim]warm[/]")
-            else:
-                table.add_row("[red]✗[/]", name, "[red]failed[/]")
-        return table
+            self.print(Text.assemble("  ", (f"✗ {name}", "bold red"), f" {error}"))
 
     def run_finished(
         self, trigger: str, decisions: list[Decision], status: str, elapsed: float, plant: Plant
     ) -> None:
+        if self.live_view and decisions:  # the live rows were transient: the outcome stays
+            rows = max(10, self.out.size.height - 8)
+            self.out.print(result_table(decisions, rows, cached="warm"))
         self.print(Text(summary(trigger, decisions, status, elapsed)))
         store = plant.store
         warm, budget = store.warm.warm_bytes, store.warm.budget
@@ -173,16 +194,39 @@ def summary(trigger: str, decisions: list[Decision], status: str, elapsed: float
     if status == "failed":
         head += ", failed"
     why = [f"{d.reactor}: {d.reasons[0]}" for d in ran if d.reasons and d.reasons[0] != "target"]
+    # and why a reactor was served although what it receives was made again (early cutoff),
+    # or an earlier result of it came back
+    why += [f"{d.reactor}: {d.reasons[0]}" for d in decisions if d.status == "cached" and d.reasons]
     return head + (f", why: {'; '.join(why[:3])}" if why else "")
 
 
+def failure_line(reactor: str, cause: BaseException) -> str:
+    """`path:line:col: error: reactor: Type: message`, at the innermost frame of the user's code
+    (`error: ...` when the user's code is not on the traceback)."""
+    fields = failure_fields(cause)
+    message = " ".join(f"{reactor}: {fields['exception']}: {fields['message']}".split())
+    if not fields["path"]:
+        return f"error: {message.rstrip(':')}"
+    return f"{fields['path']}:{fields['line']}:{fields['column']}: error: {message.rstrip(':')}"
+
+
 class _PrefixedStream(io.TextIOBase):
-    """Whole lines, prefixed with the reactor printing them, onto the console."""
+    """Whole lines, prefixed with the reactor printing them, onto the console. A line being
+    updated in place (carriage returns, as progress bars do) is a status, not a line each
+    time: the live view shows it, and only what the line finally says is printed."""
+
+    encoding = "utf-8"  # the console writes any text (tqdm draws its bar in ASCII otherwise)
 
     def __init__(
-        self, console: RichConsole, stderr: bool, on_line: Callable[[str | None, str], None]
+        self,
+        console: RichConsole,
+        stderr: bool,
+        on_line: Callable[[str | None, str], None],
+        on_status: Callable[[str | None, str], None] = lambda reactor, text: None,
+        prefix: bool = True,
     ) -> None:
         self.console, self.stderr, self.on_line = console, stderr, on_line
+        self.on_status, self.prefix = on_status, prefix
         self._pending = ""
 
     def write(self, text: str) -> int:
@@ -190,46 +234,120 @@ class _PrefixedStream(io.TextIOBase):
         while "\n" in self._pending:
             line, self._pending = self._pending.split("\n", 1)
             self._emit(line)
+        if "\r" in self._pending:
+            self.on_status(running_reactor(), _overlaid(self._pending).strip())
         return len(text)
 
     def flush(self) -> None:
+        if self._pending and "\r" not in self._pending:  # a status waits for its line's end
+            self._emit(self._pending)
+            self._pending = ""
+
+    def close(self) -> None:
+        """The end of the run: what is pending is a line."""
         if self._pending:
             self._emit(self._pending)
             self._pending = ""
 
     def _emit(self, line: str) -> None:
         name = running_reactor()
-        text = Text(f"[{name}] " if name else "", style="cyan")
+        if "\r" in line:
+            self.on_status(name, "")
+            line = _overlaid(line).rstrip()
+            if not line:
+                return  # the updated line was wiped at its end (tqdm with leave=False)
+        text = Text(f"[{name}] " if name and self.prefix else "", style="cyan")
         text.append(line, style="red" if self.stderr else "")
         self.console.print(text)
         self.on_line(name, line)
 
 
+def _overlaid(line: str) -> str:
+    """What a terminal shows of a line rewritten with carriage returns: each part overwrites the
+    start of what was there."""
+    shown = ""
+    for part in line.split("\r"):
+        shown = part + shown[len(part) :]
+    return shown
+
+
 @contextlib.contextmanager
 def _prefixed_output(
-    console: RichConsole, on_line: Callable[[str | None, str], None]
+    console: RichConsole,
+    on_line: Callable[[str | None, str], None],
+    on_status: Callable[[str | None, str], None],
+    prefix: bool,
 ) -> Iterator[None]:
-    stdout = _PrefixedStream(console, False, on_line)
-    stderr = _PrefixedStream(console, True, on_line)
+    def stream(stderr: bool) -> _PrefixedStream:
+        return _PrefixedStream(console, stderr, on_line, on_status, prefix)
+
+    stdout, stderr = stream(False), stream(True)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
-    log_filter = _PrefixLogRecords()
-    handlers = list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(log_filter)
+    try:
+        with _logging_through(console, saved, stream, prefix):
+            yield
+    finally:
+        stdout.close()
+        stderr.close()
+        sys.stdout, sys.stderr = saved
+
+
+@contextlib.contextmanager
+def _logging_through(
+    console: RichConsole,
+    terminal: tuple[IO[str], IO[str]],
+    stream: Callable[[bool], _PrefixedStream],
+    prefix: bool,
+) -> Iterator[None]:
+    """Log records, once each and prefixed: a handler writing to the terminal (`basicConfig`
+    in the script made it before the run) writes through the console instead, as prints do,
+    which keeps its lines whole and off the live view; any other handler (a log file) gets
+    the reactor's name at the start of each record."""
+    rerouted: list[tuple[logging.StreamHandler[Any], Any]] = []
+    prefixed: list[logging.Handler] = []
+    for handler in _all_handlers():
+        if isinstance(handler, logging.StreamHandler) and _is_terminal(
+            handler.stream, console, terminal
+        ):
+            own = stream(True)  # one per handler: its lock keeps its lines whole
+            rerouted.append((handler, handler.setStream(own)))
+        elif prefix and "format" not in vars(handler):
+            handler.format = _prefixed_format(handler.format)  # type: ignore[method-assign]
+            prefixed.append(handler)
     try:
         yield
     finally:
-        stdout.flush()
-        stderr.flush()
-        sys.stdout, sys.stderr = saved
-        for handler in handlers:
-            handler.removeFilter(log_filter)
+        for handler, original in rerouted:
+            replaced = handler.setStream(original)
+            if isinstance(replaced, _PrefixedStream):
+                replaced.close()
+        for handler in prefixed:
+            del handler.format
 
 
-class _PrefixLogRecords(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        name = running_reactor()
-        if name and not str(record.msg).startswith(f"[{name}]"):
-            record.msg = f"[{name}] {record.msg}"
+def _all_handlers() -> list[logging.Handler]:
+    loggers: list[Any] = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    found: dict[int, logging.Handler] = {}
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # placeholders have none
+            found.setdefault(id(handler), handler)
+    return list(found.values())
+
+
+def _is_terminal(stream: Any, console: RichConsole, terminal: tuple[IO[str], IO[str]]) -> bool:
+    if stream in (*terminal, sys.__stdout__, sys.__stderr__, console.file):
         return True
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return fd in (1, 2)
+
+
+def _prefixed_format(format_record: Callable[[logging.LogRecord], str]) -> Callable[..., str]:
+    def prefixed(record: logging.LogRecord) -> str:
+        name = running_reactor()
+        return f"[{name}] {format_record(record)}" if name else format_record(record)
+
+    return prefixed

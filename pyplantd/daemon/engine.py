@@ -189,7 +189,7 @@ class Engine:
         self.publish = self.state.chain(server.publish)
         self.server = server
         self.console.on_line = lambda reactor, text: server.publish(
-            "log", {"reactor": reactor, "text": text}
+            "log", {"run_id": self.state.run_id, "reactor": reactor, "text": text}
         )
         server.start()
         return server

@@ -1,7 +1,8 @@
 """What the daemon is doing, as clients see it: the script being loaded or the run in progress,
-the last one, each reactor's state with its duration and why, turned into events for the PUB
-socket and into snapshots for `status` (with a line saying what the main thread is doing and
-where in the user's code). Written by the engine thread, read by the server thread under a lock.
+the last one, each reactor's state with its duration and why (and, running, what it waits for
+and its progress), turned into events for the PUB socket and into snapshots for `status` (with
+a line saying what the main thread is doing and where in the user's code). Written by the
+engine thread, read by the server thread under a lock.
 """
 
 from __future__ import annotations
@@ -64,13 +65,31 @@ class EngineState:
             self.reactors = {}
         plant.subscribe(lambda event: self._on_event(run_id, event))
 
+    @property
+    def run_id(self) -> int | None:
+        """The run being loaded or run now, if any (for events from any thread)."""
+        current = self.current
+        return current["run_id"] if current is not None else None
+
     def _on_event(self, run_id: int, event: PlantEvent) -> None:
         name = event.reactor or ""
+        if event.type in (EventType.reactor_waiting, EventType.reactor_resumed):
+            with self._lock:
+                info = self.reactors.get(name)
+                if info is not None and info["state"] == "running":
+                    info.pop("waiting_for", None)
+                    if event.type is EventType.reactor_waiting:
+                        info["waiting_for"] = event.data.get("ingredient")
+            return
         kind, fields = _translate(run_id, event)
         if kind is None:
             return
         with self._lock:
-            if kind == "reactor_started":
+            if kind == "progress":
+                info = self.reactors.get(name)
+                if info is not None and info["state"] == "running":
+                    info["progress"] = {k: v for k, v in fields.items() if k in _PROGRESS}
+            elif kind == "reactor_started":
                 self.reactors[name] = {"state": "running", "since": time.time()}
             elif kind == "reactor_finished":
                 self.reactors[name] = {
@@ -138,7 +157,11 @@ class EngineState:
             doing = f"loading {self._pipeline.name}"
             elapsed = time.time() - self.current["started"]
         else:
-            running = [(n, i) for n, i in reactors.items() if i["state"] == "running"]
+            running = [
+                (n, i)
+                for n, i in reactors.items()
+                if i["state"] == "running" and "waiting_for" not in i
+            ]
             if not running:
                 return None
             doing, elapsed = f"running {running[-1][0]}", running[-1][1]["elapsed"]
@@ -158,7 +181,12 @@ def _translate(run_id: int, event: PlantEvent) -> tuple[str | None, dict[str, An
         return "reactor_finished", {**base, "duration": 0.0, "result": "warm", "why": why}
     if event.type is EventType.reactor_failed:
         return "reactor_failed", {**base, **failure_fields(event.data.get("exception"))}
+    if event.type is EventType.reactor_progress:
+        return "progress", {**base, **{k: v for k, v in event.data.items() if k in _PROGRESS}}
     return None, {}
+
+
+_PROGRESS = ("done", "total", "note", "elapsed", "rate", "eta")  # a progress event's own fields
 
 
 def _user_frame(thread: int, pipeline: Path | None) -> str | None:
@@ -176,14 +204,20 @@ def _user_frame(thread: int, pipeline: Path | None) -> str | None:
 
 
 def failure_fields(exc: BaseException | None) -> dict[str, Any]:
-    """Exception type, message, and the deepest frame of the user's own code."""
+    """Exception type, message, and the place (path, line, column) in the deepest frame of the
+    user's own code."""
     if exc is None:
-        return {"exception": "Error", "message": "", "path": "", "line": 0, "traceback": ""}
+        return {
+            "exception": "Error", "message": "", "path": "", "line": 0, "column": 0,
+            "traceback": "",
+        }  # fmt: skip
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
     where = frames[-1] if frames else None
     trimmed = "".join(traceback.format_list(frames)) + f"{type(exc).__name__}: {exc}\n"
+    # Python >= 3.11 knows the column of the expression that raised (0-based); else column 1
+    column = (getattr(where, "colno", None) or 0) + 1 if where else 0
     return {
         "exception": type(exc).__name__, "message": str(exc),
         "path": where.filename if where else "", "line": where.lineno if where else 0,
-        "traceback": trimmed,
+        "column": column, "traceback": trimmed,
     }  # fmt: skip
