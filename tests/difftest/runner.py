@@ -1,0 +1,490 @@
+"""Runs edit sequences on generated projects and compares, after every edit, what the run served
+(one-shot through the fork server, or a real `pyplantd watch`) with the oracles:
+
+- the plain-Python evaluation of the same source (oracle.py), after every step;
+- on a difference, a fresh `python pipeline.py` in an empty plant dir on a clean copy, which
+  tells a stale value (served != fresh run) from a fresh run that is itself wrong (fresh run
+  != plain Python, e.g. a consumer's mutation reaching another consumer).
+
+It also counts over-runs: reactors that ran though nothing they depend on changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .daemon import WatchDaemon, daemon_env
+from .edits import Edit, apply_edit, changed_files, make_edits
+from .generator import generate, new_id_counter
+from .impact import required_by_edit
+from .model import COLLECTOR, Project, render
+
+REPO = Path(__file__).resolve().parents[2]
+RUNTIME = Path(__file__).with_name("project_runtime.py")
+RUN_TIMEOUT = 120.0  # one run of a tiny project takes well under a second; a loaded machine...
+DAEMON_START_TIMEOUT = 120.0
+DAEMON_RUN_TIMEOUT = 30.0  # a save's run takes well under a second
+SECOND_NS = 1_000_000_000
+
+
+# -- sequences ----------------------------------------------------------------------------------
+@dataclass
+class Sequence:
+    seed: int
+    mode: str  # oneshot / daemon
+    project: Project
+    edits: list[Edit]
+    flavours: list[str]  # oneshot: python / cli per step; daemon: [native] or [poll]
+    exclude: frozenset[str] = frozenset()
+    bytecode: bool = True  # False: no __pycache__ is read or written (to tell its part apart)
+
+    @property
+    def key(self) -> str:
+        return f"{self.mode}:{self.seed}"
+
+    def replay_command(self) -> str:
+        without = f" --exclude {','.join(sorted(self.exclude))}" if self.exclude else ""
+        edits = f" --edits {len(self.edits)}"
+        pyc = "" if self.bytecode else " --no-bytecode"
+        return f"python bench/differential.py --replay {self.key}{edits}{without}{pyc}"
+
+
+def make_sequence(
+    seed: int, mode: str, edits: int | None = None, exclude: frozenset[str] = frozenset()
+) -> Sequence:
+    """The sequence a seed stands for; `exclude` leaves features out (see Generator)."""
+    rng = random.Random(seed * 7919 + (1 if mode == "daemon" else 0))
+    project = generate(seed, exclude)
+    count = edits if edits is not None else rng.randint(3, 7)
+    first = new_id_counter(project)
+    edit_list = make_edits(project, rng.randrange(1 << 30), count, first, exclude)
+    if mode == "oneshot":
+        flavours = [rng.choice(["python", "cli"]) for _ in range(count + 1)]
+    else:
+        flavours = ["poll" if rng.random() < 0.2 else "native"]
+    return Sequence(seed, mode, project, edit_list, flavours, exclude)
+
+
+# -- results ------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    index: int
+    edit: Edit | None  # None: the first run
+    failure: str = ""  # stale / semantic / error / no-run / invalid
+    detail: str = ""
+    ran: list[str] = field(default_factory=list)
+    required: list[str] = field(default_factory=list)
+    over: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    why: str = ""
+    bytecode_hazard: bool = False  # a module rewritten keeping its size and mtime second
+    roots: list[str] = field(default_factory=list)  # stale ingredients whose inputs were right
+
+    def label(self) -> str:
+        if self.edit is None:
+            return "first run"
+        flags = [self.edit.save]
+        if self.edit.keep_stat:
+            flags.append("size+mtime kept")
+        if self.bytecode_hazard:
+            flags.append("same size, same mtime second")
+        return f"{self.edit.description} [{', '.join(flags)}]"
+
+
+@dataclass
+class Outcome:
+    sequence: Sequence
+    steps: list[Step] = field(default_factory=list)
+    seconds: float = 0.0
+    extra_runs: int = 0  # daemon runs nobody asked for
+    bytecode_only: bool = False  # the failure goes away when __pycache__ is not used
+
+    @property
+    def failure(self) -> Step | None:
+        return next((s for s in self.steps if s.failure), None)
+
+    def signature(self) -> str:
+        """A failure class key: what failed, where, on which kind of edit."""
+        step = self.failure
+        if step is None:
+            return ""
+        return failure_signature(self.sequence, step, self.bytecode_only)
+
+
+def failure_signature(sequence: Sequence, step: Step, bytecode_only: bool = False) -> str:
+    edit = step.edit
+    if edit is None:
+        root = " <" + step.roots[0].split(" (", 1)[1].rstrip(")") + ">" if step.roots else ""
+        return f"{step.failure}:{sequence.mode}:first-run{root}"
+    project = sequence.project
+    target = project.item(edit.post.target if edit.post else edit.target)
+    what = f"{target.kind}/{target.variant or '-'}" if target else edit.target.split("/")[0]
+    extra = ":bytecode" if bytecode_only else (":keep-stat" if edit.keep_stat else "")
+    variant = f"/{edit.post.variant}" if edit.post else ""
+    root = " <" + step.roots[0].split(" (", 1)[1].rstrip(")") + ">" if step.roots else ""
+    return f"{step.failure}:{sequence.mode}:{edit.op}{variant}:{what}{extra}{root}"
+
+
+# -- the fork server ----------------------------------------------------------------------------
+class Zygote:
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "tests"), str(REPO), str(REPO / "client")]
+        )}  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "difftest.zygote"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir(),
+        )  # fmt: skip
+        self._reply(120.0)
+
+    def _reply(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"the fork server did not answer within {timeout} s")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def run(self, **job: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        job.setdefault("timeout", RUN_TIMEOUT)
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        return self._reply(float(job["timeout"]) + 60)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# -- files --------------------------------------------------------------------------------------
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(RUNTIME, root / "served.py")
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def save(path: Path, text: str, edit: Edit) -> bool:
+    """Write as an editor would; True if the file keeps its size and whole-second mtime (what
+    CPython's bytecode cache checks)."""
+    before = path.stat()
+    if edit.save == "atomic":
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    else:
+        with open(path, "w") as handle:
+            handle.write(text)
+    after = path.stat()
+    if edit.keep_stat and after.st_size == before.st_size:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    elif after.st_mtime_ns < before.st_mtime_ns + SECOND_NS:
+        # A person's saves are seconds apart; two saves within one second keeping the size
+        # would fool CPython's bytecode cache, which only a kept mtime should test.
+        os.utime(path, ns=(after.st_atime_ns, before.st_mtime_ns + SECOND_NS))
+    after = path.stat()
+    same_second = int(after.st_mtime) == int(before.st_mtime)
+    return after.st_size == before.st_size and same_second
+
+
+def read_served(out: Path) -> dict[str, list[str]] | None:
+    try:
+        served: dict[str, list[str]] = json.loads((out / "served.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return served
+
+
+def read_ran(out: Path) -> dict[str, dict[str, str]]:
+    """reactor -> the digests of its inputs, for each reactor that executed."""
+    ran = {}
+    try:
+        lines = (out / "ran.jsonl").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        record = json.loads(line)
+        ran[record["reactor"]] = record["inputs"]
+    return ran
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+# -- one sequence -------------------------------------------------------------------------------
+class Executor:
+    """Runs sequences in `workdir` with one fork server."""
+
+    def __init__(self, zygote: Zygote, workdir: Path) -> None:
+        self.zygote = zygote
+        self.workdir = workdir
+
+    def run_classified(self, sequence: Sequence) -> Outcome:
+        """`run`, and for a failure after a rewrite that kept a module's size and mtime, a
+        replay without __pycache__ that tells whether CPython's bytecode cache is its cause."""
+        outcome = self.run(sequence)
+        step = outcome.failure
+        if step is not None and step.bytecode_hazard and sequence.bytecode:
+            again = self.run(dataclasses.replace(sequence, bytecode=False))
+            outcome.bytecode_only = again.failure is None or again.failure.index > step.index
+        return outcome
+
+    def run(self, sequence: Sequence) -> Outcome:
+        started = time.monotonic()
+        root = Path(tempfile.mkdtemp(prefix=f"seq{sequence.seed}-", dir=self.workdir))
+        try:
+            if sequence.mode == "daemon":
+                outcome = self._daemon(sequence, root)
+            else:
+                outcome = self._oneshot(sequence, root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    # -- oracles --------------------------------------------------------------------------------
+    def plain(self, project: Project, root: Path) -> tuple[dict[str, list[str]] | None, Any, str]:
+        """(served, per-reactor inputs, error) of the plain-Python evaluation."""
+        copy_dir = Path(tempfile.mkdtemp(prefix="plain-", dir=root))
+        try:
+            write_tree(copy_dir, render(project))
+            reactors = {r.id: r.module for r in project.reactors()}
+            reply = self.zygote.run(
+                kind="plain", project=str(copy_dir), out=str(copy_dir), reactors=reactors,
+                producers=project.producers(),
+            )  # fmt: skip
+            if reply["rc"] != 0:
+                return None, {}, tail(copy_dir / "stdout.txt")
+            return read_served(copy_dir), read_ran(copy_dir), ""
+        finally:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+
+    def fresh(self, project: Project, root: Path) -> tuple[dict[str, list[str]] | None, str]:
+        """What `python pipeline.py` serves in an empty plant dir, on a clean copy."""
+        copy_dir = Path(tempfile.mkdtemp(prefix="fresh-", dir=root))
+        try:
+            write_tree(copy_dir, render(project))
+            reply = self.zygote.run(
+                kind="run", mode="python", project=str(copy_dir), plant=str(copy_dir / "plant"),
+                out=str(copy_dir),
+            )  # fmt: skip
+            if reply["rc"] != 0:
+                return None, tail(copy_dir / "stdout.txt")
+            return read_served(copy_dir), ""
+        finally:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+
+    def judge(
+        self,
+        step: Step,
+        project: Project,
+        root: Path,
+        served: dict[str, list[str]] | None,
+        run_error: str,
+        ran: dict[str, Any],
+    ) -> Any:
+        """Compare with the oracles; fills step.failure. Returns the oracle's reactor inputs."""
+        expected, inputs, error = self.plain(project, root)
+        if expected is None:
+            step.failure, step.detail = "invalid", f"the plain-Python oracle failed:\n{error}"
+            return inputs
+        if served is None or run_error:
+            step.failure, step.detail = "error", run_error or "nothing served"
+            return inputs
+        if served == expected:
+            return inputs
+        fresh, fresh_error = self.fresh(project, root) if step.edit is not None else (served, "")
+        if fresh is None:
+            step.failure = "semantic"
+            step.detail = f"a fresh run in an empty plant dir failed:\n{fresh_error}"
+            return inputs
+        stale = sorted(n for n in expected if served.get(n) != fresh.get(n))
+        wrong = sorted(n for n in expected if fresh.get(n) != expected.get(n))
+        if stale:
+            step.failure = "stale"
+            step.roots = stale_roots(project, stale, ran)
+            pad = " " * max(map(len, stale))
+            step.detail = "\n".join(
+                f"  {n}: served {show(served.get(n))}\n  {pad}  fresh  {show(fresh.get(n))}"
+                for n in stale
+            )
+        else:
+            step.failure = "semantic"
+            step.detail = "\n".join(
+                f"  {n}: fresh run {show(fresh.get(n))}\n  {' ' * len(n)}  plain     "
+                f"{show(expected.get(n))}"
+                for n in wrong
+            )
+        return inputs
+
+    def account(
+        self,
+        step: Step,
+        before: Project,
+        after: Project,
+        ran: dict[str, Any],
+        inputs: Any,
+        previous: Any,
+    ) -> None:
+        """Over-runs: reactors that ran though neither their code, params, files nor inputs
+        changed."""
+        assert step.edit is not None
+        required = required_by_edit(before, after, step.edit)
+        required |= {r for r, seen in inputs.items() if previous.get(r) != seen}
+        executed = set(ran) - {COLLECTOR}
+        required.discard(COLLECTOR)
+        step.ran, step.required = sorted(executed), sorted(required)
+        step.over = sorted(executed - required)
+        step.missed = sorted(required - executed)
+
+    # -- one-shot -------------------------------------------------------------------------------
+    def _oneshot(self, sequence: Sequence, root: Path) -> Outcome:
+        outcome = Outcome(sequence)
+        project_dir, out = root / "project", root / "out"
+        out.mkdir()
+        state = sequence.project
+        files = render(state)
+        write_tree(project_dir, files)
+        previous: Any = {}
+        steps: list[tuple[Edit | None, Project]] = [(None, state)]
+        for edit in sequence.edits:
+            after = apply_edit(state, edit)
+            if after is not None:
+                steps.append((edit, after))
+                state = after
+        state = sequence.project
+        for index, (edit, after) in enumerate(steps):
+            step = Step(index, edit)
+            if edit is not None:
+                new_files = render(after)
+                for name in changed_files(files, new_files):
+                    kept = save(project_dir / name, new_files[name], edit)
+                    step.bytecode_hazard |= kept and name.endswith(".py") and name != "pipeline.py"
+                files = new_files
+            for name in ("served.json", "ran.jsonl"):
+                (out / name).unlink(missing_ok=True)
+            mode = sequence.flavours[index % len(sequence.flavours)]
+            reply = self.zygote.run(
+                kind="run", mode=mode, project=str(project_dir), plant=str(project_dir / "plant"),
+                out=str(out), bytecode=sequence.bytecode,
+            )  # fmt: skip
+            error = "" if reply["rc"] == 0 else f"exit {reply['rc']}:\n{tail(out / 'stdout.txt')}"
+            ran = read_ran(out)
+            inputs = self.judge(step, after, root, read_served(out), error, ran)
+            if edit is not None and not step.failure:
+                self.account(step, state, after, ran, inputs, previous)
+                if step.over and mode == "cli":
+                    step.why = tail(out / "stdout.txt", 60)
+            outcome.steps.append(step)
+            if step.failure:
+                break
+            previous, state = inputs, after
+        return outcome
+
+    # -- daemon ---------------------------------------------------------------------------------
+    def _daemon(self, sequence: Sequence, root: Path) -> Outcome:
+        outcome = Outcome(sequence)
+        project_dir, out = root / "project", root / "out"
+        out.mkdir()
+        state = sequence.project
+        files = render(state)
+        write_tree(project_dir, files)
+        poll = sequence.flavours[0] == "poll"
+        env = daemon_env(REPO, out)
+        if not sequence.bytecode:
+            env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(root / "no-pycache"))
+        daemon = WatchDaemon(project_dir, env, poll)
+        try:
+            lines = daemon.next_run(DAEMON_START_TIMEOUT)
+            step = Step(0, None)
+            error = "" if lines is not None else "no first run:\n" + daemon.transcript()
+            previous = self.judge(step, state, root, read_served(out), error, read_ran(out))
+            if lines is not None and any("✗" in line for line in lines):
+                step.failure, step.detail = "error", "\n".join(lines)
+            outcome.steps.append(step)
+            if step.failure:
+                return outcome
+            for index, edit in enumerate(sequence.edits, 1):
+                after = apply_edit(state, edit)
+                if after is None:
+                    continue
+                step = Step(index, edit)
+                if daemon.pending():
+                    if any(line.startswith("memory: ") for line in daemon.pending()):
+                        outcome.extra_runs += 1
+                    daemon.skip_pending()
+                (out / "ran.jsonl").unlink(missing_ok=True)
+                new_files = render(after)
+                for name in changed_files(files, new_files):
+                    kept = save(project_dir / name, new_files[name], edit)
+                    step.bytecode_hazard |= kept and name.endswith(".py") and name != "pipeline.py"
+                files = new_files
+                lines = daemon.next_run(DAEMON_RUN_TIMEOUT)
+                error = ""
+                if lines is None:
+                    step.failure = "no-run"
+                    step.detail = "no run after the save; the daemon printed:\n" + "\n".join(
+                        daemon.pending()[-30:]
+                    )
+                elif any(line.startswith("  ✗") for line in lines):
+                    error = "\n".join(lines)
+                inputs, ran = previous, read_ran(out)
+                if not step.failure:
+                    inputs = self.judge(step, after, root, read_served(out), error, ran)
+                if not step.failure:
+                    self.account(step, state, after, ran, inputs, previous)
+                    if step.over and lines:
+                        step.why = "\n".join(lines)
+                outcome.steps.append(step)
+                if step.failure:
+                    break
+                previous, state = inputs, after
+        finally:
+            daemon.stop()
+        return outcome
+
+
+def stale_roots(project: Project, stale: list[str], ran: dict[str, Any]) -> list[str]:
+    """Stale ingredients whose producer received only right values: where staleness starts.
+    Each as `name (value kind, producer ran|cached)`; a cached producer is listed last."""
+    producers = {o.name: (r, o.kind) for r in project.reactors() for o in r.outputs}
+    found = []
+    for name in stale:
+        reactor, kind = producers[name]
+        if not any(n in stale for n in reactor.inputs):
+            found.append(
+                f"{name} ({kind}, {reactor.id} {'ran' if reactor.id in ran else 'cached'})"
+            )
+    return sorted(found, key=lambda text: ("cached" in text, text))
+
+
+def show(entry: list[str] | None) -> str:
+    return "(missing)" if entry is None else entry[1]

@@ -1,0 +1,124 @@
+"""A fork server: imports numpy, h5py and pyplantd once, then forks a clean child per job, so a
+one-shot run costs a fork instead of a new interpreter. A child is a new process in every way
+that matters (its own pyplantd state, the user's modules imported fresh); only third-party
+imports are inherited, as they would be loaded identically anyway.
+
+Jobs (one JSON line each on stdin; one JSON reply line on stdout):
+  {"kind": "run", "mode": "python" | "cli", "project", "plant", "out", "timeout", "bytecode"}
+      `python pipeline.py`, or `pyplantd run pipeline.py --explain`, in `project`;
+      `"bytecode": false` keeps CPython from reading or writing __pycache__.
+  {"kind": "plain", "project", "out", "reactors", "producers", "timeout"}
+      the plain-Python oracle (oracle.py) on a project copy.
+The child's stdout and stderr go to `out/stdout.txt`. Reply: {"rc": int, "timed_out": bool}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+
+def preload() -> None:
+    import h5py  # noqa: F401
+    import numpy  # noqa: F401
+
+    import difftest.oracle  # noqa: F401
+    import pyplantd.cli
+    import pyplantd.plant  # noqa: F401
+
+
+def child(job: dict[str, Any]) -> None:
+    rc = 1
+    try:
+        out = job["out"]
+        fd = os.open(os.path.join(out, "stdout.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.environ.update(DIFFTEST_OUT=out, DIFFTEST_PLANT=job.get("plant", "plant"))
+        os.environ["COLUMNS"] = "200"
+        os.chdir(job["project"])
+        sys.path.insert(0, job["project"])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if not job.get("bytecode", True):  # neither read nor write __pycache__
+            sys.dont_write_bytecode = True
+            sys.pycache_prefix = os.path.join(out, "no-pycache")
+        if job["kind"] == "plain":
+            from difftest.oracle import evaluate
+
+            evaluate(job["project"], job["reactors"], job["producers"])
+            rc = 0
+        elif job["mode"] == "python":
+            rc = run_python()
+        else:
+            rc = run_cli()
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+
+
+def run_python() -> int:
+    """`python pipeline.py`."""
+    import runpy
+
+    sys.argv = ["pipeline.py"]
+    try:
+        runpy.run_path("pipeline.py", run_name="__main__")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return 0
+
+
+def run_cli() -> int:
+    """`pyplantd run pipeline.py --explain`."""
+    from pyplantd.cli import app
+
+    sys.argv = ["pyplantd", "run", "pipeline.py", "--explain"]
+    try:
+        app(args=["run", "pipeline.py", "--explain"], prog_name="pyplantd")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return 0
+
+
+def wait(pid: int, timeout: float) -> tuple[int, bool]:
+    deadline = time.monotonic() + timeout
+    pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status), False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return -9, True
+            select.select([pidfd], [], [], remaining)
+    finally:
+        os.close(pidfd)
+
+
+def main() -> None:
+    preload()
+    print(json.dumps({"ready": os.getpid()}), flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            child(job)
+        rc, timed_out = wait(pid, float(job.get("timeout", 120)))
+        print(json.dumps({"rc": rc, "timed_out": timed_out}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
