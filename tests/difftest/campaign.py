@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runner import Executor, Outcome, Sequence, Zygote
+from .runner import Executor, Outcome, Sequence, Step, Zygote
 from .shrink import describe, shrink
 
 
@@ -30,7 +30,7 @@ class Tally:
     missed: Counter[str] = field(default_factory=Counter)  # edit class -> required, did not run
     extra_daemon_runs: int = 0
     classes: dict[str, list[Outcome]] = field(default_factory=dict)
-    over_examples: dict[str, Outcome] = field(default_factory=dict)
+    over_examples: dict[str, tuple[Outcome, Step]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, outcome: Outcome) -> None:
@@ -45,7 +45,7 @@ class Tally:
             if step.over:
                 self.over_runs[kind] += len(step.over)
                 self.over_steps += 1
-                self.over_examples.setdefault(kind, outcome)
+                self.over_examples.setdefault(kind, (outcome, step))
             if step.missed:
                 self.missed[kind] += len(step.missed)
         failing = outcome.failure
@@ -53,7 +53,7 @@ class Tally:
             self.failures[failing.failure] += 1
             if failing.failure == "stale":
                 self.stale_values += failing.detail.count(": served ")
-            self.classes.setdefault(outcome.signature(), []).append(outcome)
+            self.classes.setdefault(outcome.failure_class(), []).append(outcome)
 
 
 def edit_class(op: str, outcome: Outcome, target: str) -> str:
@@ -144,12 +144,29 @@ def summary(tally: Tally, command: str) -> str:
         f"required re-runs not done (value unchanged anyway): {dict(tally.missed) or 0}",
         f"daemon runs no save asked for: {tally.extra_daemon_runs}",
     ]
+    for kind, (outcome, step) in sorted(tally.over_examples.items()):
+        out += [
+            "",
+            f"over-run after `{kind}`: {outcome.sequence.key} step {step.index}, "
+            f"{step.label()}: ran {', '.join(step.over)} (required: {step.required})",
+        ]
+        out += [f"    {line}" for line in why_lines(step)]
     if tally.classes:
         out += ["", "| failure class | sequences | seeds |", "| --- | --- | --- |"]
         for signature, outcomes in sorted(tally.classes.items(), key=lambda kv: -len(kv[1])):
             seeds = ", ".join(o.sequence.key for o in outcomes[:6])
             out.append(f"| `{signature}` | {len(outcomes)} | {seeds} |")
     return "\n".join(out)
+
+
+def why_lines(step: Step) -> list[str]:
+    """The lines of a run's report that explain the over-run reactors."""
+    names = set(step.over)
+    return [
+        line.strip()
+        for line in step.why.splitlines()
+        if any(name in line.replace("(", " ").replace(":", " ").split() for name in names)
+    ][:12]
 
 
 def report_minimal(minimal: dict[str, Outcome]) -> str:
@@ -167,7 +184,7 @@ def report_minimal(minimal: dict[str, Outcome]) -> str:
 
 def progress(outcome: Outcome) -> None:
     step = outcome.failure
-    status = outcome.signature() if step is not None else "ok"
+    status = f"{outcome.failure_class()} [{outcome.signature()}]" if step is not None else "ok"
     over = sum(len(s.over) for s in outcome.steps)
     print(
         f"{outcome.sequence.key}: {len(outcome.steps) - 1} edits, {outcome.seconds:.1f} s, "

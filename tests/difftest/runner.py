@@ -109,18 +109,25 @@ class Outcome:
     steps: list[Step] = field(default_factory=list)
     seconds: float = 0.0
     extra_runs: int = 0  # daemon runs nobody asked for
-    bytecode_only: bool = False  # the failure goes away when __pycache__ is not used
+    stat_only: bool = False  # the failure goes away when the edit does not keep size+mtime
+    bytecode_only: bool = False  # ... and when __pycache__ is not used
 
     @property
     def failure(self) -> Step | None:
         return next((s for s in self.steps if s.failure), None)
 
     def signature(self) -> str:
-        """A failure class key: what failed, where, on which kind of edit."""
+        """A failure key: what failed, where, on which kind of edit (see diagnose.classify for
+        the class it belongs to)."""
         step = self.failure
         if step is None:
             return ""
         return failure_signature(self.sequence, step, self.bytecode_only)
+
+    def failure_class(self) -> str:
+        from .diagnose import classify
+
+        return classify(self)
 
 
 def failure_signature(sequence: Sequence, step: Step, bytecode_only: bool = False) -> str:
@@ -248,14 +255,25 @@ class Executor:
         self.workdir = workdir
 
     def run_classified(self, sequence: Sequence) -> Outcome:
-        """`run`, and for a failure after a rewrite that kept a module's size and mtime, a
-        replay without __pycache__ that tells whether CPython's bytecode cache is its cause."""
+        """`run`; for a failure on a rewrite that kept the file's size and mtime, replays that
+        tell whether keeping them is the cause, and then whether CPython's __pycache__ is."""
         outcome = self.run(sequence)
         step = outcome.failure
-        if step is not None and step.bytecode_hazard and sequence.bytecode:
-            again = self.run(dataclasses.replace(sequence, bytecode=False))
-            outcome.bytecode_only = again.failure is None or again.failure.index > step.index
+        if step is None or step.edit is None or not step.edit.keep_stat:
+            return outcome
+        index = sequence.edits.index(step.edit)
+        plain_save = dataclasses.replace(step.edit, keep_stat=False)
+        edits = [*sequence.edits[:index], plain_save, *sequence.edits[index + 1 :]]
+        outcome.stat_only = self._passes(dataclasses.replace(sequence, edits=edits), step)
+        if outcome.stat_only and step.bytecode_hazard and sequence.bytecode:
+            no_pycache = dataclasses.replace(sequence, bytecode=False)
+            outcome.bytecode_only = self._passes(no_pycache, step)
         return outcome
+
+    def _passes(self, sequence: Sequence, step: Step) -> bool:
+        """True if `sequence` gets past the step that failed."""
+        again = self.run(sequence).failure
+        return again is None or again.index > step.index
 
     def run(self, sequence: Sequence) -> Outcome:
         started = time.monotonic()
@@ -419,6 +437,7 @@ class Executor:
         write_tree(project_dir, files)
         poll = sequence.flavours[0] == "poll"
         env = daemon_env(REPO, out)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if not sequence.bytecode:
             env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(root / "no-pycache"))
         daemon = WatchDaemon(project_dir, env, poll)
@@ -427,7 +446,7 @@ class Executor:
             step = Step(0, None)
             error = "" if lines is not None else "no first run:\n" + daemon.transcript()
             previous = self.judge(step, state, root, read_served(out), error, read_ran(out))
-            if lines is not None and any("✗" in line for line in lines):
+            if lines is not None and run_failed(lines):
                 step.failure, step.detail = "error", "\n".join(lines)
             outcome.steps.append(step)
             if step.failure:
@@ -454,7 +473,7 @@ class Executor:
                     step.detail = "no run after the save; the daemon printed:\n" + "\n".join(
                         daemon.pending()[-30:]
                     )
-                elif any(line.startswith("  ✗") for line in lines):
+                elif run_failed(lines):
                     error = "\n".join(lines)
                 inputs, ran = previous, read_ran(out)
                 if not step.failure:
@@ -470,6 +489,14 @@ class Executor:
         finally:
             daemon.stop()
         return outcome
+
+
+def run_failed(lines: list[str]) -> bool:
+    """A daemon run that reported a failed reactor, an error, or a failed run."""
+    summary = lines[-2] if len(lines) >= 2 else ""
+    return ", failed, " in summary or any(
+        line.startswith(("  ✗", "error:", "Error:")) for line in lines
+    )
 
 
 def stale_roots(project: Project, stale: list[str], ran: dict[str, Any]) -> list[str]:

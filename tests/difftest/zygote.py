@@ -45,8 +45,10 @@ def child(job: dict[str, Any]) -> None:
         os.chdir(job["project"])
         sys.path.insert(0, job["project"])
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if not job.get("bytecode", True):  # neither read nor write __pycache__
-            sys.dont_write_bytecode = True
+        # As a user's Python does by default, whatever this environment says, unless asked
+        # not to: then __pycache__ is neither read nor written.
+        sys.dont_write_bytecode = not job.get("bytecode", True)
+        if sys.dont_write_bytecode:
             sys.pycache_prefix = os.path.join(out, "no-pycache")
         if job["kind"] == "plain":
             from difftest.oracle import evaluate
