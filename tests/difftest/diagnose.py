@@ -46,7 +46,7 @@ def classify(outcome: Outcome) -> str:
         return (
             f"fresh run != plain Python ({'a received or sent list mutated' if mutating else '?'})"
         )
-    if step.failure in ("error", "invalid"):
+    if step.failure in ("error", "invalid", "crash"):
         return f"{step.failure} ({mode}): {error_gist(step.detail)}"
     if step.failure != "stale":
         op = step.edit.op if step.edit else "first run"
@@ -61,11 +61,11 @@ def error_gist(detail: str) -> str:
     """The error's message without what varies between seeds (names, numbers, paths)."""
     lines = [line.strip() for line in detail.splitlines() if line.strip()]
     chosen = next((x for x in lines if x.startswith(("error:", "Error:", "✗"))), None)
-    if chosen is None:
+    if chosen is None or re.match(r"^\w+(Error|Exception)", lines[-1] if lines else ""):
         chosen = next((x for x in reversed(lines) if re.match(r"^\w+(Error|Exception)", x)), "")
     chosen = re.sub(r"(/[^\s:'\"]+)+", "<path>", chosen)
     chosen = re.sub(r"\b([A-Za-z_]+?)\d+\b", r"\1#", chosen)
-    chosen = re.sub(r"\b[0-9a-f]{8,}\b", "#", chosen)
+    chosen = re.sub(r"\b(0x)?[0-9a-f]{8,}\b", "#", chosen)
     return chosen[:160]
 
 
@@ -83,8 +83,13 @@ def _stale_class(project: Project, step: Step, outcome: Outcome) -> str:
     state_project = _project_at(outcome, step)
     producer = state_project.item(producer_id)
     assert producer is not None
+    if producer.renamed and outcome.sequence.mode == "daemon":
+        return f"{_edit_what(state_project, edit, edit.target)}: after a rename of the producer"
     target = edit.post.target if edit.op == "post" and edit.post else edit.target
     what = _edit_what(state_project, edit, target)
+    edited = state_project.item(target)
+    if edited is not None and edited.kind == "post":
+        target = edited.target  # what the statement changes
     if state == "ran":
         return f"{what}: its user ran but served an old value"
     if edit.op == "file":
@@ -116,6 +121,8 @@ def _edit_what(project: Project, edit: object, target: str) -> str:
         return f"statement after a {described} ({edit.post.variant})"
     if edit.op == "knob" and item.kind == "post":
         return f"statement after a definition ({item.variant}) changed"
+    if edit.op == "rename":
+        return f"reactor renamed ({described})"
     if edit.op == "ref":
         return f"{described} now uses another definition"
     return f"literal in {described} ({edit.key})"

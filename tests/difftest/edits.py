@@ -91,6 +91,8 @@ def apply_edit(project: Project, edit: Edit) -> Project | None:
         if index >= len(item.refs) or new.item(str(edit.value)) is None:
             return None
         item.refs[index] = str(edit.value)
+    elif edit.op == "rename":
+        item.renamed = str(edit.value)
     elif edit.op in ("comment", "doc"):
         setattr(item.style, edit.op, str(edit.value))
     elif edit.op == "fmt":
@@ -136,7 +138,9 @@ class EditMaker:
 
     # -- edits that change a value ----------------------------------------------------------
     def _value_edit(self, project: Project) -> Edit | None:
-        weights = {"knob": 10, "ref": 2, "post": 3, "post_knob": 1, "file": 1, "config": 2}
+        weights = {
+            "knob": 10, "ref": 2, "post": 3, "post_knob": 1, "file": 1, "config": 2, "rename": 1,
+        }  # fmt: skip
         ops = [op for op in weights if op not in self.exclude]
         choice = self.rng.choices(ops, weights=[weights[op] for op in ops])[0]
         return getattr(self, f"_{choice}")(project)
@@ -221,6 +225,18 @@ class EditMaker:
         self.next_id += 1
         text = f"statement after {target.kind} {target.id}: {variant} in {module}"
         return Edit("post", target.id, post=post, description=text)
+
+    def _rename(self, project: Project) -> Edit | None:
+        """A reactor renamed: the old name must never run or feed a result again."""
+        reactors = [r for r in project.reactors() if r.kind == "reactor"]
+        if not reactors:
+            return None
+        reactor = self.rng.choice(reactors)
+        name = f"{reactor.id}_v{self.rng.randint(2, 9)}"
+        if name == reactor.name:
+            return None
+        text = f"reactor {reactor.name} in {reactor.module} renamed {name}"
+        return Edit("rename", reactor.id, value=name, description=text)
 
     def _file(self, project: Project) -> Edit | None:
         tracked = sorted({f for r in project.reactors() for f in r.files})

@@ -51,6 +51,8 @@ def required_by_edit(before: Project, after: Project, edit: Edit) -> set[str]:
     if edit.noop:
         return set()
     reactors = [r.id for r in after.reactors()]
+    if edit.op == "rename":
+        return {edit.target}  # a new reactor for the engine: it runs once
     if edit.op == "file":
         return {r.id for r in after.reactors() if edit.target in r.files}
     target = edit.post.target if edit.op == "post" and edit.post else edit.target

@@ -58,6 +58,11 @@ class Item:
     files: list[str] = field(default_factory=list)  # tracked data files
     flags: list[str] = field(default_factory=list)
     target: str = ""  # posts: the definition they change
+    renamed: str = ""  # reactors: the function's name, when an edit renamed it
+
+    @property
+    def name(self) -> str:
+        return self.renamed or self.id
 
     def all_refs(self) -> list[str]:
         found = [*self.refs, *self.subs, *(o.ref for o in self.outputs if o.ref)]
@@ -527,16 +532,16 @@ def _reactor(scope: Scope, item: Item) -> list[str]:
             body.append(f"{ind}o{n}.append(-1) if isinstance(o{n}, list) else None")
     if v == "factory":
         return [
-            f"def make_{item.id}(k):",
-            f"    def {item.id}({params}):",
+            f"def make_{item.name}(k):",
+            f"    def {item.name}({params}):",
             *body,
             "",
-            f"    return {item.id}",
+            f"    return {item.name}",
             "",
             "",
-            f"{item.id} = ReactorFunc(make_{item.id}({lit(k['k'], s)}))",
+            f"{item.name} = ReactorFunc(make_{item.name}({lit(k['k'], s)}))",
         ]
-    return ["@ReactorFunc", f"def {item.id}({params}):", *body]
+    return ["@ReactorFunc", f"def {item.name}({params}):", *body]
 
 
 def _collector(scope: Scope, item: Item) -> list[str]:

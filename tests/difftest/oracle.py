@@ -73,8 +73,9 @@ class Evaluation:
                 answer = self.value(asked.name) if isinstance(asked, _Want) else None
 
 
-def evaluate(project_dir: str, reactors: dict[str, str], producers: dict[str, str]) -> None:
-    """Run the collector of the project in `project_dir` (already the working directory)."""
+def evaluate(project_dir: str, reactors: dict[str, list[str]], producers: dict[str, str]) -> None:
+    """Run the collector of the project in `project_dir` (already the working directory);
+    `reactors` maps each reactor id to its module and its name there."""
     sys.dont_write_bytecode = True
     path = f"{project_dir}/pipeline.py"
     pipeline = types.ModuleType("difftest_pipeline")  # not __main__: its main block stays out
@@ -83,7 +84,7 @@ def evaluate(project_dir: str, reactors: dict[str, str], producers: dict[str, st
     with open(path) as handle:
         exec(compile(handle.read(), path, "exec"), pipeline.__dict__)
     funcs = {}
-    for reactor, module in reactors.items():
+    for reactor, (module, name) in reactors.items():
         home = pipeline if module == "pipeline" else importlib.import_module(module)
-        funcs[reactor] = getattr(home, reactor)
+        funcs[reactor] = getattr(home, name)
     Evaluation(funcs, producers, pipeline.CONFIG).run("collect")

@@ -82,7 +82,7 @@ def make_sequence(
 class Step:
     index: int
     edit: Edit | None  # None: the first run
-    failure: str = ""  # stale / semantic / error / no-run / invalid
+    failure: str = ""  # stale / semantic / error / no-run / crash / invalid
     detail: str = ""
     ran: list[str] = field(default_factory=list)
     required: list[str] = field(default_factory=list)
@@ -271,9 +271,15 @@ class Executor:
         return outcome
 
     def _passes(self, sequence: Sequence, step: Step) -> bool:
-        """True if `sequence` gets past the step that failed."""
+        """True if `sequence` gets past the step that failed, or there no longer serves the
+        stale value where it started (another one may have another cause)."""
         again = self.run(sequence).failure
-        return again is None or again.index > step.index
+        if again is None or again.index > step.index:
+            return True
+        names = [root.split()[0] for root in again.roots]
+        return (
+            bool(step.roots) and again.index == step.index and step.roots[0].split()[0] not in names
+        )
 
     def run(self, sequence: Sequence) -> Outcome:
         started = time.monotonic()
@@ -294,7 +300,7 @@ class Executor:
         copy_dir = Path(tempfile.mkdtemp(prefix="plain-", dir=root))
         try:
             write_tree(copy_dir, render(project))
-            reactors = {r.id: r.module for r in project.reactors()}
+            reactors = {r.id: [r.module, r.name] for r in project.reactors()}
             reply = self.zygote.run(
                 kind="plain", project=str(copy_dir), out=str(copy_dir), reactors=reactors,
                 producers=project.producers(),
@@ -469,10 +475,10 @@ class Executor:
                 lines = daemon.next_run(DAEMON_RUN_TIMEOUT)
                 error = ""
                 if lines is None:
-                    step.failure = "no-run"
-                    step.detail = "no run after the save; the daemon printed:\n" + "\n".join(
-                        daemon.pending()[-30:]
-                    )
+                    exited = daemon.proc.poll()
+                    step.failure = "no-run" if exited is None else "crash"
+                    said = "\n".join(line for line in daemon.pending()[-40:] if line.strip("│ "))
+                    step.detail = f"no run after the save (daemon exit code {exited}):\n{said}"
                 elif run_failed(lines):
                     error = "\n".join(lines)
                 inputs, ran = previous, read_ran(out)
