@@ -113,6 +113,7 @@ class EditMaker:
         self.rng = rng
         self.next_id = first_id
         self.exclude = exclude  # edit ops (`post`, `ref`...) or post variants (`defaults`...)
+        self.history: list[tuple[str, str, int]] = []  # knob edits: (target, knob, old value)
 
     def edit(self, project: Project) -> tuple[Edit, Project]:
         before = render(project)
@@ -130,6 +131,10 @@ class EditMaker:
                 continue
             edit.files = files
             edit.save = self.rng.choice(["inplace", "atomic"])
+            if edit.op == "knob":
+                item = project.item(edit.target)
+                assert item is not None
+                self.history.append((edit.target, edit.key, item.knobs[edit.key]))
             sizes_equal = all(len(before.get(f, "")) == len(after[f]) for f in files)
             if not edit.noop and sizes_equal and len(files) == 1:
                 edit.keep_stat = self.rng.random() < 0.6
@@ -140,6 +145,7 @@ class EditMaker:
     def _value_edit(self, project: Project) -> Edit | None:
         weights = {
             "knob": 10, "ref": 2, "post": 3, "post_knob": 1, "file": 1, "config": 2, "rename": 1,
+            "undo": 2,
         }  # fmt: skip
         ops = [op for op in weights if op not in self.exclude]
         choice = self.rng.choices(ops, weights=[weights[op] for op in ops])[0]
@@ -225,6 +231,19 @@ class EditMaker:
         self.next_id += 1
         text = f"statement after {target.kind} {target.id}: {variant} in {module}"
         return Edit("post", target.id, post=post, description=text)
+
+    def _undo(self, project: Project) -> Edit | None:
+        """An earlier literal edit reverted: the earlier result may be restored, not re-run."""
+        options = []
+        for target, key, old in self.history:
+            item = project.item(target)
+            if item is not None and item.knobs.get(key, old) != old:
+                options.append((item, key, old))
+        if not options:
+            return None
+        item, key, old = self.rng.choice(options)
+        text = f"undo: {item.kind} {item.id} in {item.module}: {key} {item.knobs[key]} -> {old}"
+        return Edit("knob", item.id, key, old, description=text)
 
     def _rename(self, project: Project) -> Edit | None:
         """A reactor renamed: the old name must never run or feed a result again."""

@@ -68,6 +68,14 @@ def candidates(project: Project) -> list[tuple[str, Callable[[], Project | None]
                     f"drop {field_name}[{index}] of {item.id}",
                     lambda i=item.id, f=field_name, n=index: _drop_field(project, i, f, n),
                 ))  # fmt: skip
+    for item in project.items:  # simpler spellings of the same thing
+        if item.kind == "reactor" and item.variant != "plain":
+            found.append((f"plain {item.id}", lambda i=item.id: _set_variant(project, i, "plain")))
+    config = project.config()
+    if config.variant == "class" and not any(
+        r.startswith("cfg.") for item in project.items for r in item.reads
+    ):
+        found.append(("dict config", lambda: _set_variant(project, config.id, "dict")))
     for module in project.modules:
         if module != PIPELINE and not any(i.module == module for i in project.items):
             found.append((f"drop module {module}", lambda m=module: _drop_module(project, m)))
@@ -95,6 +103,14 @@ def _drop_field(project: Project, item_id: str, field_name: str, index: int) -> 
         return new
     if field_name == "refs" and item.kind == "class" and item.variant == "derived" and index == 0:
         return None
+    return new
+
+
+def _set_variant(project: Project, item_id: str, variant: str) -> Project:
+    new = project.copy()
+    item = new.item(item_id)
+    assert item is not None
+    item.variant = variant
     return new
 
 
