@@ -52,6 +52,10 @@ KNOWN = {
         "issue 9 A4: the daemon still runs a renamed reactor's old definition (whose values of "
         "re-imported classes cannot even be pickled: a PicklingError may stop the daemon)"
     ),
+    r"^no-run \(daemon\) on the save fixing a syntax error in a helper module": (
+        "daemon: engine._load's failure path re-watches only modules in sys.modules, so the "
+        "module that failed to import is no longer watched and its fixing save is never seen"
+    ),
     r"attribute lookup \w+# on __main__ failed": (
         "daemon: script.main_module gives __main__ back before the deferred run pickles values"
     ),

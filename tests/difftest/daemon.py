@@ -53,6 +53,20 @@ class WatchDaemon:
                     return None
                 self._cond.wait(remaining)
 
+    def wait_for(self, text: str, timeout: float) -> bool:
+        """Wait for a line containing `text`; the lines up to it are taken."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for index in range(self._taken_to, len(self.lines)):
+                    if text in self.lines[index]:
+                        self._taken_to = index + 1
+                        return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._ended:
+                    return False
+                self._cond.wait(remaining)
+
     def pending(self) -> list[str]:
         """Lines printed since the last run returned (notices, a run still going)."""
         with self._cond:

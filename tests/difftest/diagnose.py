@@ -50,6 +50,10 @@ def classify(outcome: Outcome) -> str:
         return f"{step.failure} ({mode}): {error_gist(step.detail)}"
     if step.failure != "stale":
         op = step.edit.op if step.edit else "first run"
+        before = outcome.steps[step.index - 1] if step.index > 0 else None
+        if before is not None and before.edit is not None and before.edit.op == "break":
+            where = "the pipeline" if before.edit.target == "pipeline" else "a helper module"
+            return f"{step.failure} ({mode}) on the save fixing a syntax error in {where}"
         return f"{step.failure} ({mode}, {op})"
     if outcome.stat_only:
         cause = "CPython's __pycache__" if outcome.bytecode_only else "a (size, mtime) cache"

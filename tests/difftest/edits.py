@@ -44,7 +44,7 @@ POST_VARIANTS = {  # definition kind (and variant) -> statements after it that c
 
 @dataclass
 class Edit:
-    op: str  # knob / ref / post / file / comment / doc / fmt / module_comment / module_doc
+    op: str  # knob / ref / post / file / rename / break / comment / doc / fmt / module_...
     target: str  # item id, module or data file
     key: str = ""  # knob name, ref index, style field
     value: int | str = 0
@@ -59,6 +59,12 @@ class Edit:
 def apply_edit(project: Project, edit: Edit) -> Project | None:
     """The project after `edit`, or None if what it edits is gone (a shrunk project)."""
     new = project.copy()
+    new.broken = ""  # every edit after a broken save fixes it
+    if edit.op == "break":
+        if edit.target not in new.modules:
+            return None
+        new.broken = edit.target
+        return new
     if edit.op == "file":
         if edit.target not in new.files:
             return None
@@ -145,7 +151,7 @@ class EditMaker:
     def _value_edit(self, project: Project) -> Edit | None:
         weights = {
             "knob": 10, "ref": 2, "post": 3, "post_knob": 1, "file": 1, "config": 2, "rename": 1,
-            "undo": 2,
+            "undo": 2, "break": 1,
         }  # fmt: skip
         ops = [op for op in weights if op not in self.exclude]
         choice = self.rng.choices(ops, weights=[weights[op] for op in ops])[0]
@@ -231,6 +237,13 @@ class EditMaker:
         self.next_id += 1
         text = f"statement after {target.kind} {target.id}: {variant} in {module}"
         return Edit("post", target.id, post=post, description=text)
+
+    def _break(self, project: Project) -> Edit | None:
+        """A save with a syntax error (a half-typed line); the next edit fixes it."""
+        if project.broken:
+            return None
+        module = self.rng.choice(project.modules)
+        return Edit("break", module, description=f"syntax error saved in {module}")
 
     def _undo(self, project: Project) -> Edit | None:
         """An earlier literal edit reverted: the earlier result may be restored, not re-run."""

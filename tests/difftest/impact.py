@@ -51,6 +51,8 @@ def required_by_edit(before: Project, after: Project, edit: Edit) -> set[str]:
     if edit.noop:
         return set()
     reactors = [r.id for r in after.reactors()]
+    if edit.op == "break":
+        return set()
     if edit.op == "rename":
         return {edit.target}  # a new reactor for the engine: it runs once
     if edit.op == "file":

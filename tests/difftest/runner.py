@@ -421,6 +421,13 @@ class Executor:
                 out=str(out), bytecode=sequence.bytecode,
             )  # fmt: skip
             error = "" if reply["rc"] == 0 else f"exit {reply['rc']}:\n{tail(out / 'stdout.txt')}"
+            if after.broken:  # a syntax error: the run must fail, and the next edit fixes it
+                if not error:
+                    step.failure, step.detail = "error", "a script with a syntax error ran"
+                outcome.steps.append(step)
+                if step.failure:
+                    break
+                continue
             ran = read_ran(out)
             inputs = self.judge(step, after, root, read_served(out), error, ran)
             if edit is not None and not step.failure:
@@ -472,6 +479,16 @@ class Executor:
                     kept = save(project_dir / name, new_files[name], edit)
                     step.bytecode_hazard |= kept and name.endswith(".py") and name != "pipeline.py"
                 files = new_files
+                if after.broken:  # the daemon must say so and keep the last good state
+                    if not daemon.wait_for("did not load", DAEMON_RUN_TIMEOUT):
+                        step.failure = "no-run" if daemon.proc.poll() is None else "crash"
+                        step.detail = "a syntax error was not reported:\n" + "\n".join(
+                            daemon.pending()[-30:]
+                        )
+                    outcome.steps.append(step)
+                    if step.failure:
+                        break
+                    continue
                 lines = daemon.next_run(DAEMON_RUN_TIMEOUT)
                 error = ""
                 if lines is None:
