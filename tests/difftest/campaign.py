@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runner import Executor, Outcome, Sequence, Step, Zygote
+from .runner import Executor, Outcome, Sequence, Step, Zygote, scratch_root
 from .shrink import describe, shrink
 
 
@@ -77,7 +77,7 @@ def run_all(
     started = time.monotonic()
 
     def work() -> None:
-        workdir = Path(tempfile.mkdtemp(prefix="difftest-"))
+        workdir = Path(tempfile.mkdtemp(prefix="difftest-", dir=scratch_root()))
         zygote = Zygote()
         try:
             executor = Executor(zygote, workdir)
@@ -112,7 +112,7 @@ def shrink_classes(
 ) -> dict[str, Outcome]:
     """One minimal example per failure class."""
     minimal: dict[str, Outcome] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="difftest-shrink-"))
+    workdir = Path(tempfile.mkdtemp(prefix="difftest-shrink-", dir=scratch_root()))
     zygote = Zygote()
     try:
         executor = Executor(zygote, workdir)

@@ -52,6 +52,7 @@ class Edit:
     save: str = "inplace"  # inplace / atomic
     keep_stat: bool = False  # restore size and mtime after writing (when the size is equal)
     noop: bool = False  # must change nothing that runs
+    undo: bool = False  # back to an earlier value: its earlier results may be restored
     description: str = ""
     files: list[str] = field(default_factory=list)  # filled in when applied
 
@@ -118,7 +119,9 @@ class EditMaker:
     ) -> None:
         self.rng = rng
         self.next_id = first_id
-        self.exclude = exclude  # edit ops (`post`, `ref`...) or post variants (`defaults`...)
+        # edit ops (`post`, `ref`, `rename`, `undo`, `break`...), post variants (`defaults`...),
+        # `keep_stat` (rewrites keeping size and mtime), `prop` (config property code)
+        self.exclude = exclude
         self.history: list[tuple[str, str, int]] = []  # knob edits: (target, knob, old value)
 
     def edit(self, project: Project) -> tuple[Edit, Project]:
@@ -143,7 +146,7 @@ class EditMaker:
                 self.history.append((edit.target, edit.key, item.knobs[edit.key]))
             sizes_equal = all(len(before.get(f, "")) == len(after[f]) for f in files)
             if not edit.noop and sizes_equal and len(files) == 1:
-                edit.keep_stat = self.rng.random() < 0.6
+                edit.keep_stat = self.rng.random() < 0.6 and "keep_stat" not in self.exclude
             return edit, after_project
         raise RuntimeError("no applicable edit found")  # cannot happen: knobs always exist
 
@@ -175,9 +178,8 @@ class EditMaker:
 
     def _config(self, project: Project) -> Edit | None:
         config = project.config()
-        key = self.rng.choice(
-            [*CONFIG_PARAMS, "prop"] if config.variant == "class" else CONFIG_PARAMS
-        )
+        keys = [*CONFIG_PARAMS, "prop"] if config.variant == "class" else CONFIG_PARAMS
+        key = self.rng.choice([k for k in keys if k not in self.exclude])
         value = self._new_number(config.knobs[key])
         text = f"config ({config.variant}) {key}: {config.knobs[key]} -> {value}"
         return Edit("knob", config.id, key, value, description=text)
@@ -256,7 +258,7 @@ class EditMaker:
             return None
         item, key, old = self.rng.choice(options)
         text = f"undo: {item.kind} {item.id} in {item.module}: {key} {item.knobs[key]} -> {old}"
-        return Edit("knob", item.id, key, old, description=text)
+        return Edit("knob", item.id, key, old, undo=True, description=text)
 
     def _rename(self, project: Project) -> Edit | None:
         """A reactor renamed: the old name must never run or feed a result again."""

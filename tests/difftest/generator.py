@@ -38,12 +38,12 @@ DEF_KINDS = {
 }
 VARIANTS = {
     "const_int": [""],
-    "const_expr": ["mul", "sum"],
+    "const_expr": ["mul", "sum", "fstring"],
     "const_container": ["dict", "list", "tuple", "comp", "dictcomp", "nested"],
     "const_array": ["arange", "linspace", "full"],
-    "func": ["plain", "default", "kwonly", "local", "lambda"],
+    "func": ["plain", "default", "kwonly", "local", "lambda", "lru", "wrapped"],
     "factory": ["closure", "lambda", "partial", "default"],
-    "class": ["plain", "property", "static", "derived"],
+    "class": ["plain", "property", "static", "derived", "attr_ref", "dataclass"],
     "instance": [""],
     "table": ["dict", "list"],
     "subreactor": [""],
@@ -62,7 +62,8 @@ def knob(rng: random.Random) -> int:
 
 class Generator:
     """`exclude` leaves out features by name: value kinds (`masked`, `arrsub`...), definition
-    kinds (`factory`...), `mutation`, `helper_reactors`, or import styles (`star`...)."""
+    kinds (`factory`...), `mutation`, `helper_reactors`, `reactor_factory`, `reactor_default`,
+    or import styles (`star`...). The edits take their own names (see EditMaker)."""
 
     def __init__(self, rng: random.Random, exclude: frozenset[str] = frozenset()) -> None:
         self.rng = rng
@@ -139,7 +140,7 @@ class Generator:
             if not ints:
                 kind, prefix, variant = "const_int", "K", ""
             else:
-                refs = self.pick(ints, 1, 1 if variant == "mul" else 2)
+                refs = self.pick(ints, 1, 2 if variant == "sum" else 1)
         elif kind == "const_container":
             refs = self.pick(uses, 0, 2)
         elif kind == "const_array":
@@ -180,6 +181,8 @@ class Generator:
         available = [o.name for r in project.reactors() for o in r.outputs]
         inputs = self.pick(available, 0 if len(available) < 2 else 1, 3)
         variant = rng.choices(["plain", "factory", "default"], weights=[6, 1, 1])[0]
+        if f"reactor_{variant}" in self.exclude:
+            variant = "plain"
         knobs = {"k": knob(rng)}
         outputs = []
         for n in range(1 if rng.random() < 0.8 else 2):
@@ -195,6 +198,8 @@ class Generator:
         item.files = self.pick(list(project.files), 0, 1) if rng.random() < 0.4 else []
         kinds = {o.name: o.kind for r in project.reactors() for o in r.outputs}
         listy = [n for n in inputs if kinds.get(n) == "list"]
+        if rng.random() < 0.15 and "local_import" not in self.exclude:
+            item.flags.append("local_import")
         mutation = "mutation" not in self.exclude
         if listy and rng.random() < 0.15 and mutation:
             item.flags.append(f"mutate_input:{rng.choice(listy)}")

@@ -124,9 +124,10 @@ def may_reference(importer: str, imported: str, modules: list[str]) -> bool:
 class Scope:
     """Renders names as seen from one module, collecting the imports that makes them visible."""
 
-    def __init__(self, project: Project, module: str) -> None:
+    def __init__(self, project: Project, module: str, local: bool = False) -> None:
         self.project = project
         self.module = module
+        self.local = local  # imports inside a function: no `import *` there
         self.imports: list[str] = []
 
     def _need(self, line: str) -> None:
@@ -140,6 +141,8 @@ class Scope:
             return item.id
         target = item.module
         style = self.project.styles.get(f"{self.module}>{target}", "import")
+        if style == "star" and self.local:
+            style = "from"
         relative = _relative(self.module, target, self.project.modules)
         if style == "import":
             self._need(f"import {target}")
@@ -243,6 +246,8 @@ def _const(scope: Scope, item: Item) -> list[str]:
     elif item.kind == "const_expr":
         if v == "sum":
             expr = "sum(" + par("[" + ", ".join([*uses, lit(k["k"], s)]) + "]", s) + ")"
+        elif v == "fstring":
+            expr = f"len(f'{{{uses[0]}}}-{k['k']}') + {lit(k['k'], s)}"
         else:
             expr = par(f"{uses[0]} * {lit(k['k'], s)}", s) + " + 1"
     elif item.kind == "const_container":
@@ -280,9 +285,15 @@ def _func(scope: Scope, item: Item) -> list[str]:
         "default": f"x, d={lit(k['d'], s)}",
         "kwonly": f"x, *, d={lit(k['d'], s)}",
         "local": "x",
+        "lru": "x",
+        "wrapped": "x",
     }[v]
     head = f"def {item.id}({params}):"
-    lines = [head, *_doc(s, "    "), *_comment(s, "    ")]
+    decorators = {
+        "lru": ["@functools.lru_cache(maxsize=None)"],
+        "wrapped": [f"@{scope.module.replace('.', '_')}_traced"],
+    }.get(v, [])
+    lines = [*decorators, head, *_doc(s, "    "), *_comment(s, "    ")]
     if v == "local":
         lines += [f"    y = x + {lit(k['k'], s)}", f"    return {par('y * 2', s)}{body_extra}"]
     elif v in ("default", "kwonly"):
@@ -344,6 +355,36 @@ def _class(scope: Scope, item: Item) -> list[str]:
             f"        return super().value() + {lit(k['k2'], s)}{extra}",
         ]
     extra = "".join(f" + mix({use_expr(scope, r)})" for r in item.refs)
+    if v == "dataclass":
+        return [
+            "@dataclasses.dataclass",
+            f"class {item.id}:",
+            *_doc(s, "    "),
+            *_comment(s, "    "),
+            "    v: int",
+            f"    SCALE: int = {lit(k['k'], s)}",
+            "",
+            "    def value(self):",
+            f"        return self.v * self.SCALE + {lit(k['k2'], s)}{extra}",
+        ]
+    if v == "attr_ref":  # a class attribute computed from other names
+        attr = (
+            f"mix({use_expr(scope, item.refs[0])}) + {lit(k['k'], s)}"
+            if item.refs
+            else lit(k["k"], s)
+        )
+        return [
+            f"class {item.id}:",
+            *_doc(s, "    "),
+            *_comment(s, "    "),
+            f"    SCALE = {attr}",
+            "",
+            "    def __init__(self, v):",
+            "        self.v = v",
+            "",
+            "    def value(self):",
+            f"        return self.v * self.SCALE + {lit(k['k2'], s)}",
+        ]
     lines = [
         f"class {item.id}:",
         *_doc(s, "    "),
@@ -505,7 +546,10 @@ def _reactor(scope: Scope, item: Item) -> list[str]:
     ind = "        " if v == "factory" else "    "
     params = "pipe, config" + (f", k={lit(k['k'], s)}" if v == "default" else "")
     base = "k" if v in ("factory", "default") else lit(k["k"], s)
-    body = [*_doc(s, ind), *_comment(s, ind)]
+    outer = scope
+    if "local_import" in item.flags:  # the user's names imported inside the function
+        scope = Scope(outer.project, outer.module, local=True)
+    body: list[str] = []
     args = []
     for name in item.inputs:
         body.append(f"{ind}a_{name} = yield pipe.receive({name!r})")
@@ -531,6 +575,8 @@ def _reactor(scope: Scope, item: Item) -> list[str]:
         body.append(f"{ind}pipe.send({out.name!r}, o{n})")
         if f"mutate_sent:{out.name}" in item.flags:
             body.append(f"{ind}o{n}.append(-1) if isinstance(o{n}, list) else None")
+    local = [f"{ind}{line}" for line in scope.imports] if scope is not outer else []
+    body = [*_doc(s, ind), *_comment(s, ind), *local, *body]
     if v == "factory":
         return [
             f"def make_{item.name}(k):",
@@ -577,6 +623,7 @@ _RENDERERS: dict[str, Any] = {
 }
 
 HEADER = [
+    "import dataclasses",
     "import functools",
     "",
     "import numpy as np",
@@ -590,6 +637,12 @@ def render_module(project: Project, module: str) -> str:
     items = [i for i in project.items if i.module == module]
     ordered = [i for i in items if i.kind != "post"] + [i for i in items if i.kind == "post"]
     body: list[str] = []
+    if any(i.kind == "func" and i.variant == "wrapped" for i in items):
+        name = f"{module.replace('.', '_')}_traced"
+        body += [
+            "", "", f"def {name}(fn):", "    @functools.wraps(fn)", "    def wrapper(x):",
+            "        return fn(x)", "", "    return wrapper",
+        ]  # fmt: skip
     for item in ordered:
         body += ["", "", *render_item(scope, item)]
     if module == PIPELINE:

@@ -39,6 +39,22 @@ DAEMON_RUN_TIMEOUT = 30.0  # a save's run takes well under a second
 SECOND_NS = 1_000_000_000
 
 
+def scratch_root() -> str:
+    """Where sequences run: DIFFTEST_TMP, else /dev/shm when it has room (no disk flushes: the
+    engine fsyncs every payload, which on a shared disk costs more than the runs), else /tmp."""
+    chosen = os.environ.get("DIFFTEST_TMP")
+    if chosen:
+        return chosen
+    shm = "/dev/shm"
+    try:
+        room = shutil.disk_usage(shm).free
+    except OSError:
+        room = 0
+    if room > 512 * 2**20 and os.access(shm, os.W_OK):
+        return shm
+    return tempfile.gettempdir()
+
+
 # -- sequences ----------------------------------------------------------------------------------
 @dataclass
 class Sequence:
@@ -387,7 +403,8 @@ class Executor:
         required.discard(COLLECTOR)
         step.ran, step.required = sorted(executed), sorted(required)
         step.over = sorted(executed - required)
-        step.missed = sorted(required - executed)
+        # after an undo the engine may restore earlier versions instead of running
+        step.missed = [] if step.edit.undo else sorted(required - executed)
 
     # -- one-shot -------------------------------------------------------------------------------
     def _oneshot(self, sequence: Sequence, root: Path) -> Outcome:

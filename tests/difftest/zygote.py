@@ -25,12 +25,24 @@ from typing import Any
 
 
 def preload() -> None:
+    """Import what every run imports; and what the CLI imports on first use (its parser and
+    table rendering), by asking it for help once."""
+    import contextlib
+    import io
+
     import h5py  # noqa: F401
     import numpy  # noqa: F401
 
     import difftest.oracle  # noqa: F401
     import pyplantd.cli
-    import pyplantd.plant  # noqa: F401
+    import pyplantd.plant
+    from pyplantd import report
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        pyplantd.cli.app(args=["run", "--help"], prog_name="pyplantd")
+    from rich.console import Console
+
+    Console(file=io.StringIO()).print(report.decision_table([]))
 
 
 def child(job: dict[str, Any]) -> None:
