@@ -101,6 +101,9 @@ def _stale_class(project: Project, step: Step, outcome: Outcome) -> str:
     item = state_project.item(target)
     if item is not None and item.kind == "config":
         return f"{what}: its reader not re-run"
+    in_script = item is not None and item.kind == "class" and item.module == "pipeline"
+    if in_script and outcome.sequence.mode == "daemon":
+        what += " defined in the script"
     path = path_to(state_project, producer, target) if item is not None else None
     if path is None:
         received = _received_kinds(state_project, producer)
