@@ -27,6 +27,9 @@ CHUNK_SECONDS = 150  # a loaded machine runs fewer sequences rather than time ou
 
 # Failure class (a regex on diagnose.classify's name) -> the engine rule that is wrong.
 KNOWN = {
+    r"^timing-dependent ": (
+        "a daemon failure two replays did not show again (a race under load): see the report"
+    ),
     r"^ndarray subclass \((masked|arrsub)\) comes back from disk": (
         "store/specs.py infer_type: any ndarray subclass is stored as a plain HDF5 array "
         "(dtype and shape only); the fingerprint ignores the type too"
@@ -56,7 +59,7 @@ KNOWN = {
         "daemon: engine._load's failure path re-watches only modules in sys.modules, so the "
         "module that failed to import is no longer watched and its fixing save is never seen"
     ),
-    r"^literal in class/\w+ \(\w+\) defined in the script: .*\(daemon\)": (
+    r"defined in the script: .*\(daemon\)": (
         "daemon: signature._visit_class finds a class's file through sys.modules[cls.__module__]"
         ", which is no longer the script once it returned: a class in pipeline.py is not hashed"
     ),

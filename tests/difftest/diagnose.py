@@ -39,6 +39,12 @@ def classify(outcome: Outcome) -> str:
     step = outcome.failure
     if step is None:
         return ""
+    if outcome.unreproduced:
+        return f"timing-dependent (not seen in 2 replays): {_classify(outcome, step)}"
+    return _classify(outcome, step)
+
+
+def _classify(outcome: Outcome, step: Step) -> str:
     sequence = outcome.sequence
     mode = sequence.mode
     if step.failure == "semantic":

@@ -247,7 +247,7 @@ def _const(scope: Scope, item: Item) -> list[str]:
         if v == "sum":
             expr = "sum(" + par("[" + ", ".join([*uses, lit(k["k"], s)]) + "]", s) + ")"
         elif v == "fstring":
-            expr = f"len(f'{{{uses[0]}}}-{k['k']}') + {lit(k['k'], s)}"
+            expr = f'len(f"{{{uses[0]}}}-{k["k"]}") + {lit(k["k"], s)}'
         else:
             expr = par(f"{uses[0]} * {lit(k['k'], s)}", s) + " + 1"
     elif item.kind == "const_container":

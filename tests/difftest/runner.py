@@ -127,6 +127,7 @@ class Outcome:
     extra_runs: int = 0  # daemon runs nobody asked for
     stat_only: bool = False  # the failure goes away when the edit does not keep size+mtime
     bytecode_only: bool = False  # ... and when __pycache__ is not used
+    unreproduced: bool = False  # a daemon failure that two replays did not show again
 
     @property
     def failure(self) -> Step | None:
@@ -272,10 +273,15 @@ class Executor:
 
     def run_classified(self, sequence: Sequence) -> Outcome:
         """`run`; for a failure on a rewrite that kept the file's size and mtime, replays that
-        tell whether keeping them is the cause, and then whether CPython's __pycache__ is."""
+        tell whether keeping them is the cause, and then whether CPython's __pycache__ is; for
+        another daemon failure, two replays that tell whether it depends on timing."""
         outcome = self.run(sequence)
         step = outcome.failure
-        if step is None or step.edit is None or not step.edit.keep_stat:
+        if step is None or step.edit is None:
+            return outcome
+        if not step.edit.keep_stat:
+            if sequence.mode == "daemon":  # timing matters there: does it happen again?
+                outcome.unreproduced = all(self._passes(sequence, step) for _ in range(2))
             return outcome
         index = sequence.edits.index(step.edit)
         plain_save = dataclasses.replace(step.edit, keep_stat=False)
