@@ -79,6 +79,7 @@ class Project:
     files: dict[str, int]  # tracked data file -> the number it holds
     module_style: dict[str, Style] = field(default_factory=dict)
     broken: str = ""  # a module saved with a syntax error (the next edit fixes it)
+    sabotage: bool = False  # the tester's self-test: a code hash that never changes
 
     def item(self, item_id: str) -> Item | None:
         return next((i for i in self.items if i.id == item_id), None)
@@ -656,7 +657,9 @@ def render_module(project: Project, module: str) -> str:
             "",
             "",
             "if __name__ == '__main__':",
-            "    with Plant(plant_dir()) as plant:",
+            "    with Plant(plant_dir(), function_hash=lambda func: 'same') as plant:"
+            if project.sabotage
+            else "    with Plant(plant_dir()) as plant:",
             "        plant.set_config(CONFIG)" if config else "",
             f"        plant.run_reactor({COLLECTOR})",
         ]
