@@ -67,6 +67,10 @@ KNOWN = {
         "daemon: signature._visit_class finds a class's file through sys.modules[cls.__module__]"
         ", which is no longer the script once it returned: a class in pipeline.py is not hashed"
     ),
+    r"^side effects of a target that was restored, not run \(daemon\)": (
+        "daemon: after an undo a target is restored like any reactor instead of run, so its "
+        "side effects (a plot, a file) still show the undone state"
+    ),
     r"attribute lookup \w+# on __main__ failed": (
         "daemon: script.main_module gives __main__ back before the deferred run pickles values"
     ),

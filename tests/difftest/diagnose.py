@@ -52,6 +52,11 @@ def _classify(outcome: Outcome, step: Step) -> str:
         return (
             f"fresh run != plain Python ({'a received or sent list mutated' if mutating else '?'})"
         )
+    if step.failure == "side-effect":
+        return (
+            f"side effects of a target that was restored, not run ({mode}): its inputs changed "
+            "back to an earlier version"
+        )
     if step.failure in ("error", "invalid", "crash"):
         return f"{step.failure} ({mode}): {error_gist(step.detail)}"
     if step.failure != "stale":
@@ -74,8 +79,8 @@ def error_gist(detail: str) -> str:
     if chosen is None or re.match(r"^\w+(Error|Exception)", lines[-1] if lines else ""):
         chosen = next((x for x in reversed(lines) if re.match(r"^\w+(Error|Exception)", x)), "")
     chosen = re.sub(r"(/[^\s:'\"]+)+", "<path>", chosen)
-    chosen = re.sub(r"\b([A-Za-z_]+?)\d+\b", r"\1#", chosen)
     chosen = re.sub(r"\b(0x)?[0-9a-f]{8,}\b", "#", chosen)
+    chosen = re.sub(r"(?<=[A-Za-z_])\d+", "#", chosen)
     return chosen[:160]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 PIPELINE = "pipeline"
 COLLECTOR = "collect"
 RUNTIME_MODULE = "served"  # tests/difftest/project_runtime.py, copied in
+SERVED = "served"  # the collector's output: the digest of every ingredient it received
 
 # What a reference of each role may point to (see `role_of`).
 FUNCTION_KINDS = ("func", "factory")
@@ -525,7 +526,7 @@ def value_expr(scope: Scope, out: Output, knob: int, style: Style) -> str:
         "int": f"acc * {k} % 1000",
         "float": f"acc / {k}",
         "str": f"'s' + str(acc + {k})",
-        "bytes": f"bytes([acc % 256, {k}])",
+        "bytes": f"bytes([acc % 256, {k} % 256])",
         "list": f"[acc, {k}, [acc % 7]]",
         "dict": f"{{'acc': acc, 'k': {k}}}",
         "tuple": f"(acc, {k})",
@@ -601,7 +602,7 @@ def _collector(scope: Scope, item: Item) -> list[str]:
         f"    for name in ({names}{',' if len(item.inputs) == 1 else ''}):",
         "        values[name] = yield pipe.receive(name)",
         f"    note({item.id!r})",
-        "    serve(values)",
+        f"    pipe.send({SERVED!r}, serve(values))",
     ]
 
 

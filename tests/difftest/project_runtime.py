@@ -85,14 +85,16 @@ def note(reactor: str, **inputs: Any) -> None:
             handle.write(json.dumps(line) + "\n")
 
 
-def serve(values: dict[str, Any]) -> None:
-    """What the collector was served: a digest and a short canonical text per ingredient."""
+def serve(values: dict[str, Any]) -> dict[str, list[str]]:
+    """What the collector was served: a digest and a short canonical text per ingredient,
+    written to a file (the collector's side effect) and returned (the collector sends it)."""
+    record = {k: [digest(v), canon(v)[:160]] for k, v in sorted(values.items())}
     path = _out("served.json")
     if path is not None:
-        record = {k: [digest(v), canon(v)[:160]] for k, v in sorted(values.items())}
         with open(path + ".tmp", "w") as handle:
             json.dump(record, handle)
         os.replace(path + ".tmp", path)
+    return record
 
 
 def plant_dir() -> str:

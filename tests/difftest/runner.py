@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyplant_client import Client, ClientError
+
 from .daemon import WatchDaemon, daemon_env
 from .edits import Edit, apply_edit, changed_files, make_edits
 from .generator import generate, new_id_counter
 from .impact import required_by_edit
-from .model import COLLECTOR, Project, render
+from .model import COLLECTOR, SERVED, Project, render
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = Path(__file__).with_name("project_runtime.py")
@@ -98,7 +100,7 @@ def make_sequence(
 class Step:
     index: int
     edit: Edit | None  # None: the first run
-    failure: str = ""  # stale / semantic / error / no-run / crash / invalid
+    failure: str = ""  # stale / semantic / error / no-run / crash / side-effect / invalid
     detail: str = ""
     ran: list[str] = field(default_factory=list)
     required: list[str] = field(default_factory=list)
@@ -279,15 +281,17 @@ class Executor:
         step = outcome.failure
         if step is None or step.edit is None:
             return outcome
-        if not step.edit.keep_stat:
+        done = [s.edit for s in outcome.steps if s.edit is not None]
+        if not any(edit.keep_stat for edit in done):
             if sequence.mode == "daemon":  # timing matters there: does it happen again?
                 outcome.unreproduced = all(self._passes(sequence, step) for _ in range(2))
             return outcome
-        index = sequence.edits.index(step.edit)
-        plain_save = dataclasses.replace(step.edit, keep_stat=False)
-        edits = [*sequence.edits[:index], plain_save, *sequence.edits[index + 1 :]]
+        # A rewrite keeping size and mtime may have been missed silently and recorded a result
+        # under the wrong signature, which only a later edit shows: replay with none kept.
+        edits = [dataclasses.replace(e, keep_stat=False) for e in sequence.edits]
         outcome.stat_only = self._passes(dataclasses.replace(sequence, edits=edits), step)
-        if outcome.stat_only and step.bytecode_hazard and sequence.bytecode:
+        hazard = any(s.bytecode_hazard for s in outcome.steps)
+        if outcome.stat_only and hazard and sequence.bytecode:
             no_pycache = dataclasses.replace(sequence, bytecode=False)
             outcome.bytecode_only = self._passes(no_pycache, step)
         return outcome
@@ -477,11 +481,16 @@ class Executor:
         if not sequence.bytecode:
             env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(root / "no-pycache"))
         daemon = WatchDaemon(project_dir, env, poll)
+        client: Client | None = None
         try:
             lines = daemon.next_run(DAEMON_START_TIMEOUT)
             step = Step(0, None)
             error = "" if lines is not None else "no first run:\n" + daemon.transcript()
-            previous = self.judge(step, state, root, read_served(out), error, read_ran(out))
+            if lines is not None:
+                client = Client.find(project_dir, timeout=DAEMON_RUN_TIMEOUT)
+            served = fetch_served(client)
+            previous = self.judge(step, state, root, served, error, read_ran(out))
+            side_effects(step, served, out)
             if lines is not None and run_failed(lines):
                 step.failure, step.detail = "error", "\n".join(lines)
             outcome.steps.append(step)
@@ -523,7 +532,9 @@ class Executor:
                     error = "\n".join(lines)
                 inputs, ran = previous, read_ran(out)
                 if not step.failure:
-                    inputs = self.judge(step, after, root, read_served(out), error, ran)
+                    served = fetch_served(client)
+                    inputs = self.judge(step, after, root, served, error, ran)
+                    side_effects(step, served, out)
                 if not step.failure:
                     self.account(step, state, after, ran, inputs, previous)
                     if step.over and lines:
@@ -533,8 +544,37 @@ class Executor:
                     break
                 previous, state = inputs, after
         finally:
+            if client is not None:
+                client.close()
             daemon.stop()
         return outcome
+
+
+def fetch_served(client: Client | None) -> dict[str, list[str]] | None:
+    """What the daemon holds as the collector's output, through the real client."""
+    if client is None:
+        return None
+    try:
+        served: dict[str, list[str]] = client.fetch(SERVED)
+    except ClientError:
+        return None
+    return served
+
+
+def side_effects(step: Step, served: dict[str, list[str]] | None, out: Path) -> None:
+    """The collector's own record of its last execution must show what the daemon serves: a
+    target that is restored instead of run leaves its side effects (a plot, a file) behind."""
+    if step.failure or served is None:
+        return
+    recorded = read_served(out) or {}
+    if recorded != served:
+        differ = sorted(n for n in served if recorded.get(n) != served[n])
+        step.failure = "side-effect"
+        step.detail = "the target's last execution saw other values than the daemon serves:\n"
+        step.detail += "\n".join(
+            f"  {n}: served     {show(served.get(n))}\n  {n}: target saw {show(recorded.get(n))}"
+            for n in differ
+        )
 
 
 def run_failed(lines: list[str]) -> bool:
