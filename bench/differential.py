@@ -25,7 +25,7 @@ from difftest.campaign import (
     shrink_classes,
     summary,
 )
-from difftest.runner import make_sequence
+from difftest.sequence import make_sequence
 
 
 def main() -> int:

@@ -19,8 +19,8 @@ import time
 import pytest
 from difftest.campaign import Tally, run_all, summary
 from difftest.edits import Edit, apply_edit
-from difftest.model import render
-from difftest.runner import Outcome, Sequence, Step, make_sequence
+from difftest.render import render
+from difftest.sequence import Outcome, Sequence, Step, make_sequence
 from difftest.shrink import describe, shrink
 
 ONESHOT_SEEDS = range(0, 100)

@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runner import Executor, Outcome, Sequence, Step, Zygote, scratch_root
+from .runner import Executor
+from .sequence import Outcome, Sequence, Step
 from .shrink import describe, shrink
+from .workspace import scratch_root
+from .zygote import Zygote
 
 
 @dataclass

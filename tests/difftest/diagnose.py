@@ -9,7 +9,7 @@ import re
 from collections import deque
 
 from .model import Item, Project
-from .runner import Outcome, Step
+from .sequence import Outcome, Step
 
 ROUND_TRIP_KINDS = ("masked", "arrsub")
 
@@ -28,10 +28,10 @@ def path_to(project: Project, start: Item, target: str) -> list[Item] | None:
         if path[-1].id == target:
             return path
         for ref in [*path[-1].all_refs(), *posts.get(path[-1].id, [])]:
-            item = project.item(ref)
-            if item is not None and item.id not in seen:
-                seen.add(item.id)
-                queue.append([*path, item])
+            found = project.item(ref)
+            if found is not None and found.id not in seen:
+                seen.add(found.id)
+                queue.append([*path, found])
     return None
 
 

@@ -22,8 +22,8 @@ from .model import (
     Style,
     may_reference,
     module_path,
-    render,
 )
+from .render import render
 
 WORDS = ["tidy", "note", "why not", "see issue", "TODO later", "keep", "faster", "as before"]
 POST_VARIANTS = {  # definition kind (and variant) -> statements after it that change its value
@@ -288,8 +288,8 @@ class EditMaker:
             module = rng.choice(project.modules)
             style = project.module_style.get(module, Style())
             old = style.comment if op == "module_comment" else style.doc
-            value = "" if old and rng.random() < 0.3 else rng.choice(WORDS)
-            return Edit(op, module, value=value, noop=True, description=f"{op} in {module}")
+            text = "" if old and rng.random() < 0.3 else rng.choice(WORDS)
+            return Edit(op, module, value=text, noop=True, description=f"{op} in {module}")
         items = [i for i in project.items if i.kind != "collector"]
         item = rng.choice(items)
         if op == "doc" and item.kind in ("instance", "table", "post"):

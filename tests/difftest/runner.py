@@ -12,260 +12,28 @@ It also counts over-runs: reactors that ran though nothing they depend on change
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import random
-import select
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyplant_client import Client, ClientError
 
 from .daemon import WatchDaemon, daemon_env
-from .edits import Edit, apply_edit, changed_files, make_edits
-from .generator import generate, new_id_counter
+from .edits import Edit, apply_edit, changed_files
 from .impact import required_by_edit
-from .model import COLLECTOR, SERVED, Project, render
+from .model import COLLECTOR, SERVED, Project
+from .render import render
+from .sequence import Outcome, Sequence, Step, show, stale_roots
+from .workspace import read_ran, read_served, save, tail, write_tree
+from .zygote import Zygote
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME = Path(__file__).with_name("project_runtime.py")
-RUN_TIMEOUT = 120.0  # one run of a tiny project takes well under a second; a loaded machine...
 DAEMON_START_TIMEOUT = 120.0
 DAEMON_RUN_TIMEOUT = 20.0  # a save's run takes well under a second
-SECOND_NS = 1_000_000_000
 
 
-def scratch_root() -> str:
-    """Where sequences run: DIFFTEST_TMP, else /dev/shm when it has room (no disk flushes: the
-    engine fsyncs every payload, which on a shared disk costs more than the runs), else /tmp."""
-    chosen = os.environ.get("DIFFTEST_TMP")
-    if chosen:
-        return chosen
-    shm = "/dev/shm"
-    try:
-        room = shutil.disk_usage(shm).free
-    except OSError:
-        room = 0
-    if room > 512 * 2**20 and os.access(shm, os.W_OK):
-        return shm
-    return tempfile.gettempdir()
-
-
-# -- sequences ----------------------------------------------------------------------------------
-@dataclass
-class Sequence:
-    seed: int
-    mode: str  # oneshot / daemon
-    project: Project
-    edits: list[Edit]
-    flavours: list[str]  # oneshot: python / cli per step; daemon: [native] or [poll]
-    exclude: frozenset[str] = frozenset()
-    bytecode: bool = True  # False: no __pycache__ is read or written (to tell its part apart)
-
-    @property
-    def key(self) -> str:
-        return f"{self.mode}:{self.seed}"
-
-    def replay_command(self) -> str:
-        without = f" --exclude {','.join(sorted(self.exclude))}" if self.exclude else ""
-        edits = f" --edits {len(self.edits)}"
-        pyc = "" if self.bytecode else " --no-bytecode"
-        return f"python bench/differential.py --replay {self.key}{edits}{without}{pyc}"
-
-
-def make_sequence(
-    seed: int, mode: str, edits: int | None = None, exclude: frozenset[str] = frozenset()
-) -> Sequence:
-    """The sequence a seed stands for; `exclude` leaves features out (see Generator)."""
-    rng = random.Random(seed * 7919 + (1 if mode == "daemon" else 0))
-    project = generate(seed, exclude)
-    count = edits if edits is not None else rng.randint(3, 7)
-    first = new_id_counter(project)
-    edit_list = make_edits(project, rng.randrange(1 << 30), count, first, exclude)
-    if mode == "oneshot":
-        flavours = [rng.choice(["python", "cli"]) for _ in range(count + 1)]
-    else:
-        flavours = ["poll" if rng.random() < 0.2 else "native"]
-    return Sequence(seed, mode, project, edit_list, flavours, exclude)
-
-
-# -- results ------------------------------------------------------------------------------------
-@dataclass
-class Step:
-    index: int
-    edit: Edit | None  # None: the first run
-    failure: str = ""  # stale / semantic / error / no-run / crash / side-effect / invalid
-    detail: str = ""
-    ran: list[str] = field(default_factory=list)
-    required: list[str] = field(default_factory=list)
-    over: list[str] = field(default_factory=list)
-    missed: list[str] = field(default_factory=list)
-    why: str = ""
-    bytecode_hazard: bool = False  # a module rewritten keeping its size and mtime second
-    roots: list[str] = field(default_factory=list)  # stale ingredients whose inputs were right
-
-    def label(self) -> str:
-        if self.edit is None:
-            return "first run"
-        flags = [self.edit.save]
-        if self.edit.keep_stat:
-            flags.append("size+mtime kept")
-        if self.bytecode_hazard:
-            flags.append("same size, same mtime second")
-        return f"{self.edit.description} [{', '.join(flags)}]"
-
-
-@dataclass
-class Outcome:
-    sequence: Sequence
-    steps: list[Step] = field(default_factory=list)
-    seconds: float = 0.0
-    extra_runs: int = 0  # daemon runs nobody asked for
-    stat_only: bool = False  # the failure goes away when the edit does not keep size+mtime
-    bytecode_only: bool = False  # ... and when __pycache__ is not used
-    unreproduced: bool = False  # a daemon failure that two replays did not show again
-
-    @property
-    def failure(self) -> Step | None:
-        return next((s for s in self.steps if s.failure), None)
-
-    def signature(self) -> str:
-        """A failure key: what failed, where, on which kind of edit (see diagnose.classify for
-        the class it belongs to)."""
-        step = self.failure
-        if step is None:
-            return ""
-        return failure_signature(self.sequence, step, self.bytecode_only)
-
-    def failure_class(self) -> str:
-        from .diagnose import classify
-
-        return classify(self)
-
-
-def failure_signature(sequence: Sequence, step: Step, bytecode_only: bool = False) -> str:
-    edit = step.edit
-    if edit is None:
-        root = " <" + step.roots[0].split(" (", 1)[1].rstrip(")") + ">" if step.roots else ""
-        return f"{step.failure}:{sequence.mode}:first-run{root}"
-    project = sequence.project
-    target = project.item(edit.post.target if edit.post else edit.target)
-    what = f"{target.kind}/{target.variant or '-'}" if target else edit.target.split("/")[0]
-    extra = ":bytecode" if bytecode_only else (":keep-stat" if edit.keep_stat else "")
-    variant = f"/{edit.post.variant}" if edit.post else ""
-    root = " <" + step.roots[0].split(" (", 1)[1].rstrip(")") + ">" if step.roots else ""
-    return f"{step.failure}:{sequence.mode}:{edit.op}{variant}:{what}{extra}{root}"
-
-
-# -- the fork server ----------------------------------------------------------------------------
-class Zygote:
-    def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(REPO / "tests"), str(REPO), str(REPO / "client")]
-        )}  # fmt: skip
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "difftest.zygote"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir(),
-        )  # fmt: skip
-        self._reply(120.0)
-
-    def _reply(self, timeout: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            raise RuntimeError(f"the fork server did not answer within {timeout} s")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    def run(self, **job: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        job.setdefault("timeout", RUN_TIMEOUT)
-        self.proc.stdin.write(json.dumps(job) + "\n")
-        self.proc.stdin.flush()
-        return self._reply(float(job["timeout"]) + 60)
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-# -- files --------------------------------------------------------------------------------------
-def write_tree(root: Path, files: dict[str, str]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(RUNTIME, root / "served.py")
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
-def save(path: Path, text: str, edit: Edit) -> bool:
-    """Write as an editor would; True if the file keeps its size and whole-second mtime (what
-    CPython's bytecode cache checks)."""
-    before = path.stat()
-    if edit.save == "atomic":
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(temp, path)
-    else:
-        with open(path, "w") as handle:
-            handle.write(text)
-    after = path.stat()
-    if edit.keep_stat and after.st_size == before.st_size:
-        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    elif after.st_mtime_ns < before.st_mtime_ns + SECOND_NS:
-        # A person's saves are seconds apart; two saves within one second keeping the size
-        # would fool CPython's bytecode cache, which only a kept mtime should test.
-        os.utime(path, ns=(after.st_atime_ns, before.st_mtime_ns + SECOND_NS))
-    after = path.stat()
-    same_second = int(after.st_mtime) == int(before.st_mtime)
-    return after.st_size == before.st_size and same_second
-
-
-def read_served(out: Path) -> dict[str, list[str]] | None:
-    try:
-        served: dict[str, list[str]] = json.loads((out / "served.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return served
-
-
-def read_ran(out: Path) -> dict[str, dict[str, str]]:
-    """reactor -> the digests of its inputs, for each reactor that executed."""
-    ran = {}
-    try:
-        lines = (out / "ran.jsonl").read_text().splitlines()
-    except OSError:
-        return {}
-    for line in lines:
-        record = json.loads(line)
-        ran[record["reactor"]] = record["inputs"]
-    return ran
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no output)"
-
-
-# -- one sequence -------------------------------------------------------------------------------
 class Executor:
     """Runs sequences in `workdir` with one fork server."""
 
@@ -427,10 +195,10 @@ class Executor:
         write_tree(project_dir, files)
         previous: Any = {}
         steps: list[tuple[Edit | None, Project]] = [(None, state)]
-        for edit in sequence.edits:
-            after = apply_edit(state, edit)
+        for change in sequence.edits:
+            after = apply_edit(state, change)
             if after is not None:
-                steps.append((edit, after))
+                steps.append((change, after))
                 state = after
         state = sequence.project
         for index, (edit, after) in enumerate(steps):
@@ -584,21 +352,3 @@ def run_failed(lines: list[str]) -> bool:
     return ", failed, " in summary or any(
         line.startswith(("  ✗", "error:", "Error:")) for line in lines
     )
-
-
-def stale_roots(project: Project, stale: list[str], ran: dict[str, Any]) -> list[str]:
-    """Stale ingredients whose producer received only right values: where staleness starts.
-    Each as `name (value kind, producer ran|cached)`; a cached producer is listed last."""
-    producers = {o.name: (r, o.kind) for r in project.reactors() for o in r.outputs}
-    found = []
-    for name in stale:
-        reactor, kind = producers[name]
-        if not any(n in stale for n in reactor.inputs):
-            found.append(
-                f"{name} ({kind}, {reactor.id} {'ran' if reactor.id in ran else 'cached'})"
-            )
-    return sorted(found, key=lambda text: ("cached" in text, text))
-
-
-def show(entry: list[str] | None) -> str:
-    return "(missing)" if entry is None else entry[1]

@@ -9,10 +9,12 @@ import dataclasses
 import difflib
 import time
 from collections.abc import Callable
+from functools import partial
 
 from .edits import apply_edit
-from .model import COLLECTOR, PIPELINE, Item, Project, render
-from .runner import Outcome, Sequence
+from .model import COLLECTOR, PIPELINE, Item, Project
+from .render import render
+from .sequence import Outcome, Sequence
 
 
 def without_reactor(project: Project, reactor_id: str) -> Project:
@@ -50,11 +52,11 @@ def candidates(project: Project) -> list[tuple[str, Callable[[], Project | None]
     for reactor in project.reactors():
         if reactor.id != COLLECTOR:
             found.append(
-                (f"drop reactor {reactor.id}", lambda r=reactor.id: without_reactor(project, r))
+                (f"drop reactor {reactor.id}", partial(without_reactor, project, reactor.id))
             )
     for item in project.items:
         if item.kind not in ("reactor", "collector", "config"):
-            found.append((f"drop {item.id}", lambda i=item.id: without_item(project, i)))
+            found.append((f"drop {item.id}", partial(without_item, project, item.id)))
     for item in project.items:
         for field_name in ("refs", "subs", "reads", "files", "inputs", "flags", "outputs"):
             values = getattr(item, field_name)
@@ -64,24 +66,22 @@ def candidates(project: Project) -> list[tuple[str, Callable[[], Project | None]
             if item.kind == "collector" or len(values) <= minimum:
                 continue
             for index in range(len(values)):
-                found.append((
-                    f"drop {field_name}[{index}] of {item.id}",
-                    lambda i=item.id, f=field_name, n=index: _drop_field(project, i, f, n),
-                ))  # fmt: skip
+                drop = partial(_drop_field, project, item.id, field_name, index)
+                found.append((f"drop {field_name}[{index}] of {item.id}", drop))
     for item in project.items:  # simpler spellings of the same thing
         if item.kind == "reactor" and item.variant != "plain":
-            found.append((f"plain {item.id}", lambda i=item.id: _set_variant(project, i, "plain")))
+            found.append((f"plain {item.id}", partial(_set_variant, project, item.id, "plain")))
     config = project.config()
     if config.variant == "class" and not any(
         r.startswith("cfg.") for item in project.items for r in item.reads
     ):
-        found.append(("dict config", lambda: _set_variant(project, config.id, "dict")))
+        found.append(("dict config", partial(_set_variant, project, config.id, "dict")))
     for module in project.modules:
         if module != PIPELINE and not any(i.module == module for i in project.items):
-            found.append((f"drop module {module}", lambda m=module: _drop_module(project, m)))
+            found.append((f"drop module {module}", partial(_drop_module, project, module)))
     for name in project.files:
         if not any(name in r.files for r in project.reactors()):
-            found.append((f"drop file {name}", lambda n=name: _drop_file(project, n)))
+            found.append((f"drop file {name}", partial(_drop_file, project, name)))
     return found
 
 

@@ -18,10 +18,16 @@ import json
 import os
 import select
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT = 120.0  # one run of a tiny project takes well under a second; a loaded machine...
 
 
 def preload() -> None:
@@ -120,6 +126,48 @@ def wait(pid: int, timeout: float) -> tuple[int, bool]:
             select.select([pidfd], [], [], remaining)
     finally:
         os.close(pidfd)
+
+
+# -- the client: the runner's side -----------------------------------------------------------
+class Zygote:
+    """The fork server as a subprocess: `run(**job)` sends a job and waits for its reply."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "tests"), str(REPO), str(REPO / "client")]
+        )}  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "difftest.zygote"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir(),
+        )  # fmt: skip
+        self._reply(120.0)
+
+    def _reply(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"the fork server did not answer within {timeout} s")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def run(self, **job: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        job.setdefault("timeout", RUN_TIMEOUT)
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        return self._reply(float(job["timeout"]) + 60)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def main() -> None:
