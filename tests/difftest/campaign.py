@@ -30,6 +30,7 @@ class Tally:
     stale_values: int = 0  # stale ingredients at the failing steps
     over_runs: Counter[str] = field(default_factory=Counter)  # edit class -> reactors over-run
     over_steps: int = 0
+    late_runs: int = 0  # re-runs after a rewrite that kept size+mtime: late, not over-runs
     missed: Counter[str] = field(default_factory=Counter)  # edit class -> required, did not run
     extra_daemon_runs: int = 0
     classes: dict[str, list[Outcome]] = field(default_factory=dict)
@@ -41,16 +42,20 @@ class Tally:
         self.sequences[mode] += 1
         self.edits[mode] += sum(1 for s in outcome.steps if s.edit is not None)
         self.extra_daemon_runs += outcome.extra_runs
+        kept = False  # an earlier rewrite kept size and mtime: it may be seen only now
         for step in outcome.steps:
             if step.edit is None:
                 continue
             kind = edit_class(step.edit.op, outcome, step.edit.target)
-            if step.over:
+            if step.over and kept:
+                self.late_runs += len(step.over)
+            elif step.over:
                 self.over_runs[kind] += len(step.over)
                 self.over_steps += 1
                 self.over_examples.setdefault(kind, (outcome, step))
             if step.missed:
                 self.missed[kind] += len(step.missed)
+            kept |= step.edit.keep_stat
         failing = outcome.failure
         if failing is not None:
             self.failures[failing.failure] += 1
@@ -144,6 +149,8 @@ def summary(tally: Tally, command: str) -> str:
         f"over-runs (reactors re-run though nothing they use changed): "
         f"{sum(tally.over_runs.values())} in {tally.over_steps} edits"
         + (f", by edit: {dict(tally.over_runs)}" if tally.over_runs else ""),
+        f"re-runs seen late, after an earlier rewrite kept size and mtime (not counted as "
+        f"over-runs): {tally.late_runs}",
         f"required re-runs not done (value unchanged anyway): {dict(tally.missed) or 0}",
         f"daemon runs no save asked for: {tally.extra_daemon_runs}",
     ]
