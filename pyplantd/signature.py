@@ -265,7 +265,7 @@ class SignatureComputer:
         key = index.find(cls.__qualname__, cls.__name__) if index else None
         chains = index.class_chains(key) if index and key else None
         if not (index and key and path and module and chains is not None):
-            return _methods_digest(methods), found
+            return _with_class_state(_methods_digest(methods), cls), found
         home = _Home(path, "module", namespace=vars(module), package=module.__package__)
         for chain in chains:
             if chain[0] in vars(module):
@@ -273,7 +273,7 @@ class SignatureComputer:
         self._note_bindings(cls, found)
         analysis = index.analysis(key)
         digest = analysis.digest if analysis else index.dump_digest(key)
-        return (digest or _methods_digest(methods)), found
+        return _with_class_state(digest or _methods_digest(methods), cls), found
 
     def _visit_global(self, item: _Global) -> tuple[str | None, _Found]:
         """A module-level name by the statements that define it, and what they use in turn;
@@ -487,6 +487,19 @@ def _load_module(name: str) -> ModuleType | None:
         return importlib.import_module(name)
     except Exception:  # the reactor raises the same error, with context, when it runs
         return None
+
+
+def _with_class_state(digest: str, cls: type) -> str:
+    """A class's digest and the values of its attributes that cannot change in place, as they
+    are now: `pkg.tools.C.SCALE = 78` anywhere (a path no statement scan follows) changes what
+    its methods compute, so it counts by value. Mutable attributes are left to the statements
+    that define them: a cache a class fills as the pipeline runs must not re-run its users."""
+    state = []
+    for name, value in sorted(vars(cls).items()):
+        text = None if name.startswith("__") else frozen_text(value)
+        if text is not None:
+            state.append(f"{name}={text}")
+    return hash_text(digest + "\n" + "\n".join(state)) if state else digest
 
 
 def _methods_digest(methods: list[FunctionType]) -> str:

@@ -305,6 +305,33 @@ CASES = [
             """
         },
     ),
+    # a class attribute set through a dotted path in another module, after the class
+    Case(
+        "class_attribute_set_through_a_package_path_after_the_class",
+        """
+        import pkg.tools
+
+        pkg.tools.Scaled.SCALE = 78
+
+        @ReactorFunc
+        def compute(pipe):
+            pipe.send('value', pkg.tools.Scaled(2).value())
+        """,
+        [Edit("pipeline.py", "SCALE = 78", "SCALE = 79", "compute: class Scaled in tools.py")],
+        {
+            "pkg/__init__.py": "",
+            "pkg/tools.py": """
+            class Scaled:
+                SCALE = 90
+
+                def __init__(self, v):
+                    self.v = v
+
+                def value(self):
+                    return self.v * self.SCALE
+            """,
+        },
+    ),
     # -- A5: what is hashed is what runs ---------------------------------------------------------
     Case(
         "helper_module_outside_the_project_on_sys_path",

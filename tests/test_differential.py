@@ -37,9 +37,6 @@ KNOWN = {
     r"^timing-dependent ": (
         "a daemon failure two replays did not show again (a race under load): see the report"
     ),
-    r"^statement after a class/\w+ \(setattr\)": (
-        "issue 9 A1: setattr(C, ...) on a class after its definition, from another module"
-    ),
     r"^literal in const_container/comp": (
         "issue 9 A1: a literal inside a comprehension that builds a module-level container"
     ),
