@@ -539,7 +539,10 @@ CHANGED = [
             "models": MODELS,
         },
         {"pipeline": _pipeline("Model().fit(x)", "from models import Model\nModel.k = 2")},
-        ["Model in pipeline.py changed (type type: counted by the statements that define it)"],
+        [  # the class's state as it now is, and the statement that changed it
+            "class Model in models.py changed",
+            "Model in pipeline.py changed (type type: counted by the statements that define it)",
+        ],
     ),
     Changed(
         "closure variable given to a factory",
@@ -626,7 +629,10 @@ CHANGED = [
             "tweaks": "import models\nmodels.Model.k = 1\n",
         },
         {"tweaks": "import models\nmodels.Model.k = 2\n"},
-        ["models.Model in tweaks.py changed (type type: counted by the statements that define it)"],
+        [
+            "class Model in models.py changed",
+            "models.Model in tweaks.py changed (type type: counted by the statements that define it)",
+        ],
     ),
     Changed(
         "default value read from a name bound again later",
