@@ -631,7 +631,8 @@ CHANGED = [
         {"tweaks": "import models\nmodels.Model.k = 2\n"},
         [
             "class Model in models.py changed",
-            "models.Model in tweaks.py changed (type type: counted by the statements that define it)",
+            "models.Model in tweaks.py changed"
+            " (type type: counted by the statements that define it)",
         ],
     ),
     Changed(
