@@ -80,8 +80,10 @@ class _Global:
     shared: bool = False  # another name for a value reached elsewhere (see _sharers)
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return self.home.path, self.name, id(self.home.namespace)
+    def key(self) -> tuple[str, str, int, bool, bool]:
+        # how it is counted is part of what it is: a visit reached as another name of a value
+        # (shared) must not stand in, from the cache, for the visit of the name itself
+        return self.home.path, self.name, id(self.home.namespace), self.shared, self.keep_definition
 
 
 @dataclass
