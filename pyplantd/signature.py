@@ -445,12 +445,21 @@ class SignatureComputer:
             found.follow.append(("global", _Global(name, home, value, not wraps_def)))
         elif not self._follow_alias(value, name, home, found):
             found.parts[f"const:{name}@{os.path.basename(home.path)}"] = hash_text(text)
+            if self._rebound(name, home):  # an earlier value may have been used meanwhile
+                found.follow.append(("global", _Global(name, home, value)))
         if inner is not None:  # functools.partial, lru_cache and similar wrappers
             self._classify_definition(inner, found)
         if definition_origin(type(value)) == "user":
             found.follow.append(("class", type(value)))
         else:
             self._note_package(module_name_of(value) or type(value).__module__, found)
+
+    def _rebound(self, name: str, home: _Home) -> bool:
+        """Bound more than once at module level: `A = f(K)` may have used a value of `K` that a
+        later `K = 87` replaced, so the value `K` has now does not say what `A` was made from;
+        its statements do."""
+        index = self._statements_index(home)
+        return index is not None and sum(s.strong for s in index.statements(name)) > 1
 
     def _follow_alias(self, value: object, name: str, home: _Home, found: _Found) -> bool:
         """A name only imported into its module lives where it comes from: follow it there."""

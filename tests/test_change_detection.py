@@ -305,6 +305,21 @@ CASES = [
             """
         },
     ),
+    # a constant rebound after a value was made from its earlier binding
+    Case(
+        "value_made_from_a_constant_that_is_rebound_later",
+        """
+        K = 34
+        A = [K * 2, 1]
+
+        @ReactorFunc
+        def compute(pipe):
+            pipe.send('value', sum(A))
+
+        K = 87
+        """,
+        [Edit("pipeline.py", "K = 34", "K = 49", "compute: constant K in pipeline.py changed")],
+    ),
     # a class attribute set through a dotted path in another module, after the class
     Case(
         "class_attribute_set_through_a_package_path_after_the_class",
