@@ -643,7 +643,7 @@ CHANGED = [
         "default value read from a name bound again later",
         {"pipeline": REBOUND},
         {"pipeline": REBOUND.replace("K = 2", "K = 5")},
-        ["default k of helper() in pipeline.py changed"],
+        ["constant K in pipeline.py changed", "default k of helper() in pipeline.py changed"],
     ),
     Changed(
         "lambda reactor",
