@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
@@ -505,12 +506,20 @@ def _with_class_state(digest: str, cls: type) -> str:
     are now: `pkg.tools.C.SCALE = 78` anywhere (a path no statement scan follows) changes what
     its methods compute, so it counts by value. Mutable attributes are left to the statements
     that define them: a cache a class fills as the pipeline runs must not re-run its users."""
-    state = []
-    for name, value in sorted(vars(cls).items()):
-        text = None if name.startswith("__") else frozen_text(value)
-        if text is not None:
-            state.append(f"{name}={text}")
-    return hash_text(digest + "\n" + "\n".join(state)) if state else digest
+    state = _CLASS_STATE.get(cls)
+    if state is None:  # as first seen: a counter the pipeline bumps as it runs is no change
+        texts = []
+        for name, value in sorted(vars(cls).items()):
+            text = None if name.startswith("__") else frozen_text(value)
+            if text is not None:
+                texts.append(f"{name}={text}")
+        state = _CLASS_STATE[cls] = "\n".join(texts)
+    return hash_text(digest + "\n" + state) if state else digest
+
+
+# A class's plain attributes as its first signature in this process saw them: the module-level
+# code that set them has run by then (each daemon reload makes new class objects).
+_CLASS_STATE: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
 
 
 def _methods_digest(methods: list[FunctionType]) -> str:
