@@ -4,7 +4,7 @@ Each benchmark prints one section on stdout and its progress on stderr. A benchm
 gets a section saying so, with the tail of its stderr; sections of benchmarks not run this time
 are kept from the previous RESULTS.md. Called by run.sh with the bench venv's python.
 
-    bench/.venv/bin/python bench/_runner.py [bench_chain ...]
+    bench/.venv/bin/python bench/_runner.py [bench_chain ...] [-- ARGS for that one benchmark]
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def select(requested: Sequence[str], available: Sequence[str]) -> list[str]:
     return names
 
 
-def run_bench(name: str, timeout: float) -> str:
+def run_bench(name: str, timeout: float, extra: Sequence[str] = ()) -> str:
     """Run one benchmark, echoing its stderr live; return its section, or one about its failure."""
     print(f"== {name}", file=sys.stderr, flush=True)
-    cmd = [sys.executable, str(BENCH_DIR / f"{name}.py")]
+    cmd = [sys.executable, str(BENCH_DIR / f"{name}.py"), *extra]
     stderr_tail: deque[str] = deque(maxlen=20)
     with tempfile.TemporaryFile("w+") as stdout:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True)
@@ -160,18 +160,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("benches", nargs="*", help="e.g. bench_chain; default: all")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per benchmark")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     available = discover()
     names = select(args.benches, available)
+    if extra and len(names) != 1:
+        sys.exit("Error: arguments after -- go to one benchmark; name exactly one.")
     with exclusive_machine():
-        run_all(names, available, args.timeout)
+        run_all(names, available, args.timeout, extra)
 
 
-def run_all(names: Sequence[str], available: Sequence[str], timeout: float) -> None:
+def run_all(
+    names: Sequence[str], available: Sequence[str], timeout: float, extra: Sequence[str] = ()
+) -> None:
     """Run each benchmark and rewrite RESULTS.md after each, keeping the other sections."""
     for name in names:
         commit_before = commit()
-        section = with_stamp(run_bench(name, timeout), commit_before)
+        section = with_stamp(run_bench(name, timeout, extra), commit_before)
         blocks = previous_blocks()  # re-read: RESULTS.md may have been edited during the run
         blocks[name] = section
         RESULTS.write_text(assemble(blocks, available))

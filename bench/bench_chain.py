@@ -57,14 +57,22 @@ class Chain:
     recursion_limit: int | None = None
     mid_constant: float = BASE_CONSTANT
     mid_comments: int = 0
+    first_constant: float = 0.0  # added by r0 (an edit of the first reactor)
+    last_constant: float = BASE_CONSTANT  # added by the last reactor (an edit of the last)
 
     @property
     def mid(self) -> int:
         return self.reactors // 2
 
+    @property
+    def last(self) -> int:
+        return self.reactors - 1
+
     def expected_sum(self, k: int) -> float:
         """Sum of the 4-element array i{k}: arange(4) plus every constant added up to r{k}."""
         added = k * BASE_CONSTANT + (self.mid_constant - BASE_CONSTANT if k >= self.mid else 0.0)
+        added += self.first_constant
+        added += self.last_constant - BASE_CONSTANT if k >= self.last else 0.0
         return 6.0 + 4.0 * added
 
 
@@ -91,7 +99,7 @@ def record(name, value):
 
 @ReactorFunc
 def r0(pipe):
-    value = np.arange(4.0)
+    value = np.arange(4.0){first}
     record("r0", value)
     pipe.send("i0", value, Ingredient.Type.array)
 '''
@@ -119,7 +127,11 @@ def chain_script(chain: Chain, module: str) -> str:
     limit = chain.recursion_limit
     limit_line = f"sys.setrecursionlimit({limit})\n\n" if limit else ""
     last = chain.reactors - 1
-    parts = [SCRIPT_HEAD.format(n=chain.reactors, last=last, limit_line=limit_line, module=module)]
+    first = f" + {chain.first_constant!r}" if chain.first_constant else ""
+    head = SCRIPT_HEAD.format(
+        n=chain.reactors, last=last, limit_line=limit_line, module=module, first=first
+    )
+    parts = [head]
     for k in range(1, chain.reactors):
         parts.append(_reactor_source(chain, k))
     parts.append(SCRIPT_TAIL.format(last=last))
@@ -129,6 +141,7 @@ def chain_script(chain: Chain, module: str) -> str:
 def _reactor_source(chain: Chain, k: int) -> str:
     is_mid = k == chain.mid
     constant = chain.mid_constant if is_mid else BASE_CONSTANT
+    constant = chain.last_constant if k == chain.last else constant
     count = chain.mid_comments if is_mid else 0
     comments = "".join(f"    # note {i}: a comment-only edit\n" for i in range(count))
     return REACTOR.format(k=k, prev=k - 1, comments=comments, constant=constant)

@@ -156,15 +156,19 @@ def read_text(path: Path) -> str:
 class Daemon:
     """`python -m pyplantd.cli watch pipeline.py` run in `root`; its output goes to files there."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pythonpath: str | None = None) -> None:
         self.root = root
+        self.pythonpath = pythonpath  # put first on the daemon's sys.path (an earlier pyplantd)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "pyplantd.cli", "watch", "pipeline.py"]
         env = child_env()
+        first = [self.pythonpath] if self.pythonpath else []
         if CLIENT_WORKAROUND:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [CLIENT_DIR, env.get("PYTHONPATH")]))
+            first.append(CLIENT_DIR)
+        if first:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [*first, env.get("PYTHONPATH")]))
         out, err = (self.root / "daemon.out").open("w"), (self.root / "daemon.err").open("w")
         with out, err:
             self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=out, stderr=err)

@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh               # every bench/bench_*.py
 #   bash bench/run.sh bench_chain   # only the named ones; other sections are kept
+#   bash bench/run.sh bench_pyplant -- --baseline-rev REV   # arguments for one benchmark
 #
 # Uses its own virtualenv, bench/.venv (created when missing): this checkout installed
 # editable, PyPlant 0.6.0 to compare against, and psutil. PYTHON picks the interpreter
