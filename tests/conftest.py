@@ -96,3 +96,15 @@ def log_run(name):
     with open('ran.log', 'a') as handle:
         handle.write(name + '\\n')
 """
+
+
+def mapped_file(array) -> str | None:
+    """The file an array's memory is a map of (from /proc/self/maps), or None if it is not."""
+    address = array.__array_interface__["data"][0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            low, high = (int(bound, 16) for bound in fields[0].split("-"))
+            if low <= address < high:
+                return fields[5].strip() if len(fields) == 6 else None
+    return None

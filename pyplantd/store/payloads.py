@@ -4,6 +4,10 @@ A payload is written under a temporary name, fsynced, then renamed into place, s
 process leaves either nothing or a complete file; temporary files and payloads the manifest does
 not reference are removed at start-up. Nothing is ever loaded from outside this directory, and
 only files named as pyplantd names them, regular and of this user, are ever deleted.
+
+Payloads are never written again once committed, so what its commit saw of a file (size,
+modification and change times, inode: `STAT` in its meta) stays the same until something else
+writes, truncates or replaces it; loads compare that instead of hashing the whole file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,8 @@ TEMP_PREFIX = ".tmp-"
 _SAFE = "[A-Za-z0-9_.-]"
 # The names temp_path and final_path give; nothing else in the payload dir is ever deleted.
 _OURS = re.compile(rf"\.tmp-[0-9a-f]{{12}}-{_SAFE}+|{_SAFE}{{1,80}}-[0-9a-f]{{12}}{_SAFE}*")
+STAT = "stat"  # payload meta: [size, mtime_ns, ctime_ns, inode] of the file as committed
+StatKey = list[int]
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,20 @@ def _safe(name: str) -> str:
 
 def _safe_suffix(suffix: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", suffix)[:40]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """What any write, truncation or replacement of a file changes: its size, modification and
+    change times (the kernel sets ctime at every change; no user can set it), its inode."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _past_mtime_ns() -> int:
+    """A modification time no later write can give a file: two or more seconds ago, on an even
+    second (the coarsest any file system keeps). A write sets the time to now, so it changes it
+    even within one tick of the clock the kernel stamps files with."""
+    seconds = time.time_ns() // 10**9 - 2
+    return (seconds - seconds % 2) * 10**9
 
 
 def fsync_path(path: Path) -> None:
@@ -123,6 +144,8 @@ class PayloadFiles:
         """Make a completely written temporary file durable and give it its final name."""
         final = final or self.final_path(name, temp.suffix)
         try:
+            past = _past_mtime_ns()
+            os.utime(temp, ns=(past, past), follow_symlinks=False)
             fsync_path(temp)
             os.replace(temp, final)  # the directory is fsynced once per commit (sync_names)
         except OSError as err:
@@ -147,10 +170,13 @@ class PayloadFiles:
                 temp.unlink()
             raise
         self.commit(temp, name, final)
-        meta = spec.describe(value)
-        return Payload(
-            self.rel(final), final.stat().st_size, written.fingerprint, meta, written.checksum
-        )
+        key = self.committed_stat(final)
+        meta = {**spec.describe(value), **written.layout, STAT: key}
+        return Payload(self.rel(final), key[0], written.fingerprint, meta, written.checksum)
+
+    def committed_stat(self, final: Path) -> StatKey:
+        """The stat key of a payload just committed (the rename changed its ctime: after it)."""
+        return stat_key(os.lstat(final))
 
     def sync_names(self) -> None:
         """Make the renames so far durable before metadata refers to them."""
@@ -168,11 +194,15 @@ class PayloadFiles:
 
     def intact(self, rel: str, size: int) -> bool:
         """Cheap check: a regular file of ours is there (never a link), with the size recorded."""
+        return self.present(rel, size) is not None
+
+    def present(self, rel: str, size: int) -> os.stat_result | None:
+        """The lstat of a payload that passes `intact`, else None."""
         try:
             st = os.lstat(self.resolve(rel))
         except (OSError, PayloadDamagedError):
-            return False
-        return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_size == size
+            return None
+        return st if _ours(st) and st.st_size == size else None
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(OSError, PayloadDamagedError):

@@ -27,7 +27,8 @@ from .failures import explain_os_error
 from .frozen import CODE_META, CONTENT_META, Pickled, thaw
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
-from .payloads import Payload, PayloadFiles
+from .mapped import map_array, mappable
+from .payloads import STAT, Payload, PayloadFiles, StatKey, stat_key
 from .records import IngredientRecord, Version
 from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset, new_hdf5
 from .versions import VersionIndex
@@ -72,7 +73,8 @@ class PlantStore:
         self.disk_budget = disk if disk is not None else default_disk_budget(self.plant_dir)
         self.writer = Writer(self._written)
         self._state = threading.Lock()  # the writer thread commits while the engine reads
-        self._verified: set[str] = set()
+        # payload -> the stat key at which its content was hashed or written by this process
+        self._verified: dict[str, StatKey] = {}
         self._open_h5: list[h5py.File] = []
         # The daemon's script runs in a namespace that is `__main__` only during its runs: what
         # it defines is unpickled from there (see frozen.thaw).
@@ -141,8 +143,14 @@ class PlantStore:
     ) -> PendingWrite:
         """A custom type: written now, as it is at `send`; consumers read it from its file."""
         payload = self._payload_with_code(self.payloads.write_to(final, name, spec, value), value)
-        self._verified.add(payload.path)
+        self._known_good(payload)
         return PendingWrite.completed(name, payload)
+
+    def _known_good(self, payload: Payload) -> None:
+        """This process wrote the payload: its content is right as long as its stat key holds."""
+        key = payload.meta.get(STAT)
+        if key is not None:
+            self._verified[payload.path] = key
 
     def _is_payload_file(self, filename: str) -> bool:
         return Path(filename).parent == self.payloads.root
@@ -173,7 +181,7 @@ class PlantStore:
         if not spec.freezes_in_memory:
             payload = self._payload_with_code(payload, value)
         payload = replace(payload, meta={**payload.meta, UNCACHED: True})
-        self._verified.add(payload.path)
+        self._known_good(payload)
         return PendingWrite.completed(name, payload)
 
     def load_uncached(self, payload: Payload, type_name: str) -> Any:
@@ -188,7 +196,7 @@ class PlantStore:
             self.warm.mark_unwritten(pending.path)  # usable for the rest of the run
             return
         payload: Payload = pending.wait()
-        self._verified.add(payload.path)
+        self._known_good(payload)
         objects = payload.meta.get("python_type") is not None and "shape" not in payload.meta
         self.warm.mark_durable(payload.path, payload.size if objects else None)
 
@@ -212,8 +220,9 @@ class PlantStore:
     def commit_file(self, name: str, temp: Path) -> tuple[PendingWrite, str]:
         final = self.payloads.commit(temp, name)
         checksum = file_fingerprint(str(final))
-        payload = Payload(self.payloads.rel(final), final.stat().st_size, checksum, {}, checksum)
-        self._verified.add(payload.path)
+        key = self.payloads.committed_stat(final)
+        payload = Payload(self.payloads.rel(final), key[0], checksum, {STAT: key}, checksum)
+        self._known_good(payload)
         return PendingWrite.completed(name, payload), str(final)
 
     def commit_hdf(self, name: str, dataset: h5py.Dataset) -> tuple[PendingWrite, h5py.Dataset]:
@@ -225,10 +234,11 @@ class PlantStore:
             temp.unlink(missing_ok=True)
             raise self.payloads.write_error(name, temp, err) from err
         final = self.payloads.commit(temp, name)
-        payload = Payload(self.payloads.rel(final), final.stat().st_size, None, meta)
+        key = self.payloads.committed_stat(final)
+        payload = Payload(self.payloads.rel(final), key[0], None, {**meta, STAT: key})
         handle = hdf5().File(final, "r")
         self._open_h5.append(handle)
-        self._verified.add(payload.path)
+        self._known_good(payload)
         return PendingWrite.completed(name, payload), handle[DATASET]
 
     def discard(self, paths: list[str]) -> None:
@@ -369,20 +379,24 @@ class PlantStore:
         return record.path in self.warm or self.payloads.intact(record.path, record.size)
 
     def load(self, record: IngredientRecord) -> Any:
-        """The value of a stored ingredient: warm if it is, else from disk, verified on the first
-        load; arrays larger than the memory budget are read lazily (out of core). A mutable
-        value is each caller's own copy (see store.frozen)."""
+        """The value of a stored ingredient: warm if it is, else from disk, checked first (see
+        `_check`); contiguous arrays are read-only memory maps, read only where a consumer
+        looks, and other arrays larger than the memory budget are read lazily (out of core). A
+        mutable value is each caller's own copy (see store.frozen)."""
         held = self.warm.get(record.path, MISSING)
         if held is not MISSING:
             return thaw(held, self.script_namespace)
-        if not self.payloads.intact(record.path, record.size):
+        st = self.payloads.present(record.path, record.size)
+        if st is None:
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) is missing or has the "
                 "wrong size."
             )
         spec = self.spec(record.type)
         path = str(self.payloads.resolve(record.path))
-        self._verify(record, spec, path)
+        key = self._check(record, spec, path, st)
+        if record.type == ARRAY and mappable(record.meta) and not record.meta.get(UNCACHED):
+            return self._mapped(record, path, key)
         out_of_core = record.size > self.warm.budget
         try:
             held = spec.load_frozen(path, out_of_core)
@@ -399,6 +413,23 @@ class PlantStore:
         elif spec.freezes_in_memory and not out_of_core:
             self.warm.put(record.path, held, record.size, durable=True)
         return thaw(held, self.script_namespace)
+
+    def _mapped(self, record: IngredientRecord, path: str, key: StatKey) -> Any:
+        """A read-only map of the payload checked just before. Not kept warm: the page cache
+        holds what was read, and the map goes when its consumers drop it (memory stays bounded
+        by the budget)."""
+        try:
+            array = map_array(path, record.meta, lambda st: stat_key(st) == key)
+        except (OSError, ValueError, TypeError) as err:
+            raise PayloadDamagedError(
+                f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
+            ) from err
+        if array is None:
+            raise PayloadDamagedError(
+                f"Payload of ingredient '{record.name}' ({record.path}) changed while it was "
+                "being read."
+            )
+        return array
 
     def load_sent(self, name: str, type_name: str, pending: PendingWrite) -> Any:
         """The value of a payload written in this run: warm, else (dropped once durable, or
@@ -418,21 +449,30 @@ class PlantStore:
                 return fingerprint
         return str(pending.wait().fingerprint)
 
-    def _verify(self, record: IngredientRecord, spec: IngredientTypeSpec, path: str) -> None:
-        if record.path in self._verified:
-            return
+    def _check(
+        self, record: IngredientRecord, spec: IngredientTypeSpec, path: str, st: os.stat_result
+    ) -> StatKey:
+        """Is the payload still what its commit wrote? A payload is never written again, so a
+        file with the stat key recorded at its commit (or at which this process hashed or wrote
+        it) is; any other is hashed in full against its checksum. Returns the key it holds."""
+        key = stat_key(st)
+        if key in (record.meta.get(STAT), self._verified.get(record.path)):
+            return key
         try:
             good = spec.verify(path, record.checksum)
         except Exception as err:
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
             ) from err
+        after = self.payloads.present(record.path, record.size)
         if not good:
             raise PayloadDamagedError(
                 f"Payload of ingredient '{record.name}' ({record.path}) does not match its "
                 "recorded checksum."
             )
-        self._verified.add(record.path)
+        if after is not None and stat_key(after) == key:  # not written while it was hashed
+            self._verified[record.path] = key
+        return key
 
     def warm_contents(self) -> list[dict[str, Any]]:
         """Every warm value, most recently used first: its ingredient, bytes and why it is in
@@ -480,6 +520,7 @@ class PlantStore:
 
 
 UNCACHED = "uncached"  # payload meta of a value sent with use_cache=False
+ARRAY = "array"
 
 
 def tier_name(warm: bool, on_disk: bool) -> str:
