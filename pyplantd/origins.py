@@ -1,16 +1,17 @@
 """Where code comes from: the user's own files, an installed package (and its version), the
-stdlib, or nothing to track. Depends on nothing else in pyplantd.
+stdlib, or nothing to track. Depends on nothing else in pyplantd but distributions.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 import sys
 import sysconfig
 from types import CodeType, FunctionType
 from typing import Literal
+
+from . import distributions
 
 Origin = Literal["user", "stdlib", "package", "ignored"]
 
@@ -57,25 +58,15 @@ def package_version(module_name: str) -> str | None:
     return None if dist is None else _dist_version(dist)
 
 
-@functools.cache
 def _dist_version(dist: str) -> str | None:
-    # cached: what runs is the version imported first, even if upgraded on disk since
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    # looked up once per process: what runs is the version imported first, even if upgraded
+    # on disk since
+    return distributions.version(dist)
 
 
-@functools.cache
 def distribution(top: str) -> str | None:
     """Name of the installed distribution providing a top-level import name, if any."""
-    dists = _packages_distributions().get(top)
-    return sorted(set(dists))[0] if dists else None
-
-
-@functools.cache
-def _packages_distributions() -> dict[str, list[str]]:
-    return dict(importlib.metadata.packages_distributions())  # ~0.2 s: once per process
+    return distributions.distribution(top)
 
 
 def module_origin(module_name: str | None, file: str | None = None) -> Origin:

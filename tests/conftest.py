@@ -18,6 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 60
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """pyplantd's cache (package versions) in a folder of the test session, for subprocesses
+    too: tests neither read nor leave anything in the user's own cache."""
+    saved = os.environ.get("PYPLANTD_CACHE_DIR")
+    os.environ["PYPLANTD_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("PYPLANTD_CACHE_DIR", None)
+    else:
+        os.environ["PYPLANTD_CACHE_DIR"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _isolated_registry():
     reactor.forget_visible()
