@@ -1,22 +1,32 @@
-"""pyplantd: PyPlant-compatible function pipelines that re-run only what a change affected."""
+"""pyplantd: PyPlant-compatible function pipelines that re-run only what a change affected.
+
+`import pyplantd` installs the import hook that records what user modules are compiled from (see
+sources) and nothing else; each public name imports its module on first use, so a module that
+only defines reactors does not load the engine, and `from pyplantd import *` loads all of it.
+"""
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .compat.warehouse import Warehouse
-from .config import ConfigBase, ConfigValue
-from .errors import (
-    IngredientNotFoundError,
-    PlantError,
-    ReactorFailedError,
-    ReactorNotFoundError,
-)
-from .ingredient import Ingredient
-from .pipework import Pipework
-from .plant import Plant
-from .reactor import ReactorFunc, SubreactorFunc
-from .reading import open_plant
-from .store.specs import IngredientTypeSpec
+from . import sources as _sources  # noqa: F401 - user modules imported from now on are recorded
+
+if TYPE_CHECKING:
+    from . import specs, test, utils
+    from .compat.warehouse import Warehouse
+    from .config import ConfigBase, ConfigValue
+    from .errors import (
+        IngredientNotFoundError,
+        PlantError,
+        ReactorFailedError,
+        ReactorNotFoundError,
+    )
+    from .ingredient import Ingredient
+    from .pipework import Pipework
+    from .plant import Plant
+    from .reactor import ReactorFunc, SubreactorFunc
+    from .reading import open_plant
+    from .specs import InvalidOperationException
+    from .store.specs import IngredientTypeSpec
 
 __version__ = "0.1.0"
 
@@ -41,12 +51,26 @@ __all__ = [
     "utils",
 ]
 
-# PyPlant's modules, imported on first use (`from pyplantd import *` imports them).
+# name -> (module, attribute; None for the module itself)
 _LAZY = {
+    "ConfigBase": ("pyplantd.config", "ConfigBase"),
+    "ConfigValue": ("pyplantd.config", "ConfigValue"),
+    "Ingredient": ("pyplantd.ingredient", "Ingredient"),
+    "IngredientNotFoundError": ("pyplantd.errors", "IngredientNotFoundError"),
+    "IngredientTypeSpec": ("pyplantd.store.specs", "IngredientTypeSpec"),
+    "InvalidOperationException": ("pyplantd.specs", "InvalidOperationException"),
+    "Pipework": ("pyplantd.pipework", "Pipework"),
+    "Plant": ("pyplantd.plant", "Plant"),
+    "PlantError": ("pyplantd.errors", "PlantError"),
+    "ReactorFailedError": ("pyplantd.errors", "ReactorFailedError"),
+    "ReactorFunc": ("pyplantd.reactor", "ReactorFunc"),
+    "ReactorNotFoundError": ("pyplantd.errors", "ReactorNotFoundError"),
+    "SubreactorFunc": ("pyplantd.reactor", "SubreactorFunc"),
+    "Warehouse": ("pyplantd.compat.warehouse", "Warehouse"),
+    "open_plant": ("pyplantd.reading", "open_plant"),
     "specs": ("pyplantd.specs", None),
     "test": ("pyplantd.test", None),
     "utils": ("pyplantd.utils", None),
-    "InvalidOperationException": ("pyplantd.specs", "InvalidOperationException"),
 }
 
 
@@ -55,4 +79,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'pyplantd' has no attribute {name!r}")
     module_name, attribute = _LAZY[name]
     module = import_module(module_name)
-    return module if attribute is None else getattr(module, attribute)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

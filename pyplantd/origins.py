@@ -7,11 +7,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import sysconfig
 from types import CodeType, FunctionType
 from typing import Literal
-
-from . import distributions
 
 Origin = Literal["user", "stdlib", "package", "ignored"]
 
@@ -28,18 +25,30 @@ def is_user_file(path: str) -> bool:
     """
     if not path.endswith(".py"):
         return False
-    candidates = {os.path.normcase(p) for p in (os.path.abspath(path), os.path.realpath(path))}
-    return not any(_is_library_path(p) for p in candidates)
+    absolute = os.path.normcase(os.path.abspath(path))
+    if _is_library_path(absolute):  # without resolving links (lstat per folder): most are
+        return False
+    return not _is_library_path(os.path.normcase(os.path.realpath(path)))
 
 
 def _is_library_path(path: str) -> bool:
     if {"site-packages", "dist-packages"} & set(path.split(os.sep)):  # any venv, any interpreter
         return True
+    if path.startswith(_OWN_DIRS):  # the stdlib's and pyplantd's modules, without sysconfig
+        return True
     return any(path == root or path.startswith(root + os.sep) for root in _library_roots())
+
+
+_OWN_DIRS = tuple(
+    os.path.normcase(os.path.dirname(os.path.abspath(file))) + os.sep
+    for file in (os.__file__, __file__)
+)
 
 
 @functools.cache
 def _library_roots() -> tuple[str, ...]:
+    import sysconfig  # here: its data takes ~1 ms to load, and most paths never need it
+
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     roots.add(_PYPLANTD_DIR)
@@ -61,11 +70,15 @@ def package_version(module_name: str) -> str | None:
 def _dist_version(dist: str) -> str | None:
     # looked up once per process: what runs is the version imported first, even if upgraded
     # on disk since
+    from . import distributions  # not at import: most processes find no package to look up
+
     return distributions.version(dist)
 
 
 def distribution(top: str) -> str | None:
     """Name of the installed distribution providing a top-level import name, if any."""
+    from . import distributions
+
     return distributions.distribution(top)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 _UNITS = {
@@ -57,4 +56,5 @@ def default_memory_budget() -> int:
 
 def default_disk_budget(plant_dir: Path) -> int:
     probe = plant_dir if plant_dir.exists() else plant_dir.parent
-    return int(shutil.disk_usage(probe).free * DISK_SHARE)
+    fs = os.statvfs(probe)  # what shutil.disk_usage reads (shutil costs ~2 ms to import)
+    return int(fs.f_bavail * fs.f_frsize * DISK_SHARE)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .compat.names import pyplant_keywords
 from .compat.warehouse import spec_name
@@ -25,6 +24,9 @@ from .ingredient import Ingredient
 from .pipework import Pipework, Receive, TypeArg
 from .reactor import SubreactorStarted, start_reactor
 from .store.specs import hdf5
+
+if TYPE_CHECKING:
+    import tempfile
 
 __all__ = ["PipeworkMock", "run_reactor_to_completion", "run_subreactor_to_completion"]
 
@@ -104,6 +106,8 @@ class PipeworkMock(Pipework):
             return memory.create_dataset("data", shape=shape, dtype=dtype, **options)
         if kind == Ingredient.Type.file.value:
             if self._scratch is None:
+                import tempfile  # here: loaded by every `from pyplantd import *`, used by few
+
                 self._scratch = tempfile.TemporaryDirectory(prefix="pyplantd-mock-")
             path = os.path.join(self._scratch.name, name + options.pop("suffix", ""))
             open(path, "wb").close()

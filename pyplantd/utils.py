@@ -8,7 +8,6 @@ can fetch them too); payload files are copied as they are, nothing is re-seriali
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -94,6 +93,8 @@ def load_ingredients_from_dir(
 def _copy_ingredient(source: PlantStore, target: PlantStore, record: IngredientRecord) -> None:
     origin = source.payloads.resolve(record.path)
     temp = target.payloads.temp_path(record.name, origin.suffix)
+    import shutil  # here: loaded by every `from pyplantd import *`, used by few
+
     shutil.copyfile(origin, temp)
     final = target.payloads.commit(temp, record.name)
     producer = f"{EXPORTED}:{record.name}"

@@ -531,8 +531,11 @@ def tier_name(warm: bool, on_disk: bool) -> str:
 
 
 def own_copy(value: Any) -> Any:
-    """A value just read for one consumer is its own: arrays are writable, as np.load's are."""
-    if isinstance(value, np.ndarray) and value.base is None and not value.flags.writeable:
+    """A value just read for one consumer is its own: arrays are writable, as np.load's are
+    (a map of a payload file is copied: the file must not change)."""
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        if value.base is not None:
+            return value.copy()
         value.flags.writeable = True
     return value
 
