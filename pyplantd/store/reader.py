@@ -61,7 +61,7 @@ class PlantReader:
         self.specs = builtin_specs()
         for spec in specs:
             self.specs[spec.name] = spec
-        self._verified: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) checked
+        self._verified: dict[str, tuple[int, ...]] = {}  # path -> stat stamp when checked
         self._open: list[Any] = []  # HDF5 files behind hdf_array datasets handed out
 
     # -- listing ----------------------------------------------------------------------------
@@ -137,7 +137,8 @@ class PlantReader:
                 f"Payload of ingredient '{record.name}' ({record.path}) has {info.st_size} "
                 f"bytes, not the {record.size} recorded: re-run the reactor that sends it."
             )
-        stamp = (info.st_size, info.st_mtime_ns)
+        # ctime cannot be set back (an altered file keeping size and mtime still moves it)
+        stamp = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
         if self._verified.get(record.path) != stamp:
             if not spec.verify(str(path), record.checksum):
                 raise PayloadDamagedError(
