@@ -166,6 +166,23 @@ def start_daemon(project: Project) -> Iterator[Callable[..., Daemon]]:
             print(f"--- daemon {daemon.proc.pid} (exit {code}) printed:\n{daemon.transcript()}")
 
 
+@pytest.fixture
+def daemon(project: Project) -> Iterator[Callable[[], Daemon]]:
+    """Starts daemons in the project with no arguments; each is stopped (its output shown)."""
+    started: list[Daemon] = []
+
+    def start() -> Daemon:
+        started.append(Daemon(project.root))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            code = running.stop()
+            print(f"--- daemon (exit {code}) printed:\n{running.transcript()}")
+
+
 def take_ran(project: Project) -> list[str]:
     """The reactors that executed since the last call (sorted), emptying ran.log."""
     log = project.root / "ran.log"

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from conftest import LOG_HELPER, Project, Result
 from pyplant_client import Client
-from test_daemon import Daemon, save_atomic, take_ran
+from test_daemon import Daemon, daemon, save_atomic, take_ran  # noqa: F401 (fixtures)
 
 PIPELINE = """
 from sidefx import log_run
@@ -57,24 +56,10 @@ def served(text: str) -> str | None:
     return found[-1] if found else None
 
 
-@pytest.fixture
-def daemon(project: Project) -> Iterator[Callable[[], Daemon]]:
-    started: list[Daemon] = []
-
-    def start() -> Daemon:
-        started.append(Daemon(project.root))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            code = running.stop()
-            print(f"--- daemon (exit {code}) printed:\n{running.transcript()}")
-
-
 def test_the_daemon_never_runs_a_renamed_reactor_and_an_undo_restores_it(
-    project: Project, daemon: Callable[[], Daemon], tmp_path: Path
+    project: Project,
+    daemon: Callable[[], Daemon],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     project.write("sidefx.py", LOG_HELPER)
     script = project.write("pipeline.py", PIPELINE)

@@ -6,7 +6,7 @@ it; reactors waiting for each other name the cycle; an ingredient nobody sends i
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import Project
 from pyplant_client import Client
-from test_daemon import Daemon, save_atomic
+from test_daemon import Daemon, daemon, save_atomic  # noqa: F401 (fixtures)
 
 from pyplantd import Plant, ReactorFunc
 from pyplantd.errors import (
@@ -181,24 +181,9 @@ def test_one_shot_runs_say_two_senders_are_ambiguous_whatever_ran_before(
     assert result.returncode != 0 and AMBIGUOUS in result.stderr and "SERVED" not in result.stdout
 
 
-@pytest.fixture
-def daemon(project: Project) -> Iterator[Callable[[], Daemon]]:
-    started: list[Daemon] = []
-
-    def start() -> Daemon:
-        started.append(Daemon(project.root))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            code = running.stop()
-            print(f"--- daemon (exit {code}) printed:\n{running.transcript()}")
-
-
 def test_the_daemon_reports_a_second_sender_and_serves_again_once_it_is_renamed(
-    project: Project, daemon: Callable[[], Daemon]
+    project: Project,
+    daemon: Callable[[], Daemon],  # noqa: F811 - the fixture imported above
 ) -> None:
     single = PIPELINE.replace('pipe.send("data", 2)', 'pipe.send("extra", 2)')
     script = project.write("pipeline.py", single)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import Project
 from pyplant_client import Client
-from test_daemon import Daemon, save_atomic
+from test_daemon import Daemon, daemon, save_atomic  # noqa: F401 (fixtures)
 
 from pyplantd import Ingredient, IngredientTypeSpec, Plant, ReactorFunc
 from pyplantd.errors import ReactorFailedError, StoreError
@@ -122,24 +122,10 @@ def test_one_shot_runs_serve_the_values_as_sent_whatever_producer_and_consumers_
     assert fresh_run(project, tmp_path) == EXPECTED
 
 
-@pytest.fixture
-def daemon(project: Project) -> Iterator[Callable[[], Daemon]]:
-    started: list[Daemon] = []
-
-    def start() -> Daemon:
-        started.append(Daemon(project.root))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            code = running.stop()
-            print(f"--- daemon (exit {code}) printed:\n{running.transcript()}")
-
-
 def test_the_daemon_serves_the_values_as_sent_on_every_save(
-    project: Project, daemon: Callable[[], Daemon], tmp_path: Path
+    project: Project,
+    daemon: Callable[[], Daemon],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     project.write("pipeline.py", MUTATING)
     watcher = daemon()
@@ -338,7 +324,8 @@ if __name__ == "__main__":
 
 
 def test_the_daemon_stores_values_of_classes_the_script_defines(
-    project: Project, daemon: Callable[[], Daemon]
+    project: Project,
+    daemon: Callable[[], Daemon],  # noqa: F811 - the fixture imported above
 ) -> None:
     """Sent values are pickled at `send`: the script is `__main__` while its reactors run in the
     daemon too, as under `python pipeline.py`."""

@@ -10,13 +10,13 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import LOG_HELPER, Project
 from pyplant_client import Client
-from test_daemon import Daemon, save_atomic, take_ran
+from test_daemon import Daemon, daemon, save_atomic, take_ran  # noqa: F401 (fixtures)
 
 from pyplantd import Plant, ReactorFunc, decisions
 
@@ -108,22 +108,6 @@ if __name__ == "__main__":
 """
 
 
-@pytest.fixture
-def daemon(project: Project) -> Iterator[Callable[[], Daemon]]:
-    started: list[Daemon] = []
-
-    def start() -> Daemon:
-        started.append(Daemon(project.root))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            code = running.stop()
-            print(f"--- daemon (exit {code}) printed:\n{running.transcript()}")
-
-
 def fresh_value(project: Project, tmp_path: Path, name: str) -> str:
     copy = Project(tmp_path / name)
     copy.root.mkdir()
@@ -136,7 +120,9 @@ def fresh_value(project: Project, tmp_path: Path, name: str) -> str:
 
 
 def test_the_daemon_reruns_the_reader_of_a_file_rewritten_keeping_size_and_mtime(
-    project: Project, daemon: Callable[[], Daemon], tmp_path: Path
+    project: Project,
+    daemon: Callable[[], Daemon],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     project.write("sidefx.py", LOG_HELPER)
     script = project.write("pipeline.py", PIPELINE)

@@ -12,14 +12,14 @@ import importlib
 import shutil
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import LOG_HELPER, Project
 from pyplant_client import Client
-from test_daemon import Daemon, save_atomic, take_ran
+from test_daemon import Daemon, daemon, save_atomic, take_ran  # noqa: F401 (fixtures)
 
 from pyplantd.pickler import dumps
 from pyplantd.signature import SignatureComputer
@@ -151,24 +151,10 @@ def test_editing_the_class_or_function_a_value_names_reruns_its_consumers_one_sh
     assert again.ran == [] and served(again.stdout) == EDITS[-1][-1], again.stderr
 
 
-@pytest.fixture
-def daemon(project: Project) -> Iterator[Callable[[], Daemon]]:
-    started: list[Daemon] = []
-
-    def start() -> Daemon:
-        started.append(Daemon(project.root))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            code = running.stop()
-            print(f"--- daemon (exit {code}) printed:\n{running.transcript()}")
-
-
 def test_editing_the_class_or_function_a_value_names_reruns_its_consumers_in_the_daemon(
-    project: Project, daemon: Callable[[], Daemon], tmp_path: Path
+    project: Project,
+    daemon: Callable[[], Daemon],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     make_project(project)
     watcher = daemon()
