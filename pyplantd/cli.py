@@ -26,6 +26,7 @@ from .errors import (
     IngredientNotFoundError,
     PlantError,
     ReactorFailedError,
+    ReactorNotFoundError,
     ScriptError,
 )
 from .graph.host import GraphHost
@@ -502,6 +503,10 @@ def _execute(pipeline: Path, options: OneShotOptions) -> OneShotHost:
     except ScriptError as failure:
         err.print(f"Error: {failure}")
         raise typer.Exit(1) from None
+    except ReactorNotFoundError as failure:  # e.g. a --target typo: refused before running
+        host.remove_unused_plant_dirs()
+        err.print(f"Error: {failure}")
+        raise typer.Exit(2) from None
     except PlantError as failure:
         err.print(f"Error: {failure}")
         raise typer.Exit(2) from None

@@ -159,9 +159,21 @@ def test_an_unknown_reactor_suggests_the_closest_known_names(
 ) -> None:
     project.write("sidefx.py", LOG_HELPER)
     project.write("pipeline.py", PIPELINE)
+    before = files(project.root)
     result = pyplantd(project.root, *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Did you mean plot?" in " ".join(result.stderr.split()), result.stderr
+    assert files(project.root) == before  # refused before running: no plant dir was made
+
+
+def test_an_unknown_target_leaves_an_existing_plant_dir_as_it_was(project: Project) -> None:
+    project.write("sidefx.py", LOG_HELPER)
+    project.write("pipeline.py", PIPELINE)
+    assert project.cli("run", "pipeline.py").returncode == 0
+    made = {p: p.stat().st_mtime_ns for p in project.root.rglob("*") if p.is_file()}
+    result = pyplantd(project.root, "run", "--target", "plto")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert set(made) <= {p for p in project.root.rglob("*") if p.is_file()}
 
 
 def test_an_unknown_suffix_or_a_pickle_without_leave_is_refused_before_asking(

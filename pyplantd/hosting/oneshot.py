@@ -46,6 +46,7 @@ class OneShotHost:
         self.plans: list[PlannedStep] = []
         self.accepted: list[str] = []
         self._scratch: list[Path] = []
+        self._created: list[tuple[Plant, Path]] = []  # plant dirs this run made, for a refusal
         self._announced: set[int] = set()  # ids of the plants given to on_plant
 
     # -- Host protocol ----------------------------------------------------------------------
@@ -57,6 +58,8 @@ class OneShotHost:
         if self.options.mode == "plan" and _new(wanted.plant_dir):
             store = self._scratch_store()  # a dry run creates nothing on disk
         else:
+            if _new(wanted.plant_dir):  # run or accept
+                self._created.append((plant, wanted.plant_dir))
             store = PlantStore(wanted.plant_dir, wanted.memory, wanted.disk)
         if self.options.on_open is not None:
             self.options.on_open(store, wanted)
@@ -105,6 +108,13 @@ class OneShotHost:
         """Remove the scratch plant dirs of a dry run (once its plants are closed)."""
         for scratch in self._scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def remove_unused_plant_dirs(self) -> None:
+        """Remove the plant dirs this run created for plants that never ran (a refused
+        `--target`, say): a run refused before it started leaves nothing behind."""
+        for plant, plant_dir in self._created:
+            if not plant.runs and not self.accepted:
+                shutil.rmtree(plant_dir, ignore_errors=True)
 
     def decisions(self) -> list[Decision]:
         return [d for plant in self.plants for run in plant.runs for d in run]
