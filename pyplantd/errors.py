@@ -1,21 +1,35 @@
 """Every error pyplantd raises, in one tree.
 
     PlantError                      base of everything below
+    ├── NotAReactorError            a function registered as a reactor without @ReactorFunc
     ├── ReactorNotFoundError        a reactor name that is not in the plant
     ├── IngredientNotFoundError     a received ingredient that no reactor produces
     ├── DependencyCycleError        reactors waiting on each other (or on themselves)
     ├── AmbiguousIngredientError    an ingredient that two reactors send
     ├── ReactorFailedError          a reactor raised; the user's exception is ``__cause__``, and
     │                               the error is also of its type (``except ValueError`` works)
-    ├── UnknownParamError           a config parameter that does not exist (also an AttributeError)
+    ├── UnknownParamError           a config parameter that does not exist
     ├── ConfigWriteError            a reactor tried to change the config
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
     ├── ScriptError                 a pipeline script could not be loaded or run
     ├── SourceChangedError          code that runs differs from its file: nothing recorded
     └── StoreError                  the plant dir or a payload could not be used
+        ├── UnknownTypeError        an ingredient type no spec is registered for
         ├── PlantDirError           not a plant dir, incompatible, in use, or not safe (another
         │                           user could change it, a link pyplantd did not make)
         └── PayloadDamagedError     a payload is missing, truncated or altered on disk
+
+Each is also an instance of the built-in exception PyPlant 0.6.0 raised in the same case, so a
+PyPlant script's ``except`` clauses keep working:
+
+    NotAReactorError         RuntimeError    (add_reactors)
+    ReactorNotFoundError     ValueError      (run_reactor; also a LookupError)
+    IngredientNotFoundError  RuntimeError    (a run that cannot go on), KeyError (PipeworkMock)
+    DependencyCycleError     RuntimeError    (PyPlant's "Deadlock?")
+    UnknownParamError        AttributeError  (config), KeyError (PipeworkMock.read_config)
+    ConfigWriteError         RuntimeError
+    AllocationError          RuntimeError    (sent twice, not allocatable, a moved file)
+    UnknownTypeError         RuntimeError    (send, fetch), ValueError (allocate)
 
 Warnings use ``PlantWarning``. ``RunCancelled`` is not an error but control flow: it derives
 from BaseException (like KeyboardInterrupt) so that a reactor's ``except Exception`` does not
@@ -33,15 +47,21 @@ class PlantError(Exception):
     """Base class of all pyplantd errors."""
 
 
-class ReactorNotFoundError(PlantError, LookupError):
+class NotAReactorError(PlantError, RuntimeError):
+    """A function given as a reactor is not decorated with @ReactorFunc."""
+
+
+class ReactorNotFoundError(PlantError, LookupError, ValueError):
     """A reactor name that is not in the plant, or is ambiguous."""
 
 
-class IngredientNotFoundError(PlantError, LookupError):
+class IngredientNotFoundError(PlantError, KeyError, RuntimeError):
     """An ingredient was received that no reactor produces."""
 
+    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's
 
-class DependencyCycleError(PlantError):
+
+class DependencyCycleError(PlantError, RuntimeError):
     """Reactors wait for each other's ingredients, so none can go on."""
 
 
@@ -58,15 +78,17 @@ class ReactorFailedError(PlantError):
         self.reactor = reactor
 
 
-class UnknownParamError(PlantError, AttributeError):
+class UnknownParamError(PlantError, AttributeError, KeyError):
     """A config parameter that does not exist."""
 
+    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's
 
-class ConfigWriteError(PlantError):
+
+class ConfigWriteError(PlantError, RuntimeError):
     """Reactors may read the config but never change it."""
 
 
-class AllocationError(PlantError):
+class AllocationError(PlantError, RuntimeError):
     """An allocated ingredient was not sent, or sent with the wrong value."""
 
 
@@ -81,6 +103,10 @@ class ScriptError(PlantError):
 
 class StoreError(PlantError):
     """The plant dir or one of its payloads could not be used."""
+
+
+class UnknownTypeError(StoreError, RuntimeError, ValueError):
+    """An ingredient type that no registered spec handles."""
 
 
 class PlantDirError(StoreError):

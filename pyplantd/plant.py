@@ -14,7 +14,12 @@ from . import events, history
 from .compat.names import pyplant_keywords, unknown_ingredient, unused_string_hash
 from .config import ConfigBase, as_config
 from .decisions import Decision, code_signature
-from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError, RunCancelled
+from .errors import (
+    IngredientNotFoundError,
+    NotAReactorError,
+    ReactorNotFoundError,
+    RunCancelled,
+)
 from .events import EventBus, EventType, PlantEvent
 from .history import ExecutionRecord, print_history
 from .host import current_host
@@ -124,7 +129,9 @@ class Plant:
             group: Iterable[Any] = item if isinstance(item, list | tuple | set) else [item]
             for func in group:
                 if not is_reactor(func):
-                    raise PlantError(f"{func!r} is not a reactor. Decorate it with @ReactorFunc.")
+                    raise NotAReactorError(
+                        f"{func!r} is not a reactor. Decorate it with @ReactorFunc."
+                    )
                 reactor = Reactor(function_id(func), func.__name__, func)
                 self._reactors[reactor.id] = reactor
 

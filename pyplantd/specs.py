@@ -38,8 +38,8 @@ class InvalidOperationException(PlantError):  # noqa: N818 - PyPlant's name
     """A spec was asked for something it does not do (PyPlant's name), e.g. allocation."""
 
 
-class MissingDependencyError(PlantError):
-    """An optional package a spec needs is not installed."""
+class MissingDependencyError(PlantError, ImportError):
+    """An optional package a spec needs is not installed (an ImportError, as PyPlant's was)."""
 
 
 class IngredientTypeSpec(ABC):

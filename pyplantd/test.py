@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .compat.names import pyplant_keywords
 from .compat.warehouse import spec_name
 from .config import ConfigBase
-from .errors import AllocationError, IngredientNotFoundError, PlantError
+from .errors import AllocationError, IngredientNotFoundError
 from .ingredient import Ingredient
 from .pipework import Pipework, Receive, TypeArg
 from .reactor import SubreactorStarted, start_reactor
@@ -129,7 +129,7 @@ def _drive(generator: Generator[Any, Any, Any]) -> Any:
             return stop.value
         if isinstance(command, Receive):
             generator.close()
-            raise PlantError(
+            raise IngredientNotFoundError(  # PyPlant: a RuntimeError
                 f"The reactor waits for ingredient '{command.name}' from a real pipework. "
                 "Run it with a PipeworkMock."
             )

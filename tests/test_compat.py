@@ -81,6 +81,128 @@ def test_a_bare_exception_or_a_plant_error_in_a_reactor_stays_a_reactor_failed_e
     assert type(caught.value) is ReactorFailedError
 
 
+# Each case: what a PyPlant script does, the built-in type PyPlant 0.6.0 raised there (read in
+# its source), and pyplantd's documented type, which must catch it too.
+@ReactorFunc
+def pp_needs_missing(pipe):
+    yield pipe.receive("never_sent")
+
+
+@ReactorFunc
+def pp_cycle_a(pipe):
+    yield pipe.receive("from_b")
+    pipe.send("from_a", 1)
+
+
+@ReactorFunc
+def pp_cycle_b(pipe):
+    yield pipe.receive("from_a")
+    pipe.send("from_b", 1)
+
+
+@ReactorFunc
+def pp_sends_twice(pipe):
+    pipe.send("twice", 1)
+    pipe.send("twice", 2)
+
+
+@ReactorFunc
+def pp_writes_config(pipe, config):
+    config.n = 2
+
+
+@ReactorFunc
+def pp_unknown_type(pipe):
+    pipe.send("x", 1, "no_such_type")
+
+
+@ReactorFunc
+def pp_allocates_unknown_type(pipe):
+    pipe.allocate("x", "no_such_type")
+
+
+@ReactorFunc
+def pp_allocates_a_simple(pipe):
+    pipe.allocate("x", Ingredient.Type.simple)
+
+
+def pp_not_decorated(pipe):
+    pipe.send("x", 1)
+
+
+def _in_plant(plant_dir, action):
+    def run():
+        with Plant(plant_dir) as plant:
+            plant.set_config({"n": 1})
+            action(plant)
+
+    return run
+
+
+def _mock_receive():
+    test.run_reactor_to_completion(pp_needs_missing, test.PipeworkMock({}, {}))
+
+
+@ReactorFunc
+def pp_reads_param(pipe):
+    pipe.read_config("missing")
+
+
+def _mock_param():
+    test.run_reactor_to_completion(pp_reads_param, test.PipeworkMock({}, {}))
+
+
+PYPLANT_RAISES = {
+    "unknown reactor": (lambda p: p.run_reactor("nope"), ValueError, "ReactorNotFoundError"),
+    "missing ingredient": (lambda p: p.run_reactor(pp_needs_missing), RuntimeError,
+                           "IngredientNotFoundError"),
+    "deadlock": (lambda p: p.add_reactors(pp_cycle_a, pp_cycle_b) or p.run_reactor(pp_cycle_a),
+                 RuntimeError, "DependencyCycleError"),
+    "not a reactor": (lambda p: p.add_reactors(pp_not_decorated), RuntimeError,
+                      "NotAReactorError"),
+    "sent twice": (lambda p: p.run_reactor(pp_sends_twice), RuntimeError, "AllocationError"),
+    "config write": (lambda p: p.run_reactor(pp_writes_config), RuntimeError,
+                     "ConfigWriteError"),
+    "send of an unknown type": (lambda p: p.run_reactor(pp_unknown_type), RuntimeError,
+                                "UnknownTypeError"),
+    "allocate of an unknown type": (lambda p: p.run_reactor(pp_allocates_unknown_type),
+                                    ValueError, "UnknownTypeError"),
+    "allocate of a type that cannot be": (lambda p: p.run_reactor(pp_allocates_a_simple),
+                                          RuntimeError, "AllocationError"),
+    "unknown ingredient object": (lambda p: p.get_ingredient_object("nope"), ValueError,
+                                  "IngredientNotFoundError"),
+    "unknown config param": (lambda p: p.get_config_object().peek("nope"), AttributeError,
+                             "UnknownParamError"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(PYPLANT_RAISES))
+def test_pyplant_except_clauses_catch_pyplantd_errors(plant_dir, case):
+    from pyplantd import errors
+
+    action, builtin, documented = PYPLANT_RAISES[case]
+    with pytest.raises(builtin) as caught:
+        _in_plant(plant_dir, action)()
+    assert isinstance(caught.value, PlantError)
+    assert isinstance(caught.value, getattr(errors, documented))
+    assert "'" not in str(caught.value)[:1]  # the message as written, not KeyError's repr
+
+
+@pytest.mark.parametrize("run", [_mock_receive, _mock_param], ids=["receive", "read_config"])
+def test_pipework_mock_misses_are_key_errors_as_in_pyplant(run):
+    with pytest.raises(KeyError) as caught:
+        run()
+    assert isinstance(caught.value, PlantError)
+    assert str(caught.value).startswith(("The reactor", "Config"))
+
+
+def test_a_spec_whose_package_is_missing_raises_an_import_error(plant_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `import scipy` now fails
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)
+    with pytest.raises(ImportError, match="pip install scipy"):
+        specs.ScipySparseSpec().fetch("unused.npz")
+
+
 # -- events ---------------------------------------------------------------------------------
 def event_pipeline():
     @SubreactorFunc

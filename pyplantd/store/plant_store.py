@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import PayloadDamagedError, PlantError, StoreError
+from ..errors import PayloadDamagedError, PlantError, StoreError, UnknownTypeError
 from ..fingerprint import file_fingerprint, with_code
 from ..sizes import default_disk_budget, default_memory_budget, format_size
 from ..suggest import unknown
@@ -109,7 +109,7 @@ class PlantStore:
             return self.specs[type_name]
         except KeyError:
             known = ", ".join(sorted(self.specs))
-            raise StoreError(
+            raise UnknownTypeError(
                 f"Ingredient type '{type_name}' is unknown (known: {known}). Register its spec "
                 "with plant.register_ingredient_specs([...])."
             ) from None
