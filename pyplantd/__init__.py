@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import sources as _sources  # noqa: F401 - user modules imported from now on are recorded
 
 if TYPE_CHECKING:
-    from . import specs, test, utils
+    from . import pyplant, specs, test, utils
     from .compat.warehouse import Warehouse
     from .config import ConfigBase, ConfigValue
     from .errors import (
@@ -46,6 +46,7 @@ __all__ = [
     "SubreactorFunc",
     "Warehouse",
     "open_plant",
+    "pyplant",
     "specs",
     "test",
     "utils",
@@ -68,6 +69,7 @@ _LAZY = {
     "SubreactorFunc": ("pyplantd.reactor", "SubreactorFunc"),
     "Warehouse": ("pyplantd.compat.warehouse", "Warehouse"),
     "open_plant": ("pyplantd.reading", "open_plant"),
+    "pyplant": ("pyplantd.pyplant", None),  # PyPlant's star import gives its submodule too
     "specs": ("pyplantd.specs", None),
     "test": ("pyplantd.test", None),
     "utils": ("pyplantd.utils", None),

@@ -349,7 +349,7 @@ def test_remove_event_listener_stops_it(plant_dir):
 PYPLANT_STAR = {
     "Plant", "ReactorFunc", "SubreactorFunc", "Pipework", "Ingredient", "ConfigBase",
     "ConfigValue", "IngredientTypeSpec", "Warehouse", "InvalidOperationException",
-    "specs", "utils", "test",
+    "specs", "utils", "test", "pyplant",
 }  # fmt: skip
 
 
@@ -378,6 +378,39 @@ def test_import_pyplantd_loads_none_of_pyplants_extra_modules_or_optional_packag
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[]", "[]"]
+
+
+# What PyPlant's `pyplant.pyplant` module exports (its __all__), and its other public classes.
+PYPLANT_MODULE_ALL = {
+    "Plant", "ReactorFunc", "SubreactorFunc", "ConfigBase", "ConfigValue", "Pipework", "Ingredient",
+}  # fmt: skip
+
+
+def test_the_pyplant_submodule_gives_pyplants_names_for_only_the_import_cost_of_pyplantd():
+    code = (
+        "import sys\n"
+        "import pyplantd.pyplant as pp\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pyplantd')))\n"
+        "from pyplantd.pyplant import Plant, ReactorFunc, SubreactorFunc, ConfigBase\n"
+        "from pyplantd.pyplant import ConfigValue, Pipework, Ingredient, Warehouse\n"
+        "from pyplantd.pyplant import IngredientTypeSpec, InvalidOperationException\n"
+        "import pyplantd, pyplantd.specs\n"
+        "assert pp.Plant is pyplantd.Plant and Warehouse is pyplantd.Warehouse\n"
+        "assert IngredientTypeSpec is pyplantd.specs.IngredientTypeSpec  # PyPlant's interface\n"
+        "star = {}\n"
+        "exec('from pyplantd.pyplant import *', star)\n"
+        "print(sorted(n for n in star if not n.startswith('__')))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    loaded, star = out.stdout.splitlines()
+    assert eval(loaded) == [
+        "pyplantd", "pyplantd.errors", "pyplantd.origins", "pyplantd.pyplant", "pyplantd.sources",
+    ]  # fmt: skip
+    assert set(eval(star)) == PYPLANT_MODULE_ALL
 
 
 # -- PyPlant's keyword and method names -----------------------------------------------------
