@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from .compat.allocation import Allocation
 from .compat.names import pyplant_keywords
 from .compat.warehouse import spec_name
 from .config import ConfigBase
@@ -72,6 +73,8 @@ class Touched:
     subreactors: list[Callable[..., Any]] = field(default_factory=list)
     sent: dict[str, Sent] = field(default_factory=dict)
     allocated: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (type, handle)
+    # sent allocations of PyPlant-interface specs, stored when the reactor ends: name -> (type, ...)
+    sealing: dict[str, tuple[str, Allocation]] = field(default_factory=dict)
     temporary: list[Any] = field(default_factory=list)  # allocate_temp handles, dropped at the end
 
 
@@ -113,12 +116,17 @@ class Pipework:
         (PyPlant's ``useCache``) the value is written at once and not kept in memory: every
         consumer gets its own copy, read back from disk.
         """
-        if name in self.touched.sent:
+        if name in self.touched.sent or name in self.touched.sealing:
             raise AllocationError(
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
             )
         if name in self.touched.allocated:
-            type_name = self.touched.allocated[name][0]
+            type_name, allocated = self.touched.allocated[name]
+            if isinstance(allocated, Allocation):  # stored when the reactor ends (_seal)
+                del self.touched.allocated[name]
+                allocated.sent = value
+                self.touched.sealing[name] = (type_name, allocated)
+                return
             payload, handle = self._send_allocated(name, value)
             self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, handle))
             return
@@ -143,7 +151,11 @@ class Pipework:
         (``shape=..., dtype=..., chunks=..., compression=...``).
         """
         type_name = self._type_name(type, None)
-        if name in self.touched.allocated or name in self.touched.sent:
+        if (
+            name in self.touched.allocated
+            or name in self.touched.sent
+            or name in self.touched.sealing
+        ):
             raise AllocationError(f"Ingredient '{name}' was already allocated or sent.")
         handle: Any
         if type_name == Ingredient.Type.file.value:
@@ -151,10 +163,9 @@ class Pipework:
         elif type_name == Ingredient.Type.hdf_array.value:
             handle = self._allocate_hdf(name, options)
         else:
-            raise AllocationError(
-                f"Ingredient type {type_name} cannot be allocated (file and hdf_array can). "
-                "Use pipe.send(name, value) instead."
-            )
+            allocation = self._allocate_pyplant(type_name, name, options)
+            self.touched.allocated[name] = (type_name, allocation)
+            return allocation.handle
         self.touched.allocated[name] = (type_name, handle)
         return handle
 
@@ -185,6 +196,29 @@ class Pipework:
         return os.fspath(path)
 
     # -- internals --------------------------------------------------------------------------
+    def _allocate_pyplant(self, type_name: str, name: str, options: dict[str, Any]) -> Allocation:
+        """Storage from a spec of PyPlant's interface (`allocate(warehouse, name, ...)`)."""
+        from .compat.spec_adapter import PyPlantSpec  # PyPlant scripts only
+
+        spec = self._store.spec(type_name)
+        if not isinstance(spec, PyPlantSpec):
+            raise AllocationError(
+                f"Ingredient type {type_name} cannot be allocated (file, hdf_array and "
+                "PyPlant-interface specs with isAllocatable can). Use pipe.send(name, value)."
+            )
+        return spec.allocate(name, options)
+
+    def _seal(self) -> None:
+        """The reactor ended: store the PyPlant-spec allocations it sent, as they are now
+        (content-fingerprinted), and release the spec's own copy. Consumers get them from now."""
+        while self.touched.sealing:
+            name = next(iter(self.touched.sealing))
+            type_name, allocation = self.touched.sealing[name]
+            payload = self._store.write_allocated(name, type_name, allocation, allocation.sent)
+            del self.touched.sealing[name]
+            allocation.discard()
+            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload))
+
     def _allocate_hdf(self, name: str, options: dict[str, Any]) -> h5py.Dataset:
         if "shape" not in options:
             raise AllocationError(f"Allocating hdf_array '{name}' needs shape=(...).")
@@ -226,9 +260,13 @@ class Pipework:
     def _abandon(self) -> list[str]:
         """Close and list what an unfinished execution left behind, for deletion."""
         leftovers = [sent.payload.path for sent in self.touched.sent.values()]
-        for _type_name, handle in self.touched.allocated.values():
+        for _type_name, handle in [
+            *self.touched.allocated.values(),
+            *self.touched.sealing.values(),
+        ]:
             _delete_allocation(handle)
         self.touched.allocated.clear()
+        self.touched.sealing.clear()
         self._release_temporary()
         return leftovers
 
@@ -292,16 +330,19 @@ class Pipework:
             handle = str(self._store.allocate_file(scratch, options.pop("suffix", "")))
         elif type_name == Ingredient.Type.hdf_array.value:
             handle = self._allocate_hdf(scratch, options)
-        else:
-            raise AllocationError(
-                f"Ingredient type {type_name} cannot be allocated (file and hdf_array can)."
-            )
+        else:  # PyPlant's name for it, and its deallocate when the reactor ends
+            allocation = self._allocate_pyplant(type_name, f"temp_{name}", options)
+            self.touched.temporary.append(allocation)
+            return allocation.handle
         self.touched.temporary.append(handle)
         return handle
 
 
 def _delete_allocation(handle: Any) -> None:
-    """Close and delete an allocated file (a path) or HDF5 dataset."""
+    """Close and delete an allocated file (a path), HDF5 dataset or PyPlant-spec allocation."""
+    if isinstance(handle, Allocation):
+        handle.discard()
+        return
     if isinstance(handle, str):
         Path(handle).unlink(missing_ok=True)
         return

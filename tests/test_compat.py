@@ -710,6 +710,138 @@ def test_registering_something_that_is_no_spec_is_refused(plant_dir):
         plant.register_ingredient_specs([object()])
 
 
+class RawSpec(specs.IngredientTypeSpec):
+    """An allocatable spec in PyPlant's interface: a raw numpy memmap file under baseDir."""
+
+    calls: list[tuple[str, str]] = []  # noqa: RUF012
+    dirs: list[str] = []  # noqa: RUF012
+
+    def __init__(self):
+        super().__init__()
+        self.isAllocatable = True
+
+    @classmethod
+    def get_name(cls):
+        return "raw"
+
+    def _path(self, warehouse, name):
+        return os.path.join(warehouse.baseDir, name + ".raw")
+
+    def allocate(self, warehouse, name, **kwargs):
+        RawSpec.calls.append(("allocate", name))
+        RawSpec.dirs.append(warehouse.baseDir)
+        shape, dtype = kwargs["shape"], kwargs.get("dtype", "float64")
+        return np.memmap(self._path(warehouse, name), dtype=dtype, mode="w+", shape=shape)
+
+    def store(self, warehouse, name, value):
+        RawSpec.calls.append(("store", name))
+        value.flush()
+        return {"shape": value.shape, "dtype": str(value.dtype)}
+
+    def fetch(self, warehouse, name, meta):
+        RawSpec.calls.append(("fetch", name))
+        return np.memmap(self._path(warehouse, name), mode="r", **meta)
+
+    def deallocate(self, warehouse, name):
+        RawSpec.calls.append(("deallocate", name))
+        os.remove(self._path(warehouse, name))
+
+
+def raw_pipeline(runs: list[str]):
+    @ReactorFunc
+    def fill(pipe, config):
+        runs.append("fill")
+        pipe.register_config_param("label")  # changing it re-runs fill, to the same result
+        data = pipe.allocate("raw", RawSpec, shape=(4,), dtype=np.float64)
+        scratch = pipe.allocate_temp("scratch", RawSpec, shape=(2,))
+        scratch[:] = config.n
+        data[:2] = scratch
+        pipe.send("raw", data)
+        data[2:] = [2, 3]  # after the send: PyPlant kept these too (the file is the ingredient)
+
+    @ReactorFunc
+    def total(pipe):
+        runs.append("total")
+        raw = yield pipe.receive("raw")
+        assert isinstance(raw, np.memmap) and not raw.flags.writeable
+        pipe.send("total", raw.tolist())
+
+    return fill, total
+
+
+def run_raw(plant_dir, config, runs, always=True):
+    """`total`'s value, and what each reactor did."""
+    fill, total = raw_pipeline(runs)
+    with Plant(plant_dir, function_hash=lambda f: f.__name__) as plant:
+        plant.add_reactors(fill, total)
+        plant.warehouse.register_ingredient_specs([RawSpec()])
+        plant.set_config(config)
+        plant.run_reactors([total], targets_always_run=always)
+        return plant.fetch_ingredient("total"), {d.reactor: d.status for d in plant.last_run}
+
+
+def test_a_pyplant_spec_allocation_lives_as_in_pyplant_and_is_stored_by_content(
+    plant_dir, tmp_path
+):
+    RawSpec.calls.clear()
+    RawSpec.dirs.clear()
+    runs: list[str] = []
+    assert run_raw(plant_dir, {"n": 1, "label": "a"}, runs)[0] == [1, 1, 2, 3]
+    assert runs == ["total", "fill"]
+    # allocate, as PyPlant: the temp one under 'temp_' + name, deallocated when the reactor
+    # ends; `store` when the reactor ends (so writes after the send count); then the spec's
+    # own copy is released, and the consumer gets what `fetch` gives from the stored payload
+    assert RawSpec.calls == [
+        ("allocate", "raw"), ("allocate", "temp_scratch"), ("store", "raw"),
+        ("deallocate", "raw"), ("deallocate", "temp_scratch"), ("fetch", "raw"),
+    ]  # fmt: skip
+    assert not any(os.path.exists(d) for d in RawSpec.dirs)
+
+    # fill re-runs for a parameter that changes nothing it allocates: same content, so its
+    # consumer is served (early cutoff); a change that does alter it re-runs the consumer
+    value, done = run_raw(plant_dir, {"n": 1, "label": "b"}, runs, always=False)
+    assert value == [1, 1, 2, 3] and done == {"fill": "ran", "total": "cached"}
+    value, done = run_raw(plant_dir, {"n": 5, "label": "b"}, runs, always=False)
+    assert value == [5, 5, 2, 3] and done == {"fill": "ran", "total": "ran"}
+    fresh = run_raw(tmp_path / "fresh", {"n": 5, "label": "b"}, [])[0]
+    assert value == fresh  # the oracle: what an empty plant dir computes
+
+
+def test_a_pyplant_spec_allocation_a_failed_or_unsent_reactor_leaves_is_released(plant_dir):
+    RawSpec.calls.clear()
+    RawSpec.dirs.clear()
+
+    @ReactorFunc
+    def fails(pipe):
+        data = pipe.allocate("raw", RawSpec, shape=(2,))
+        pipe.send("raw", data)
+        raise ValueError("late")
+
+    @ReactorFunc
+    def never_sends(pipe):
+        pipe.allocate("raw", RawSpec, shape=(2,))
+
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([RawSpec()])
+        with pytest.raises(ValueError, match="late"):
+            plant.run_reactor(fails)
+        with pytest.raises(RuntimeError, match="never sent"):
+            plant.run_reactor(never_sends)
+        assert not plant.is_ingredient_known("raw")
+    assert RawSpec.calls == [("allocate", "raw"), ("deallocate", "raw")] * 2
+    assert not any(os.path.exists(d) for d in RawSpec.dirs)
+
+
+def test_allocating_a_pyplant_spec_that_is_not_allocatable_is_a_runtime_error(plant_dir):
+    @ReactorFunc
+    def allocates(pipe):
+        pipe.allocate("doc", TextSpec)
+
+    with Plant(plant_dir) as plant, pytest.raises(RuntimeError, match="isAllocatable"):
+        plant.register_ingredient_specs([TextSpec()])
+        plant.run_reactor(allocates)
+
+
 # -- test: unit-testing one reactor ---------------------------------------------------------
 @ReactorFunc
 def scale_reactor(pipe, config):
