@@ -23,7 +23,7 @@ Each is also an instance of the built-in exception PyPlant 0.6.0 raised in the s
 PyPlant script's ``except`` clauses keep working:
 
     NotAReactorError         RuntimeError    (add_reactors)
-    ReactorNotFoundError     ValueError      (run_reactor; also a LookupError)
+    ReactorNotFoundError     ValueError      (run_reactor), KeyError (utils, by reactor name)
     IngredientNotFoundError  RuntimeError    (a run that cannot go on), KeyError (PipeworkMock)
     DependencyCycleError     RuntimeError    (PyPlant's "Deadlock?")
     UnknownParamError        AttributeError  (config), KeyError (PipeworkMock.read_config)
@@ -51,8 +51,10 @@ class NotAReactorError(PlantError, RuntimeError):
     """A function given as a reactor is not decorated with @ReactorFunc."""
 
 
-class ReactorNotFoundError(PlantError, LookupError, ValueError):
+class ReactorNotFoundError(PlantError, KeyError, ValueError):
     """A reactor name that is not in the plant, or is ambiguous."""
+
+    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's
 
 
 class IngredientNotFoundError(PlantError, KeyError, RuntimeError):

@@ -387,6 +387,23 @@ class Plant:
         return Ingredient(name, record.type, producer_name, record.fingerprint)
 
     @property
+    def plantDir(self) -> str:  # noqa: N802
+        return str(self.plant_dir)
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    @property
+    def config(self) -> ConfigBase:
+        """The config set with `set_config` (read-only here: set a new one with it)."""
+        return self._config
+
+    @property
+    def executionHistory(self) -> dict[str, history.ExecutionRecord]:  # noqa: N802
+        return self.get_execution_history()
+
+    @property
     def warehouse(self) -> Warehouse:
         """PyPlant's ``plant.warehouse``: register_ingredient_specs, fetch, close..."""
         from .compat.warehouse import PlantWarehouse  # PyPlant scripts only

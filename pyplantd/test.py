@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
     import tempfile
 
 __all__ = ["PipeworkMock", "run_reactor_to_completion", "run_subreactor_to_completion"]
+
+# PyPlant's `test` was a package: `from pyplant.test.PipeworkMock import PipeworkMock` and
+# `from pyplant.test.test_utils import run_reactor_to_completion` name its modules, which this
+# module stands for.
+sys.modules[f"{__name__}.PipeworkMock"] = sys.modules[__name__]
+sys.modules[f"{__name__}.test_utils"] = sys.modules[__name__]
 
 
 class PipeworkMock(Pipework):

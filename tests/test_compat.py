@@ -468,6 +468,47 @@ def test_a_keyword_given_in_both_spellings_is_refused(plant_dir):
         Plant(plant_dir=plant_dir, plantDir=plant_dir)
 
 
+def test_pyplants_plant_attributes_and_config_keyword(plant_dir):
+    logger = logging.getLogger("pipeline")
+    with Plant(plantDir=str(plant_dir), logger=logger) as plant:
+        plant.set_config({"n": 2})
+        plant.run_reactor(pp_reads_n)
+        assert plant.plantDir == str(plant_dir) and plant.logger is logger
+        assert plant.config.peek("n") == 2 and plant.config.has(paramName="n")
+        record = plant.executionHistory["pp_reads_n"]
+        assert record.reactorName == "pp_reads_n" and record.finishTime >= record.startTime
+        # PyPlant returned None for an unknown name here; pyplantd says which names it knows,
+        # and plant.warehouse.fetch keeps PyPlant's None
+        with pytest.raises(KeyError, match="Ingredient 'nope'"):
+            plant.fetch_ingredient("nope")
+        assert plant.warehouse.fetch("nope") is None and plant.warehouse.fetch("n2") == 4
+
+
+@ReactorFunc
+def pp_reads_n(pipe, config):
+    pipe.send("n2", config.n * 2)
+
+
+def test_pyplants_test_module_paths_import(tmp_path):
+    code = (
+        "from pyplantd.test.PipeworkMock import PipeworkMock\n"
+        "from pyplantd.test.test_utils import run_reactor_to_completion\n"
+        "import pyplantd.test\n"
+        "assert PipeworkMock is pyplantd.test.PipeworkMock\n"
+        "assert run_reactor_to_completion is pyplantd.test.run_reactor_to_completion\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_exporting_the_inputs_of_an_unknown_reactor_is_a_key_error(plant_dir, tmp_path):
+    with Plant(plant_dir) as plant, pytest.raises(KeyError, match="Reactor 'nope'"):
+        utils.store_reactor_inputs_to_dir(plant, "nope", tmp_path / "out")
+
+
 def test_add_all_visible_reactors_and_is_ingredient_known(plant_dir):
     @ReactorFunc
     def make(pipe):
