@@ -20,16 +20,21 @@
         └── PayloadDamagedError     a payload is missing, truncated or altered on disk
 
 Each is also an instance of the built-in exception PyPlant 0.6.0 raised in the same case, so a
-PyPlant script's ``except`` clauses keep working:
+PyPlant script's ``except`` clauses keep working. By class:
 
     NotAReactorError         RuntimeError    (add_reactors)
-    ReactorNotFoundError     ValueError      (run_reactor), KeyError (utils, by reactor name)
-    IngredientNotFoundError  RuntimeError    (a run that cannot go on), KeyError (PipeworkMock)
+    ReactorNotFoundError     ValueError      (run_reactor; and a LookupError)
+    IngredientNotFoundError  RuntimeError    (a run that cannot go on; and a LookupError)
     DependencyCycleError     RuntimeError    (PyPlant's "Deadlock?")
-    UnknownParamError        AttributeError  (config), KeyError (PipeworkMock.read_config)
+    UnknownParamError        AttributeError
     ConfigWriteError         RuntimeError
-    AllocationError          RuntimeError    (sent twice, not allocatable, a moved file)
-    UnknownTypeError         RuntimeError    (send, fetch), ValueError (allocate)
+    AllocationError          RuntimeError    (sent twice, a spec not isAllocatable, a moved file)
+    UnknownTypeError         RuntimeError    (send, fetch)
+
+and, where PyPlant raised another built-in type for the same error, that call raises the class
+made also of that type by `also` (its name unchanged): KeyError from PipeworkMock's receive and
+read_config and from utils given an unknown reactor; ValueError from allocate of an unknown type
+or of a built-in type other than file and hdf_array.
 
 Warnings use ``PlantWarning``. ``RunCancelled`` is not an error but control flow: it derives
 from BaseException (like KeyboardInterrupt) so that a reactor's ``except Exception`` does not
@@ -40,7 +45,7 @@ from __future__ import annotations
 
 import contextlib
 from types import GetSetDescriptorType, MemberDescriptorType
-from typing import Any
+from typing import Any, TypeVar
 
 
 class PlantError(Exception):
@@ -51,16 +56,12 @@ class NotAReactorError(PlantError, RuntimeError):
     """A function given as a reactor is not decorated with @ReactorFunc."""
 
 
-class ReactorNotFoundError(PlantError, KeyError, ValueError):
+class ReactorNotFoundError(PlantError, LookupError, ValueError):
     """A reactor name that is not in the plant, or is ambiguous."""
 
-    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's
 
-
-class IngredientNotFoundError(PlantError, KeyError, RuntimeError):
+class IngredientNotFoundError(PlantError, LookupError, RuntimeError):
     """An ingredient was received that no reactor produces."""
-
-    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's
 
 
 class DependencyCycleError(PlantError, RuntimeError):
@@ -80,10 +81,8 @@ class ReactorFailedError(PlantError):
         self.reactor = reactor
 
 
-class UnknownParamError(PlantError, AttributeError, KeyError):
+class UnknownParamError(PlantError, AttributeError):
     """A config parameter that does not exist."""
-
-    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's
 
 
 class ConfigWriteError(PlantError, RuntimeError):
@@ -107,7 +106,7 @@ class StoreError(PlantError):
     """The plant dir or one of its payloads could not be used."""
 
 
-class UnknownTypeError(StoreError, RuntimeError, ValueError):
+class UnknownTypeError(StoreError, RuntimeError):
     """An ingredient type that no registered spec handles."""
 
 
@@ -126,6 +125,35 @@ class RunCancelled(BaseException):
 
 class PlantWarning(UserWarning):
     """Something was repaired or skipped; the run goes on."""
+
+
+E = TypeVar("E", bound=PlantError)
+
+
+def also(builtin: type[Exception], error: E) -> E:
+    """`error`, of a class made also a subclass of `builtin`: the built-in exception PyPlant
+    raised at this call (see the table above). Its class keeps the name of `error`'s."""
+    cls = type(error)
+    combined = _also_types.get((cls, builtin))
+    if combined is None:
+        namespace = {
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__str__": BaseException.__str__,  # the message as written (KeyError quotes it)
+            "__reduce__": lambda self: (_also_rebuilt, (builtin, cls, self.args)),
+        }
+        combined = type(cls.__name__, (cls, builtin), namespace)
+        _also_types[(cls, builtin)] = combined
+    made: E = combined(*error.args)
+    return made
+
+
+_also_types: dict[tuple[type[PlantError], type[Exception]], type[Any]] = {}
+
+
+def _also_rebuilt(builtin: type[Exception], cls: type[E], args: tuple[Any, ...]) -> E:
+    """Unpickling: the same combined class, with the same args."""
+    return also(builtin, cls(*args))
 
 
 def reactor_failed_error(message: str, reactor: str, cause: BaseException) -> ReactorFailedError:

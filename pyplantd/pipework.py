@@ -17,7 +17,7 @@ from .compat.allocation import Allocation
 from .compat.names import pyplant_keywords
 from .compat.warehouse import spec_name
 from .config import ConfigBase
-from .errors import AllocationError
+from .errors import AllocationError, UnknownTypeError, also
 from .fingerprint import file_fingerprint
 from .ingredient import Ingredient
 from .progress import ProgressMeter, ProgressReport
@@ -150,7 +150,7 @@ class Pipework:
         ``Ingredient.Type.hdf_array`` gives a writable h5py dataset
         (``shape=..., dtype=..., chunks=..., compression=...``).
         """
-        type_name = self._type_name(type, None)
+        type_name = self._allocated_type(type)
         if (
             name in self.touched.allocated
             or name in self.touched.sent
@@ -201,12 +201,21 @@ class Pipework:
         from .compat.spec_adapter import PyPlantSpec  # PyPlant scripts only
 
         spec = self._store.spec(type_name)
-        if not isinstance(spec, PyPlantSpec):
-            raise AllocationError(
+        if not isinstance(spec, PyPlantSpec):  # PyPlant: a type it cannot allocate, ValueError
+            raise also(ValueError, AllocationError(
                 f"Ingredient type {type_name} cannot be allocated (file, hdf_array and "
                 "PyPlant-interface specs with isAllocatable can). Use pipe.send(name, value)."
-            )
+            ))  # fmt: skip
         return spec.allocate(name, options)
+
+    def _allocated_type(self, type_arg: TypeArg) -> str:
+        """The type name to allocate; an unknown one is also a ValueError, as in PyPlant."""
+        try:
+            type_name = self._type_name(type_arg, None)
+            self._store.spec(type_name)
+        except UnknownTypeError as err:
+            raise also(ValueError, err) from None
+        return type_name
 
     def _seal(self) -> None:
         """The reactor ended: store the PyPlant-spec allocations it sent, as they are now
@@ -323,7 +332,7 @@ class Pipework:
     def allocate_temp(self, name: str, type: TypeArg, **options: Any) -> Any:
         """Scratch storage like `allocate` gives (a file path or an h5py dataset), deleted when
         the reactor ends; it is not an ingredient and is never sent."""
-        type_name = self._type_name(type, None)
+        type_name = self._allocated_type(type)
         scratch = f"temp-{name}"
         handle: Any
         if type_name == Ingredient.Type.file.value:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .compat.names import pyplant_keywords
 from .compat.warehouse import spec_name
 from .config import ConfigBase
-from .errors import AllocationError, IngredientNotFoundError
+from .errors import AllocationError, IngredientNotFoundError, UnknownParamError, also
 from .ingredient import Ingredient
 from .pipework import Pipework, Receive, TypeArg
 from .reactor import SubreactorStarted, start_reactor
@@ -65,10 +65,10 @@ class PipeworkMock(Pipework):
         """The given ingredient itself: ``value = yield pipe.receive(name)`` works unchanged."""
         if name not in self.ingredients:
             known = ", ".join(sorted(self.ingredients)) or "none"
-            raise IngredientNotFoundError(
+            raise also(KeyError, IngredientNotFoundError(  # PyPlant's mock: a KeyError
                 f"The reactor receives '{name}', which this PipeworkMock was not given "
                 f"(given: {known}). Add it to the ingredients dict."
-            )
+            ))  # fmt: skip
         return self.ingredients[name]
 
     @pyplant_keywords(useCache="use_cache")
@@ -89,11 +89,17 @@ class PipeworkMock(Pipework):
 
     @pyplant_keywords(paramName="name")
     def read_config(self, name: str) -> Any:
-        return self.config.peek(name)
+        return self._peek(name)
 
     @pyplant_keywords(paramName="name")
     def read_config_unregistered(self, name: str) -> Any:
-        return self.config.peek(name)
+        return self._peek(name)
+
+    def _peek(self, name: str) -> Any:
+        try:
+            return self.config.peek(name)
+        except UnknownParamError as err:  # PyPlant's mock read a dict: a KeyError
+            raise also(KeyError, err) from None
 
     @pyplant_keywords(paramName="name")
     def register_config_param(self, name: str) -> None:

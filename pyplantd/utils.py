@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .compat.names import pyplant_keywords, unknown_ingredient
 from .decisions import version_key
-from .errors import PlantDirError, ReactorNotFoundError
+from .errors import PlantDirError, ReactorNotFoundError, also
 from .store.manifest import DB_NAME
 from .store.plant_store import PlantStore, own_copy
 from .store.records import IngredientRecord, ReactorRecord, Version
@@ -49,7 +49,10 @@ def store_ingredients_to_dir(plant: Plant, names: Iterable[str], directory: str 
 @pyplant_keywords(reactorName="reactor", dirPath="directory")
 def store_reactor_inputs_to_dir(plant: Plant, reactor: str, directory: str | Path) -> None:
     """Copy every ingredient that `reactor` received in its last run into `directory`."""
-    target = plant._resolve(reactor)
+    try:
+        target = plant._resolve(reactor)
+    except ReactorNotFoundError as err:  # PyPlant looked it up in a dict: a KeyError
+        raise also(KeyError, err) from None
     record = plant.store.reactors.get(target.id)
     if record is None:
         raise ReactorNotFoundError(

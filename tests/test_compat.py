@@ -167,8 +167,8 @@ PYPLANT_RAISES = {
                                 "UnknownTypeError"),
     "allocate of an unknown type": (lambda p: p.run_reactor(pp_allocates_unknown_type),
                                     ValueError, "UnknownTypeError"),
-    "allocate of a type that cannot be": (lambda p: p.run_reactor(pp_allocates_a_simple),
-                                          RuntimeError, "AllocationError"),
+    "allocate of a built-in type other than file": (
+        lambda p: p.run_reactor(pp_allocates_a_simple), ValueError, "AllocationError"),
     "unknown ingredient object": (lambda p: p.get_ingredient_object("nope"), ValueError,
                                   "IngredientNotFoundError"),
     "unknown config param": (lambda p: p.get_config_object().peek("nope"), AttributeError,
@@ -192,8 +192,12 @@ def test_pyplant_except_clauses_catch_pyplantd_errors(plant_dir, case):
 def test_pipework_mock_misses_are_key_errors_as_in_pyplant(run):
     with pytest.raises(KeyError) as caught:
         run()
-    assert isinstance(caught.value, PlantError)
-    assert str(caught.value).startswith(("The reactor", "Config"))
+    error = caught.value
+    assert isinstance(error, PlantError)
+    assert type(error).__name__ in ("IngredientNotFoundError", "UnknownParamError")
+    assert str(error).startswith(("The reactor", "Config"))  # not quoted as KeyError's
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and str(copy) == str(error)
 
 
 def test_a_spec_whose_package_is_missing_raises_an_import_error(plant_dir, monkeypatch):
@@ -479,7 +483,7 @@ def test_pyplants_plant_attributes_and_config_keyword(plant_dir):
         assert record.reactorName == "pp_reads_n" and record.finishTime >= record.startTime
         # PyPlant returned None for an unknown name here; pyplantd says which names it knows,
         # and plant.warehouse.fetch keeps PyPlant's None
-        with pytest.raises(KeyError, match="Ingredient 'nope'"):
+        with pytest.raises(LookupError, match="Ingredient 'nope'"):
             plant.fetch_ingredient("nope")
         assert plant.warehouse.fetch("nope") is None and plant.warehouse.fetch("n2") == 4
 
