@@ -116,7 +116,7 @@ class Pipework:
         (PyPlant's ``useCache``) the value is written at once and not kept in memory: every
         consumer gets its own copy, read back from disk.
         """
-        if name in self.touched.sent or name in self.touched.sealing:
+        if name in self.touched.sent:
             raise AllocationError(
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
             )
@@ -126,6 +126,10 @@ class Pipework:
                 del self.touched.allocated[name]
                 allocated.sent = value
                 self.touched.sealing[name] = (type_name, allocated)
+                # Till then the reactor may receive its own product: what it sent, as PyPlant
+                # gave it; nothing else can (no one is told of it yet, and it has no payload).
+                own = value if value is not None else allocated.handle
+                self.touched.sent[name] = Sent(name, type_name, _stored_at_end(name), own)
                 return
             payload, handle = self._send_allocated(name, value)
             self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, handle))
@@ -268,7 +272,7 @@ class Pipework:
 
     def _abandon(self) -> list[str]:
         """Close and list what an unfinished execution left behind, for deletion."""
-        leftovers = [sent.payload.path for sent in self.touched.sent.values()]
+        leftovers = [s.payload.path for s in self.touched.sent.values() if s.payload.path]
         for _type_name, handle in [
             *self.touched.allocated.values(),
             *self.touched.sealing.values(),
@@ -345,6 +349,14 @@ class Pipework:
             return allocation.handle
         self.touched.temporary.append(handle)
         return handle
+
+
+def _stored_at_end(name: str) -> PendingWrite:
+    """The payload of a sent allocation before its reactor ends: none yet (waiting for it
+    would wait for ever, so it is an error)."""
+    pending = PendingWrite(name, "", 0)
+    pending._finish(None, AllocationError(f"Ingredient '{name}' is stored when its reactor ends."))
+    return pending
 
 
 def _delete_allocation(handle: Any) -> None:

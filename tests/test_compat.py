@@ -802,6 +802,7 @@ def raw_pipeline(runs: list[str]):
         scratch[:] = config.n
         data[:2] = scratch
         pipe.send("raw", data)
+        assert (yield pipe.receive("raw")) is data  # its own product: what it sent, as PyPlant
         data[2:] = [2, 3]  # after the send: PyPlant kept these too (the file is the ingredient)
 
     @ReactorFunc
