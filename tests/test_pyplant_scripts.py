@@ -178,6 +178,34 @@ with Plant('plant-explode') as plant:
         print('CAUGHT', e.args[0])
 """
 
+# PyPlant's other import paths, and `except` clauses for errors pyplantd raises itself.
+SUBMODULES = """
+import pyplantd.pyplant as pp
+from pyplantd.pyplant import ReactorFunc
+from pyplantd.test.PipeworkMock import PipeworkMock
+from pyplantd.test.test_utils import run_reactor_to_completion
+
+
+@ReactorFunc
+def needs(pipe):
+    yield pipe.receive('never_sent')
+
+
+with pp.Plant('plant-errors') as plant:
+    try:
+        plant.run_reactor('nope')
+    except ValueError:
+        print('CAUGHT unknown reactor')
+    try:
+        plant.run_reactor(needs)
+    except RuntimeError:
+        print('CAUGHT missing ingredient')
+try:
+    run_reactor_to_completion(needs, PipeworkMock({}, {}))
+except KeyError:
+    print('CAUGHT missing mock input')
+"""
+
 REPORT = re.compile(r"REPORT (.*)$", re.M)
 
 
@@ -185,6 +213,7 @@ def write_project(project: Project) -> None:
     project.write("pipeline.py", PIPELINE)
     project.write("test_reactors.py", UNIT_TESTS)
     project.write("explode.py", EXPLODE)
+    project.write("submodules.py", SUBMODULES)
 
 
 def fresh_report(project: Project) -> str:
@@ -227,6 +256,11 @@ def test_pyplant_style_unit_tests_and_except_clauses_work_unchanged(project: Pro
     explode = project.python("explode.py")
     assert explode.returncode == 0, explode.stderr
     assert "CAUGHT invalid literal for int() with base 10: 'not a number'" in explode.stdout
+    caught = project.python("submodules.py")
+    assert caught.returncode == 0, caught.stderr
+    assert caught.stdout.split("\n")[:3] == [
+        "CAUGHT unknown reactor", "CAUGHT missing ingredient", "CAUGHT missing mock input",
+    ]  # fmt: skip
 
 
 def test_a_pyplant_script_runs_under_the_daemon_and_serves_what_a_fresh_run_computes(
@@ -260,7 +294,7 @@ def test_a_pyplant_script_runs_under_the_daemon_and_serves_what_a_fresh_run_comp
 def test_the_pipeline_names_only_pyplants_api(name: str):
     """Guard: the scripts above are PyPlant code (no pyplantd-only names)."""
     for only_pyplantd in ("track_file", "use_cache", "plant_dir", "log_level", "subscribe"):
-        assert only_pyplantd not in PIPELINE + UNIT_TESTS + EXPLODE
+        assert only_pyplantd not in PIPELINE + UNIT_TESTS + EXPLODE + SUBMODULES
 
 
 SOURCE_HASHED = (
