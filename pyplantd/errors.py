@@ -133,7 +133,11 @@ E = TypeVar("E", bound=PlantError)
 def also(builtin: type[Exception], error: E) -> E:
     """`error`, of a class made also a subclass of `builtin`: the built-in exception PyPlant
     raised at this call (see the table above). Its class keeps the name of `error`'s."""
-    cls = type(error)
+    made: E = _also_class(builtin, type(error))(*error.args)
+    return made
+
+
+def _also_class(builtin: type[Exception], cls: type[PlantError]) -> type[Any]:
     combined = _also_types.get((cls, builtin))
     if combined is None:
         namespace = {
@@ -144,16 +148,26 @@ def also(builtin: type[Exception], error: E) -> E:
         }
         combined = type(cls.__name__, (cls, builtin), namespace)
         _also_types[(cls, builtin)] = combined
-    made: E = combined(*error.args)
-    return made
+        _also_parts[combined] = (builtin, cls)
+    return combined
 
 
 _also_types: dict[tuple[type[PlantError], type[Exception]], type[Any]] = {}
+_also_parts: dict[type[Any], tuple[type[Exception], type[PlantError]]] = {}
 
 
 def _also_rebuilt(builtin: type[Exception], cls: type[E], args: tuple[Any, ...]) -> E:
     """Unpickling: the same combined class, with the same args."""
     return also(builtin, cls(*args))
+
+
+def _picklable_type(cls: type[BaseException]) -> Any:
+    """`cls`, or how `also` made it (a class it made has no importable name of its own)."""
+    return _also_parts.get(cls, cls)
+
+
+def _unpickled_type(found: Any) -> type[BaseException]:
+    return found if isinstance(found, type) else _also_class(*found)
 
 
 def reactor_failed_error(message: str, reactor: str, cause: BaseException) -> ReactorFailedError:
@@ -192,7 +206,7 @@ def _failure_type(cause_type: type[BaseException]) -> type[ReactorFailedError]:
             "__str__": lambda self: getattr(self, _MESSAGE),
             "__reduce__": lambda self: (
                 _rebuilt_failure,
-                (cause_type, str(self), self.reactor, self.args),
+                (_picklable_type(cause_type), str(self), self.reactor, self.args),
             ),
         }
         try:
@@ -204,10 +218,10 @@ def _failure_type(cause_type: type[BaseException]) -> type[ReactorFailedError]:
 
 
 def _rebuilt_failure(
-    cause_type: type[Exception], message: str, reactor: str, args: tuple[Any, ...]
+    cause_type: Any, message: str, reactor: str, args: tuple[Any, ...]
 ) -> ReactorFailedError:
     """Unpickling: the same combined type, with the message, reactor and args it had."""
-    failure_type = _failure_type(cause_type)
+    failure_type = _failure_type(_unpickled_type(cause_type))
     failure = failure_type.__new__(failure_type, *args)
     failure.args, failure.reactor = args, reactor
     setattr(failure, _MESSAGE, message)

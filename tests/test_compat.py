@@ -186,6 +186,8 @@ def test_pyplant_except_clauses_catch_pyplantd_errors(plant_dir, case):
     assert isinstance(caught.value, PlantError)
     assert isinstance(caught.value, getattr(errors, documented))
     assert "'" not in str(caught.value)[:1]  # the message as written, not KeyError's repr
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is type(caught.value) and str(copy) == str(caught.value)
 
 
 @pytest.mark.parametrize("run", [_mock_receive, _mock_param], ids=["receive", "read_config"])
