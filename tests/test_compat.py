@@ -752,6 +752,20 @@ def test_a_pyplant_spec_that_writes_the_same_files_gives_the_same_fingerprint(pl
     assert first.read_bytes() == second.read_bytes()
 
 
+def test_warehouse_close_closes_the_specs_registered_on_it(plant_dir, tmp_path):
+    from pyplantd import Warehouse
+
+    TextSpec.closed = 0
+    with Plant(plant_dir) as plant:
+        plant.warehouse.register_ingredient_specs([TextSpec()])
+        plant.warehouse.close()  # PyPlant's early close
+        assert TextSpec.closed == 1
+    with Warehouse(str(tmp_path), logging.getLogger("quiet")) as warehouse:
+        warehouse.register_ingredient_specs([TextSpec()])
+        assert warehouse.baseDir == str(tmp_path) and "text" in warehouse.ingredientSpecs
+    assert TextSpec.closed >= 3  # the plant's own shutdown, then the standalone warehouse
+
+
 def test_registering_something_that_is_no_spec_is_refused(plant_dir):
     with Plant(plant_dir) as plant, pytest.raises(PlantError, match="not an ingredient type"):
         plant.register_ingredient_specs([object()])
