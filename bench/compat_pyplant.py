@@ -1,6 +1,8 @@
 """Side by side with PyPlant 0.6.0: the same PyPlant-spelled scripts run with `pyplant` and with
 `pyplantd`, and what each observable behaviour gives (events in order, what `run_reactor` raises,
-useCache=False, PipeworkMock). Not a test and not run by CI: it needs PyPlant installed.
+useCache=False, PipeworkMock, allocation through a spec of PyPlant's interface and the calls it
+gets, the built-in exception types each error is caught as, `pyplant.pyplant`'s names). Not a
+test and not run by CI: it needs PyPlant installed.
 
     bench/.venv/bin/python bench/compat_pyplant.py     # bench/run.sh makes that venv
 
