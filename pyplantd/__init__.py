@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .config import ConfigBase, ConfigValue
     from .errors import (
         IngredientNotFoundError,
+        InvalidOperationException,
         PlantError,
         ReactorFailedError,
         ReactorNotFoundError,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from .plant import Plant
     from .reactor import ReactorFunc, SubreactorFunc
     from .reading import open_plant
-    from .specs import InvalidOperationException
     from .store.specs import IngredientTypeSpec
 
 __version__ = "0.1.0"
@@ -59,7 +59,7 @@ _LAZY = {
     "Ingredient": ("pyplantd.ingredient", "Ingredient"),
     "IngredientNotFoundError": ("pyplantd.errors", "IngredientNotFoundError"),
     "IngredientTypeSpec": ("pyplantd.store.specs", "IngredientTypeSpec"),
-    "InvalidOperationException": ("pyplantd.specs", "InvalidOperationException"),
+    "InvalidOperationException": ("pyplantd.errors", "InvalidOperationException"),
     "Pipework": ("pyplantd.pipework", "Pipework"),
     "Plant": ("pyplantd.plant", "Plant"),
     "PlantError": ("pyplantd.errors", "PlantError"),

@@ -11,6 +11,8 @@
     ├── UnknownParamError           a config parameter that does not exist
     ├── ConfigWriteError            a reactor tried to change the config
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
+    ├── InvalidOperationException   a spec asked for what it does not do (PyPlant's name)
+    ├── MissingDependencyError      a spec's optional package is not installed
     ├── ScriptError                 a pipeline script could not be loaded or run
     ├── SourceChangedError          code that runs differs from its file: nothing recorded
     └── StoreError                  the plant dir or a payload could not be used
@@ -30,6 +32,7 @@ PyPlant script's ``except`` clauses keep working. By class:
     ConfigWriteError         RuntimeError
     AllocationError          RuntimeError    (sent twice, a spec not isAllocatable, a moved file)
     UnknownTypeError         RuntimeError    (send, fetch)
+    MissingDependencyError   ImportError     (a spec's package: PyPlant imported it on use)
 
 and, where PyPlant raised another built-in type for the same error, that call raises the class
 made also of that type by `also` (its name unchanged): KeyError from PipeworkMock's receive and
@@ -91,6 +94,14 @@ class ConfigWriteError(PlantError, RuntimeError):
 
 class AllocationError(PlantError, RuntimeError):
     """An allocated ingredient was not sent, or sent with the wrong value."""
+
+
+class InvalidOperationException(PlantError):  # noqa: N818 - PyPlant's name
+    """A spec was asked for something it does not do, e.g. allocation (also pyplantd.specs's)."""
+
+
+class MissingDependencyError(PlantError, ImportError):
+    """An optional package a spec needs is not installed (also pyplantd.specs's)."""
 
 
 class SourceChangedError(PlantError):

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .compat.warehouse import Warehouse as Warehouse
     from .config import ConfigBase, ConfigValue
+    from .errors import InvalidOperationException as InvalidOperationException
     from .ingredient import Ingredient
     from .pipework import Pipework
     from .plant import Plant
     from .reactor import ReactorFunc, SubreactorFunc
     from .specs import IngredientTypeSpec as IngredientTypeSpec
-    from .specs import InvalidOperationException as InvalidOperationException
 
 __all__ = [
     "ConfigBase",
@@ -36,7 +36,7 @@ _LAZY = {
     "ConfigValue": ("pyplantd.config", "ConfigValue"),
     "Ingredient": ("pyplantd.ingredient", "Ingredient"),
     "IngredientTypeSpec": ("pyplantd.specs", "IngredientTypeSpec"),
-    "InvalidOperationException": ("pyplantd.specs", "InvalidOperationException"),
+    "InvalidOperationException": ("pyplantd.errors", "InvalidOperationException"),
     "Pipework": ("pyplantd.pipework", "Pipework"),
     "Plant": ("pyplantd.plant", "Plant"),
     "ReactorFunc": ("pyplantd.reactor", "ReactorFunc"),

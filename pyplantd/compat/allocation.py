@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AllocationError
+from ..errors import AllocationError, InvalidOperationException
 from .warehouse import Warehouse, spec_name
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Allocation:
         try:
             self.spec.deallocate(Warehouse(self.directory), self.name)
         except Exception as err:  # its storage is gone with the directory either way
-            if type(err).__name__ != "InvalidOperationException":
+            if not isinstance(err, InvalidOperationException):
                 logger.warning(
                     "Deallocating '%s' (type %s) failed: %s", self.name, spec_name(self.spec), err
                 )
