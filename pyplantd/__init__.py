@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 from .signatures import sources as _sources  # noqa: F401 - user modules imported from now on are recorded
 
 if TYPE_CHECKING:
-    from . import specs, test, utils
+    from . import pyplant, specs, test, utils
     from .compat.warehouse import Warehouse
     from .config import ConfigBase, ConfigValue
     from .errors import (
         IngredientNotFoundError,
+        InvalidOperationException,
         PlantError,
         ReactorFailedError,
         ReactorNotFoundError,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from .reactor import ReactorFunc, SubreactorFunc
     from .reading import open_plant
     from .run.pipework import Pipework
-    from .specs import InvalidOperationException
     from .store.specs import IngredientTypeSpec
 
 __version__ = "0.1.0"
@@ -46,6 +46,7 @@ __all__ = [
     "SubreactorFunc",
     "Warehouse",
     "open_plant",
+    "pyplant",
     "specs",
     "test",
     "utils",
@@ -58,7 +59,7 @@ _LAZY = {
     "Ingredient": ("pyplantd.ingredient", "Ingredient"),
     "IngredientNotFoundError": ("pyplantd.errors", "IngredientNotFoundError"),
     "IngredientTypeSpec": ("pyplantd.store.specs", "IngredientTypeSpec"),
-    "InvalidOperationException": ("pyplantd.specs", "InvalidOperationException"),
+    "InvalidOperationException": ("pyplantd.errors", "InvalidOperationException"),
     "Pipework": ("pyplantd.run.pipework", "Pipework"),
     "Plant": ("pyplantd.plant", "Plant"),
     "PlantError": ("pyplantd.errors", "PlantError"),
@@ -68,6 +69,7 @@ _LAZY = {
     "SubreactorFunc": ("pyplantd.reactor", "SubreactorFunc"),
     "Warehouse": ("pyplantd.compat.warehouse", "Warehouse"),
     "open_plant": ("pyplantd.reading", "open_plant"),
+    "pyplant": ("pyplantd.pyplant", None),  # PyPlant's star import gives its submodule too
     "specs": ("pyplantd.specs", None),
     "test": ("pyplantd.test", None),
     "utils": ("pyplantd.utils", None),

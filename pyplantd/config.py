@@ -114,6 +114,7 @@ class ConfigBase:
         """All parameters and their values (reading them here is not tracked)."""
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
+    @pyplant_keywords(paramName="name")
     def has(self, name: str) -> bool:
         return name in self._params()
 

@@ -1,21 +1,43 @@
 """Every error pyplantd raises, in one tree.
 
     PlantError                      base of everything below
+    ├── NotAReactorError            a function registered as a reactor without @ReactorFunc
     ├── ReactorNotFoundError        a reactor name that is not in the plant
     ├── IngredientNotFoundError     a received ingredient that no reactor produces
     ├── DependencyCycleError        reactors waiting on each other (or on themselves)
     ├── AmbiguousIngredientError    an ingredient that two reactors send
     ├── ReactorFailedError          a reactor raised; the user's exception is ``__cause__``, and
     │                               the error is also of its type (``except ValueError`` works)
-    ├── UnknownParamError           a config parameter that does not exist (also an AttributeError)
+    ├── UnknownParamError           a config parameter that does not exist
     ├── ConfigWriteError            a reactor tried to change the config
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
+    ├── InvalidOperationException   a spec asked for what it does not do (PyPlant's name)
+    ├── MissingDependencyError      a spec's optional package is not installed
     ├── ScriptError                 a pipeline script could not be loaded or run
     ├── SourceChangedError          code that runs differs from its file: nothing recorded
     └── StoreError                  the plant dir or a payload could not be used
+        ├── UnknownTypeError        an ingredient type no spec is registered for
         ├── PlantDirError           not a plant dir, incompatible, in use, or not safe (another
         │                           user could change it, a link pyplantd did not make)
         └── PayloadDamagedError     a payload is missing, truncated or altered on disk
+
+Each is also an instance of the built-in exception PyPlant 0.6.0 raised in the same case, so a
+PyPlant script's ``except`` clauses keep working. By class:
+
+    NotAReactorError         RuntimeError    (add_reactors)
+    ReactorNotFoundError     ValueError      (run_reactor; and a LookupError)
+    IngredientNotFoundError  RuntimeError    (a run that cannot go on; and a LookupError)
+    DependencyCycleError     RuntimeError    (PyPlant's "Deadlock?")
+    UnknownParamError        AttributeError
+    ConfigWriteError         RuntimeError
+    AllocationError          RuntimeError    (sent twice, a spec not isAllocatable, a moved file)
+    UnknownTypeError         RuntimeError    (send, fetch)
+    MissingDependencyError   ImportError     (a spec's package: PyPlant imported it on use)
+
+and, where PyPlant raised another built-in type for the same error, that call raises the class
+made also of that type by `also` (its name unchanged): KeyError from PipeworkMock's receive and
+read_config and from utils given an unknown reactor; ValueError from allocate of an unknown type
+or of a built-in type other than file and hdf_array.
 
 Warnings use ``PlantWarning``. ``RunCancelled`` is not an error but control flow: it derives
 from BaseException (like KeyboardInterrupt) so that a reactor's ``except Exception`` does not
@@ -26,22 +48,26 @@ from __future__ import annotations
 
 import contextlib
 from types import GetSetDescriptorType, MemberDescriptorType
-from typing import Any
+from typing import Any, TypeVar
 
 
 class PlantError(Exception):
     """Base class of all pyplantd errors."""
 
 
-class ReactorNotFoundError(PlantError, LookupError):
+class NotAReactorError(PlantError, RuntimeError):
+    """A function given as a reactor is not decorated with @ReactorFunc."""
+
+
+class ReactorNotFoundError(PlantError, LookupError, ValueError):
     """A reactor name that is not in the plant, or is ambiguous."""
 
 
-class IngredientNotFoundError(PlantError, LookupError):
+class IngredientNotFoundError(PlantError, LookupError, RuntimeError):
     """An ingredient was received that no reactor produces."""
 
 
-class DependencyCycleError(PlantError):
+class DependencyCycleError(PlantError, RuntimeError):
     """Reactors wait for each other's ingredients, so none can go on."""
 
 
@@ -62,12 +88,20 @@ class UnknownParamError(PlantError, AttributeError):
     """A config parameter that does not exist."""
 
 
-class ConfigWriteError(PlantError):
+class ConfigWriteError(PlantError, RuntimeError):
     """Reactors may read the config but never change it."""
 
 
-class AllocationError(PlantError):
+class AllocationError(PlantError, RuntimeError):
     """An allocated ingredient was not sent, or sent with the wrong value."""
+
+
+class InvalidOperationException(PlantError):  # noqa: N818 - PyPlant's name
+    """A spec was asked for something it does not do, e.g. allocation (also pyplantd.specs's)."""
+
+
+class MissingDependencyError(PlantError, ImportError):
+    """An optional package a spec needs is not installed (also pyplantd.specs's)."""
 
 
 class SourceChangedError(PlantError):
@@ -81,6 +115,10 @@ class ScriptError(PlantError):
 
 class StoreError(PlantError):
     """The plant dir or one of its payloads could not be used."""
+
+
+class UnknownTypeError(StoreError, RuntimeError):
+    """An ingredient type that no registered spec handles."""
 
 
 class PlantDirError(StoreError):
@@ -98,6 +136,49 @@ class RunCancelled(BaseException):
 
 class PlantWarning(UserWarning):
     """Something was repaired or skipped; the run goes on."""
+
+
+E = TypeVar("E", bound=PlantError)
+
+
+def also(builtin: type[Exception], error: E) -> E:
+    """`error`, of a class made also a subclass of `builtin`: the built-in exception PyPlant
+    raised at this call (see the table above). Its class keeps the name of `error`'s."""
+    made: E = _also_class(builtin, type(error))(*error.args)
+    return made
+
+
+def _also_class(builtin: type[Exception], cls: type[PlantError]) -> type[Any]:
+    combined = _also_types.get((cls, builtin))
+    if combined is None:
+        namespace = {
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__str__": BaseException.__str__,  # the message as written (KeyError quotes it)
+            "__reduce__": lambda self: (_also_rebuilt, (builtin, cls, self.args)),
+        }
+        combined = type(cls.__name__, (cls, builtin), namespace)
+        _also_types[(cls, builtin)] = combined
+        _also_parts[combined] = (builtin, cls)
+    return combined
+
+
+_also_types: dict[tuple[type[PlantError], type[Exception]], type[Any]] = {}
+_also_parts: dict[type[Any], tuple[type[Exception], type[PlantError]]] = {}
+
+
+def _also_rebuilt(builtin: type[Exception], cls: type[E], args: tuple[Any, ...]) -> E:
+    """Unpickling: the same combined class, with the same args."""
+    return also(builtin, cls(*args))
+
+
+def _picklable_type(cls: type[BaseException]) -> Any:
+    """`cls`, or how `also` made it (a class it made has no importable name of its own)."""
+    return _also_parts.get(cls, cls)
+
+
+def _unpickled_type(found: Any) -> type[BaseException]:
+    return found if isinstance(found, type) else _also_class(*found)
 
 
 def reactor_failed_error(message: str, reactor: str, cause: BaseException) -> ReactorFailedError:
@@ -136,7 +217,7 @@ def _failure_type(cause_type: type[BaseException]) -> type[ReactorFailedError]:
             "__str__": lambda self: getattr(self, _MESSAGE),
             "__reduce__": lambda self: (
                 _rebuilt_failure,
-                (cause_type, str(self), self.reactor, self.args),
+                (_picklable_type(cause_type), str(self), self.reactor, self.args),
             ),
         }
         try:
@@ -148,10 +229,10 @@ def _failure_type(cause_type: type[BaseException]) -> type[ReactorFailedError]:
 
 
 def _rebuilt_failure(
-    cause_type: type[Exception], message: str, reactor: str, args: tuple[Any, ...]
+    cause_type: Any, message: str, reactor: str, args: tuple[Any, ...]
 ) -> ReactorFailedError:
     """Unpickling: the same combined type, with the message, reactor and args it had."""
-    failure_type = _failure_type(cause_type)
+    failure_type = _failure_type(_unpickled_type(cause_type))
     failure = failure_type.__new__(failure_type, *args)
     failure.args, failure.reactor = args, reactor
     setattr(failure, _MESSAGE, message)

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 from . import events
 from .compat.names import pyplant_keywords, unknown_ingredient, unused_string_hash
 from .config import ConfigBase, as_config
-from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError, RunCancelled
+from .errors import (
+    IngredientNotFoundError,
+    NotAReactorError,
+    ReactorNotFoundError,
+    RunCancelled,
+)
 from .events import EventBus, EventType, PlantEvent
 from .hosting.host import current_host
 from .hosting.signals import flushing, graceful_sigterm, release_sigterm
@@ -125,7 +130,9 @@ class Plant:
             group: Iterable[Any] = item if isinstance(item, list | tuple | set) else [item]
             for func in group:
                 if not is_reactor(func):
-                    raise PlantError(f"{func!r} is not a reactor. Decorate it with @ReactorFunc.")
+                    raise NotAReactorError(
+                        f"{func!r} is not a reactor. Decorate it with @ReactorFunc."
+                    )
                 reactor = Reactor(function_id(func), func.__name__, func)
                 self._reactors[reactor.id] = reactor
 
@@ -379,6 +386,23 @@ class Plant:
         producer = self._store.reactors.get(record.producer)
         producer_name = producer.name if producer is not None else record.producer
         return Ingredient(name, record.type, producer_name, record.fingerprint)
+
+    @property
+    def plantDir(self) -> str:  # noqa: N802
+        return str(self.plant_dir)
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    @property
+    def config(self) -> ConfigBase:
+        """The config set with `set_config` (read-only here: set a new one with it)."""
+        return self._config
+
+    @property
+    def executionHistory(self) -> dict[str, history.ExecutionRecord]:  # noqa: N802
+        return self.get_execution_history()
 
     @property
     def warehouse(self) -> Warehouse:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .compat.names import pyplant_keywords
 from .compat.warehouse import spec_name
 from .config import ConfigBase
-from .errors import AllocationError, IngredientNotFoundError, PlantError
+from .errors import AllocationError, IngredientNotFoundError, UnknownParamError, also
 from .ingredient import Ingredient
 from .reactor import SubreactorStarted, start_reactor
 from .run.pipework import Pipework, Receive, TypeArg
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
     import tempfile
 
 __all__ = ["PipeworkMock", "run_reactor_to_completion", "run_subreactor_to_completion"]
+
+# PyPlant's `test` was a package: `from pyplant.test.PipeworkMock import PipeworkMock` and
+# `from pyplant.test.test_utils import run_reactor_to_completion` name its modules, which this
+# module stands for.
+sys.modules[f"{__name__}.PipeworkMock"] = sys.modules[__name__]
+sys.modules[f"{__name__}.test_utils"] = sys.modules[__name__]
 
 
 class PipeworkMock(Pipework):
@@ -58,10 +65,10 @@ class PipeworkMock(Pipework):
         """The given ingredient itself: ``value = yield pipe.receive(name)`` works unchanged."""
         if name not in self.ingredients:
             known = ", ".join(sorted(self.ingredients)) or "none"
-            raise IngredientNotFoundError(
+            raise also(KeyError, IngredientNotFoundError(  # PyPlant's mock: a KeyError
                 f"The reactor receives '{name}', which this PipeworkMock was not given "
                 f"(given: {known}). Add it to the ingredients dict."
-            )
+            ))  # fmt: skip
         return self.ingredients[name]
 
     @pyplant_keywords(useCache="use_cache")
@@ -82,11 +89,17 @@ class PipeworkMock(Pipework):
 
     @pyplant_keywords(paramName="name")
     def read_config(self, name: str) -> Any:
-        return self.config.peek(name)
+        return self._peek(name)
 
     @pyplant_keywords(paramName="name")
     def read_config_unregistered(self, name: str) -> Any:
-        return self.config.peek(name)
+        return self._peek(name)
+
+    def _peek(self, name: str) -> Any:
+        try:
+            return self.config.peek(name)
+        except UnknownParamError as err:  # PyPlant's mock read a dict: a KeyError
+            raise also(KeyError, err) from None
 
     @pyplant_keywords(paramName="name")
     def register_config_param(self, name: str) -> None:
@@ -129,7 +142,7 @@ def _drive(generator: Generator[Any, Any, Any]) -> Any:
             return stop.value
         if isinstance(command, Receive):
             generator.close()
-            raise PlantError(
+            raise IngredientNotFoundError(  # PyPlant: a RuntimeError
                 f"The reactor waits for ingredient '{command.name}' from a real pipework. "
                 "Run it with a PipeworkMock."
             )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .compat.names import pyplant_keywords, unknown_ingredient
-from .errors import PlantDirError, ReactorNotFoundError
+from .errors import PlantDirError, ReactorNotFoundError, also
 from .run.judge import version_key
 from .store.manifest import DB_NAME
 from .store.plant_store import PlantStore, own_copy
@@ -49,7 +49,10 @@ def store_ingredients_to_dir(plant: Plant, names: Iterable[str], directory: str 
 @pyplant_keywords(reactorName="reactor", dirPath="directory")
 def store_reactor_inputs_to_dir(plant: Plant, reactor: str, directory: str | Path) -> None:
     """Copy every ingredient that `reactor` received in its last run into `directory`."""
-    target = plant._resolve(reactor)
+    try:
+        target = plant._resolve(reactor)
+    except ReactorNotFoundError as err:  # PyPlant looked it up in a dict: a KeyError
+        raise also(KeyError, err) from None
     record = plant.store.reactors.get(target.id)
     if record is None:
         raise ReactorNotFoundError(

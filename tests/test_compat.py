@@ -81,6 +81,134 @@ def test_a_bare_exception_or_a_plant_error_in_a_reactor_stays_a_reactor_failed_e
     assert type(caught.value) is ReactorFailedError
 
 
+# Each case: what a PyPlant script does, the built-in type PyPlant 0.6.0 raised there (read in
+# its source), and pyplantd's documented type, which must catch it too.
+@ReactorFunc
+def pp_needs_missing(pipe):
+    yield pipe.receive("never_sent")
+
+
+@ReactorFunc
+def pp_cycle_a(pipe):
+    yield pipe.receive("from_b")
+    pipe.send("from_a", 1)
+
+
+@ReactorFunc
+def pp_cycle_b(pipe):
+    yield pipe.receive("from_a")
+    pipe.send("from_b", 1)
+
+
+@ReactorFunc
+def pp_sends_twice(pipe):
+    pipe.send("twice", 1)
+    pipe.send("twice", 2)
+
+
+@ReactorFunc
+def pp_writes_config(pipe, config):
+    config.n = 2
+
+
+@ReactorFunc
+def pp_unknown_type(pipe):
+    pipe.send("x", 1, "no_such_type")
+
+
+@ReactorFunc
+def pp_allocates_unknown_type(pipe):
+    pipe.allocate("x", "no_such_type")
+
+
+@ReactorFunc
+def pp_allocates_a_simple(pipe):
+    pipe.allocate("x", Ingredient.Type.simple)
+
+
+def pp_not_decorated(pipe):
+    pipe.send("x", 1)
+
+
+def _in_plant(plant_dir, action):
+    def run():
+        with Plant(plant_dir) as plant:
+            plant.set_config({"n": 1})
+            action(plant)
+
+    return run
+
+
+def _mock_receive():
+    test.run_reactor_to_completion(pp_needs_missing, test.PipeworkMock({}, {}))
+
+
+@ReactorFunc
+def pp_reads_param(pipe):
+    pipe.read_config("missing")
+
+
+def _mock_param():
+    test.run_reactor_to_completion(pp_reads_param, test.PipeworkMock({}, {}))
+
+
+PYPLANT_RAISES = {
+    "unknown reactor": (lambda p: p.run_reactor("nope"), ValueError, "ReactorNotFoundError"),
+    "missing ingredient": (lambda p: p.run_reactor(pp_needs_missing), RuntimeError,
+                           "IngredientNotFoundError"),
+    "deadlock": (lambda p: p.add_reactors(pp_cycle_a, pp_cycle_b) or p.run_reactor(pp_cycle_a),
+                 RuntimeError, "DependencyCycleError"),
+    "not a reactor": (lambda p: p.add_reactors(pp_not_decorated), RuntimeError,
+                      "NotAReactorError"),
+    "sent twice": (lambda p: p.run_reactor(pp_sends_twice), RuntimeError, "AllocationError"),
+    "config write": (lambda p: p.run_reactor(pp_writes_config), RuntimeError,
+                     "ConfigWriteError"),
+    "send of an unknown type": (lambda p: p.run_reactor(pp_unknown_type), RuntimeError,
+                                "UnknownTypeError"),
+    "allocate of an unknown type": (lambda p: p.run_reactor(pp_allocates_unknown_type),
+                                    ValueError, "UnknownTypeError"),
+    "allocate of a built-in type other than file": (
+        lambda p: p.run_reactor(pp_allocates_a_simple), ValueError, "AllocationError"),
+    "unknown ingredient object": (lambda p: p.get_ingredient_object("nope"), ValueError,
+                                  "IngredientNotFoundError"),
+    "unknown config param": (lambda p: p.get_config_object().peek("nope"), AttributeError,
+                             "UnknownParamError"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(PYPLANT_RAISES))
+def test_pyplant_except_clauses_catch_pyplantd_errors(plant_dir, case):
+    from pyplantd import errors
+
+    action, builtin, documented = PYPLANT_RAISES[case]
+    with pytest.raises(builtin) as caught:
+        _in_plant(plant_dir, action)()
+    assert isinstance(caught.value, PlantError)
+    assert isinstance(caught.value, getattr(errors, documented))
+    assert "'" not in str(caught.value)[:1]  # the message as written, not KeyError's repr
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is type(caught.value) and str(copy) == str(caught.value)
+
+
+@pytest.mark.parametrize("run", [_mock_receive, _mock_param], ids=["receive", "read_config"])
+def test_pipework_mock_misses_are_key_errors_as_in_pyplant(run):
+    with pytest.raises(KeyError) as caught:
+        run()
+    error = caught.value
+    assert isinstance(error, PlantError)
+    assert type(error).__name__ in ("IngredientNotFoundError", "UnknownParamError")
+    assert str(error).startswith(("The reactor", "Config"))  # not quoted as KeyError's
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and str(copy) == str(error)
+
+
+def test_a_spec_whose_package_is_missing_raises_an_import_error(plant_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `import scipy` now fails
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)
+    with pytest.raises(ImportError, match="pip install scipy"):
+        specs.ScipySparseSpec().fetch("unused.npz")
+
+
 # -- events ---------------------------------------------------------------------------------
 def event_pipeline():
     @SubreactorFunc
@@ -227,7 +355,7 @@ def test_remove_event_listener_stops_it(plant_dir):
 PYPLANT_STAR = {
     "Plant", "ReactorFunc", "SubreactorFunc", "Pipework", "Ingredient", "ConfigBase",
     "ConfigValue", "IngredientTypeSpec", "Warehouse", "InvalidOperationException",
-    "specs", "utils", "test",
+    "specs", "utils", "test", "pyplant",
 }  # fmt: skip
 
 
@@ -256,6 +384,40 @@ def test_import_pyplantd_loads_none_of_pyplants_extra_modules_or_optional_packag
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[]", "[]"]
+
+
+# What PyPlant's `pyplant.pyplant` module exports (its __all__), and its other public classes.
+PYPLANT_MODULE_ALL = {
+    "Plant", "ReactorFunc", "SubreactorFunc", "ConfigBase", "ConfigValue", "Pipework", "Ingredient",
+}  # fmt: skip
+
+
+def test_the_pyplant_submodule_gives_pyplants_names_for_only_the_import_cost_of_pyplantd():
+    code = (
+        "import sys\n"
+        "import pyplantd.pyplant as pp\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pyplantd')))\n"
+        "from pyplantd.pyplant import Plant, ReactorFunc, SubreactorFunc, ConfigBase\n"
+        "from pyplantd.pyplant import ConfigValue, Pipework, Ingredient, Warehouse\n"
+        "from pyplantd.pyplant import IngredientTypeSpec, InvalidOperationException\n"
+        "import pyplantd, pyplantd.specs\n"
+        "assert pp.Plant is pyplantd.Plant and Warehouse is pyplantd.Warehouse\n"
+        "assert IngredientTypeSpec is pyplantd.specs.IngredientTypeSpec  # PyPlant's interface\n"
+        "star = {}\n"
+        "exec('from pyplantd.pyplant import *', star)\n"
+        "print(sorted(n for n in star if not n.startswith('__')))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    loaded, star = out.stdout.splitlines()
+    assert eval(loaded) == [
+        "pyplantd", "pyplantd.errors", "pyplantd.pyplant", "pyplantd.signatures",
+        "pyplantd.signatures.origins", "pyplantd.signatures.sources",
+    ]  # fmt: skip
+    assert set(eval(star)) == PYPLANT_MODULE_ALL
 
 
 # -- PyPlant's keyword and method names -----------------------------------------------------
@@ -311,6 +473,47 @@ def test_string_hash_is_accepted_with_a_warning_that_it_is_unused(plant_dir):
 def test_a_keyword_given_in_both_spellings_is_refused(plant_dir):
     with pytest.raises(TypeError, match="plantDir="):
         Plant(plant_dir=plant_dir, plantDir=plant_dir)
+
+
+def test_pyplants_plant_attributes_and_config_keyword(plant_dir):
+    logger = logging.getLogger("pipeline")
+    with Plant(plantDir=str(plant_dir), logger=logger) as plant:
+        plant.set_config({"n": 2})
+        plant.run_reactor(pp_reads_n)
+        assert plant.plantDir == str(plant_dir) and plant.logger is logger
+        assert plant.config.peek("n") == 2 and plant.config.has(paramName="n")
+        record = plant.executionHistory["pp_reads_n"]
+        assert record.reactorName == "pp_reads_n" and record.finishTime >= record.startTime
+        # PyPlant returned None for an unknown name here; pyplantd says which names it knows,
+        # and plant.warehouse.fetch keeps PyPlant's None
+        with pytest.raises(LookupError, match="Ingredient 'nope'"):
+            plant.fetch_ingredient("nope")
+        assert plant.warehouse.fetch("nope") is None and plant.warehouse.fetch("n2") == 4
+
+
+@ReactorFunc
+def pp_reads_n(pipe, config):
+    pipe.send("n2", config.n * 2)
+
+
+def test_pyplants_test_module_paths_import(tmp_path):
+    code = (
+        "from pyplantd.test.PipeworkMock import PipeworkMock\n"
+        "from pyplantd.test.test_utils import run_reactor_to_completion\n"
+        "import pyplantd.test\n"
+        "assert PipeworkMock is pyplantd.test.PipeworkMock\n"
+        "assert run_reactor_to_completion is pyplantd.test.run_reactor_to_completion\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_exporting_the_inputs_of_an_unknown_reactor_is_a_key_error(plant_dir, tmp_path):
+    with Plant(plant_dir) as plant, pytest.raises(KeyError, match="Reactor 'nope'"):
+        utils.store_reactor_inputs_to_dir(plant, "nope", tmp_path / "out")
 
 
 def test_add_all_visible_reactors_and_is_ingredient_known(plant_dir):
@@ -550,9 +753,156 @@ def test_a_pyplant_spec_that_writes_the_same_files_gives_the_same_fingerprint(pl
     assert first.read_bytes() == second.read_bytes()
 
 
+def test_warehouse_close_closes_the_specs_registered_on_it(plant_dir, tmp_path):
+    from pyplantd import Warehouse
+
+    TextSpec.closed = 0
+    with Plant(plant_dir) as plant:
+        plant.warehouse.register_ingredient_specs([TextSpec()])
+        plant.warehouse.close()  # PyPlant's early close
+        assert TextSpec.closed == 1
+    with Warehouse(str(tmp_path), logging.getLogger("quiet")) as warehouse:
+        warehouse.register_ingredient_specs([TextSpec()])
+        assert warehouse.baseDir == str(tmp_path) and "text" in warehouse.ingredientSpecs
+    assert TextSpec.closed >= 3  # the plant's own shutdown, then the standalone warehouse
+
+
 def test_registering_something_that_is_no_spec_is_refused(plant_dir):
     with Plant(plant_dir) as plant, pytest.raises(PlantError, match="not an ingredient type"):
         plant.register_ingredient_specs([object()])
+
+
+class RawSpec(specs.IngredientTypeSpec):
+    """An allocatable spec in PyPlant's interface: a raw numpy memmap file under baseDir."""
+
+    calls: list[tuple[str, str]] = []  # noqa: RUF012
+    dirs: list[str] = []  # noqa: RUF012
+
+    def __init__(self):
+        super().__init__()
+        self.isAllocatable = True
+
+    @classmethod
+    def get_name(cls):
+        return "raw"
+
+    def _path(self, warehouse, name):
+        return os.path.join(warehouse.baseDir, name + ".raw")
+
+    def allocate(self, warehouse, name, **kwargs):
+        RawSpec.calls.append(("allocate", name))
+        RawSpec.dirs.append(warehouse.baseDir)
+        shape, dtype = kwargs["shape"], kwargs.get("dtype", "float64")
+        return np.memmap(self._path(warehouse, name), dtype=dtype, mode="w+", shape=shape)
+
+    def store(self, warehouse, name, value):
+        RawSpec.calls.append(("store", name))
+        value.flush()
+        return {"shape": value.shape, "dtype": str(value.dtype)}
+
+    def fetch(self, warehouse, name, meta):
+        RawSpec.calls.append(("fetch", name))
+        return np.memmap(self._path(warehouse, name), mode="r", **meta)
+
+    def deallocate(self, warehouse, name):
+        RawSpec.calls.append(("deallocate", name))
+        os.remove(self._path(warehouse, name))
+
+
+def raw_pipeline(runs: list[str]):
+    @ReactorFunc
+    def fill(pipe, config):
+        runs.append("fill")
+        pipe.register_config_param("label")  # changing it re-runs fill, to the same result
+        data = pipe.allocate("raw", RawSpec, shape=(4,), dtype=np.float64)
+        scratch = pipe.allocate_temp("scratch", RawSpec, shape=(2,))
+        scratch[:] = config.n
+        data[:2] = scratch
+        pipe.send("raw", data)
+        assert (yield pipe.receive("raw")) is data  # its own product: what it sent, as PyPlant
+        data[2:] = [2, 3]  # after the send: PyPlant kept these too (the file is the ingredient)
+
+    @ReactorFunc
+    def total(pipe):
+        runs.append("total")
+        raw = yield pipe.receive("raw")
+        assert isinstance(raw, np.memmap) and not raw.flags.writeable
+        pipe.send("total", raw.tolist())
+
+    return fill, total
+
+
+def run_raw(plant_dir, config, runs, always=True):
+    """`total`'s value, and what each reactor did."""
+    fill, total = raw_pipeline(runs)
+    with Plant(plant_dir, function_hash=lambda f: f.__name__) as plant:
+        plant.add_reactors(fill, total)
+        plant.warehouse.register_ingredient_specs([RawSpec()])
+        plant.set_config(config)
+        plant.run_reactors([total], targets_always_run=always)
+        return plant.fetch_ingredient("total"), {d.reactor: d.status for d in plant.last_run}
+
+
+def test_a_pyplant_spec_allocation_lives_as_in_pyplant_and_is_stored_by_content(
+    plant_dir, tmp_path
+):
+    RawSpec.calls.clear()
+    RawSpec.dirs.clear()
+    runs: list[str] = []
+    assert run_raw(plant_dir, {"n": 1, "label": "a"}, runs)[0] == [1, 1, 2, 3]
+    assert runs == ["total", "fill"]
+    # allocate, as PyPlant: the temp one under 'temp_' + name, deallocated when the reactor
+    # ends; `store` when the reactor ends (so writes after the send count); then the spec's
+    # own copy is released, and the consumer gets what `fetch` gives from the stored payload
+    assert RawSpec.calls == [
+        ("allocate", "raw"), ("allocate", "temp_scratch"), ("store", "raw"),
+        ("deallocate", "raw"), ("deallocate", "temp_scratch"), ("fetch", "raw"),
+    ]  # fmt: skip
+    assert not any(os.path.exists(d) for d in RawSpec.dirs)
+
+    # fill re-runs for a parameter that changes nothing it allocates: same content, so its
+    # consumer is served (early cutoff); a change that does alter it re-runs the consumer
+    value, done = run_raw(plant_dir, {"n": 1, "label": "b"}, runs, always=False)
+    assert value == [1, 1, 2, 3] and done == {"fill": "ran", "total": "cached"}
+    value, done = run_raw(plant_dir, {"n": 5, "label": "b"}, runs, always=False)
+    assert value == [5, 5, 2, 3] and done == {"fill": "ran", "total": "ran"}
+    fresh = run_raw(tmp_path / "fresh", {"n": 5, "label": "b"}, [])[0]
+    assert value == fresh  # the oracle: what an empty plant dir computes
+
+
+def test_a_pyplant_spec_allocation_a_failed_or_unsent_reactor_leaves_is_released(plant_dir):
+    RawSpec.calls.clear()
+    RawSpec.dirs.clear()
+
+    @ReactorFunc
+    def fails(pipe):
+        data = pipe.allocate("raw", RawSpec, shape=(2,))
+        pipe.send("raw", data)
+        raise ValueError("late")
+
+    @ReactorFunc
+    def never_sends(pipe):
+        pipe.allocate("raw", RawSpec, shape=(2,))
+
+    with Plant(plant_dir) as plant:
+        plant.register_ingredient_specs([RawSpec()])
+        with pytest.raises(ValueError, match="late"):
+            plant.run_reactor(fails)
+        with pytest.raises(RuntimeError, match="never sent"):
+            plant.run_reactor(never_sends)
+        assert not plant.is_ingredient_known("raw")
+    assert RawSpec.calls == [("allocate", "raw"), ("deallocate", "raw")] * 2
+    assert not any(os.path.exists(d) for d in RawSpec.dirs)
+
+
+def test_allocating_a_pyplant_spec_that_is_not_allocatable_is_a_runtime_error(plant_dir):
+    @ReactorFunc
+    def allocates(pipe):
+        pipe.allocate("doc", TextSpec)
+
+    with Plant(plant_dir) as plant, pytest.raises(RuntimeError, match="isAllocatable"):
+        plant.register_ingredient_specs([TextSpec()])
+        plant.run_reactor(allocates)
 
 
 # -- test: unit-testing one reactor ---------------------------------------------------------

@@ -18,6 +18,7 @@ EXPECTED = {
     "SubreactorFunc",
     "Warehouse",
     "open_plant",
+    "pyplant",
     "specs",
     "test",
     "utils",

@@ -178,6 +178,34 @@ with Plant('plant-explode') as plant:
         print('CAUGHT', e.args[0])
 """
 
+# PyPlant's other import paths, and `except` clauses for errors pyplantd raises itself.
+SUBMODULES = """
+import pyplantd.pyplant as pp
+from pyplantd.pyplant import ReactorFunc
+from pyplantd.test.PipeworkMock import PipeworkMock
+from pyplantd.test.test_utils import run_reactor_to_completion
+
+
+@ReactorFunc
+def needs(pipe):
+    yield pipe.receive('never_sent')
+
+
+with pp.Plant('plant-errors') as plant:
+    try:
+        plant.run_reactor('nope')
+    except ValueError:
+        print('CAUGHT unknown reactor')
+    try:
+        plant.run_reactor(needs)
+    except RuntimeError:
+        print('CAUGHT missing ingredient')
+try:
+    run_reactor_to_completion(needs, PipeworkMock({}, {}))
+except KeyError:
+    print('CAUGHT missing mock input')
+"""
+
 REPORT = re.compile(r"REPORT (.*)$", re.M)
 
 
@@ -185,6 +213,7 @@ def write_project(project: Project) -> None:
     project.write("pipeline.py", PIPELINE)
     project.write("test_reactors.py", UNIT_TESTS)
     project.write("explode.py", EXPLODE)
+    project.write("submodules.py", SUBMODULES)
 
 
 def fresh_report(project: Project) -> str:
@@ -227,6 +256,11 @@ def test_pyplant_style_unit_tests_and_except_clauses_work_unchanged(project: Pro
     explode = project.python("explode.py")
     assert explode.returncode == 0, explode.stderr
     assert "CAUGHT invalid literal for int() with base 10: 'not a number'" in explode.stdout
+    caught = project.python("submodules.py")
+    assert caught.returncode == 0, caught.stderr
+    assert caught.stdout.split("\n")[:3] == [
+        "CAUGHT unknown reactor", "CAUGHT missing ingredient", "CAUGHT missing mock input",
+    ]  # fmt: skip
 
 
 def test_a_pyplant_script_runs_under_the_daemon_and_serves_what_a_fresh_run_computes(
@@ -260,7 +294,7 @@ def test_a_pyplant_script_runs_under_the_daemon_and_serves_what_a_fresh_run_comp
 def test_the_pipeline_names_only_pyplants_api(name: str):
     """Guard: the scripts above are PyPlant code (no pyplantd-only names)."""
     for only_pyplantd in ("track_file", "use_cache", "plant_dir", "log_level", "subscribe"):
-        assert only_pyplantd not in PIPELINE + UNIT_TESTS + EXPLODE
+        assert only_pyplantd not in PIPELINE + UNIT_TESTS + EXPLODE + SUBMODULES
 
 
 SOURCE_HASHED = (
@@ -298,3 +332,110 @@ def test_function_hash_of_the_source_text_gives_pyplants_rerun_on_comment_edits(
     assert project.python().ran == ["show"]
     project.edit("pipeline.py", "    log_run('load')", "    log_run('load')  # a comment")
     assert project.python().ran == ["show", "load"]
+
+
+ALLOCATING = (
+    """
+import os
+
+import numpy as np
+
+from pyplantd import *
+"""
+    + LOG_HELPER
+    + """
+
+class RawSpec(specs.IngredientTypeSpec):
+    # an allocatable spec in PyPlant's interface: a raw memmap file; close() is logged
+    def __init__(self):
+        super().__init__()
+        self.isAllocatable = True
+
+    @classmethod
+    def get_name(cls):
+        return 'raw'
+
+    def allocate(self, warehouse, name, **kwargs):
+        path = os.path.join(warehouse.baseDir, name + '.raw')
+        return np.memmap(path, dtype=kwargs['dtype'], mode='w+', shape=kwargs['shape'])
+
+    def store(self, warehouse, name, value):
+        value.flush()
+        return {'shape': value.shape, 'dtype': str(value.dtype)}
+
+    def fetch(self, warehouse, name, meta):
+        return np.memmap(os.path.join(warehouse.baseDir, name + '.raw'), mode='r', **meta)
+
+    def deallocate(self, warehouse, name):
+        os.remove(os.path.join(warehouse.baseDir, name + '.raw'))
+
+    def close(self):
+        with open('closed.log', 'a') as log:
+            log.write('closed\\n')
+
+
+N = 3
+
+
+@ReactorFunc
+def fill(pipe, config):
+    log_run('fill')
+    pipe.register_config_param('label')
+    data = pipe.allocate('raw', RawSpec, shape=(N,), dtype=np.float64)
+    data[:] = np.arange(N)
+    pipe.send('raw', data)
+
+
+@ReactorFunc
+def report(pipe):
+    log_run('report')
+    raw = yield pipe.receive('raw')
+    print('REPORT', raw.tolist())
+    pipe.send('text', str(raw.tolist()))
+
+
+if __name__ == '__main__':
+    with Plant(os.environ.get('PLANT_DIR', 'plant')) as plant:
+        plant.warehouse.register_ingredient_specs([RawSpec()])
+        plant.set_config({'label': 'a'})
+        plant.run_reactor(report)
+"""
+)
+
+
+def closed_count(project: Project) -> int:
+    log = project.root / "closed.log"
+    return len(log.read_text().split()) if log.exists() else 0
+
+
+def test_a_pyplant_spec_allocation_under_the_daemon_and_its_spec_closed_at_each_reload(
+    project: Project, start_daemon: Callable[..., Daemon]
+):
+    project.write("pipeline.py", ALLOCATING)
+    daemon = start_daemon()
+    run = daemon.next_run(timeout=60)
+    assert take_ran(project) == ["fill", "report"], run
+    assert any("REPORT [0.0, 1.0, 2.0]" in line for line in run.lines), run
+    assert closed_count(project) == 0
+
+    # a reload: the first load's spec is closed (as PyPlant's plant shutdown closed it); fill
+    # re-runs for its parameter, allocates the same content, and report is served
+    project.edit("pipeline.py", "'label': 'a'", "'label': 'b'")
+    run = daemon.next_run(timeout=60)
+    assert take_ran(project) == ["fill"], run
+    assert closed_count(project) == 1, run
+
+    project.edit("pipeline.py", "N = 3", "N = 5")
+    run = daemon.next_run(timeout=60)
+    assert take_ran(project) == ["fill", "report"], run
+    assert closed_count(project) == 2, run
+    served = [REPORT.search(line)[1] for line in run.lines if REPORT.search(line)]
+    assert served == [fresh_report(project)] == ["[0.0, 1.0, 2.0, 3.0, 4.0]"]
+
+    # a reload that no longer registers the spec closes the previous load's all the same: it
+    # is not used on, as a fresh run would not know it either
+    assert closed_count(project) == 3  # the fresh run closed its own at its shutdown
+    registration = "        plant.warehouse.register_ingredient_specs([RawSpec()])\n"
+    project.edit("pipeline.py", registration, "")
+    run = daemon.next_run(timeout=60)
+    assert closed_count(project) == 4, run

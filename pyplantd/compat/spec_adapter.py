@@ -5,7 +5,8 @@ PyPlant's specs write any files they like under ``warehouse.baseDir``; pyplantd 
 payload file per value, written atomically. So the spec writes into a private directory, and
 its files and metadata are packed into one uncompressed tar (deterministic: same files, same
 bytes, so an identical re-run stops there). Reading unpacks it into a directory that lives
-until the spec is closed, since what `fetch` returns may keep reading its files.
+until the spec is closed, since what `fetch` returns may keep reading its files. Storage the
+spec allocates is packed the same way when its reactor ends (see compat.allocation).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from ..errors import PlantError
 from ..fingerprint import PICKLE_PROTOCOL
 from ..store import specs as native
+from .allocation import Allocation
 from .warehouse import Warehouse, spec_name
 
 _META = ".pyplantd-meta"  # archive member: the ingredient's name and the spec's metadata
@@ -60,12 +62,22 @@ class PyPlantSpec(native.IngredientTypeSpec):
     def is_instance(self, value: Any) -> bool:
         return bool(self.inner.is_instance(value))
 
+    def allocate(self, name: str, options: dict[str, Any]) -> Allocation:
+        """PyPlant's ``pipe.allocate``: the spec's own allocate, in a directory of its own."""
+        return Allocation.make(self.inner, name, options)
+
     def write_named(self, name: str, value: Any, path: str) -> native.Written:
-        with tempfile.TemporaryDirectory(prefix="pyplantd-spec-") as scratch:
-            meta = self.inner.store(Warehouse(scratch), name, value)
-            _pack(scratch, {"name": name, "meta": meta}, path)
-        checksum = native.file_fingerprint(path)
+        if isinstance(value, Allocation):  # its reactor ended: stored as it is now
+            _pack(value.directory, {"name": name, "meta": value.store()}, path)
+        else:
+            with tempfile.TemporaryDirectory(prefix="pyplantd-spec-") as scratch:
+                meta = self.inner.store(Warehouse(scratch), name, value)
+                _pack(scratch, {"name": name, "meta": meta}, path)
+        checksum = native.file_fingerprint(path)  # the content: the files and the metadata
         return native.Written(checksum, checksum)
+
+    def describe(self, value: Any) -> dict[str, Any]:
+        return super().describe(value.sent if isinstance(value, Allocation) else value)
 
     def store(self, value: Any, path: str) -> None:
         self.write_named("ingredient", value, path)

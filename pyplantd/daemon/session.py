@@ -34,8 +34,11 @@ class Session:
         self.requested: list[str] = []  # reactor ids the script's run_reactor calls named
 
     def begin_load(self) -> None:
-        """A new execution of the script: forget the previous one's plants and targets."""
+        """A new execution of the script: forget the previous one's plants, targets and
+        ingredient type specs (closed; the script registers its own again)."""
         self.plants, self.requested = [], []
+        if self.store is not None:
+            self.store.drop_specs()
 
     # -- Host protocol ----------------------------------------------------------------------
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from ..compat.allocation import Allocation
 from ..compat.names import pyplant_keywords
 from ..compat.warehouse import spec_name
 from ..config import ConfigBase
-from ..errors import AllocationError
+from ..errors import AllocationError, UnknownTypeError, also
 from ..fingerprint import file_fingerprint
 from ..ingredient import Ingredient
 from ..store.specs import IngredientTypeSpec, infer_type
@@ -72,6 +73,8 @@ class Touched:
     subreactors: list[Callable[..., Any]] = field(default_factory=list)
     sent: dict[str, Sent] = field(default_factory=dict)
     allocated: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (type, handle)
+    # sent allocations of PyPlant-interface specs, stored when the reactor ends: name -> (type, ...)
+    sealing: dict[str, tuple[str, Allocation]] = field(default_factory=dict)
     temporary: list[Any] = field(default_factory=list)  # allocate_temp handles, dropped at the end
 
 
@@ -118,7 +121,16 @@ class Pipework:
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
             )
         if name in self.touched.allocated:
-            type_name = self.touched.allocated[name][0]
+            type_name, allocated = self.touched.allocated[name]
+            if isinstance(allocated, Allocation):  # stored when the reactor ends (_seal)
+                del self.touched.allocated[name]
+                allocated.sent = value
+                self.touched.sealing[name] = (type_name, allocated)
+                # Till then the reactor may receive its own product: what it sent, as PyPlant
+                # gave it; nothing else can (no one is told of it yet, and it has no payload).
+                own = value if value is not None else allocated.handle
+                self.touched.sent[name] = Sent(name, type_name, _stored_at_end(name), own)
+                return
             payload, handle = self._send_allocated(name, value)
             self.touched.sent[name] = self.on_send(Sent(name, type_name, payload, handle))
             return
@@ -142,8 +154,12 @@ class Pipework:
         ``Ingredient.Type.hdf_array`` gives a writable h5py dataset
         (``shape=..., dtype=..., chunks=..., compression=...``).
         """
-        type_name = self._type_name(type, None)
-        if name in self.touched.allocated or name in self.touched.sent:
+        type_name = self._allocated_type(type)
+        if (
+            name in self.touched.allocated
+            or name in self.touched.sent
+            or name in self.touched.sealing
+        ):
             raise AllocationError(f"Ingredient '{name}' was already allocated or sent.")
         handle: Any
         if type_name == Ingredient.Type.file.value:
@@ -151,10 +167,9 @@ class Pipework:
         elif type_name == Ingredient.Type.hdf_array.value:
             handle = self._allocate_hdf(name, options)
         else:
-            raise AllocationError(
-                f"Ingredient type {type_name} cannot be allocated (file and hdf_array can). "
-                "Use pipe.send(name, value) instead."
-            )
+            allocation = self._allocate_pyplant(type_name, name, options)
+            self.touched.allocated[name] = (type_name, allocation)
+            return allocation.handle
         self.touched.allocated[name] = (type_name, handle)
         return handle
 
@@ -185,6 +200,38 @@ class Pipework:
         return os.fspath(path)
 
     # -- internals --------------------------------------------------------------------------
+    def _allocate_pyplant(self, type_name: str, name: str, options: dict[str, Any]) -> Allocation:
+        """Storage from a spec of PyPlant's interface (`allocate(warehouse, name, ...)`)."""
+        from ..compat.spec_adapter import PyPlantSpec  # PyPlant scripts only
+
+        spec = self._store.spec(type_name)
+        if not isinstance(spec, PyPlantSpec):  # PyPlant: a type it cannot allocate, ValueError
+            raise also(ValueError, AllocationError(
+                f"Ingredient type {type_name} cannot be allocated (file, hdf_array and "
+                "PyPlant-interface specs with isAllocatable can). Use pipe.send(name, value)."
+            ))  # fmt: skip
+        return spec.allocate(name, options)
+
+    def _allocated_type(self, type_arg: TypeArg) -> str:
+        """The type name to allocate; an unknown one is also a ValueError, as in PyPlant."""
+        try:
+            type_name = self._type_name(type_arg, None)
+            self._store.spec(type_name)
+        except UnknownTypeError as err:
+            raise also(ValueError, err) from None
+        return type_name
+
+    def _seal(self) -> None:
+        """The reactor ended: store the PyPlant-spec allocations it sent, as they are now
+        (content-fingerprinted), and release the spec's own copy. Consumers get them from now."""
+        while self.touched.sealing:
+            name = next(iter(self.touched.sealing))
+            type_name, allocation = self.touched.sealing[name]
+            payload = self._store.write_allocated(name, type_name, allocation, allocation.sent)
+            del self.touched.sealing[name]
+            allocation.discard()
+            self.touched.sent[name] = self.on_send(Sent(name, type_name, payload))
+
     def _allocate_hdf(self, name: str, options: dict[str, Any]) -> h5py.Dataset:
         if "shape" not in options:
             raise AllocationError(f"Allocating hdf_array '{name}' needs shape=(...).")
@@ -225,10 +272,14 @@ class Pipework:
 
     def _abandon(self) -> list[str]:
         """Close and list what an unfinished execution left behind, for deletion."""
-        leftovers = [sent.payload.path for sent in self.touched.sent.values()]
-        for _type_name, handle in self.touched.allocated.values():
+        leftovers = [s.payload.path for s in self.touched.sent.values() if s.payload.path]
+        for _type_name, handle in [
+            *self.touched.allocated.values(),
+            *self.touched.sealing.values(),
+        ]:
             _delete_allocation(handle)
         self.touched.allocated.clear()
+        self.touched.sealing.clear()
         self._release_temporary()
         return leftovers
 
@@ -285,23 +336,34 @@ class Pipework:
     def allocate_temp(self, name: str, type: TypeArg, **options: Any) -> Any:
         """Scratch storage like `allocate` gives (a file path or an h5py dataset), deleted when
         the reactor ends; it is not an ingredient and is never sent."""
-        type_name = self._type_name(type, None)
+        type_name = self._allocated_type(type)
         scratch = f"temp-{name}"
         handle: Any
         if type_name == Ingredient.Type.file.value:
             handle = str(self._store.allocate_file(scratch, options.pop("suffix", "")))
         elif type_name == Ingredient.Type.hdf_array.value:
             handle = self._allocate_hdf(scratch, options)
-        else:
-            raise AllocationError(
-                f"Ingredient type {type_name} cannot be allocated (file and hdf_array can)."
-            )
+        else:  # PyPlant's name for it, and its deallocate when the reactor ends
+            allocation = self._allocate_pyplant(type_name, f"temp_{name}", options)
+            self.touched.temporary.append(allocation)
+            return allocation.handle
         self.touched.temporary.append(handle)
         return handle
 
 
+def _stored_at_end(name: str) -> PendingWrite:
+    """The payload of a sent allocation before its reactor ends: none yet (waiting for it
+    would wait for ever, so it is an error)."""
+    pending = PendingWrite(name, "", 0)
+    pending._finish(None, AllocationError(f"Ingredient '{name}' is stored when its reactor ends."))
+    return pending
+
+
 def _delete_allocation(handle: Any) -> None:
-    """Close and delete an allocated file (a path) or HDF5 dataset."""
+    """Close and delete an allocated file (a path), HDF5 dataset or PyPlant-spec allocation."""
+    if isinstance(handle, Allocation):
+        handle.discard()
+        return
     if isinstance(handle, str):
         Path(handle).unlink(missing_ok=True)
         return

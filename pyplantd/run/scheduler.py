@@ -503,6 +503,10 @@ class Run:
                 f"Reactor '{reactor.name}' allocated {names} but never sent it. "
                 "Commit it with pipe.send(name, handle) before the reactor ends."
             ))  # fmt: skip
+        try:
+            pipe._seal()  # allocations of PyPlant-interface specs: stored as the reactor left them
+        except Exception as exc:
+            self._fail(task, exc)
         pipe._release_temporary()
         self.commits.append(self._commit_later(task))
         self.status[reactor.id] = "ran"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import PayloadDamagedError, PlantError, StoreError
+from ..errors import PayloadDamagedError, PlantError, StoreError, UnknownTypeError
 from ..fingerprint import file_fingerprint, with_code
 from ..sizes import default_disk_budget, default_memory_budget, format_size
 from ..suggest import unknown
@@ -93,12 +93,27 @@ class PlantStore:
 
     # -- specs ------------------------------------------------------------------------------
     def register_specs(self, specs: list[IngredientTypeSpec]) -> None:
+        """Use these specs from now on; one that replaces another spec object of its type
+        is closed, as nothing uses it any more."""
         for spec in specs:
+            replaced = [s for s in self.custom_specs if s.name == spec.name]
             self.specs[spec.name] = spec
             self.custom_specs = [s for s in self.custom_specs if s.name != spec.name] + [spec]
+            self._close([s for s in replaced if _wrapped(s) is not _wrapped(spec)])
+
+    def drop_specs(self) -> None:
+        """Close the custom specs and forget them: a reload of the script registers its own,
+        as a fresh run of it would (PyPlant closed its specs at each plant's shutdown)."""
+        dropped, self.custom_specs = self.custom_specs, []
+        self.specs = builtin_specs()
+        self._close(dropped)
 
     def close_specs(self) -> None:
-        for spec in self.custom_specs:
+        self._close(self.custom_specs)
+
+    @staticmethod
+    def _close(specs: list[IngredientTypeSpec]) -> None:
+        for spec in specs:
             try:
                 spec.close()
             except Exception as err:  # a custom spec's bug must not keep the plant dir locked
@@ -109,7 +124,7 @@ class PlantStore:
             return self.specs[type_name]
         except KeyError:
             known = ", ".join(sorted(self.specs))
-            raise StoreError(
+            raise UnknownTypeError(
                 f"Ingredient type '{type_name}' is unknown (known: {known}). Register its spec "
                 "with plant.register_ingredient_specs([...])."
             ) from None
@@ -143,6 +158,19 @@ class PlantStore:
     ) -> PendingWrite:
         """A custom type: written now, as it is at `send`; consumers read it from its file."""
         payload = self._payload_with_code(self.payloads.write_to(final, name, spec, value), value)
+        self._known_good(payload)
+        return PendingWrite.completed(name, payload)
+
+    def write_allocated(
+        self, name: str, type_name: str, allocation: Any, sent: Any
+    ) -> PendingWrite:
+        """Storage a spec allocated (see compat.allocation), written now that its reactor
+        ended; fingerprinted by content and the code of the value the reactor sent."""
+        spec = self.spec(type_name)
+        final = self.payloads.final_path(name, spec.suffix)
+        payload = self._payload_with_code(
+            self.payloads.write_to(final, name, spec, allocation), sent
+        )
         self._known_good(payload)
         return PendingWrite.completed(name, payload)
 
@@ -521,6 +549,11 @@ class PlantStore:
 
 UNCACHED = "uncached"  # payload meta of a value sent with use_cache=False
 ARRAY = "array"
+
+
+def _wrapped(spec: IngredientTypeSpec) -> Any:
+    """The spec object the user registered (an adapted PyPlant-interface spec wraps it)."""
+    return getattr(spec, "inner", spec)
 
 
 def tier_name(warm: bool, on_disk: bool) -> str:
