@@ -180,6 +180,21 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.2f} s" if abs(seconds) < 10 else f"{seconds:.1f} s"
 
 
+def fmt_time(seconds: float) -> str:
+    """Like fmt_seconds, with microseconds for what takes less than a millisecond."""
+    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else fmt_seconds(seconds)
+
+
+def best_of(func: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` timings of an in-process call (the machine is shared)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def fmt_ratio(numerator: float, denominator: float) -> str:
     if math.isnan(numerator) or math.isnan(denominator) or denominator <= 0:
         return "—"

@@ -18,16 +18,16 @@ from __future__ import annotations
 import argparse
 import copy
 import pickle
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from _common import (
     FLOAT32,
     GIB,
+    best_of,
     fmt_bytes,
-    fmt_seconds,
+    fmt_time,
     load_average,
     log,
     md_table,
@@ -54,29 +54,14 @@ def values() -> dict[str, Any]:
     }
 
 
-def fmt_time(seconds: float) -> str:
-    """Like fmt_seconds, with microseconds for what takes less than a millisecond."""
-    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else fmt_seconds(seconds)
-
-
-def best(func: Callable[[], object], repeats: int) -> float:
-    """The fastest of `repeats` timings (the machine is shared)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure_values(repeats: int) -> list[list[str]]:
     rows = []
     for label, value in values().items():
         log(f"timing {label}")
         data = pickle.dumps(value, protocol=PROTOCOL)
-        deepcopy = best(lambda v=value: copy.deepcopy(v), repeats)
-        dumps = best(lambda v=value: pickle.dumps(v, protocol=PROTOCOL), repeats)
-        loads = best(lambda d=data: pickle.loads(d), repeats)
+        deepcopy = best_of(lambda v=value: copy.deepcopy(v), repeats)
+        dumps = best_of(lambda v=value: pickle.dumps(v, protocol=PROTOCOL), repeats)
+        loads = best_of(lambda d=data: pickle.loads(d), repeats)
         rows.append(
             [
                 label,
@@ -101,8 +86,8 @@ def measure_array(repeats: int) -> list[list[str]]:
         array.flags.writeable = True
         array.flags.writeable = False
 
-    flag = best(read_only, repeats)
-    copying = best(lambda: array.copy(), max(1, repeats // 2))
+    flag = best_of(read_only, repeats)
+    copying = best_of(lambda: array.copy(), max(1, repeats // 2))
     return [
         ["read-only in place (pyplantd, when the array owns its memory)", fmt_time(flag), "0 B"],
         ["copy at send", fmt_time(copying), fmt_bytes(array.nbytes)],

@@ -19,12 +19,11 @@ import pickle
 import sys
 import tempfile
 import textwrap
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import fmt_bytes, fmt_seconds, load_average, log, md_table, warm_memory
+from _common import best_of, fmt_bytes, fmt_time, load_average, log, md_table, warm_memory
 
 from pyplantd.pickler import dumps
 from pyplantd.signatures.signature import SignatureComputer
@@ -62,32 +61,18 @@ def values() -> dict[str, Any]:
     }
 
 
-def fmt_time(seconds: float) -> str:
-    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else fmt_seconds(seconds)
-
-
-def best(func: Callable[[], object], repeats: int) -> float:
-    """The fastest of `repeats` timings (the machine is shared)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure(repeats: int) -> list[list[str]]:
     rows = []
     for label, value in values().items():
         log(f"timing {label}")
-        plain = best(lambda v=value: pickle.dumps(v, protocol=PROTOCOL), repeats)
-        whole = best(lambda v=value: dumps(v), repeats)
+        plain = best_of(lambda v=value: pickle.dumps(v, protocol=PROTOCOL), repeats)
+        whole = best_of(lambda v=value: dumps(v), repeats)
         data, named = dumps(value)
 
         def with_code(named: tuple[Any, ...] = named) -> None:
             ValueCode(SignatureComputer()).of(named)  # a new run: nothing cached
 
-        code = best(with_code, repeats) if named else 0.0
+        code = best_of(with_code, repeats) if named else 0.0
         change = (whole - plain) / plain * 100
         rows.append(
             [
