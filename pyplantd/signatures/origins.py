@@ -12,7 +12,7 @@ from typing import Literal
 
 Origin = Literal["user", "stdlib", "package", "ignored"]
 
-_PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyplantd/, not signatures/
+_PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyplantd/
 
 
 @functools.lru_cache(maxsize=8192)
