@@ -11,41 +11,19 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ...errors import RunCancelled
 from .base import MAIN, THREAD, Failed, JobEvent, Need, ReactorJob
-from .driver import DrivenJob, abandon, drive
+from .driver import Call, DrivenJob, abandon, drive
 from .inline import begin
 
 T = TypeVar("T")
 
 # How often a pool thread waiting for the coordinator looks whether its job was cancelled.
 _CANCEL_POLL_SECONDS = 0.05
-
-
-@dataclass(frozen=True)
-class Call(JobEvent):
-    """A pool thread asks the coordinator to run `fn` and waits for the result (events() hands
-    it over; the coordinator runs it with `run_call`)."""
-
-    fn: Callable[[], Any] = field(compare=False)
-    result: Future[Any] = field(compare=False, default_factory=Future)
-
-    def run(self) -> None:
-        if not self.result.set_running_or_notify_cancel():
-            return
-        try:
-            self.result.set_result(self.fn())
-        except BaseException as exc:  # the caller's thread raises it (as an inline send would)
-            self.result.set_exception(exc)
-
-    def refuse(self) -> None:
-        """The job's run is over: its thread gets RunCancelled."""
-        if self.result.set_running_or_notify_cancel():
-            self.result.set_exception(RunCancelled())
 
 
 @dataclass
@@ -121,14 +99,11 @@ class ThreadExecutor:
         request = Call(job_id, fn)
         self._events.put(request)
         slot = self._jobs.get(job_id)
-        while True:
-            try:
-                result: T = request.result.result(timeout=_CANCEL_POLL_SECONDS)
-                return result
-            except TimeoutError:
-                if slot is None or slot.run.cancelled:
-                    request.result.cancel()
-                    raise RunCancelled() from None
+        while not request.done.wait(_CANCEL_POLL_SECONDS):
+            if slot is None or slot.run.cancelled:
+                request.refuse()  # unless the coordinator got there first
+        result: T = request.outcome()
+        return result
 
     def cancel(self, job_ids: Collection[str], hard: bool = False) -> None:
         """Parked jobs are closed now; running ones stop at their next yield, on their thread."""
