@@ -637,7 +637,13 @@ class Run:
         self.commits.append(self._commit_later(task))
         self.status[reactor.id] = "ran"
         self.decisions[reactor.id] = Decision(
-            reactor.name, reactor.id, "ran", task.reasons, task.elapsed, task.started_at
+            reactor.name,
+            reactor.id,
+            "ran",
+            task.reasons,
+            task.elapsed,
+            task.started_at,
+            task.where,
         )
         self._emit(EventType.reactor_finished, reactor, duration=task.elapsed, where=task.where)
 
@@ -687,7 +693,7 @@ class Run:
         message = failure_message(exc, with_place=not isinstance(exc, Exception))
         self.decisions[reactor.id] = Decision(
             reactor.name, reactor.id, "failed", [*task.reasons, message], task.elapsed,
-            task.started_at,
+            task.started_at, task.where if task.started else "",
         )  # fmt: skip
         self._emit(EventType.reactor_failed, reactor, error=message, exception=exc)
         if ends_process and not self.ctx.exits_are_failures:
@@ -705,6 +711,9 @@ class Run:
         for task in {id(t): t for t in checks}.values():
             assert task.gen is not None
             task.gen.close()  # compares fingerprints only: nothing to clean
+        for task in self.jobs.values():
+            assert task.pipe is not None
+            task.pipe.stopped = True
         self.executor.cancel(list(self.jobs))
         self.jobs.clear()
         self.ready.clear()

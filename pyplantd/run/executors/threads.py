@@ -132,5 +132,7 @@ class ThreadExecutor:
                 return events
 
     def close(self) -> None:
+        """Idle threads end before this returns; one still running a cancelled reactor's code
+        ends at its next yield, without holding up the caller (the next run)."""
         self.cancel(list(self._jobs))
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=not self._jobs, cancel_futures=True)
