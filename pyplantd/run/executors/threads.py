@@ -11,7 +11,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,6 +23,47 @@ T = TypeVar("T")
 
 # How often a pool thread waiting for the coordinator looks whether its job was cancelled.
 _CANCEL_POLL_SECONDS = 0.05
+
+
+class _Pool:
+    """N daemon threads taking work from a queue. Not concurrent.futures' pool: its threads are
+    joined at interpreter exit, so a stopped daemon would wait for a cancelled reactor's code
+    (a long sleep, a long computation) to reach its next yield before it could exit."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # a thread waits for work: it takes this
+            elif len(self._threads) < self._size:  # threads start as they are needed
+                name = f"pyplantd-reactor-{len(self._threads)}"
+                thread = threading.Thread(target=self._serve, name=name, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._work.put(work)
+
+    def _serve(self) -> None:
+        while True:
+            work = self._work.get()
+            if work is None:
+                return
+            work()
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool) -> None:
+        """Every thread ends once its current work is done (waited for only if `wait`)."""
+        for _ in self._threads:
+            self._work.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 @dataclass
@@ -42,7 +82,7 @@ class ThreadExecutor:
             raise ValueError(f"A thread executor needs at least 1 thread, not {slots}.")
         self.slots = slots
         self.name = f"threads:{slots}"
-        self._pool = ThreadPoolExecutor(slots, thread_name_prefix="pyplantd-reactor")
+        self._pool = _Pool(slots)
         self._events: queue.SimpleQueue[JobEvent] = queue.SimpleQueue()
         self._jobs: dict[str, _Slot] = {}
         self._coordinator = threading.get_ident()
@@ -63,7 +103,7 @@ class ThreadExecutor:
         if slot.run.where == MAIN:
             self._step(slot, answer)  # here and now; RunCancelled propagates, as inline
         else:
-            self._pool.submit(self._step_on_thread, slot, answer)
+            self._pool.submit(lambda: self._step_on_thread(slot, answer))
 
     def _step(self, slot: _Slot, answer: dict[str, Any] | None) -> None:
         with slot.lock:
@@ -135,4 +175,4 @@ class ThreadExecutor:
         """Idle threads end before this returns; one still running a cancelled reactor's code
         ends at its next yield, without holding up the caller (the next run)."""
         self.cancel(list(self._jobs))
-        self._pool.shutdown(wait=not self._jobs, cancel_futures=True)
+        self._pool.shutdown(wait=not self._jobs)
