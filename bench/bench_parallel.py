@@ -336,7 +336,8 @@ def inline_daemon(work: Path, old: Path, saves: int, timeout: float) -> str:
     table = md_table(
         ["daemon, edit of r10 in a 20-chain", "save to result: median (min)", "p95"], rows
     )
-    return f"{table}\n\nChange of medians, now vs before: {change:+.1f} % (the 20 ms debounce included)."
+    note = f"Change of medians, now vs before: {change:+.1f} % (20 ms debounce included)."
+    return f"{table}\n\n{note}"
 
 
 def main() -> None:
