@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import inspect
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from ..signatures.explain import describe_changes
 from ..signatures.signature import CodeSignature, SignatureComputer
 from ..signatures.value_code import ValueCode
 from ..store.plant_store import PlantStore
-from ..store.records import ReactorRecord, Version
+from ..store.records import IngredientRecord, ReactorRecord, Version
 
 if TYPE_CHECKING:
     from .scheduler import Reactor
@@ -76,21 +77,33 @@ class Judge:
         self.track_versions, self.forced = track_versions, forced
         self.value_code = ValueCode(signatures, track_versions)
         self._codes: dict[str, CodeSignature] = {}
+        # Signatures are computed here and, for the values reactors send on other threads,
+        # there (code_of): one at a time, since the computer's caches are not thread-safe.
+        self._signing = threading.RLock()
 
     def code(self, reactor: Reactor, subreactor_ids: list[str]) -> CodeSignature:
         key = reactor.id + "|" + ",".join(subreactor_ids)
-        if key not in self._codes:
-            self._codes[key] = code_signature(self.signatures, reactor.func, subreactor_ids)
-        return self._codes[key]
+        code = self._codes.get(key)
+        if code is None:
+            with self._signing:
+                code = code_signature(self.signatures, reactor.func, subreactor_ids)
+            self._codes[key] = code
+        return code
+
+    def code_of(self, named: Any) -> dict[str, str]:
+        """The code the objects a sent value names (see ValueCode.of), from any thread."""
+        with self._signing:
+            return self.value_code.of(named)
 
     def static_reasons(self, reactor: Reactor) -> list[str]:
         """Why it must re-run, before any input is looked at (forced, code, params, files,
         its outputs); none: it may be served if its inputs match."""
         record = self.store.reactors.get(reactor.id)
         code = self.code(reactor, record.subreactors if record else [])
-        reasons = static_reasons(
-            record, code, self.config, self.store, self.signatures, self.track_versions
-        )
+        with self._signing:  # params' states may need code signatures
+            reasons = static_reasons(
+                record, code, self.config, self.store, self.signatures, self.track_versions
+            )
         return (["forced"] if reactor.id in self.forced else []) + reasons
 
     def code_changed(self, reactor: Reactor, record: ReactorRecord) -> bool:
@@ -112,9 +125,11 @@ class Judge:
             if version.key == current_key and self.outputs_current(version):
                 continue  # that is `current`, checked first
             code = self.code(reactor, version.record.subreactors)
-            if version_matches(
-                version, code, self.config, self.store, self.signatures, self.track_versions
-            ):
+            with self._signing:
+                matches = version_matches(
+                    version, code, self.config, self.store, self.signatures, self.track_versions
+                )
+            if matches:
                 found.append(version)
         return found
 
@@ -129,8 +144,14 @@ class Judge:
 
     def param_states(self, names: list[str]) -> dict[str, list[str]]:
         """The recorded state of the params a reactor read (those that still exist)."""
-        states = {name: param_state(self.config, name, self.signatures) for name in names}
+        with self._signing:
+            states = {name: param_state(self.config, name, self.signatures) for name in names}
         return {name: state for name, state in states.items() if state is not None}
+
+    def stored_fingerprint(self, record: IngredientRecord) -> str:
+        """A stored value's fingerprint now (the code it names may have changed)."""
+        with self._signing:
+            return self.value_code.fingerprint(record)
 
 
 def code_signature(

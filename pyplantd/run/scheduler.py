@@ -172,7 +172,7 @@ class Run:
     # -- main loop --------------------------------------------------------------------------
     def execute(self) -> list[Decision]:
         outer = self.ctx.store.code_of  # a run started from a reactor of another run
-        self.ctx.store.code_of = self.judge.value_code.of  # sent values' fingerprints cover it
+        self.ctx.store.code_of = self.judge.code_of  # sent values' fingerprints cover it
         try:
             for target in reversed(self.targets):
                 if self.targets_always_run:
@@ -541,7 +541,7 @@ class Run:
         self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached", reasons)
         for name in match.outputs:
             record = store.ingredients[name]
-            now = self.judge.value_code.fingerprint(record)  # here: the writer thread may read it
+            now = self.judge.stored_fingerprint(record)  # here: the writer thread may read it
             available = _Available(record=record, producer=reactor, _computed=now)
             self._make_available(name, available)
         self._emit(EventType.reactor_cached, reactor, reasons=reasons)
