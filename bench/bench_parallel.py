@@ -215,8 +215,13 @@ def chain_overhead(work: Path, executors: list[str], repeats: int, timeout: floa
             ("with records (all 50 stale)", records),
         ):
             per = [d["wall"] / 50 for d in runs]
-            rows.append([executor, label, fmt_median_min(per), {d["ran"] for d in runs}])
+            ran = "/".join(str(n) for n in sorted({d["ran"] for d in runs}))
+            rows.append([executor, label, fmt_median_min(per, _ms), ran])
     return md_table(["executor", "scenario", "per reactor: median (min)", "ran"], rows)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
 
 
 def baseline_tree(work: Path, rev: str) -> Path:
@@ -260,6 +265,35 @@ def inline_oneshot(work: Path, old: Path, repeats: int, timeout: float) -> str:
         )
         + check
     )
+
+
+def inline_in_process(work: Path, old: Path, rounds: int, timeout: float) -> str:
+    """The run alone, inside one process (no interpreter start): 100-chain, min of 10 each."""
+    module_dir = work / "module"
+    module_dir.mkdir()
+    (module_dir / "chainmod.py").write_text(CHAIN_MODULE)
+    script = work / "in_process.py"
+    script.write_text(IN_PROCESS)
+    walls: dict[str, dict[str, list[float]]] = {"before": {}, "now": {}}
+    for round_ in range(rounds):
+        for label, tree in (("before", old), ("now", ROOT)):
+            plant = work / f"inproc-{label}-{round_}"
+            data = run_script(
+                script, [str(plant), str(module_dir), "12"], env_for(tree, None), timeout
+            )
+            for scenario, values in data["walls"].items():
+                walls[label].setdefault(scenario, []).extend(values)
+        log(f"inline in-process chain: round {round_ + 1} of {rounds}")
+    rows = []
+    for scenario in walls["now"]:
+        before, now = min(walls["before"][scenario]), min(walls["now"][scenario])
+        rows.append([
+            scenario, _ms(before), _ms(now), f"{100 * (now / before - 1):+.1f} %",
+            f"{100 * (median(walls['now'][scenario]) / median(walls['before'][scenario]) - 1):+.1f} %",
+        ])  # fmt: skip
+    headers = ["`plant.run_reactor(r99)`, 100-chain, in one process", "before: min", "now: min",
+               "change of mins", "change of medians"]  # fmt: skip
+    return md_table(headers, rows)
 
 
 class Watch:
@@ -357,6 +391,7 @@ def main() -> None:
         wide_table = wide(work, executors, args.repeats, args.timeout)
         chain_table = chain_overhead(work, executors, args.repeats, args.timeout)
         oneshot_table = inline_oneshot(work, old, args.inline_repeats, args.timeout)
+        in_process_table = inline_in_process(work, old, args.inline_repeats, args.timeout)
         daemon_table = inline_daemon(work, old, args.saves, args.timeout)
     after = load_average()
     command = "bash bench/run.sh bench_parallel -- " + " ".join(sys.argv[1:])
@@ -384,6 +419,12 @@ that makes all 50 re-run. Every reactor waits for the one before: this is pure o
 `python chain.py` on the 50-chain, rounds alternating before/now: {args.inline_repeats}.
 
 {oneshot_table}
+
+The run alone, without the interpreter's start: one process per round runs the 100-chain's
+target 12 times with a new `start` param each time (all 100 stale) and 12 times unchanged (the
+target runs, the 99 others are checked and served); the first two of each are dropped.
+
+{in_process_table}
 
 {daemon_table}
 """)

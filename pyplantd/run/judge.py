@@ -12,7 +12,7 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +113,11 @@ class Judge:
     def input_changed(self, name: str) -> str:
         why = self.value_code.why.get(name)  # a stored value whose code changed since it was sent
         return f"input '{name}' changed" + (f" ({why})" if why else "")
+
+    def restorable_records(self, reactor: Reactor) -> Iterator[ReactorRecord]:
+        """The records of `restorable`, computed only when the first is asked for."""
+        for version in self.restorable(reactor):
+            yield version.record
 
     def restorable(self, reactor: Reactor) -> list[Version]:
         """Earlier results (not the current one) that match the present, inputs aside."""

@@ -463,8 +463,7 @@ class Run:
         reasons = self.judge.static_reasons(reactor)
         record = self.ctx.store.reactors.get(reactor.id)
         current = [record] if record is not None and not reasons else []
-        # earlier results that match the present, looked at only if `current` fails
-        earlier = (version.record for version in self.judge.restorable(reactor))
+        earlier = self.judge.restorable_records(reactor)  # looked at only if `current` fails
         if not current and not self.ctx.store.versions_of(reactor.id):
             self._start_run(reactor, reasons)
             return
