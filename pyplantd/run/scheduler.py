@@ -23,6 +23,7 @@ from ..errors import (
     DependencyCycleError,
     IngredientNotFoundError,
     PayloadDamagedError,
+    PlantError,
     RunCancelled,
     StoreError,
     reactor_failed_error,
@@ -241,32 +242,48 @@ class Run:
             self.executor.answer(task.job.job_id, answers)
 
     def _handle(self, events: list[JobEvent]) -> None:
-        for event in events:
-            task = self.jobs.get(event.job_id)
-            if task is None:  # a job of an earlier, cancelled run sharing the executor
-                if isinstance(event, Call):
-                    event.refuse()
-                continue
+        """Handle a batch of events. When one fails the run, the reactors of the batch that
+        finished are still recorded (they stay cached), and then the failure is raised."""
+        for index, event in enumerate(events):
+            try:
+                self._handle_one(event)
+            except BaseException:
+                for later in events[index + 1 :]:
+                    if isinstance(later, Call):
+                        later.refuse()
+                    elif isinstance(later, Finished) and later.job_id in self.jobs:
+                        task = self.jobs.pop(later.job_id)
+                        task.elapsed = later.elapsed
+                        with contextlib.suppress(PlantError):  # the run fails already
+                            self._finish_run(task)
+                raise
+
+    def _handle_one(self, event: JobEvent) -> None:
+        task = self.jobs.get(event.job_id)
+        if task is None:  # a job of an earlier, cancelled run sharing the executor
             if isinstance(event, Call):
-                event.run()
-            elif isinstance(event, Need):
-                task.awaiting, task.multi, task.answers = event.names, event.multi, {}
-                answers = self._gather(task, first=True)
-                if answers is not None:
-                    self.executor.answer(event.job_id, answers)
-            elif isinstance(event, Finished):
-                del self.jobs[event.job_id]
-                task.elapsed = event.elapsed
-                self._finish_run(task)
-            elif isinstance(event, Failed):
-                del self.jobs[event.job_id]
-                task.elapsed = event.elapsed
-                error = event.error or RuntimeError(f"{event.type}: {event.message}")
-                if isinstance(error, RunCancelled):
-                    raise error
-                self._fail(task, error)
-            else:
-                self._report(task, event)
+                event.refuse()
+            return
+        if isinstance(event, Call):
+            event.run()
+        elif isinstance(event, Need):
+            task.awaiting, task.multi, task.answers = event.names, event.multi, {}
+            answers = self._gather(task, first=True)
+            if answers is not None:
+                self.executor.answer(event.job_id, answers)
+        elif isinstance(event, Finished):
+            del self.jobs[event.job_id]
+            task.elapsed = event.elapsed
+            self._finish_run(task)
+        elif isinstance(event, Failed):
+            del self.jobs[event.job_id]
+            task.elapsed = event.elapsed
+            error = event.error or RuntimeError(f"{event.type}: {event.message}")
+            if isinstance(error, RunCancelled):
+                raise error
+            self._fail(task, error)
+        else:
+            self._report(task, event)
 
     def _report(self, task: _Task, event: JobEvent) -> None:
         """What a job tells as it goes (on its own thread for inline and main-thread jobs)."""
