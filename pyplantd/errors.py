@@ -79,6 +79,15 @@ class ScriptError(PlantError):
     """A pipeline script could not be found, loaded or run."""
 
 
+class ExecutorError(PlantError):
+    """The executor asked for cannot be used: a bad choice, a missing extra, or a cluster that
+    cannot be reached or must not be (see pyplantd.run.executors)."""
+
+
+class ExecutorChoiceError(ExecutorError, ValueError):
+    """An executor choice that is not one of its valid forms (`threads:0`, `gpu:2`)."""
+
+
 class StoreError(PlantError):
     """The plant dir or one of its payloads could not be used."""
 

@@ -12,8 +12,7 @@ from typing import Literal
 
 Origin = Literal["user", "stdlib", "package", "ignored"]
 
-# pyplantd/, not signatures/
-_PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyplantd/
 
 
 @functools.lru_cache(maxsize=8192)

@@ -1,0 +1,161 @@
+"""The thread executor: independent reactors run on a pool of N threads of this process.
+
+Jobs placed on the main thread (targets) run on the coordinator's thread, as inline. A job on a
+pool thread never touches the run's state: what must happen there (a send making a value
+available) is handed to the coordinator and waited for (`call`); what is only told (started,
+progress) is queued for `events()`. A parked job holds no thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ...errors import RunCancelled
+from .base import MAIN, THREAD, Failed, JobEvent, Need, ReactorJob
+from .driver import DrivenJob, abandon, drive
+from .inline import begin
+
+T = TypeVar("T")
+
+# How often a pool thread waiting for the coordinator looks whether its job was cancelled.
+_CANCEL_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Call(JobEvent):
+    """A pool thread asks the coordinator to run `fn` and waits for the result (events() hands
+    it over; the coordinator runs it with `run_call`)."""
+
+    fn: Callable[[], Any] = field(compare=False)
+    result: Future[Any] = field(compare=False, default_factory=Future)
+
+    def run(self) -> None:
+        if not self.result.set_running_or_notify_cancel():
+            return
+        try:
+            self.result.set_result(self.fn())
+        except BaseException as exc:  # the caller's thread raises it (as an inline send would)
+            self.result.set_exception(exc)
+
+    def refuse(self) -> None:
+        """The job's run is over: its thread gets RunCancelled."""
+        if self.result.set_running_or_notify_cancel():
+            self.result.set_exception(RunCancelled())
+
+
+@dataclass
+class _Slot:
+    run: DrivenJob
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held while it is stepped
+
+
+class ThreadExecutor:
+    """Runs jobs on `slots` threads; MAIN jobs on the calling (coordinator's) thread."""
+
+    in_process = True
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"A thread executor needs at least 1 thread, not {slots}.")
+        self.slots = slots
+        self.name = f"threads:{slots}"
+        self._pool = ThreadPoolExecutor(slots, thread_name_prefix="pyplantd-reactor")
+        self._events: queue.SimpleQueue[JobEvent] = queue.SimpleQueue()
+        self._jobs: dict[str, _Slot] = {}
+        self._coordinator = threading.get_ident()
+
+    def submit(self, job: ReactorJob) -> None:
+        self._coordinator = threading.get_ident()
+        main = job.placement == MAIN
+        report = job.report or (lambda event: None)
+        # Told events of pool jobs come back through events(), for the coordinator to handle.
+        slot = _Slot(begin(job, MAIN if main else THREAD, report if main else self._events.put))
+        self._jobs[job.job_id] = slot
+        self._schedule(slot, None)
+
+    def answer(self, job_id: str, inputs: dict[str, Any]) -> None:
+        self._schedule(self._jobs[job_id], inputs)
+
+    def _schedule(self, slot: _Slot, answer: dict[str, Any] | None) -> None:
+        if slot.run.where == MAIN:
+            self._step(slot, answer)  # here and now; RunCancelled propagates, as inline
+        else:
+            self._pool.submit(self._step_on_thread, slot, answer)
+
+    def _step(self, slot: _Slot, answer: dict[str, Any] | None) -> None:
+        with slot.lock:
+            if slot.run.abandoned:
+                return
+            event = drive(slot.run, answer)
+        self._ended_or_parked(slot, event)
+
+    def _step_on_thread(self, slot: _Slot, answer: dict[str, Any] | None) -> None:
+        with slot.lock:
+            if slot.run.abandoned:
+                return
+            try:
+                event = drive(slot.run, answer)
+            except RunCancelled:  # the run was cancelled: stopped at this yield
+                abandon(slot.run)
+                self._jobs.pop(slot.run.job.job_id, None)
+                return
+            except BaseException as exc:  # pyplantd's own failure around the job: the job's
+                event = Failed(slot.run.job.job_id, slot.run.elapsed, THREAD, error=exc)
+        self._ended_or_parked(slot, event)
+
+    def _ended_or_parked(self, slot: _Slot, event: JobEvent) -> None:
+        if not isinstance(event, Need):
+            self._jobs.pop(slot.run.job.job_id, None)
+        self._events.put(event)
+
+    def call(self, fn: Callable[[], T], job_id: str) -> T:
+        """Run `fn` on the coordinator and return its result (raise its exception); from a
+        cancelled job, raise RunCancelled instead of waiting for a coordinator that is gone."""
+        if threading.get_ident() == self._coordinator:
+            return fn()
+        request = Call(job_id, fn)
+        self._events.put(request)
+        slot = self._jobs.get(job_id)
+        while True:
+            try:
+                result: T = request.result.result(timeout=_CANCEL_POLL_SECONDS)
+                return result
+            except TimeoutError:
+                if slot is None or slot.run.cancelled:
+                    request.result.cancel()
+                    raise RunCancelled() from None
+
+    def cancel(self, job_ids: Collection[str], hard: bool = False) -> None:
+        """Parked jobs are closed now; running ones stop at their next yield, on their thread."""
+        for job_id in job_ids:
+            slot = self._jobs.get(job_id)
+            if slot is None:
+                continue
+            slot.run.cancelled = True
+            if slot.lock.acquire(blocking=False):
+                try:
+                    abandon(slot.run)
+                finally:
+                    slot.lock.release()
+                self._jobs.pop(job_id, None)
+
+    def events(self, timeout: float) -> list[JobEvent]:
+        try:
+            first = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
+        except queue.Empty:
+            return []
+        events = [first]
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
+
+    def close(self) -> None:
+        self.cancel(list(self._jobs))
+        self._pool.shutdown(wait=False, cancel_futures=True)
