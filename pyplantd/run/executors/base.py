@@ -64,6 +64,9 @@ class ReactorJob:
     # discards what the job sent uncommitted).
     report: Callable[[JobEvent], None] | None = None
     on_abandon: Callable[[], None] | None = None
+    # Remote executors: the plant's store (PlantStore), for its plant dir, its custom ingredient
+    # types and the count of jobs whose workers may still write payloads (no sweep meanwhile).
+    store: Any = None
 
 
 # -- events, executor -> coordinator: small and picklable (values only for in-process jobs) ----

@@ -117,8 +117,9 @@ def start_local(slots: int, memory_limit: str | None = None) -> Cluster:
     from distributed.deploy.subprocess import SubprocessCluster
 
     worker_kwargs: dict[str, Any] = {"memory_limit": memory_limit or "auto"}
+    no_dashboard: Any = None  # (typed as str, documented as None: no dashboard)
     owned = SubprocessCluster(
-        host="127.0.0.1", dashboard_address=None, n_workers=slots, threads_per_worker=1,
+        host="127.0.0.1", dashboard_address=no_dashboard, n_workers=slots, threads_per_worker=1,
         worker_kwargs=worker_kwargs, silence_logs=logging.ERROR,
     )  # fmt: skip
     try:
@@ -161,7 +162,7 @@ def local_versions(packages: tuple[str, ...] | list[str]) -> dict[str, str | Non
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             found[package] = None
-    found["python"] = "%d.%d.%d" % sys.version_info[:3]
+    found["python"] = ".".join(str(part) for part in sys.version_info[:3])
     return found
 
 
@@ -175,7 +176,9 @@ def check_versions(cluster: Cluster, packages: tuple[str, ...] | list[str]) -> N
         for package, version in sorted(versions.items()):
             if version != here.get(package):
                 mine = here.get(package) or "not installed"
-                differing.append(f"{package} {version or 'not installed'} on {worker} ({mine} here)")
+                differing.append(
+                    f"{package} {version or 'not installed'} on {worker} ({mine} here)"
+                )
     if differing:
         raise ExecutorError(
             f"The workers of {cluster.name} run other package versions than this process: "

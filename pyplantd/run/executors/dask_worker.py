@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import pickle
 import threading
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,8 @@ from ...store.payloads import Payload
 from ...store.records import IngredientRecord
 from ...store.specs import IngredientTypeSpec
 from ...store.writer import PendingWrite
-from ..pipework import Pipework, Sent as PipeSent
+from ..pipework import Pipework
+from ..pipework import Sent as PipeSent
 from .base import (
     Failed,
     Finished,
@@ -40,8 +43,6 @@ from .base import (
     Progress,
     ReactorJob,
     Sent,
-    Started,
-    Subreactor,
 )
 from .driver import DrivenJob, abandon, drive
 
@@ -103,13 +104,19 @@ _cancelled: set[str] = set()
 _lock = threading.Lock()
 
 
-def start(remote: RemoteJob, where: str = "") -> list[JobEvent]:
-    """Run a job from its start until it parks or ends; its events, Started first."""
-    where = where or _worker_address()
+# What a task returns: the address of the worker that ran it, and the job's events.
+Report = tuple[str, list[JobEvent]]
+
+
+def start(pickled: bytes) -> Report:
+    """Run a job (a pickled RemoteJob) from its start until it parks or ends; its events,
+    Started first."""
+    remote: RemoteJob = pickle.loads(pickled)
+    where = _worker_address()
     payloads = PayloadStore(Path(remote.plant_dir), create=False)
     payloads.register_specs(remote.specs)
     events: list[JobEvent] = []
-    pipe = Pipework(remote.name, _WorkerStore(payloads), remote.config)
+    pipe = Pipework(remote.name, _WorkerStore(payloads), remote.config)  # type: ignore[arg-type]
     prefetch = _Inputs(remote.prefetch, payloads, remote.memory_budget)
     rjob = ReactorJob(
         remote.job_id, remote.reactor_id, remote.name, remote.func, pipe.config,
@@ -120,22 +127,23 @@ def start(remote: RemoteJob, where: str = "") -> list[JobEvent]:
     prefetch.received = job.received
     pipe.on_send = lambda sent: _note_sent(job, sent)
     pipe.on_progress = lambda report: job.events.append(Progress(remote.job_id, report.fields()))
-    return _drive(job, None)
+    return where, _drive(job, None)
 
 
-def resume(job_id: str, answers: dict[str, IngredientRef]) -> list[JobEvent]:
+def resume(job_id: str, answers: dict[str, IngredientRef]) -> Report:
     """Go on with a job parked here; Lost when it is not (its worker died: this is another)."""
+    where = _worker_address()
     with _lock:
         job = _parked.pop(job_id, None)
     if job is None:
-        return [Lost(job_id, f"not parked on {_worker_address()}")]
+        return where, [Lost(job_id, f"its worker is gone (the answer reached {where})")]
     job.events = []
     job.run.report = job.events.append
     values = {
         name: _load(ref, job.payloads, job.remote.memory_budget) for name, ref in answers.items()
     }
     job.received.extend(answers)
-    return _drive(job, values)
+    return where, _drive(job, values)
 
 
 def cancel(job_ids: list[str]) -> int:
@@ -168,9 +176,11 @@ def _drive(job: _Job, answer: dict[str, Any] | None) -> list[JobEvent]:
     job_id = job.remote.job_id
     out = _Lines(job_id, job.events)
     try:
-        with contextlib.redirect_stdout(out.stream("stdout")):
-            with contextlib.redirect_stderr(out.stream("stderr")):
-                event = drive(job.run, answer)
+        with (
+            contextlib.redirect_stdout(out.stream("stdout")),
+            contextlib.redirect_stderr(out.stream("stderr")),
+        ):
+            event = drive(job.run, answer)
     except RunCancelled:
         _abandon(job)
         return []
@@ -249,9 +259,7 @@ class _Inputs(dict[str, Any]):
     """Prefetched inputs, read from their payloads only when the reactor receives them (what
     it does not receive is not one of its inputs)."""
 
-    def __init__(
-        self, refs: dict[str, IngredientRef], payloads: PayloadStore, budget: int
-    ) -> None:
+    def __init__(self, refs: dict[str, IngredientRef], payloads: PayloadStore, budget: int) -> None:
         super().__init__(refs)
         self.payloads, self.budget = payloads, budget
         self.received: list[str] = []
@@ -350,16 +358,22 @@ class _LineStream(io.TextIOBase):
 
 
 def _failure(exc: BaseException | None) -> Failure:
-    """The exception as text, placed at the innermost frame of the user's code."""
+    """The exception as text, placed at the innermost frame of the user's code; the traceback
+    of the user's own frames as `pyplantd run` prints one (terminal.report.user_traceback)."""
     if exc is None:
         return Failure("Error", "")
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
     where = frames[-1] if frames else None
-    trimmed = "".join(traceback.format_list(frames)) + f"{type(exc).__name__}: {exc}\n"
+    lines = []
+    for frame in frames:
+        lines.append(f"  {frame.filename}:{frame.lineno}, in {frame.name}")
+        if frame.line:
+            lines.append(f"    {frame.line}")
+    lines.append(f"{type(exc).__name__}: {exc}")
     column = (getattr(where, "colno", None) or 0) + 1 if where else 0
     return Failure(
         type(exc).__name__, str(exc), where.filename if where else "",
-        where.lineno or 0 if where else 0, column, trimmed,
+        where.lineno or 0 if where else 0, column, "\n".join(lines),
     )  # fmt: skip
 
 
@@ -368,6 +382,11 @@ def _as_text(failure: Failure) -> str:
     line is `path:line:column`, empty when the user's code is not on the traceback."""
     place = f"{failure.path}:{failure.line}:{failure.column}" if failure.path else ""
     return place + "\n" + failure.traceback
+
+
+def named_code(args: tuple[Any, ...], filename: str) -> types.CodeType:
+    """A code object as pickled, with the name of its file (see dask.pickle_job)."""
+    return types.CodeType(*args).replace(co_filename=filename)
 
 
 def bare_config(config: ConfigBase) -> ConfigBase:
