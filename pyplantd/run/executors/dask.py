@@ -94,6 +94,8 @@ class DaskExecutor:
         self._by_value: set[str] = set()
         self._versions_checked: set[str] = set(CORE_PACKAGES)
         self._keys = itertools.count()
+        # Bytes of pickled job arguments sent and task results received (no values: refs).
+        self.traffic = {"sent": 0, "received": 0}
 
     # -- the interface ----------------------------------------------------------------------
     def submit(self, job: ReactorJob) -> None:
@@ -114,6 +116,7 @@ class DaskExecutor:
         state = self._jobs[job_id]
         refs = dict(inputs)
         state.answers.update(refs)
+        self.traffic["sent"] += len(pickle.dumps(refs, protocol=pickle.HIGHEST_PROTOCOL))
         workers = [state.worker] if state.worker else None
         self._launch(
             state, dask_worker.resume, job_id, refs, workers=workers, allow_other_workers=True
@@ -206,7 +209,9 @@ class DaskExecutor:
         remote = state.remote
         if state.answers:  # a restart: what it had received is given before it asks
             remote = replace(remote, prefetch={**remote.prefetch, **state.answers})
-        self._launch(state, dask_worker.start, pickle_job(remote))
+        pickled = pickle_job(remote)
+        self.traffic["sent"] += len(pickled)
+        self._launch(state, dask_worker.start, pickled)
 
     def _launch(self, state: _Job, fn: Any, *args: Any, **options: Any) -> None:
         job_id = state.job.job_id
@@ -234,23 +239,34 @@ class DaskExecutor:
 
     def _handle(self, state: _Job, attempt: int, future: Future[Any]) -> None:
         job_id = state.job.job_id
-        if state.cancelled or attempt != state.attempt:
+        error = None if future.cancelled() else future.exception()
+        result = None if future.cancelled() or error is not None else future.result()
+        self._release(state, future)  # else dask would run it again if its worker died now
+        if state.cancelled or attempt != state.attempt or future.cancelled():
             return
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:  # the task itself failed: its workers kept dying, or it was lost
-            message = f"{type(error).__name__}: {error}"
-            failure = RemoteReactorError(
-                "WorkerDied", f"the worker running reactor '{state.job.name}' died ({message})"
+        if error is not None:  # the task itself failed: its workers kept dying
+            failure = RemoteReactorError.of(
+                "WorkerDied",
+                f"the worker running reactor '{state.job.name}' died "
+                f"({type(error).__name__}: {error})",
             )
             self._put(state, "", [Failed(job_id, 0.0, "", error=failure)])
             return
-        where, events = future.result()
+        assert result is not None
+        self.traffic["received"] += len(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        where, events = result
         if events and isinstance(events[-1], Lost):
             self._restart(state, events[-1])
             return
         self._put(state, where, events)
+
+    def _release(self, state: _Job, future: Future[Any]) -> None:
+        """Let go of a task whose result is in hand: dask recomputes a held result whose
+        worker dies, which would run the reactor (and its sends) again behind our back."""
+        with self._lock:
+            if self._futures.get(state.job.job_id) is future:
+                del self._futures[state.job.job_id]
+        future.release()
 
     def _restart(self, state: _Job, lost: Lost) -> None:
         """The job's parked generator is gone with its worker: start it again, elsewhere, with
@@ -258,7 +274,7 @@ class DaskExecutor:
         state.attempt += 1
         state.worker = None
         if state.attempt > MAX_RESTARTS:
-            failure = RemoteReactorError(
+            failure = RemoteReactorError.of(
                 "WorkerDied",
                 f"reactor '{state.job.name}' lost its worker {state.attempt} times ({lost.reason})",
             )
