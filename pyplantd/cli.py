@@ -32,6 +32,7 @@ from .graph.host import GraphHost
 from .hosting.host import hosting
 from .hosting.oneshot import OneShotHost, OneShotOptions
 from .hosting.script import run_script
+from .run.executors import CLUSTER_SCHEMES, ExecutorChoice
 from .settings import PlantOptions, Settings, SettingsError
 from .sizes import format_size
 from .store import listing
@@ -156,6 +157,29 @@ MemoryOpt = Annotated[
         "--memory", help="Memory budget of the warm tier, e.g. 512MB, 4GiB (default: 1/4 of RAM)."
     ),
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor", help="Where reactors run: inline (default), threads:N, local:N.",
+        autocompletion=lambda incomplete: [
+            form for form in ("inline", "threads:2", "threads:4", "local:2", "local:4")
+            if form.startswith(incomplete)
+        ],
+    ),
+]  # fmt: skip
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster", help="Run reactors on the dask scheduler at ADDRESS (tcp:// or tls://).",
+        metavar="ADDRESS",
+    ),
+]  # fmt: skip
+InsecureClusterOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--insecure-cluster", help="Allow a plain tcp:// --cluster address off this machine."
+    ),
+]
 DiskOpt = Annotated[
     str | None,
     typer.Option("--disk", help="Disk budget for kept versions (default: 1/2 of free space)."),
@@ -177,11 +201,15 @@ def run(
     track_versions: VersionsOpt = None,
     memory: MemoryOpt = None,
     disk: DiskOpt = None,
+    executor: ExecutorOpt = None,
+    cluster: ClusterOpt = None,
+    insecure_cluster: InsecureClusterOpt = None,
 ) -> None:
     """Run PIPELINE once, as `python PIPELINE` would, and print what ran and why."""
     resolved = _settings(
         pipeline=pipeline, plant_dir=plant_dir, targets=target, track_versions=track_versions,
-        memory=memory, disk=disk,
+        memory=memory, disk=disk, executor=_executor_flag(executor, cluster),
+        insecure_cluster=insecure_cluster,
     )  # fmt: skip
     view = _run_view()
     options = OneShotOptions(
@@ -225,6 +253,9 @@ def watch(
         ),
     ] = None,
     track_versions: VersionsOpt = None,
+    executor: ExecutorOpt = None,
+    cluster: ClusterOpt = None,
+    insecure_cluster: InsecureClusterOpt = None,
 ) -> None:
     """Run PIPELINE, then again on every save, re-running only what the save affected."""
     from .daemon.console import Console
@@ -234,6 +265,7 @@ def watch(
     resolved = _settings(
         pipeline=pipeline, targets=target, plant_dir=plant_dir, memory=memory, disk=disk,
         debounce=debounce, poll=poll, tcp=tcp, track_versions=track_versions,
+        executor=_executor_flag(executor, cluster), insecure_cluster=insecure_cluster,
     )  # fmt: skip
     if not resolved.pipeline.is_file():
         _no_pipeline(resolved)
@@ -243,6 +275,25 @@ def watch(
         err.print(f"Error: {failure}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+def _executor_flag(executor: str | None, cluster: str | None) -> str | None:
+    """--executor and --cluster set the same setting: one of them, and --cluster an address."""
+    if cluster is None:
+        return executor
+    if executor is not None:
+        err.print(
+            f"Error: --executor {executor} and --cluster {cluster} both say where reactors run. "
+            "Give one of them."
+        )
+        raise typer.Exit(2)
+    if not cluster.startswith(CLUSTER_SCHEMES):
+        err.print(
+            f"Error: --cluster {cluster} is not a cluster address. Write it as tcp://HOST:PORT "
+            "or tls://HOST:PORT (for a cluster on this machine, use --executor local:N)."
+        )
+        raise typer.Exit(2)
+    return cluster
 
 
 def _no_pipeline(resolved: Settings) -> None:
@@ -459,7 +510,7 @@ def config(
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
+    if isinstance(value, Path | ExecutorChoice):
         return str(value)
     if isinstance(value, tuple):
         return list(value)

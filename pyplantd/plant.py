@@ -20,6 +20,7 @@ from .hosting.signals import flushing, graceful_sigterm, release_sigterm
 from .ingredient import Ingredient
 from .reactor import function_id, is_reactor, latest_definition, visible_reactors
 from .run import history
+from .run.executors import ExecutorChoice, as_choice, open_executor
 from .run.history import ExecutionRecord, print_history
 from .run.judge import Decision, code_signature
 from .run.planner import PlannedStep, Planner
@@ -34,6 +35,7 @@ from .suggest import unknown
 
 if TYPE_CHECKING:
     from .compat.warehouse import PlantWarehouse as Warehouse
+    from .run.executors.base import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Plant:
         memory: int | str | None = None,
         disk: int | str | None = None,
         string_hash: Callable[[str], str] | None = None,
+        executor: str | ExecutorChoice | None = None,
     ) -> None:
         if string_hash is not None:
             unused_string_hash()
@@ -76,6 +79,9 @@ class Plant:
         self.track_versions = track_versions
         self.memory = parse_size(memory) if memory is not None else None
         self.disk = parse_size(disk) if disk is not None else None
+        # Where reactors run (inline, threads:N, local:N, a cluster address); a host's settings
+        # (--executor, [tool.pyplantd]) replace it when the user set them.
+        self.executor = as_choice(executor) if executor is not None else None
         self._host = current_host()
         self._store = (
             self._host.open_store(self, plant_dir)
@@ -187,8 +193,27 @@ class Plant:
         """
         self._ensure_registered()
         targets = [self._resolve(r) for r in reactors]
-        ctx = self._context(set(forced))
+        executor = open_executor(self.executor)  # opened per run: nothing outlives it idle
+        try:
+            return self._run_with(
+                executor, targets, set(forced), targets_always_run, should_stop,
+                exits_are_failures,
+            )  # fmt: skip
+        finally:
+            executor.close()
+
+    def _run_with(
+        self,
+        executor: Executor,
+        targets: list[Reactor],
+        forced: set[str],
+        targets_always_run: bool,
+        should_stop: Callable[[], bool] | None,
+        exits_are_failures: bool,
+    ) -> list[Decision]:
+        ctx = self._context(forced)
         ctx.exits_are_failures = exits_are_failures
+        ctx.executor = executor
         if should_stop is not None:
             ctx.should_stop = should_stop
         run = Run(ctx, targets, targets_always_run)

@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,16 @@ def _flag(value: object, base: Path) -> bool:
     return value
 
 
+def _executor(value: object, base: Path) -> Any:
+    from .errors import ExecutorChoiceError
+    from .run.executors import ExecutorChoice
+
+    try:
+        return ExecutorChoice.parse(value)  # type: ignore[arg-type]
+    except ExecutorChoiceError as error:  # its words name the valid forms
+        raise ValueError(str(error).replace(f"Executor {value!r} ", "", 1)) from None
+
+
 @dataclass(frozen=True)
 class Key:
     """A key of `[tool.pyplantd]`, with the flag and environment variable that also set it."""
@@ -132,6 +142,10 @@ KEYS: tuple[Key, ...] = (
     Key("poll", _flag, False, "--poll", "re-scan files instead of OS notifications"),
     Key("track-versions", _flag, True, "--track-versions", "re-run on package upgrades "
         "(default: the script's Plant(track_versions=...), else true)"),
+    Key("executor", _executor, None, "--executor", "where reactors run: inline, threads:N, "
+        "local:N or a cluster address (default: the script's Plant(executor=...), else inline)"),
+    Key("insecure-cluster", _flag, False, "--insecure-cluster", "allow a plain tcp:// cluster "
+        "address off this machine (its traffic, pickles included, is not encrypted)"),
 )  # fmt: skip
 KEY_NAMES = tuple(key.name for key in KEYS)
 _BY_ATTRIBUTE = {key.attribute: key for key in KEYS}
@@ -182,6 +196,14 @@ class Settings:
     def poll(self) -> bool:
         return bool(self["poll"].value)
 
+    @property
+    def executor(self) -> Any:
+        """The ExecutorChoice set by the user (None: the script's, else inline)."""
+        choice = self["executor"].value
+        if choice is None or not self["insecure_cluster"].value:
+            return choice
+        return replace(choice, insecure=True)
+
     def source(self, attribute: str) -> str:
         """Where a value came from, in words: `--memory`, `pyproject.toml (/p/pyproject.toml)`."""
         source = self[attribute].source
@@ -190,14 +212,15 @@ class Settings:
         return source
 
     def for_plant(self, plant_dir: str | os.PathLike[str], memory: int | None,
-                  disk: int | None, track_versions: bool) -> PlantOptions:  # fmt: skip
+                  disk: int | None, track_versions: bool,
+                  executor: Any = None) -> PlantOptions:  # fmt: skip
         """What a plant the script makes with these arguments uses: a setting the user made
         (flag, environment, pyproject.toml) wins over the script's own argument, which wins over
         the default. The one place where this precedence is decided."""
         chosen: dict[str, Any] = {}
         sources: dict[str, str] = {}
         script = {"plant_dir": plant_dir, "memory": memory, "disk": disk,
-                  "track_versions": track_versions}  # fmt: skip
+                  "track_versions": track_versions, "executor": executor}  # fmt: skip
         for attribute, own in script.items():
             setting = self[attribute]
             if setting.is_set:
@@ -205,9 +228,12 @@ class Settings:
             else:
                 chosen[attribute] = own
                 sources[attribute] = "the script" if own is not None else DEFAULT
+        if self["executor"].is_set:
+            chosen["executor"] = self.executor  # with --insecure-cluster applied
         path = Path(chosen["plant_dir"]).expanduser().absolute()
         return PlantOptions(path, chosen["memory"], chosen["disk"],
-                            bool(chosen["track_versions"]), sources)  # fmt: skip
+                            bool(chosen["track_versions"]), sources,
+                            chosen["executor"])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -219,6 +245,7 @@ class PlantOptions:
     disk: int | None
     track_versions: bool
     sources: Mapping[str, str]
+    executor: Any = None  # an ExecutorChoice, or None: inline
 
 
 # -- resolution -------------------------------------------------------------------------------
@@ -328,6 +355,7 @@ def describe(settings: Settings, attribute: str) -> str:
         return {"plant_dir": "the one the script's Plant(...) names",
                 "memory": "the script's Plant(memory=...), else 1/4 of RAM",
                 "disk": "the script's Plant(disk=...), else 1/2 of the free space",
+                "executor": "the script's Plant(executor=...), else inline",
                 }.get(attribute, "none")  # fmt: skip
     if attribute in ("memory", "disk"):
         return format_size(value)

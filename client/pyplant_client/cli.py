@@ -336,7 +336,8 @@ def _status_lines(result: dict[str, Any]) -> Iterator[str]:
             info = info if isinstance(info, dict) else {}
             text = f"  {info.get('state', '?'):8} {name}"
             if "duration" in info or "elapsed" in info:
-                text += f" ({_duration(info.get('duration', info.get('elapsed')))})"
+                where = f", on {info['where']}" if isinstance(info.get("where"), str) else ""
+                text += f" ({_duration(info.get('duration', info.get('elapsed')))}{where})"
             if info.get("waiting_for"):
                 text += f": waiting for {info['waiting_for']}"
             if isinstance(info.get("progress"), dict):

@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
@@ -23,9 +24,9 @@ from rich.text import Text
 
 from ..errors import ReactorFailedError
 from ..events import EventType, PlantEvent
+from ..run.executors.driver import running_reactor
 from ..run.history import format_duration
 from ..run.judge import Decision
-from ..run.scheduler import running_reactor
 from ..sizes import format_size
 from ..terminal.report import result_table, user_traceback
 from ..terminal.run_view import RunView
@@ -152,7 +153,9 @@ class Console:
             return
         elif event.type is EventType.reactor_finished:
             duration = format_duration(float(event.data.get("duration", 0.0)))
-            self.print(Text.assemble("  ", ("✓", "green"), f" {name} {duration}"))
+            where = event.data.get("where")
+            place = f" on {where}" if where and where != "main" else ""  # main: as always
+            self.print(Text.assemble("  ", ("✓", "green"), f" {name} {duration}{place}"))
         elif event.type is EventType.reactor_cached:
             restored = event.data.get("reasons") or []
             why = f" ({restored[0]})" if restored else ""
@@ -227,30 +230,44 @@ class _PrefixedStream(io.TextIOBase):
     ) -> None:
         self.console, self.stderr, self.on_line = console, stderr, on_line
         self.on_status, self.prefix = on_status, prefix
-        self._pending = ""
+        # What each thread wrote since its last line end, and the reactor it was running then:
+        # reactors printing at once on several threads each get their own whole lines.
+        self._pending: dict[int, tuple[str | None, str]] = {}
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        self._pending += text
-        while "\n" in self._pending:
-            line, self._pending = self._pending.split("\n", 1)
-            self._emit(line)
-        if "\r" in self._pending:
-            self.on_status(running_reactor(), _overlaid(self._pending).strip())
+        thread, lines = threading.get_ident(), []
+        with self._lock:
+            name, pending = self._pending.pop(thread, (running_reactor(), ""))
+            pending += text
+            while "\n" in pending:
+                line, pending = pending.split("\n", 1)
+                lines.append(line)
+            if pending:
+                self._pending[thread] = (name if not lines else running_reactor(), pending)
+        for line in lines:
+            self._emit(line, name)
+        if "\r" in pending:
+            self.on_status(running_reactor(), _overlaid(pending).strip())
         return len(text)
 
     def flush(self) -> None:
-        if self._pending and "\r" not in self._pending:  # a status waits for its line's end
-            self._emit(self._pending)
-            self._pending = ""
+        thread = threading.get_ident()
+        with self._lock:
+            name, pending = self._pending.get(thread, (None, ""))
+            if not pending or "\r" in pending:  # a status waits for its line's end
+                return
+            del self._pending[thread]
+        self._emit(pending, name)
 
     def close(self) -> None:
         """The end of the run: what is pending is a line."""
-        if self._pending:
-            self._emit(self._pending)
-            self._pending = ""
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for name, text in pending:
+            self._emit(text, name)
 
-    def _emit(self, line: str) -> None:
-        name = running_reactor()
+    def _emit(self, line: str, name: str | None) -> None:
         if "\r" in line:
             self.on_status(name, "")
             line = _overlaid(line).rstrip()

@@ -22,7 +22,7 @@ from types import CodeType, FrameType
 from .. import reactor as _reactor
 from ..errors import RunCancelled
 from ..hosting.script import run_script
-from ..run.scheduler import Run
+from ..run.executors import driver
 
 # Retries while the main thread is in pyplantd's code: soon at first, then less often, so a long
 # wait of ours (a large commit) is not woken hundreds of times a second.
@@ -30,7 +30,7 @@ RETRY_SECONDS = (0.002, 0.005, 0.01, 0.02, 0.05)
 
 _PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 # Where pyplantd hands the main thread to the user's code...
-_ENTRIES: frozenset[CodeType] = frozenset({Run._advance.__code__, run_script.__code__})
+_ENTRIES: frozenset[CodeType] = frozenset({driver._advance.__code__, run_script.__code__})
 # ...and the file of its pure wrappers (a plain reactor as a generator, @SubreactorFunc),
 # which do no bookkeeping of their own.
 _WRAPPERS = os.path.abspath(_reactor.__file__)

@@ -40,8 +40,11 @@ class Session:
     # -- Host protocol ----------------------------------------------------------------------
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:
         self.plants.append(plant)
-        wanted = self.settings.for_plant(plant_dir, plant.memory, plant.disk, plant.track_versions)
+        wanted = self.settings.for_plant(
+            plant_dir, plant.memory, plant.disk, plant.track_versions, plant.executor
+        )
         plant.track_versions = wanted.track_versions
+        plant.executor = wanted.executor
         if self.store is not None and self.store.plant_dir != wanted.plant_dir:
             self.store.close()  # the script now names another plant dir
             self.store = None

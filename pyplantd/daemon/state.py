@@ -91,11 +91,11 @@ class EngineState:
                 if info is not None and info["state"] == "running":
                     info["progress"] = {k: v for k, v in fields.items() if k in _PROGRESS}
             elif kind == "reactor_started":
-                self.reactors[name] = {"state": "running", "since": time.time()}
+                self.reactors[name] = {"state": "running", "since": time.time(), **_where(fields)}
             elif kind == "reactor_finished":
                 self.reactors[name] = {
                     "state": fields["result"], "duration": fields["duration"],
-                    "why": fields.get("why", ""),
+                    "why": fields.get("why", ""), **_where(fields),
                 }  # fmt: skip
             elif kind == "reactor_failed":
                 self.reactors[name] = {"state": "failed", "why": fields["message"]}
@@ -114,7 +114,7 @@ class EngineState:
             for d in decisions:
                 self.reactors[d.reactor] = {
                     "state": {"cached": "warm"}.get(d.status, d.status),
-                    "duration": d.duration, "why": d.why,
+                    "duration": d.duration, "why": d.why, **_where({"where": d.where}),
                 }  # fmt: skip
             self.state, self.last = "idle", {**(self.current or {}), **summary}
             self.current, self._loading = None, False
@@ -170,13 +170,20 @@ class EngineState:
         return f"{doing} for {elapsed:.1f} s" + (f" (at {where})" if where else "")
 
 
+def _where(fields: dict[str, Any]) -> dict[str, str]:
+    """Where a reactor ran ("main", "thread", a worker's address), when it ran anywhere."""
+    where = fields.get("where")
+    return {"where": where} if isinstance(where, str) and where else {}
+
+
 def _translate(run_id: int, event: PlantEvent) -> tuple[str | None, dict[str, Any]]:
     base = {"run_id": run_id, "reactor": event.reactor}
     if event.type is EventType.reactor_started:
-        return "reactor_started", base
+        return "reactor_started", {**base, **_where(event.data)}
     if event.type is EventType.reactor_finished:
         duration = float(event.data.get("duration", 0.0))
-        return "reactor_finished", {**base, "duration": duration, "result": "ran"}
+        finished = {**base, "duration": duration, "result": "ran", **_where(event.data)}
+        return "reactor_finished", finished
     if event.type is EventType.reactor_cached:
         why = "; ".join(event.data.get("reasons") or [])
         return "reactor_finished", {**base, "duration": 0.0, "result": "warm", "why": why}

@@ -52,8 +52,11 @@ class OneShotHost:
     def open_store(self, plant: Plant, plant_dir: str | os.PathLike[str]) -> PlantStore:
         self.plants.append(plant)
         settings = self.options.settings
-        wanted = settings.for_plant(plant_dir, plant.memory, plant.disk, plant.track_versions)
+        wanted = settings.for_plant(
+            plant_dir, plant.memory, plant.disk, plant.track_versions, plant.executor
+        )
         plant.track_versions = wanted.track_versions
+        plant.executor = wanted.executor
         if self.options.mode == "plan" and _new(wanted.plant_dir):
             store = self._scratch_store()  # a dry run creates nothing on disk
         else:

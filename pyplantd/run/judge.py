@@ -48,6 +48,7 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     duration: float = 0.0
     started_at: float = 0.0
+    where: str = ""  # ran or failed: "main", "thread" or a worker's address
 
     @property
     def why(self) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ..compat.names import pyplant_keywords
 from ..compat.warehouse import spec_name
 from ..config import ConfigBase
-from ..errors import AllocationError
+from ..errors import AllocationError, RunCancelled
 from ..fingerprint import file_fingerprint
 from ..ingredient import Ingredient
 from ..store.specs import IngredientTypeSpec, infer_type
@@ -113,6 +113,8 @@ class Pipework:
         (PyPlant's ``useCache``) the value is written at once and not kept in memory: every
         consumer gets its own copy, read back from disk.
         """
+        if self.stopped:  # its run is over: nothing more reaches the store
+            raise RunCancelled()
         if name in self.touched.sent:
             raise AllocationError(
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
@@ -142,6 +144,8 @@ class Pipework:
         ``Ingredient.Type.hdf_array`` gives a writable h5py dataset
         (``shape=..., dtype=..., chunks=..., compression=...``).
         """
+        if self.stopped:
+            raise RunCancelled()
         type_name = self._type_name(type, None)
         if name in self.touched.allocated or name in self.touched.sent:
             raise AllocationError(f"Ingredient '{name}' was already allocated or sent.")
@@ -237,6 +241,10 @@ class Pipework:
         for handle in self.touched.temporary:
             _delete_allocation(handle)
         self.touched.temporary.clear()
+
+    # Set when the run abandons this execution while its code still runs (on another thread):
+    # its next send or allocate raises RunCancelled instead of writing. (Class-level: see below.)
+    stopped = False
 
     # -- progress ---------------------------------------------------------------------------
     # Class-level defaults: PipeworkMock does not call __init__, and progress works there too.

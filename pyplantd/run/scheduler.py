@@ -8,6 +8,7 @@ ready" separate from "how a reactor runs".
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -29,7 +30,7 @@ from ..errors import (
 )
 from ..events import EventBus, EventType, PlantEvent
 from ..fingerprint import hash_bytes
-from ..reactor import SubreactorStarted, function_id, start_reactor
+from ..reactor import function_id
 from ..signatures.origins import is_user_file
 from ..signatures.sends import confirmed_sends, send_candidates
 from ..signatures.signature import CodeSignature, SignatureComputer
@@ -37,6 +38,20 @@ from ..signatures.value_code import ValueCode
 from ..store.plant_store import PlantStore, output_record
 from ..store.records import IngredientRecord, ReactorRecord, Version
 from ..store.writer import PendingWrite
+from .executors.base import (
+    MAIN,
+    Failed,
+    Finished,
+    JobEvent,
+    Need,
+    Progress,
+    ReactorJob,
+    Started,
+    Stepped,
+    Subreactor,
+)
+from .executors.driver import Call, running_reactor
+from .executors.inline import InlineExecutor
 from .judge import (
     TARGET,
     Decision,
@@ -47,7 +62,9 @@ from .judge import (
     version_key,
     version_matches,
 )
-from .pipework import Pipework, Receive, Sent
+from .pipework import Pipework, Sent
+
+__all__ = ["Reactor", "Run", "RunContext", "failure_message", "running_reactor"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +85,9 @@ class _Await:
     name: str
 
 
-_FINISHED = object()  # _advance's answer when the generator ended
+_job_numbers = itertools.count(1)  # job ids stay unique across runs sharing an executor
+# How long the coordinator waits for a job's event before it looks at should_stop again.
+_STOP_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -104,14 +123,20 @@ class _Available:
 @dataclass
 class _Task:
     reactor: Reactor
-    kind: str  # "run" or "check"
-    gen: Generator[Any, Any, Any]
+    kind: str  # "run" (a reactor, driven by the executor) or "check" (driven here)
+    gen: Generator[Any, Any, Any] | None  # of a check
     reasons: list[str]
     pipe: Pipework | None = None
-    awaiting: str | None = None
+    job: ReactorJob | None = None  # of a run
+    awaiting: tuple[str, ...] = ()  # names it is parked on
+    multi: bool = False  # parked on a tuple of receives
+    answers: dict[str, Any] = field(default_factory=dict)  # awaited names already available
+    submitted: bool = False
+    queued: bool = False  # in `ready`
     started: bool = False
     started_at: float = 0.0
     elapsed: float = 0.0
+    where: str = MAIN
 
 
 @dataclass
@@ -128,15 +153,8 @@ class RunContext:
     # A reactor's sys.exit() or KeyboardInterrupt: False ends the process after recording the
     # reactor as failed, as `python pipeline.py` would; True (the daemon) only fails the reactor.
     exits_are_failures: bool = False
-
-
-# The reactor whose code is executing right now, if any (one engine thread runs reactors).
-# The daemon's console prefixes printed lines with it; its cancel signal interrupts only then.
-_running: list[str] = []
-
-
-def running_reactor() -> str | None:
-    return _running[-1] if _running else None
+    # Where reactors run (see pyplantd.run.executors); the caller opens and closes it.
+    executor: Any = field(default_factory=InlineExecutor)
 
 
 class Run:
@@ -146,7 +164,9 @@ class Run:
         self.ctx = ctx
         self.targets = targets
         self.targets_always_run = targets_always_run
-        self.current: _Task | None = None
+        self.executor = ctx.executor
+        self.jobs: dict[str, _Task] = {}  # submitted and not ended
+        self.parallel = ctx.executor.slots > 1
         self.available: dict[str, _Available] = {}
         self.status: dict[str, str] = {}
         self.decisions: dict[str, Decision] = {}
@@ -170,11 +190,7 @@ class Run:
                     self._start_run(target, self._target_reasons(target))
                 else:  # after a save, targets follow the same rules as every other reactor
                     self._start_check(target)
-            while self.ready or self.waiters:
-                if self.ready:
-                    self._step(self.ready.pop())
-                else:
-                    self._unstick()
+            self._loop()
         finally:
             try:
                 self._abandon_unfinished()
@@ -186,87 +202,176 @@ class Run:
             raise self.write_errors[0]
         return list(self.decisions.values())
 
-    def _step(self, task: _Task) -> None:
-        self.current = task
+    def _loop(self) -> None:
+        """Hand ready reactors to the executor and handle what comes back, until every target
+        is done. Check tasks (comparing fingerprints) run here, never in the executor."""
+        while True:
+            events = self.executor.events(0)
+            if events:
+                self._handle(events)
+                continue
+            if self.ready:
+                self._dispatch(self.ready.pop())
+                continue
+            running = sum(1 for t in self.jobs.values() if not t.awaiting)
+            if running:
+                if running < self.executor.slots and self._fill_slot():
+                    continue
+                self._handle(self.executor.events(_STOP_POLL_SECONDS))
+                if self.ctx.should_stop():
+                    raise RunCancelled()
+                continue
+            if not self.waiters:
+                return
+            self._unstick()
+
+    def _fill_slot(self) -> bool:
+        """A parallel executor has a free slot while reactors run: if an awaited ingredient
+        has no producer going yet, start the next reactor that might send it (as _unstick
+        would once everything waits), rather than leave the slot idle."""
+        if not any(name not in self.providing for name in self.waiters):
+            return False
+        return self._discover()
+
+    def _dispatch(self, task: _Task) -> None:
+        task.queued = False
+        if task.kind == "check":
+            self._step_check(task)
+            return
+        assert task.job is not None
+        if not task.submitted:
+            task.submitted = True
+            self.jobs[task.job.job_id] = task
+            self.executor.submit(task.job)
+            return
+        if not task.awaiting:
+            return  # woken twice: answered already
+        answers = self._gather(task)
+        if answers is not None:
+            self._emit(EventType.reactor_resumed, task.reactor)
+            self.executor.answer(task.job.job_id, answers)
+
+    def _handle(self, events: list[JobEvent]) -> None:
+        for event in events:
+            task = self.jobs.get(event.job_id)
+            if task is None:  # a job of an earlier, cancelled run sharing the executor
+                if isinstance(event, Call):
+                    event.refuse()
+                continue
+            if isinstance(event, Call):
+                event.run()
+            elif isinstance(event, Need):
+                task.awaiting, task.multi, task.answers = event.names, event.multi, {}
+                answers = self._gather(task, first=True)
+                if answers is not None:
+                    self.executor.answer(event.job_id, answers)
+            elif isinstance(event, Finished):
+                del self.jobs[event.job_id]
+                task.elapsed = event.elapsed
+                self._finish_run(task)
+            elif isinstance(event, Failed):
+                del self.jobs[event.job_id]
+                task.elapsed = event.elapsed
+                error = event.error or RuntimeError(f"{event.type}: {event.message}")
+                if isinstance(error, RunCancelled):
+                    raise error
+                self._fail(task, error)
+            else:
+                self._report(task, event)
+
+    def _report(self, task: _Task, event: JobEvent) -> None:
+        """What a job tells as it goes (on its own thread for inline and main-thread jobs)."""
+        if isinstance(event, Stepped):
+            self.ctx.events.step(task.reactor.name)
+        elif isinstance(event, Progress):
+            self._emit(EventType.reactor_progress, task.reactor, **event.fields)
+        elif isinstance(event, Started):
+            task.started, task.started_at, task.where = True, event.at, event.where
+            self._emit(
+                EventType.reactor_started, task.reactor, func=task.reactor.func, where=event.where
+            )
+        elif isinstance(event, Subreactor):
+            name = event.subreactor_id.rpartition(":")[2].rpartition(".")[2]
+            self._emit(EventType.subreactor_started, task.reactor, subreactor=name)
+
+    def _step_check(self, task: _Task) -> None:
+        """Drive a check task: it awaits fingerprints of recorded inputs, here."""
+        assert task.gen is not None
         value: Any = None
-        if task.awaiting is not None:
-            got, value = self._request(task, task.awaiting)
+        if task.awaiting:
+            got, value = self._request(task, task.awaiting[0])
             if not got:
                 return
-            if task.started:
-                self._emit(EventType.reactor_resumed, task.reactor)
         while True:
             if self.ctx.should_stop():
                 raise RunCancelled()
-            if not task.started and task.kind == "run":
-                task.started, task.started_at = True, time.time()
-                self._emit(EventType.reactor_started, task.reactor, func=task.reactor.func)
-            command = self._advance(task, value)
-            if command is _FINISHED:
+            try:
+                command = task.gen.send(value)
+            except StopIteration as stop:
+                self._finish_check(task, stop.value)
                 return
-            if isinstance(command, Receive | _Await):
-                got, value = self._request(task, command.name)
-                if not got:
-                    return
-            elif isinstance(command, SubreactorStarted):
-                self._note_subreactor(task, command.func)
-                value = None
-            else:
-                value = command  # PyPlant compatibility: a plain yielded value is given back
-
-    def _advance(self, task: _Task, value: Any) -> Any:
-        """Run the reactor's code up to its next yield; its time is what the user's code took."""
-        tick = time.perf_counter()
-        _running.append(task.reactor.name)
-        try:
-            command = task.gen.send(value)
-        except StopIteration as stop:
-            task.elapsed += time.perf_counter() - tick
-            _running.pop()
-            self.current = None
-            self._finish(task, stop.value)
-            return _FINISHED
-        except RunCancelled:
-            _running.pop()
-            raise
-        except BaseException as exc:  # whatever the reactor's code raised is its failure
-            task.elapsed += time.perf_counter() - tick
-            _running.pop()
-            self._fail(task, exc)
-        task.elapsed += time.perf_counter() - tick
-        _running.pop()
-        if task.kind == "run":
-            self.ctx.events.step(task.reactor.name)
-        return command
+            got, value = self._request(task, command.name)
+            if not got:
+                return
 
     # -- ingredients ------------------------------------------------------------------------
     def _request(self, task: _Task, name: str) -> tuple[bool, Any]:
-        """The ingredient's value (fingerprint for checks) if available; else suspend `task`."""
-        task.awaiting = None
-        if task.pipe is not None and name in task.pipe.touched.sent:
-            return True, self._value_of(_Available(sent=task.pipe.touched.sent[name]))
+        """A check's fingerprint of `name` if available; else suspend the check."""
+        task.awaiting = ()
         available = self.available.get(name)
         if available is not None:
-            if task.kind == "check":
-                try:
-                    return True, available.fingerprint()
-                except StoreError as err:  # its payload could not be written: not comparable
-                    self.write_errors.append(err)
-                    return True, None
             try:
-                value = self._value_of(available)
-            except PayloadDamagedError as err:
-                self._repair(name, err)
-            else:
-                assert task.pipe is not None
-                task.pipe._note_input(name, available)
-                return True, value
-        task.awaiting = name
-        self.waiters.setdefault(name, []).append(task)
-        if task.started:  # a running reactor now waits (checks of cached ones are not shown)
-            self._emit(EventType.reactor_waiting, task.reactor, ingredient=name)
+                return True, available.fingerprint()
+            except StoreError as err:  # its payload could not be written: not comparable
+                self.write_errors.append(err)
+                return True, None
+        task.awaiting = (name,)
+        self._wait(task, name)
         self._provide(name)
         return False, None
+
+    def _gather(self, task: _Task, first: bool = False) -> dict[str, Any] | None:
+        """The values of the names a parked reactor awaits, once all are available; until then
+        it waits for the missing ones, whose producers all start now."""
+        missing = []
+        for name in task.awaiting:
+            if name not in task.answers:
+                got, value = self._value_for(task, name)
+                if got:
+                    task.answers[name] = value
+                else:
+                    missing.append(name)
+        if not missing:
+            answers, task.awaiting, task.answers = task.answers, (), {}
+            return answers
+        if first and task.started:
+            # a running reactor now waits (checks of cached ones are not shown)
+            self._emit(EventType.reactor_waiting, task.reactor, ingredient=missing[0])
+        for name in missing:
+            self._wait(task, name)
+        for name in missing:
+            self._provide(name)
+        return None
+
+    def _value_for(self, task: _Task, name: str) -> tuple[bool, Any]:
+        assert task.pipe is not None
+        if name in task.pipe.touched.sent:
+            return True, self._value_of(_Available(sent=task.pipe.touched.sent[name]))
+        available = self.available.get(name)
+        if available is None:
+            return False, None
+        try:
+            value = self._value_of(available)
+        except PayloadDamagedError as err:
+            self._repair(name, err)
+            return False, None
+        task.pipe._note_input(name, available)
+        return True, value
+
+    def _wait(self, task: _Task, name: str) -> None:
+        waiting = self.waiters.setdefault(name, [])
+        if task not in waiting:
+            waiting.append(task)
 
     def _value_of(self, available: _Available) -> Any:
         sent = available.sent
@@ -287,7 +392,9 @@ class Run:
         self.available[name] = available
         self.providing.discard(name)
         for waiter in reversed(self.waiters.pop(name, [])):
-            self.ready.append(waiter)
+            if not waiter.queued:
+                waiter.queued = True
+                self.ready.append(waiter)
 
     def _provide(self, name: str) -> None:
         """Start whatever can produce `name`: its recorded producer, checked or re-run."""
@@ -299,6 +406,8 @@ class Run:
         record = self.ctx.store.ingredients.get(name)
         producer = self.ctx.reactors.get(record.producer) if record else None
         if producer is None:
+            if self.parallel:
+                self._start_code_sender(name)
             return  # unknown: _unstick tries new reactors when nothing else can go on
         state = self.status.get(producer.id)
         if state in ("checking", "running"):
@@ -306,6 +415,21 @@ class Run:
         elif state is None:
             self.providing.add(name)
             self._start_check(producer)
+
+    def _start_code_sender(self, name: str) -> None:
+        """Eager discovery (parallel executors): the one reactor whose code sends `name`
+        starts now, as _discover would start it once everything waits, so that the producers
+        of several awaited names run together on a first run."""
+        senders = self._code_senders(name, confirm=True)
+        if len(senders) != 1 or senders[0].id in self.status:
+            return
+        reactor = senders[0]
+        self.providing.add(name)
+        self.tried.append(reactor.name)
+        if self.ctx.store.reactors.get(reactor.id) is None:
+            self._start_run(reactor, self._static_reasons(reactor))
+        else:
+            self._start_check(reactor)
 
     def _repair(self, name: str, err: PayloadDamagedError) -> None:
         """A stored payload is bad: forget it and let its producer run again."""
@@ -410,19 +534,31 @@ class Run:
 
     def _start_run(self, reactor: Reactor, reasons: list[str]) -> None:
         pipe = Pipework(reactor.name, self.ctx.store, self.ctx.config)
-        task = _Task(reactor, "run", start_reactor(reactor.func, pipe, pipe.config), reasons)
-        task.pipe = pipe
-        pipe.on_send = lambda sent: self._sent(task, sent)
-        pipe.on_progress = lambda report: self._emit(
-            EventType.reactor_progress, reactor, **report.fields()
-        )
+        task = _Task(reactor, "run", None, reasons, pipe=pipe)
+        job_id = f"{reactor.name}#{next(_job_numbers)}"
+        task.job = ReactorJob(
+            job_id, reactor.id, reactor.name, reactor.func, self.ctx.config,
+            placement=MAIN if reactor in self.targets else None, pipe=pipe,
+            should_stop=self.ctx.should_stop, report=lambda event: self._report(task, event),
+            on_abandon=lambda: self.ctx.store.discard(pipe._abandon()),
+        )  # fmt: skip
+        call = self.executor.call
+        pipe.on_send = lambda sent: call(lambda: self._sent(task, sent), job_id)
         self.status[reactor.id] = "running"
         self.ready.append(task)
+        if self.parallel:
+            self._start_recorded_producers(reactor)
 
-    def _note_subreactor(self, task: _Task, func: Callable[..., Any]) -> None:
-        if task.pipe is not None and func not in task.pipe.touched.subreactors:
-            task.pipe.touched.subreactors.append(func)
-        self._emit(EventType.subreactor_started, task.reactor, subreactor=func.__name__)
+    def _start_recorded_producers(self, reactor: Reactor) -> None:
+        """Gating from records: the producers of what the reactor received last time start now,
+        with it, rather than one at a time as it asks (in parallel executors only: inline keeps
+        the order it always had)."""
+        record = self.ctx.store.reactors.get(reactor.id)
+        for name in record.inputs if record is not None else ():
+            if name not in self.available:
+                # ambiguous: raised where the reactor asks for it, if it still does
+                with contextlib.suppress(AmbiguousIngredientError):
+                    self._provide(name)
 
     def _sent(self, task: _Task, sent: Sent) -> Sent:
         """A reactor sent an ingredient: waiters may go on at once (unless another reactor's
@@ -453,12 +589,6 @@ class Run:
         return {name: state for name, state in states.items() if state is not None}
 
     # -- endings ----------------------------------------------------------------------------
-    def _finish(self, task: _Task, result: Any) -> None:
-        if task.kind == "check":
-            self._finish_check(task, result)
-        else:
-            self._finish_run(task)
-
     def _finish_check(self, task: _Task, result: tuple[ReactorRecord | None, list[str]]) -> None:
         match, input_reasons = result
         reactor, store = task.reactor, self.ctx.store
@@ -507,9 +637,15 @@ class Run:
         self.commits.append(self._commit_later(task))
         self.status[reactor.id] = "ran"
         self.decisions[reactor.id] = Decision(
-            reactor.name, reactor.id, "ran", task.reasons, task.elapsed, task.started_at
+            reactor.name,
+            reactor.id,
+            "ran",
+            task.reasons,
+            task.elapsed,
+            task.started_at,
+            task.where,
         )
-        self._emit(EventType.reactor_finished, reactor, duration=task.elapsed)
+        self._emit(EventType.reactor_finished, reactor, duration=task.elapsed, where=task.where)
 
     def _commit_later(self, task: _Task) -> PendingWrite:
         """Queue the reactor's commit behind its payloads; what needs the engine (code, params)
@@ -548,7 +684,6 @@ class Run:
         """Record the reactor as failed, then raise ReactorFailedError, or the exception itself
         when it ends the process (sys.exit, KeyboardInterrupt) and this run lets it."""
         reactor = task.reactor
-        self.current = None
         self.status[reactor.id] = "failed"
         if task.pipe is not None:
             for name in task.pipe.touched.sent:
@@ -558,7 +693,7 @@ class Run:
         message = failure_message(exc, with_place=not isinstance(exc, Exception))
         self.decisions[reactor.id] = Decision(
             reactor.name, reactor.id, "failed", [*task.reasons, message], task.elapsed,
-            task.started_at,
+            task.started_at, task.where if task.started else "",
         )  # fmt: skip
         self._emit(EventType.reactor_failed, reactor, error=message, exception=exc)
         if ends_process and not self.ctx.exits_are_failures:
@@ -568,20 +703,19 @@ class Run:
         ) from exc
 
     def _abandon_unfinished(self) -> None:
-        """After a failure: close suspended reactors and delete what they sent uncommitted."""
-        tasks = self.ready + [t for waiting in self.waiters.values() for t in waiting]
-        if self.current is not None and self.current not in tasks:
-            tasks.append(self.current)  # interrupted mid-step (cancelled, Ctrl-C)
-        self.current = None
-        for task in tasks:
-            try:
-                task.gen.close()  # runs the reactor's own cleanup (finally, with)
-            except Exception as exc:  # it is abandoned already: its cleanup cannot fail it
-                logger.warning(
-                    "Reactor '%s' raised while being stopped: %s", task.reactor.name, exc
-                )
-            if task.pipe is not None:
-                self.ctx.store.discard(task.pipe._abandon())
+        """After a failure or a cancel: stop the reactors still going (their own cleanup runs:
+        finally, with) and delete what they sent uncommitted. A reactor running on another
+        thread stops at its next yield and cleans up there."""
+        checks = [t for t in self.ready if t.kind == "check"]
+        checks += [t for waiting in self.waiters.values() for t in waiting if t.kind == "check"]
+        for task in {id(t): t for t in checks}.values():
+            assert task.gen is not None
+            task.gen.close()  # compares fingerprints only: nothing to clean
+        for task in self.jobs.values():
+            assert task.pipe is not None
+            task.pipe.stopped = True
+        self.executor.cancel(list(self.jobs))
+        self.jobs.clear()
         self.ready.clear()
         self.waiters.clear()
 
@@ -623,6 +757,7 @@ class Run:
                 tasks.remove(task)
                 if not tasks:
                     del self.waiters[name]
+        assert task.gen is not None  # a check
         task.gen.close()
 
     def _stuck_error(self) -> Exception:

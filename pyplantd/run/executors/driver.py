@@ -8,10 +8,11 @@ interrupting only the main thread's user code. Depends on the executor interface
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import RunCancelled
@@ -53,6 +54,43 @@ class DrivenJob:
     parked: Need | None = None
     cancelled: bool = False
     abandoned: bool = False
+
+
+@dataclass(frozen=True)
+class Call(JobEvent):
+    """A job on another thread asks the coordinator to run `fn` (make its send available) and
+    waits for the outcome; the coordinator runs it when events() hands it over."""
+
+    fn: Callable[[], Any] = field(compare=False)
+    done: threading.Event = field(compare=False, default_factory=threading.Event)
+    _outcome: list[Any] = field(compare=False, default_factory=list)  # [ok, result-or-error]
+    _lock: threading.Lock = field(compare=False, default_factory=threading.Lock)
+
+    def run(self) -> None:
+        """On the coordinator: run it, unless refused already."""
+        with self._lock:
+            if self._outcome:
+                return
+            self._outcome[:] = [False, RunCancelled()]  # claimed: refuse() no longer can
+        try:
+            self._outcome[:] = [True, self.fn()]
+        except BaseException as exc:  # the job's thread raises it (as an inline send would)
+            self._outcome[:] = [False, exc]
+        self.done.set()
+
+    def refuse(self) -> None:
+        """The job's run is over (or the job was cancelled): it gets RunCancelled."""
+        with self._lock:
+            if self._outcome:
+                return
+            self._outcome[:] = [False, RunCancelled()]
+        self.done.set()
+
+    def outcome(self) -> Any:
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
 
 
 def drive(run: DrivenJob, answer: dict[str, Any] | None = None) -> JobEvent:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ...errors import RunCancelled
 from .base import MAIN, THREAD, Failed, JobEvent, Need, ReactorJob
-from .driver import DrivenJob, abandon, drive
+from .driver import Call, DrivenJob, abandon, drive
 from .inline import begin
 
 T = TypeVar("T")
@@ -26,26 +25,45 @@ T = TypeVar("T")
 _CANCEL_POLL_SECONDS = 0.05
 
 
-@dataclass(frozen=True)
-class Call(JobEvent):
-    """A pool thread asks the coordinator to run `fn` and waits for the result (events() hands
-    it over; the coordinator runs it with `run_call`)."""
+class _Pool:
+    """N daemon threads taking work from a queue. Not concurrent.futures' pool: its threads are
+    joined at interpreter exit, so a stopped daemon would wait for a cancelled reactor's code
+    (a long sleep, a long computation) to reach its next yield before it could exit."""
 
-    fn: Callable[[], Any] = field(compare=False)
-    result: Future[Any] = field(compare=False, default_factory=Future)
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
 
-    def run(self) -> None:
-        if not self.result.set_running_or_notify_cancel():
-            return
-        try:
-            self.result.set_result(self.fn())
-        except BaseException as exc:  # the caller's thread raises it (as an inline send would)
-            self.result.set_exception(exc)
+    def submit(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # a thread waits for work: it takes this
+            elif len(self._threads) < self._size:  # threads start as they are needed
+                name = f"pyplantd-reactor-{len(self._threads)}"
+                thread = threading.Thread(target=self._serve, name=name, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._work.put(work)
 
-    def refuse(self) -> None:
-        """The job's run is over: its thread gets RunCancelled."""
-        if self.result.set_running_or_notify_cancel():
-            self.result.set_exception(RunCancelled())
+    def _serve(self) -> None:
+        while True:
+            work = self._work.get()
+            if work is None:
+                return
+            work()
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool) -> None:
+        """Every thread ends once its current work is done (waited for only if `wait`)."""
+        for _ in self._threads:
+            self._work.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 @dataclass
@@ -64,7 +82,7 @@ class ThreadExecutor:
             raise ValueError(f"A thread executor needs at least 1 thread, not {slots}.")
         self.slots = slots
         self.name = f"threads:{slots}"
-        self._pool = ThreadPoolExecutor(slots, thread_name_prefix="pyplantd-reactor")
+        self._pool = _Pool(slots)
         self._events: queue.SimpleQueue[JobEvent] = queue.SimpleQueue()
         self._jobs: dict[str, _Slot] = {}
         self._coordinator = threading.get_ident()
@@ -85,7 +103,7 @@ class ThreadExecutor:
         if slot.run.where == MAIN:
             self._step(slot, answer)  # here and now; RunCancelled propagates, as inline
         else:
-            self._pool.submit(self._step_on_thread, slot, answer)
+            self._pool.submit(lambda: self._step_on_thread(slot, answer))
 
     def _step(self, slot: _Slot, answer: dict[str, Any] | None) -> None:
         with slot.lock:
@@ -121,14 +139,11 @@ class ThreadExecutor:
         request = Call(job_id, fn)
         self._events.put(request)
         slot = self._jobs.get(job_id)
-        while True:
-            try:
-                result: T = request.result.result(timeout=_CANCEL_POLL_SECONDS)
-                return result
-            except TimeoutError:
-                if slot is None or slot.run.cancelled:
-                    request.result.cancel()
-                    raise RunCancelled() from None
+        while not request.done.wait(_CANCEL_POLL_SECONDS):
+            if slot is None or slot.run.cancelled:
+                request.refuse()  # unless the coordinator got there first
+        result: T = request.outcome()
+        return result
 
     def cancel(self, job_ids: Collection[str], hard: bool = False) -> None:
         """Parked jobs are closed now; running ones stop at their next yield, on their thread."""
@@ -157,5 +172,7 @@ class ThreadExecutor:
                 return events
 
     def close(self) -> None:
+        """Idle threads end before this returns; one still running a cancelled reactor's code
+        ends at its next yield, without holding up the caller (the next run)."""
         self.cancel(list(self._jobs))
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=not self._jobs)
