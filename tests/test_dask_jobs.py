@@ -54,6 +54,7 @@ def executor(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     store.close()
     yield dask
     dask.close()
+    dask.cluster.close()
 
 
 @pytest.fixture

@@ -38,18 +38,21 @@ from ..signatures.value_code import ValueCode
 from ..store.plant_store import PlantStore, output_record
 from ..store.records import IngredientRecord, ReactorRecord, Version
 from ..store.writer import PendingWrite
+from . import remote
 from .executors.base import (
     MAIN,
     Failed,
     Finished,
     JobEvent,
     Need,
+    Output,
     Progress,
     ReactorJob,
     Started,
     Stepped,
     Subreactor,
 )
+from .executors.base import Sent as SentRemotely
 from .executors.driver import Call, running_reactor
 from .executors.inline import InlineExecutor
 from .judge import (
@@ -63,6 +66,7 @@ from .judge import (
     version_matches,
 )
 from .pipework import Pipework, Sent
+from .remote import print_as
 
 __all__ = ["Reactor", "Run", "RunContext", "failure_message", "running_reactor"]
 
@@ -184,6 +188,9 @@ class Run:
     def execute(self) -> list[Decision]:
         outer = self.ctx.store.code_of  # a run started from a reactor of another run
         self.ctx.store.code_of = self.value_code.of  # sent values' fingerprints cover it
+        elsewhere = not self.executor.in_process
+        if elsewhere:  # payloads written by workers are unreferenced until their commit
+            self.ctx.store.job_started()
         try:
             for target in reversed(self.targets):
                 if self.targets_always_run:
@@ -198,6 +205,9 @@ class Run:
                 self._wait_for_commits()  # finished reactors stay cached even if the run failed
                 self.ctx.store.warm.drop_unwritten()
                 self.ctx.store.code_of = outer
+                if elsewhere:  # what lost or killed workers left: gone, unless jobs still run
+                    self.ctx.store.job_ended()
+                    self.ctx.store.sweep()
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())
@@ -265,9 +275,19 @@ class Run:
                 answers = self._gather(task, first=True)
                 if answers is not None:
                     self.executor.answer(event.job_id, answers)
+            elif isinstance(event, SentRemotely):
+                assert task.pipe is not None
+                remote.note_params(task.pipe, event.params)
+                sent = self._sent(task, remote.sent_from(event))
+                task.pipe.touched.sent[sent.name] = sent
             elif isinstance(event, Finished):
                 del self.jobs[event.job_id]
                 task.elapsed = event.elapsed
+                if event.touched is not None:  # what a reactor in another process did
+                    assert task.pipe is not None
+                    unsent = remote.note_finished(task.pipe, event.touched)
+                    if unsent:  # (the worker deleted them)
+                        self._fail(task, _unsent_allocations(task.reactor, unsent))
                 self._finish_run(task)
             elif isinstance(event, Failed):
                 del self.jobs[event.job_id]
@@ -292,7 +312,11 @@ class Run:
             )
         elif isinstance(event, Subreactor):
             name = event.subreactor_id.rpartition(":")[2].rpartition(".")[2]
+            if not self.executor.in_process and task.pipe is not None:
+                remote.note_subreactor(task.pipe, event.subreactor_id)
             self._emit(EventType.subreactor_started, task.reactor, subreactor=name)
+        elif isinstance(event, Output):  # printed on a worker: out here, as the reactor's
+            print_as(task.reactor.name, event.stream, event.text)
 
     def _step_check(self, task: _Task) -> None:
         """Drive a check task: it awaits fingerprints of recorded inputs, here."""
@@ -356,12 +380,18 @@ class Run:
     def _value_for(self, task: _Task, name: str) -> tuple[bool, Any]:
         assert task.pipe is not None
         if name in task.pipe.touched.sent:
-            return True, self._value_of(_Available(sent=task.pipe.touched.sent[name]))
+            own = task.pipe.touched.sent[name]
+            if not self.executor.in_process:
+                return True, remote.ref_for(self.ctx.store, name, own, None)
+            return True, self._value_of(_Available(sent=own))
         available = self.available.get(name)
         if available is None:
             return False, None
         try:
-            value = self._value_of(available)
+            if self.executor.in_process:
+                value = self._value_of(available)
+            else:  # a reactor in another process reads the payload itself
+                value = remote.ref_for(self.ctx.store, name, available.sent, available.record)
         except PayloadDamagedError as err:
             self._repair(name, err)
             return False, None
@@ -541,6 +571,7 @@ class Run:
             placement=MAIN if reactor in self.targets else None, pipe=pipe,
             should_stop=self.ctx.should_stop, report=lambda event: self._report(task, event),
             on_abandon=lambda: self.ctx.store.discard(pipe._abandon()),
+            store=None if self.executor.in_process else self.ctx.store,
         )  # fmt: skip
         call = self.executor.call
         pipe.on_send = lambda sent: call(lambda: self._sent(task, sent), job_id)
@@ -628,11 +659,7 @@ class Run:
         pipe, reactor = task.pipe, task.reactor
         assert pipe is not None
         if pipe.touched.allocated:
-            names = ", ".join(f"'{n}'" for n in sorted(pipe.touched.allocated))
-            self._fail(task, AllocationError(
-                f"Reactor '{reactor.name}' allocated {names} but never sent it. "
-                "Commit it with pipe.send(name, handle) before the reactor ends."
-            ))  # fmt: skip
+            self._fail(task, _unsent_allocations(reactor, list(pipe.touched.allocated)))
         pipe._release_temporary()
         self.commits.append(self._commit_later(task))
         self.status[reactor.id] = "ran"
@@ -838,6 +865,14 @@ def _match_inputs(
         else:
             return record, []
     return None, first_reasons
+
+
+def _unsent_allocations(reactor: Reactor, names: list[str]) -> AllocationError:
+    listed = ", ".join(f"'{n}'" for n in sorted(names))
+    return AllocationError(
+        f"Reactor '{reactor.name}' allocated {listed} but never sent it. "
+        "Commit it with pipe.send(name, handle) before the reactor ends."
+    )
 
 
 def _ambiguous(name: str, reactors: list[Reactor]) -> AmbiguousIngredientError:

@@ -98,6 +98,7 @@ class Sent(JobEvent):
     sends through their pipework's `on_send` at once, never as this event.)"""
 
     ref: IngredientRef
+    params: tuple[str, ...] = ()  # the params it had read by then (an out-of-core fingerprint)
 
 
 @dataclass(frozen=True)

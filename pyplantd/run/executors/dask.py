@@ -10,6 +10,7 @@ coordinating process; the worker side is `dask_worker`.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import contextlib
 import functools
@@ -21,9 +22,9 @@ import queue
 import sys
 import threading
 import types
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...errors import RemoteReactorError
 from ...signatures.origins import is_user_file
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from . import ExecutorChoice
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A job whose worker is lost this many times fails (dask's own retries of a running task come
 # on top: `distributed.scheduler.allowed-failures`).
@@ -54,13 +56,44 @@ MAX_RESTARTS = 3
 
 
 def open_dask(choice: ExecutorChoice) -> DaskExecutor:
-    """The executor for `local:N` (a cluster started here) or a cluster address."""
-    if choice.kind == "local":
-        cluster = start_local(choice.slots)
-    else:
-        assert choice.address is not None
-        cluster = connect(choice.address, choice.insecure)
-    return DaskExecutor(cluster, str(choice))
+    """The executor for `local:N` or a cluster address, over the process's cluster for it."""
+    return DaskExecutor(shared_cluster(choice), str(choice))
+
+
+# The clusters of this process, by choice: a local cluster starts once (a daemon's runs, or the
+# runs of a script, share it) and stops when the process exits; connections likewise.
+_clusters: dict[str, Cluster] = {}
+_clusters_lock = threading.Lock()
+
+
+def shared_cluster(choice: ExecutorChoice) -> Cluster:
+    """The cluster for `choice`, started (local:N) or connected to on first use."""
+    key = f"{choice}|{choice.insecure}"
+    with _clusters_lock:
+        cluster = _clusters.get(key)
+        if cluster is not None and cluster.client.status == "running":
+            return cluster
+        if not _clusters:
+            atexit.register(stop_clusters)
+        if choice.kind == "local":
+            cluster = start_local(choice.slots)
+        else:
+            assert choice.address is not None
+            cluster = connect(choice.address, choice.insecure)
+        _clusters[key] = cluster
+        return cluster
+
+
+def stop_clusters() -> None:
+    """Stop the local clusters this process started, close its connections to others."""
+    with _clusters_lock:
+        clusters = list(_clusters.values())
+        _clusters.clear()
+    for cluster in clusters:
+        try:
+            cluster.close()
+        except Exception as err:  # at exit: say it, stop the others all the same
+            logger.warning("Stopping dask cluster %s failed: %s", cluster.name, err)
 
 
 @dataclass
@@ -122,6 +155,10 @@ class DaskExecutor:
             state, dask_worker.resume, job_id, refs, workers=workers, allow_other_workers=True
         )
 
+    def call(self, fn: Callable[[], T], job_id: str) -> T:
+        """Run `fn` on the coordinator: this is its thread (remote sends come as events)."""
+        return fn()
+
     def cancel(self, job_ids: Collection[str], hard: bool = False) -> None:
         """Cooperative: each job stops at its next yield, parked ones are closed where they
         are; `hard` restarts the workers that are still running one of them."""
@@ -161,12 +198,10 @@ class DaskExecutor:
                 return found
 
     def close(self) -> None:
-        try:
-            unfinished = [j for j, s in self._jobs.items() if not s.done]
-            if unfinished:
-                self.cancel(unfinished)
-        finally:
-            self.cluster.close()
+        """Cancel what still runs; the cluster stays for the next run (see stop_clusters)."""
+        unfinished = [j for j, s in self._jobs.items() if not s.done and not s.cancelled]
+        if unfinished:
+            self.cancel(unfinished)
 
     # -- code and versions ------------------------------------------------------------------
     def ship_code(self) -> None:
@@ -239,10 +274,11 @@ class DaskExecutor:
 
     def _handle(self, state: _Job, attempt: int, future: Future[Any]) -> None:
         job_id = state.job.job_id
-        error = None if future.cancelled() else future.exception()
-        result = None if future.cancelled() or error is not None else future.result()
+        cancelled = future.cancelled()  # (before the release below, which cancels it)
+        error = None if cancelled else future.exception()
+        result = None if cancelled or error is not None else future.result()
         self._release(state, future)  # else dask would run it again if its worker died now
-        if state.cancelled or attempt != state.attempt or future.cancelled():
+        if cancelled or state.cancelled or attempt != state.attempt:
             return
         if error is not None:  # the task itself failed: its workers kept dying
             failure = RemoteReactorError.of(

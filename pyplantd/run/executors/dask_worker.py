@@ -251,7 +251,7 @@ def _note_sent(job: _Job, sent: PipeSent) -> PipeSent:
         sent.name, sent.type, payload.path, payload.size, payload.fingerprint,
         payload.checksum, payload.meta,
     )  # fmt: skip
-    job.events.append(Sent(job.remote.job_id, ref))
+    job.events.append(Sent(job.remote.job_id, ref, tuple(job.pipe.touched.params)))
     return sent
 
 
