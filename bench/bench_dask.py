@@ -222,7 +222,8 @@ def main() -> None:
 
     print(f"""## Dask executor: CPU-bound parallel efficiency, random worker kills
 
-Command: `bash bench/run.sh bench_dask -- --repeats {args.repeats} --kills {args.kills} --seed {args.seed}`.
+Command: `bash bench/run.sh bench_dask -- --repeats {args.repeats} --kills {args.kills} \
+--seed {args.seed}`.
 Load average when it ended: {load_average()}.
 
 **CPU-bound wide pipeline**: 8 reactors each spinning a pure-Python loop of {n:,} iterations

@@ -28,10 +28,7 @@ from pyplantd import Ingredient, Plant, ReactorFunc, SubreactorFunc  # noqa: E40
 from pyplantd.config import ConfigBase  # noqa: E402
 from pyplantd.daemon.console import failure_line  # noqa: E402
 from pyplantd.errors import ReactorFailedError  # noqa: E402
-from pyplantd.run.executors import (
-    ExecutorChoice,
-    dask_worker,
-)
+from pyplantd.run.executors import ExecutorChoice, dask_worker  # noqa: E402
 from pyplantd.run.executors.dask import shared_cluster, stop_clusters  # noqa: E402
 from pyplantd.store.plant_store import PlantStore  # noqa: E402
 

@@ -211,10 +211,10 @@ def test_independent_branches_run_at_once_on_threads(tmp_path: Path) -> None:
 WIDE = 6
 
 
-def define_wide(seconds: float) -> list:
+def define_wide(multi: bool = True) -> list:
     def part(index: int):
         def make(pipe):
-            time.sleep(seconds)
+            time.sleep(pipe.read_config("seconds"))
             pipe.send(f"part_{index}", index)
 
         make.__name__ = make.__qualname__ = f"part_{index}"
@@ -225,12 +225,24 @@ def define_wide(seconds: float) -> list:
         parts = yield tuple(pipe.receive(f"part_{i}") for i in range(WIDE))
         pipe.send("total", sum(parts))
 
+    @ReactorFunc
+    def one_by_one(pipe):
+        parts = []
+        for i in range(WIDE):
+            parts.append((yield pipe.receive(f"part_{i}")))
+        pipe.send("total", sum(parts))
+
+    if not multi:
+        one_by_one.__name__ = one_by_one.__qualname__ = "sink"
+        sink = ReactorFunc(one_by_one)
+
     return [*(part(i) for i in range(WIDE)), sink]
 
 
-def wide_run(plant_dir: Path, executor: str, seconds: float) -> list:
+def wide_run(plant_dir: Path, executor: str, seconds: float, multi: bool = True) -> list:
     with Plant(plant_dir, executor=executor) as plant:
-        plant.add_reactors(define_wide(seconds))
+        plant.add_reactors(define_wide(multi))
+        plant.set_config({"seconds": seconds})
         plant.run_reactor("sink")
         assert plant.fetch_ingredient("total") == sum(range(WIDE))
         return plant.last_run
@@ -242,9 +254,12 @@ def test_a_multi_receive_on_a_first_run_starts_producers_together(tmp_path: Path
     assert len(parts) == WIDE and _overlap(parts) == 2, parts
 
 
-def test_with_records_stale_producers_start_before_their_consumer_asks(tmp_path: Path) -> None:
-    wide_run(tmp_path / "plant", "threads:2", 0.01)
-    decisions = wide_run(tmp_path / "plant", "threads:2", 0.3)  # the code changed: all stale
+@pytest.mark.parametrize("multi", [True, False], ids=["multi-receive", "one-by-one"])
+def test_with_records_stale_producers_start_before_their_consumer_asks(
+    tmp_path: Path, multi: bool
+) -> None:
+    wide_run(tmp_path / "plant", "threads:2", 0.01, multi)
+    decisions = wide_run(tmp_path / "plant", "threads:2", 0.3, multi)  # a param: all stale
     parts = [(d.started_at, d.started_at + d.duration) for d in decisions if d.reactor != "sink"]
     assert [d.status for d in decisions].count("ran") == WIDE + 1
     assert _overlap(parts) == 2, parts

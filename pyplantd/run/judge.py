@@ -10,10 +10,11 @@ from __future__ import annotations
 import enum
 import inspect
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +32,10 @@ from ..signatures.explain import describe_changes
 from ..signatures.signature import CodeSignature, SignatureComputer
 from ..signatures.value_code import ValueCode
 from ..store.plant_store import PlantStore
-from ..store.records import ReactorRecord, Version
+from ..store.records import IngredientRecord, ReactorRecord, Version
+
+if TYPE_CHECKING:
+    from .scheduler import Reactor
 
 NEW_REACTOR = "new reactor (never ran)"
 TARGET = "target"
@@ -53,6 +57,106 @@ class Decision:
     @property
     def why(self) -> str:
         return "; ".join(self.reasons) if self.reasons else "cached"
+
+
+class Judge:
+    """Is a reactor fresh, and why not: one per run (or plan), shared by the scheduler and the
+    planner, owning what they would otherwise compute twice (code signatures of a reactor with
+    its subreactors, the code stored values name). Input fingerprints are compared by the
+    scheduler's check tasks, since knowing them may require running upstream reactors first."""
+
+    def __init__(
+        self,
+        store: PlantStore,
+        config: ConfigBase,
+        signatures: SignatureComputer,
+        track_versions: bool = True,
+        forced: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        self.store, self.config, self.signatures = store, config, signatures
+        self.track_versions, self.forced = track_versions, forced
+        self.value_code = ValueCode(signatures, track_versions)
+        self._codes: dict[str, CodeSignature] = {}
+        # Signatures are computed here and, for the values reactors send on other threads,
+        # there (code_of): one at a time, since the computer's caches are not thread-safe.
+        self._signing = threading.RLock()
+
+    def code(self, reactor: Reactor, subreactor_ids: list[str]) -> CodeSignature:
+        key = reactor.id + "|" + ",".join(subreactor_ids)
+        code = self._codes.get(key)
+        if code is None:
+            with self._signing:
+                code = code_signature(self.signatures, reactor.func, subreactor_ids)
+            self._codes[key] = code
+        return code
+
+    def code_of(self, named: Any) -> dict[str, str]:
+        """The code the objects a sent value names (see ValueCode.of), from any thread."""
+        with self._signing:
+            return self.value_code.of(named)
+
+    def static_reasons(self, reactor: Reactor) -> list[str]:
+        """Why it must re-run, before any input is looked at (forced, code, params, files,
+        its outputs); none: it may be served if its inputs match."""
+        record = self.store.reactors.get(reactor.id)
+        code = self.code(reactor, record.subreactors if record else [])
+        with self._signing:  # params' states may need code signatures
+            reasons = static_reasons(
+                record, code, self.config, self.store, self.signatures, self.track_versions
+            )
+        return (["forced"] if reactor.id in self.forced else []) + reasons
+
+    def code_changed(self, reactor: Reactor, record: ReactorRecord) -> bool:
+        code = self.code(reactor, record.subreactors)
+        return bool(code_changes(record, code, self.track_versions))
+
+    def input_changed(self, name: str) -> str:
+        why = self.value_code.why.get(name)  # a stored value whose code changed since it was sent
+        return f"input '{name}' changed" + (f" ({why})" if why else "")
+
+    def restorable_records(self, reactor: Reactor) -> Iterator[ReactorRecord]:
+        """The records of `restorable`, computed only when the first is asked for."""
+        for version in self.restorable(reactor):
+            yield version.record
+
+    def restorable(self, reactor: Reactor) -> list[Version]:
+        """Earlier results (not the current one) that match the present, inputs aside."""
+        if reactor.id in self.forced:
+            return []
+        current = self.store.reactors.get(reactor.id)
+        current_key = version_key(current) if current is not None else None
+        found = []
+        for version in self.store.versions_of(reactor.id):
+            if version.key == current_key and self.outputs_current(version):
+                continue  # that is `current`, checked first
+            code = self.code(reactor, version.record.subreactors)
+            with self._signing:
+                matches = version_matches(
+                    version, code, self.config, self.store, self.signatures, self.track_versions
+                )
+            if matches:
+                found.append(version)
+        return found
+
+    def outputs_current(self, version: Version) -> bool:
+        """Are the version's outputs still its reactor's? (Not once another reactor, since
+        renamed or deleted, sent one of them.)"""
+        ingredients, reactor_id = self.store.ingredients, version.record.id
+        return all(
+            o.name not in ingredients or ingredients[o.name].producer == reactor_id
+            for o in version.outputs
+        )
+
+    def param_states(self, names: list[str]) -> dict[str, list[str]]:
+        """The recorded state of the params a reactor read (those that still exist)."""
+        with self._signing:
+            states = {name: param_state(self.config, name, self.signatures) for name in names}
+        return {name: state for name, state in states.items() if state is not None}
+
+    def stored_fingerprint(self, record: IngredientRecord) -> str:
+        """A stored value's fingerprint now (the code it names may have changed)."""
+        with self._signing:
+            return self.value_code.fingerprint(record)
 
 
 def code_signature(

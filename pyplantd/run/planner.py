@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..signatures.value_code import ValueCode
-from .judge import NEW_REACTOR, TARGET, code_signature, static_reasons
+from .judge import NEW_REACTOR, TARGET, Judge
 from .scheduler import Reactor, RunContext
 
 
@@ -27,7 +26,9 @@ class Planner:
         self.ctx = ctx
         self.steps: dict[str, PlannedStep] = {}
         self.durations = ctx.store.manifest.last_durations()
-        self.value_code = ValueCode(ctx.signatures, ctx.track_versions)
+        # the same judge a run uses, with nothing forced: a plan says what the state asks for
+        self.judge = Judge(ctx.store, ctx.config, ctx.signatures, ctx.track_versions)
+        self.value_code = self.judge.value_code
 
     def plan(self, targets: list[Reactor], targets_always_run: bool = True) -> list[PlannedStep]:
         """With `targets_always_run=False` targets are judged like any other reactor (the graph's
@@ -65,15 +66,8 @@ class Planner:
         return order
 
     def _evaluate(self, reactor: Reactor, is_target: bool) -> None:
-        store = self.ctx.store
-        record = store.reactors.get(reactor.id)
-        code = code_signature(
-            self.ctx.signatures, reactor.func, record.subreactors if record else []
-        )
-        ctx = self.ctx
-        reasons = static_reasons(
-            record, code, ctx.config, store, ctx.signatures, ctx.track_versions
-        )
+        record = self.ctx.store.reactors.get(reactor.id)
+        reasons = self.judge.static_reasons(reactor)
         if record is not None:
             reasons += self._input_reasons(record.inputs)
         if is_target:

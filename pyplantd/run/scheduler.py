@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import time
 import traceback
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
@@ -33,10 +32,9 @@ from ..fingerprint import hash_bytes
 from ..reactor import function_id
 from ..signatures.origins import is_user_file
 from ..signatures.sends import confirmed_sends, send_candidates
-from ..signatures.signature import CodeSignature, SignatureComputer
-from ..signatures.value_code import ValueCode
-from ..store.plant_store import PlantStore, output_record
-from ..store.records import IngredientRecord, ReactorRecord, Version
+from ..signatures.signature import SignatureComputer
+from ..store.plant_store import PlantStore
+from ..store.records import IngredientRecord, ReactorRecord
 from ..store.writer import PendingWrite
 from . import remote
 from .executors.base import (
@@ -55,17 +53,9 @@ from .executors.base import (
 from .executors.base import Sent as SentRemotely
 from .executors.driver import Call, running_reactor
 from .executors.inline import InlineExecutor
-from .judge import (
-    TARGET,
-    Decision,
-    code_changes,
-    code_signature,
-    param_state,
-    static_reasons,
-    version_key,
-    version_matches,
-)
+from .judge import TARGET, Decision, Judge, version_key
 from .pipework import Pipework, Sent
+from .recorder import Recorder
 from .remote import print_as
 
 __all__ = ["Reactor", "Run", "RunContext", "failure_message", "running_reactor"]
@@ -178,16 +168,15 @@ class Run:
         self.waiters: dict[str, list[_Task]] = {}
         self.providing: set[str] = set()
         self.tried: list[str] = []
-        self.commits: list[PendingWrite] = []
-        self.write_errors: list[StoreError] = []
-        self._codes: dict[str, CodeSignature] = {}
+        self.judge = Judge(ctx.store, ctx.config, ctx.signatures, ctx.track_versions, ctx.forced)
+        self.recorder = Recorder(ctx.store, self.judge)
+        self.write_errors = self.recorder.write_errors
         self._send_index: dict[str, list[Reactor]] | None = None
-        self.value_code = ValueCode(ctx.signatures, ctx.track_versions)
 
     # -- main loop --------------------------------------------------------------------------
     def execute(self) -> list[Decision]:
         outer = self.ctx.store.code_of  # a run started from a reactor of another run
-        self.ctx.store.code_of = self.value_code.of  # sent values' fingerprints cover it
+        self.ctx.store.code_of = self.judge.code_of  # sent values' fingerprints cover it
         elsewhere = not self.executor.in_process
         if elsewhere:  # payloads written by workers are unreferenced until their commit
             self.ctx.store.job_started()
@@ -202,7 +191,7 @@ class Run:
             try:
                 self._abandon_unfinished()
             finally:
-                self._wait_for_commits()  # finished reactors stay cached even if the run failed
+                self.recorder.wait()  # finished reactors stay cached even if the run failed
                 self.ctx.store.warm.drop_unwritten()
                 self.ctx.store.code_of = outer
                 if elsewhere:  # what lost or killed workers left: gone, unless jobs still run
@@ -457,7 +446,7 @@ class Run:
         self.providing.add(name)
         self.tried.append(reactor.name)
         if self.ctx.store.reactors.get(reactor.id) is None:
-            self._start_run(reactor, self._static_reasons(reactor))
+            self._start_run(reactor, self.judge.static_reasons(reactor))
         else:
             self._start_check(reactor)
 
@@ -495,72 +484,23 @@ class Run:
         return [*senders, recorded] if recorded and recorded not in senders else senders
 
     # -- starting and checking reactors -----------------------------------------------------
-    def _code(self, reactor: Reactor, subreactor_ids: list[str]) -> CodeSignature:
-        key = reactor.id + "|" + ",".join(subreactor_ids)
-        if key not in self._codes:
-            self._codes[key] = code_signature(self.ctx.signatures, reactor.func, subreactor_ids)
-        return self._codes[key]
-
-    def _static_reasons(self, reactor: Reactor) -> list[str]:
-        record = self.ctx.store.reactors.get(reactor.id)
-        code = self._code(reactor, record.subreactors if record else [])
-        ctx = self.ctx
-        reasons = static_reasons(
-            record, code, ctx.config, ctx.store, ctx.signatures, ctx.track_versions
-        )
-        return (["forced"] if reactor.id in ctx.forced else []) + reasons
-
     def _target_reasons(self, target: Reactor) -> list[str]:
-        return [TARGET, *self._static_reasons(target)]
+        return [TARGET, *self.judge.static_reasons(target)]
 
     def _start_check(self, reactor: Reactor) -> None:
         """Serve the reactor's stored result if its inputs still match; else an earlier result
         that matches the present (an undone edit); else run it."""
-        reasons = self._static_reasons(reactor)
+        reasons = self.judge.static_reasons(reactor)
         record = self.ctx.store.reactors.get(reactor.id)
         current = [record] if record is not None and not reasons else []
-        earlier = self._restorable_records(reactor)  # looked at only if `current` fails
+        earlier = self.judge.restorable_records(reactor)  # looked at only if `current` fails
         if not current and not self.ctx.store.versions_of(reactor.id):
             self._start_run(reactor, reasons)
             return
         self.status[reactor.id] = "checking"
         candidates = itertools.chain(current, earlier)
-        checks = _match_inputs(candidates, self._input_changed)
+        checks = _match_inputs(candidates, self.judge.input_changed)
         self.ready.append(_Task(reactor, "check", checks, reasons))
-
-    def _input_changed(self, name: str) -> str:
-        why = self.value_code.why.get(name)  # a stored value whose code changed since it was sent
-        return f"input '{name}' changed" + (f" ({why})" if why else "")
-
-    def _restorable_records(self, reactor: Reactor) -> Iterator[ReactorRecord]:
-        for version in self._restorable(reactor):
-            yield version.record
-
-    def _restorable(self, reactor: Reactor) -> list[Version]:
-        if reactor.id in self.ctx.forced:
-            return []
-        ctx = self.ctx
-        current = ctx.store.reactors.get(reactor.id)
-        current_key = version_key(current) if current is not None else None
-        found = []
-        for version in ctx.store.versions_of(reactor.id):
-            if version.key == current_key and self._outputs_current(version):
-                continue  # that is `current`, checked first
-            code = self._code(reactor, version.record.subreactors)
-            if version_matches(
-                version, code, ctx.config, ctx.store, ctx.signatures, ctx.track_versions
-            ):
-                found.append(version)
-        return found
-
-    def _outputs_current(self, version: Version) -> bool:
-        """Are the version's outputs still its reactor's? (Not once another reactor, since
-        renamed or deleted, sent one of them.)"""
-        ingredients, reactor_id = self.ctx.store.ingredients, version.record.id
-        return all(
-            o.name not in ingredients or ingredients[o.name].producer == reactor_id
-            for o in version.outputs
-        )
 
     def _start_run(self, reactor: Reactor, reasons: list[str]) -> None:
         pipe = Pipework(reactor.name, self.ctx.store, self.ctx.config)
@@ -610,14 +550,9 @@ class Run:
         assert task.pipe is not None
         touched = task.pipe.touched
         subs = [function_id(f) for f in touched.subreactors]
-        params = self._param_states(touched.params)
+        params = self.judge.param_states(touched.params)
         inputs = {name: source.fingerprint() for name, source in touched.inputs.items()}
-        return hash_bytes(self._code(task.reactor, subs).digest, repr(params), repr(inputs))
-
-    def _param_states(self, names: list[str]) -> dict[str, list[str]]:
-        config, signatures = self.ctx.config, self.ctx.signatures
-        states = {name: param_state(config, name, signatures) for name in names}
-        return {name: state for name, state in states.items() if state is not None}
+        return hash_bytes(self.judge.code(task.reactor, subs).digest, repr(params), repr(inputs))
 
     # -- endings ----------------------------------------------------------------------------
     def _finish_check(self, task: _Task, result: tuple[ReactorRecord | None, list[str]]) -> None:
@@ -628,7 +563,7 @@ class Run:
             return
         reasons = self._early_cutoff(match)
         version = store.versions[(reactor.id, version_key(match))]
-        if store.reactors.get(reactor.id) is not match or not self._outputs_current(version):
+        if store.reactors.get(reactor.id) is not match or not self.judge.outputs_current(version):
             store.restore(version)
             why = "; ".join(task.reasons) or "inputs changed back"
             reasons = [f"restored an earlier result ({why})"]
@@ -636,7 +571,7 @@ class Run:
         self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached", reasons)
         for name in match.outputs:
             record = store.ingredients[name]
-            now = self.value_code.fingerprint(record)  # here: the writer thread may read it
+            now = self.judge.stored_fingerprint(record)  # here: the writer thread may read it
             available = _Available(record=record, producer=reactor, _computed=now)
             self._make_available(name, available)
         self._emit(EventType.reactor_cached, reactor, reasons=reasons)
@@ -661,7 +596,7 @@ class Run:
         if pipe.touched.allocated:
             self._fail(task, _unsent_allocations(reactor, list(pipe.touched.allocated)))
         pipe._release_temporary()
-        self.commits.append(self._commit_later(task))
+        self.recorder.commit_later(reactor, pipe.touched, task.elapsed)
         self.status[reactor.id] = "ran"
         self.decisions[reactor.id] = Decision(
             reactor.name,
@@ -673,39 +608,6 @@ class Run:
             task.where,
         )
         self._emit(EventType.reactor_finished, reactor, duration=task.elapsed, where=task.where)
-
-    def _commit_later(self, task: _Task) -> PendingWrite:
-        """Queue the reactor's commit behind its payloads; what needs the engine (code, params)
-        is computed now, the fingerprints when the writer gets there."""
-        assert task.pipe is not None
-        touched, reactor = task.pipe.touched, task.reactor
-        subs = [function_id(f) for f in touched.subreactors]
-        code, params = self._code(reactor, subs), self._param_states(touched.params)
-        sent, inputs, files = list(touched.sent.values()), dict(touched.inputs), dict(touched.files)
-
-        def build() -> Version:
-            now = time.time()
-            fingerprints = {name: source.fingerprint() for name, source in inputs.items()}
-            record = ReactorRecord(
-                reactor.id, reactor.name, code.digest, code.parts, params, fingerprints,
-                [s.name for s in sent], subs, files, duration=task.elapsed, finished_at=now,
-            )  # fmt: skip
-            outputs = [
-                replace(output_record(s.payload, s.name, reactor.id, s.type), created_at=now)
-                for s in sent
-            ]
-            return Version(version_key(record), record, outputs, now)
-
-        return self.ctx.store.commit_later(reactor.name, build)
-
-    def _wait_for_commits(self) -> None:
-        """The durability barrier: a run ends when what it made is on disk and recorded."""
-        for commit in self.commits:
-            try:
-                commit.wait()
-            except StoreError as err:  # that reactor re-runs next time; the run fails at its end
-                self.write_errors.append(err)
-        self.commits.clear()
 
     def _fail(self, task: _Task, exc: BaseException) -> NoReturn:
         """Record the reactor as failed, then raise ReactorFailedError, or the exception itself
@@ -769,10 +671,9 @@ class Run:
             record = self.ctx.store.reactors.get(reactor.id)
             if record is None:
                 self.tried.append(reactor.name)
-                self._start_run(reactor, self._static_reasons(reactor))
+                self._start_run(reactor, self.judge.static_reasons(reactor))
                 return True
-            code = self._code(reactor, record.subreactors)
-            if code_changes(record, code, self.ctx.track_versions) or awaited & set(record.outputs):
+            if self.judge.code_changed(reactor, record) or awaited & set(record.outputs):
                 self.tried.append(reactor.name)
                 self._start_check(reactor)
                 return True

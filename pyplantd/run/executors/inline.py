@@ -13,6 +13,9 @@ from .driver import DrivenJob, abandon, drive
 T = TypeVar("T")
 
 
+_NONE: list[JobEvent] = []  # never appended to
+
+
 def _ignore(event: JobEvent) -> None:
     return None
 
@@ -61,6 +64,8 @@ class InlineExecutor:
                 abandon(run)
 
     def events(self, timeout: float) -> list[JobEvent]:
+        if not self._events:
+            return _NONE  # the coordinator asks after every step: no new list each time
         events, self._events = self._events, []
         return events
 
