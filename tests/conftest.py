@@ -126,13 +126,15 @@ def mapped_file(array) -> str | None:
 
 
 @contextlib.contextmanager
-def start_cluster_host(workers: int = 2) -> Iterator[str]:
+def start_cluster_host(workers: int = 2, pythonpath: str = "") -> Iterator[str]:
     """A real dask LocalCluster in a process of its own (tests/dask_cluster_host.py); yields
-    its scheduler address (127.0.0.1) and stops it, with its workers, at the end."""
+    its scheduler address (127.0.0.1) and stops it, with its workers, at the end.
+    `pythonpath` goes first on its processes' path."""
+    path = os.pathsep.join(filter(None, [pythonpath, str(REPO)]))
     host = subprocess.Popen(
         [sys.executable, str(REPO / "tests" / "dask_cluster_host.py"), str(workers)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO, env={**os.environ, "PYTHONPATH": path},
     )  # fmt: skip
     try:
         assert host.stdout is not None

@@ -3,12 +3,13 @@ before anything is sent anywhere, and the message when the dask extra is not ins
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from conftest import REPO, SUBPROCESS_TIMEOUT
+from conftest import REPO, SUBPROCESS_TIMEOUT, start_cluster_host
 
 from pyplantd.errors import ExecutorError
 from pyplantd.run.executors.dask_cluster import check_address, is_loopback
@@ -114,3 +115,21 @@ def test_without_the_dask_extra_pyplantd_runs_and_says_how_to_get_it(tmp_path) -
     errors = [line for line in done.stdout.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 2
     assert all('pip install "pyplantd[dask]"' in line for line in errors)
+
+
+def test_workers_with_other_package_versions_are_an_error_naming_them(tmp_path) -> None:
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from pyplantd.run.executors.dask_cluster import connect
+
+    # the workers see another version of xxhash (its metadata only: the module is the same)
+    info = tmp_path / "xxhash-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xxhash\nVersion: 0.0.1\n")
+    with (
+        start_cluster_host(workers=1, pythonpath=str(tmp_path)) as address,
+        pytest.raises(ExecutorError) as refused,
+    ):
+        connect(address)
+    message = str(refused.value)
+    assert re.search(r"xxhash 0\.0\.1 on tcp://127\.0\.0\.1:\d+ \([\d.]+ here\)", message), message
+    assert "Install the same versions on both sides" in message

@@ -121,7 +121,7 @@ def _run(plant_dir: Path, executor: str | None, config: Config) -> tuple[list[An
             for name, record in plant.store.ingredients.items()
         }  # fmt: skip
         values = {"summary": plant.fetch_ingredient("summary"), **seen}
-    return [(d.reactor, d.status, d.reasons) for d in decisions], values
+    return sorted((d.reactor, d.status, d.reasons) for d in decisions), values  # (any order)
 
 
 def test_decisions_fingerprints_and_values_are_those_of_inline(address: str, tmp_path: Path):
@@ -191,6 +191,7 @@ def test_a_failure_on_a_worker_prints_its_place_as_a_local_one_does(address: str
     for executor, where in ((None, "inline"), (address, "dask")):
         with Plant(tmp_path / where, executor=executor) as plant:
             plant.add_reactors(load, breaks)
+            plant.set_config(Config())
             with pytest.raises(ValueError) as raised:  # the reactor's own type, as inline
                 plant.run_reactor("breaks")
         failure = raised.value
