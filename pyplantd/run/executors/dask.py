@@ -280,13 +280,8 @@ class DaskExecutor:
         self._release(state, future)  # else dask would run it again if its worker died now
         if cancelled or state.cancelled or attempt != state.attempt:
             return
-        if error is not None:  # the task itself failed: its workers kept dying
-            failure = RemoteReactorError.of(
-                "WorkerDied",
-                f"the worker running reactor '{state.job.name}' died "
-                f"({type(error).__name__}: {error})",
-            )
-            self._put(state, "", [Failed(job_id, 0.0, "", error=failure)])
+        if error is not None:  # the task itself failed, not the reactor's code
+            self._put(state, "", [Failed(job_id, 0.0, "", error=_task_failure(state, error))])
             return
         assert result is not None
         self.traffic["received"] += len(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
@@ -361,6 +356,20 @@ class DaskExecutor:
         paths = [ref.path for ref in state.reported.values()]
         for path in paths:
             state.store.payloads.remove(path)
+
+
+def _task_failure(state: _Job, error: BaseException) -> RemoteReactorError:
+    """Why a job's task failed outside the reactor's code: its workers kept dying, or the job
+    could not even be loaded on one (a module the reactor needs is not importable there)."""
+    kind = type(error).__name__
+    if kind == "KilledWorker":
+        return RemoteReactorError.of(
+            "WorkerDied", f"the workers running reactor '{state.job.name}' kept dying ({error})"
+        )
+    return RemoteReactorError.of(
+        kind, f"{error} (on a dask worker, before reactor '{state.job.name}' could start: "
+        "can the workers import every module it uses?)", builtin=getattr(builtins, kind, None),
+    )  # fmt: skip
 
 
 def _remote_error(event: Failed) -> RemoteReactorError:
