@@ -107,6 +107,35 @@ print(json.dumps({"wall": wall, "ran": ran, "engine": pyplantd.__file__}))
 """
 )
 
+IN_PROCESS = """
+import json, sys, time
+from pyplantd import Plant
+sys.path.insert(0, sys.argv[2])
+import chainmod
+
+walls = {"all 100 stale": [], "no change": []}
+cpu = {"all 100 stale": [], "no change": []}
+with Plant(sys.argv[1]) as plant:
+    for i in range(int(sys.argv[3])):
+        plant.set_config({"start": i})
+        for scenario in walls:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            plant.run_reactor(chainmod.r99)
+            walls[scenario].append(time.perf_counter() - start)
+            cpu[scenario].append(time.process_time() - start_cpu)
+drop = lambda runs: {k: v[2:] for k, v in runs.items()}
+print(json.dumps({"walls": drop(walls), "cpu": drop(cpu)}))
+"""
+
+CHAIN_MODULE = (
+    "from pyplantd import ReactorFunc\n\n\n@ReactorFunc\ndef r0(pipe):\n"
+    "    pipe.send('i0', pipe.read_config('start'))\n"
+) + "".join(
+    f"\n\n@ReactorFunc\ndef r{k}(pipe):\n    v = yield pipe.receive('i{k - 1}')\n"
+    f"    pipe.send('i{k}', v + 1)\n"
+    for k in range(1, 100)
+)
+
 DAEMON_CHAIN = (
     """
 from pyplantd import Plant, ReactorFunc
@@ -274,24 +303,28 @@ def inline_in_process(work: Path, old: Path, rounds: int, timeout: float) -> str
     (module_dir / "chainmod.py").write_text(CHAIN_MODULE)
     script = work / "in_process.py"
     script.write_text(IN_PROCESS)
-    walls: dict[str, dict[str, list[float]]] = {"before": {}, "now": {}}
+    found: dict[str, dict[str, dict[str, list[float]]]] = {
+        kind: {"before": {}, "now": {}} for kind in ("cpu", "walls")
+    }
     for round_ in range(rounds):
         for label, tree in (("before", old), ("now", ROOT)):
             plant = work / f"inproc-{label}-{round_}"
-            data = run_script(
-                script, [str(plant), str(module_dir), "12"], env_for(tree, None), timeout
-            )
-            for scenario, values in data["walls"].items():
-                walls[label].setdefault(scenario, []).extend(values)
+            args = [str(plant), str(module_dir), "12"]
+            data = run_script(script, args, env_for(tree, None), timeout)
+            for kind in found:
+                for scenario, values in data[kind].items():
+                    found[kind][label].setdefault(scenario, []).extend(values)
         log(f"inline in-process chain: round {round_ + 1} of {rounds}")
     rows = []
-    for scenario in walls["now"]:
-        before, now = min(walls["before"][scenario]), min(walls["now"][scenario])
-        rows.append([
-            scenario, _ms(before), _ms(now), f"{100 * (now / before - 1):+.1f} %",
-            f"{100 * (median(walls['now'][scenario]) / median(walls['before'][scenario]) - 1):+.1f} %",
-        ])  # fmt: skip
-    headers = ["`plant.run_reactor(r99)`, 100-chain, in one process", "before: min", "now: min",
+    for kind, what in (("cpu", "CPU time (process)"), ("walls", "wall")):
+        for scenario in found[kind]["now"]:
+            before, now = found[kind]["before"][scenario], found[kind]["now"][scenario]
+            rows.append([
+                scenario, what, _ms(min(before)), _ms(min(now)),
+                f"{100 * (min(now) / min(before) - 1):+.1f} %",
+                f"{100 * (median(now) / median(before) - 1):+.1f} %",
+            ])  # fmt: skip
+    headers = ["`plant.run_reactor(r99)`, 100-chain", "measure", "before: min", "now: min",
                "change of mins", "change of medians"]  # fmt: skip
     return md_table(headers, rows)
 
