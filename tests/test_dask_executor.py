@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,17 @@ class Config(ConfigBase):
         self.rows = 50
 
 
+@dataclass(frozen=True)
+class Shape:
+    """A value of the user's own class: pickled by reference, its code in its fingerprint."""
+
+    rows: int
+    cols: int
+
+    def cells(self) -> int:
+        return self.rows * self.cols
+
+
 @SubreactorFunc
 def normalise(values):
     return values / values.max()
@@ -73,6 +85,7 @@ def load(pipe, config):
     print("loading", config.rows, "rows")
     pipe.send("data", np.arange(float(config.rows)))
     pipe.send("meta", {"rows": config.rows, "names": ["a", "b"]})
+    pipe.send("shape", Shape(config.rows, 2))
 
 
 @ReactorFunc
@@ -102,10 +115,11 @@ def report(pipe):
 @ReactorFunc
 def summary(pipe, config):
     scaled, cube, meta = yield pipe.receive("scaled"), pipe.receive("cube"), pipe.receive("meta")
-    report = yield pipe.receive("report")
+    report, shape = yield pipe.receive("report"), pipe.receive("shape")
     with open(report) as handle:
         first = handle.read().strip()
-    pipe.send("summary", (float(scaled.sum()), float(cube[:, 2].sum()), meta["rows"], first))
+    summary = (float(scaled.sum()), float(cube[:, 2].sum()), meta["rows"], first, shape.cells())
+    pipe.send("summary", summary)
 
 
 ALL = (load, scale, cube, report, summary)

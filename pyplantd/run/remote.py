@@ -10,7 +10,9 @@ import sys
 from typing import Any
 
 from ..errors import PayloadDamagedError
-from ..store.payload_store import UNCACHED
+from ..fingerprint import with_code
+from ..store.frozen import CODE_META, CONTENT_META
+from ..store.payload_store import NAMED, UNCACHED
 from ..store.payloads import Payload
 from ..store.plant_store import PlantStore
 from ..store.records import IngredientRecord
@@ -43,12 +45,38 @@ def ref_for(
     )  # fmt: skip
 
 
-def sent_from(event: SentEvent) -> Sent:
-    """A remote send as the pipework records one (durable already)."""
+def sent_from(event: SentEvent, store: PlantStore) -> Sent:
+    """A remote send as the pipework records one (durable already); a value that names classes
+    or functions gets their code in its fingerprint here, as a local send does at `send`."""
     ref = event.ref
-    payload = Payload(ref.path, ref.size, ref.fingerprint, dict(ref.meta), ref.checksum or "")
+    fingerprint, meta = ref.fingerprint, dict(ref.meta)
+    named = meta.pop(NAMED, None)
+    if named and fingerprint is not None and store.code_of is not None:
+        code = store.code_of(tuple(_resolve(name, store) for name in named))
+        if code:
+            meta = {**meta, CODE_META: code, CONTENT_META: fingerprint}
+            fingerprint = with_code(fingerprint, code)
+    payload = Payload(ref.path, ref.size, fingerprint, meta, ref.checksum or "")
     uncached = bool(ref.meta.get(UNCACHED))
     return Sent(ref.name, ref.type, PendingWrite.completed(ref.name, payload), uncached=uncached)
+
+
+def _resolve(name: str, store: PlantStore) -> Any:
+    """The class or function `module:qualname` names, here (the script's own from its
+    namespace); a placeholder that signs as nothing when it cannot be found."""
+    module_name, _, qualname = name.partition(":")
+    found: Any
+    if module_name == "__main__" and store.script_namespace is not None:
+        found = store.script_namespace
+    else:
+        found = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = found.get(part) if isinstance(found, dict) else getattr(found, part, None)
+    return found if found is not None else _Unknown
+
+
+class _Unknown:
+    """Stands for code the coordinator cannot find (defined inside a function)."""
 
 
 def note_params(pipe: Pipework, params: tuple[str, ...] | list[str]) -> None:

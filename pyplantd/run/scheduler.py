@@ -267,7 +267,7 @@ class Run:
             elif isinstance(event, SentRemotely):
                 assert task.pipe is not None
                 remote.note_params(task.pipe, event.params)
-                sent = self._sent(task, remote.sent_from(event))
+                sent = self._sent(task, remote.sent_from(event, self.ctx.store))
                 task.pipe.touched.sent[sent.name] = sent
             elif isinstance(event, Finished):
                 del self.jobs[event.job_id]

@@ -37,6 +37,9 @@ ARRAY = "array"
 CodeOf = Callable[[tuple[Any, ...]], dict[str, str]]
 # Told of a value just read from disk that may be kept in memory: (path, frozen value, bytes).
 Keep = Callable[[str, Any, int], None]
+# Payload meta of a value written where code cannot be signed (a worker): `module:qualname` of
+# the classes and functions it names, for the coordinator to add their code (see run.remote).
+NAMED = "named"
 
 
 class PayloadStore:
@@ -51,6 +54,8 @@ class PayloadStore:
         # What the pipeline script defined, for unpickling values that name it (see frozen.thaw).
         self.script_namespace: dict[str, Any] | None = None
         self.code_of: CodeOf | None = None
+        # A worker's store: no code_of here; the names of what values name go in their meta.
+        self.names_only = False
 
     # -- specs ------------------------------------------------------------------------------
     def register_specs(self, specs: list[IngredientTypeSpec]) -> None:
@@ -81,6 +86,8 @@ class PayloadStore:
         frozen = spec.freeze(name, value, self.is_payload_file)
         if isinstance(frozen, Pickled) and frozen.named and self.code_of is not None:
             return frozen.with_code(self.code_of(frozen.named))
+        if isinstance(frozen, Pickled) and frozen.named and self.names_only:
+            return replace(frozen, meta={**frozen.meta, NAMED: names_of(frozen.named)})
         return frozen
 
     def write(self, name: str, type_name: str, value: Any) -> Payload:
@@ -106,6 +113,8 @@ class PayloadStore:
 
     def with_class_code(self, payload: Payload, value: Any) -> Payload:
         """A value of a custom type, fingerprinted with the code of its class."""
+        if self.names_only and self.code_of is None and payload.fingerprint is not None:
+            return replace(payload, meta={**payload.meta, NAMED: names_of((type(value),))})
         code = self.code_of((type(value),)) if self.code_of is not None else {}
         if not code or payload.fingerprint is None:
             return payload
@@ -271,6 +280,10 @@ class PayloadStore:
             with contextlib.suppress(Exception):
                 handle.close()
         self.open_h5.clear()
+
+
+def names_of(named: tuple[Any, ...]) -> list[str]:
+    return [f"{obj.__module__}:{obj.__qualname__}" for obj in named]
 
 
 def own_copy(value: Any) -> Any:

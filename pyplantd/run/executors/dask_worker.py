@@ -13,10 +13,11 @@ import contextlib
 import copy
 import io
 import pickle
+import sys
 import threading
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ def start(pickled: bytes) -> Report:
     where = _worker_address()
     payloads = PayloadStore(Path(remote.plant_dir), create=False)
     payloads.register_specs(remote.specs)
+    payloads.names_only = True  # the coordinator signs the code values name
     events: list[JobEvent] = []
     pipe = Pipework(remote.name, _WorkerStore(payloads), remote.config)  # type: ignore[arg-type]
     prefetch = _Inputs(remote.prefetch, payloads, remote.memory_budget)
@@ -179,6 +181,7 @@ def _drive(job: _Job, answer: dict[str, Any] | None) -> list[JobEvent]:
         with (
             contextlib.redirect_stdout(out.stream("stdout")),
             contextlib.redirect_stderr(out.stream("stderr")),
+            _findable(job.remote.func),
         ):
             event = drive(job.run, answer)
     except RunCancelled:
@@ -217,6 +220,66 @@ def _drive(job: _Job, answer: dict[str, Any] | None) -> list[JobEvent]:
         allocated = sorted(touched.allocated)
         event = Finished(job_id, event.elapsed, event.where, (record, allocated))
     return [*job.events, event]
+
+
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def _findable(func: Callable[..., Any]) -> Iterator[None]:
+    """While the job runs: the classes and functions its code uses that came by value (their
+    modules, the script or the user's helpers, do not exist here) are found under their module
+    and name, so that a value naming them pickles by reference exactly as on the coordinator
+    (and a received one unpickles)."""
+    placed: list[tuple[str, str, Any]] = []  # module, name, what was there
+    created: list[str] = []
+    for obj in _by_value(getattr(func, "__globals__", {})):
+        module_name, name = obj.__module__, obj.__qualname__
+        module = sys.modules.get(module_name)
+        if module is None:
+            module = sys.modules[module_name] = types.ModuleType(module_name)
+            created.append(module_name)
+        elif module.__dict__.get(name, _ABSENT) is obj:
+            continue
+        placed.append((module_name, name, module.__dict__.get(name, _ABSENT)))
+        setattr(module, name, obj)
+    try:
+        yield
+    finally:
+        for module_name, name, before in reversed(placed):
+            module = sys.modules.get(module_name)
+            if module is None:
+                continue
+            if before is _ABSENT:
+                module.__dict__.pop(name, None)
+            else:
+                setattr(module, name, before)
+        for module_name in created:
+            sys.modules.pop(module_name, None)
+
+
+def _by_value(names: dict[str, Any]) -> Iterator[Any]:
+    """Top-level classes and functions among a function's globals (and in the modules among
+    them that came by value), whose modules cannot be imported here."""
+    for value in names.values():
+        members = [value]
+        if isinstance(value, types.ModuleType) and sys.modules.get(value.__name__) is not value:
+            members = [v for v in vars(value).values() if _defined_in(v, value.__name__)]
+        for member in members:
+            if isinstance(member, type | types.FunctionType) and _unimportable(member):
+                yield member
+
+
+def _defined_in(value: Any, module_name: str) -> bool:
+    return isinstance(value, type | types.FunctionType) and value.__module__ == module_name
+
+
+def _unimportable(obj: Any) -> bool:
+    qualname = getattr(obj, "__qualname__", "")
+    if "." in qualname or "<" in qualname:
+        return False  # nested: pickle could not name it anywhere
+    module = sys.modules.get(obj.__module__)
+    return module is None or module.__dict__.get(qualname, _ABSENT) is not obj
 
 
 def _abandon(job: _Job) -> None:
