@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -406,3 +407,68 @@ def test_a_script_without_a_main_guard_runs_on_a_local_cluster(project: Project)
     assert script not in (maker, summer)  # the reactors ran in worker processes
     assert done.stdout.count("TOTAL") == 1  # the script ran once: no worker ran it again
     assert "Nanny failed" not in done.stderr
+
+
+# -- a save cancels remote work ----------------------------------------------------------------
+LONG = """
+import time
+
+from pyplantd import Plant, ReactorFunc
+
+
+@ReactorFunc
+def long(pipe):
+    for _ in range(HOLD * 600):  # 30 s, yielding: where a cancel stops it
+        time.sleep(0.05)
+        yield
+    pipe.send('long', HOLD)
+
+
+@ReactorFunc
+def target(pipe):
+    value = yield pipe.receive('long')
+    pipe.send('out', value)
+
+
+with Plant('plant', executor='ADDRESS') as plant:
+    plant.run_reactor(target)
+"""
+
+
+def test_a_save_cancels_a_remote_reactor_at_its_next_yield(
+    address: str, client: Any, project: Project
+) -> None:
+    def script(hold: int) -> str:
+        return textwrap.dedent(LONG).replace("ADDRESS", address).replace("HOLD", str(hold))
+
+    project.write("pipeline.py", script(1))
+    daemon = Daemon(project.root)
+    try:
+        daemon.wait_for(r"^watching pipeline\.py", timeout=DEADLINE)
+        _wait_until(lambda: _running(client, "long")() is not None)
+        saved = time.monotonic()
+        save_atomic(project.root / "pipeline.py", script(0))
+        cancelled = daemon.next_run(timeout=DEADLINE)
+        assert "cancelled" in cancelled.summary, cancelled
+        run = daemon.next_run(timeout=DEADLINE)
+        assert run.states == {"long": "ran", "target": "ran"}, run
+        assert run.finished - saved < 15, run  # not after the cancelled 30 s
+        # the cancelled reactor stopped at its next yield: nothing runs or waits on a worker
+        _wait_until(lambda: _running(client, "long")() is None)
+        parked = client.run(dask_worker.parked_jobs)
+        assert all(not jobs for jobs in parked.values()), parked
+    finally:
+        daemon.stop()
+    store = PlantStore(project.root / "plant")
+    try:
+        assert [len(store.versions_of(r)) for r in store.reactors] == [1, 1]
+        assert store.load(store.ingredients["out"]) == 0
+    finally:
+        store.close()
+
+
+def _wait_until(done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not done():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
