@@ -40,7 +40,7 @@ from .base import (
     Sent,
     Started,
 )
-from .dask_cluster import CORE_PACKAGES, Cluster, check_versions, connect, start_local
+from .dask_cluster import Cluster, check_versions, connect, start_local
 
 if TYPE_CHECKING:
     from distributed import Future
@@ -123,9 +123,7 @@ class DaskExecutor:
         self._events: queue.Queue[JobEvent] = queue.Queue()
         self._lock = threading.Lock()  # done callbacks come on the client's loop thread
         self._futures: dict[str, Future[Any]] = {}  # job id -> its current task
-        self._modules_seen = 0
-        self._by_value: set[str] = set()
-        self._versions_checked: set[str] = set(CORE_PACKAGES)
+        self._code = cluster.shipping  # what the runs on this cluster shipped and checked
         self._keys = itertools.count()
         # Bytes of pickled job arguments sent and task results received (no values: refs).
         self.traffic = {"sent": 0, "received": 0}
@@ -208,14 +206,14 @@ class DaskExecutor:
         """The user's own modules travel by value, so that a saved helper reaches the workers
         with no restart (by reference, workers import their own, stale copy). Packages the
         reactors use must be the same version on the workers as here."""
-        if len(sys.modules) == self._modules_seen:
+        if len(sys.modules) == self._code.modules_seen:
             return
         import cloudpickle
 
-        self._modules_seen = len(sys.modules)
+        self._code.modules_seen = len(sys.modules)
         packages: set[str] = set()
         for name, module in list(sys.modules.items()):
-            if module is None or name in self._by_value or name == "__main__":
+            if module is None or name in self._code.by_value or name == "__main__":
                 continue
             path = getattr(module, "__file__", None)
             if not isinstance(path, str):
@@ -223,17 +221,17 @@ class DaskExecutor:
             if is_user_file(path):
                 with contextlib.suppress(ValueError):  # a module being imported right now
                     cloudpickle.register_pickle_by_value(module)
-                    self._by_value.add(name)
+                    self._code.by_value.add(name)
             elif "site-packages" in path and "." not in name:
                 packages.add(name)
-        self._check_packages(packages - self._versions_checked)
+        self._check_packages(packages - self._code.versions_checked)
 
     def _check_packages(self, modules: set[str]) -> None:
         if not modules:
             return
         import importlib.metadata
 
-        self._versions_checked |= modules
+        self._code.versions_checked |= modules
         owners = importlib.metadata.packages_distributions()
         distributions = sorted({d for m in modules for d in owners.get(m, [])})
         if distributions:

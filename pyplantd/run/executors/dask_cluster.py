@@ -11,7 +11,7 @@ import importlib.metadata
 import ipaddress
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ExecutorError
@@ -86,12 +86,22 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass
+class Shipping:
+    """What the runs on a cluster have shipped by value and checked, so far."""
+
+    modules_seen: int = 0  # len(sys.modules) when last looked at
+    by_value: set[str] = field(default_factory=set)  # the user's modules pickled by value
+    versions_checked: set[str] = field(default_factory=lambda: set(CORE_PACKAGES))
+
+
+@dataclass
 class Cluster:
     """A client of a dask scheduler, and the local cluster behind it when pyplantd started it."""
 
     client: Client
     owned: Any = None  # the SpecCluster pyplantd started (local:N), stopped by close()
     name: str = ""
+    shipping: Shipping = field(default_factory=Shipping)
 
     @property
     def address(self) -> str:
