@@ -180,9 +180,12 @@ def check_versions(cluster: Cluster, packages: tuple[str, ...] | list[str]) -> N
     """Every worker has the same versions of `packages` (and Python) as this process, or an
     error names each that differs: a reactor must compute on a worker what it would here."""
     here = local_versions(packages)
-    there = cluster.client.run(local_versions, list(packages))
+    # (a worker that dies meanwhile is not asked again: the one that replaces it is, next time)
+    there = cluster.client.run(local_versions, list(packages), on_error="return")
     differing = []
     for worker, versions in sorted(there.items()):
+        if not isinstance(versions, dict):
+            continue
         for package, version in sorted(versions.items()):
             if version != here.get(package):
                 mine = here.get(package) or "not installed"
