@@ -180,7 +180,7 @@ def check_versions(cluster: Cluster, packages: tuple[str, ...] | list[str]) -> N
     """Every worker has the same versions of `packages` (and Python) as this process, or an
     error names each that differs: a reactor must compute on a worker what it would here."""
     here = local_versions(packages)
-    # (a worker that dies meanwhile is not asked again: the one that replaces it is, next time)
+    # (a worker dying while it is asked is skipped: its replacement runs the same installation)
     there = cluster.client.run(local_versions, list(packages), on_error="return")
     differing = []
     for worker, versions in sorted(there.items()):
