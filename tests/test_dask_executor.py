@@ -30,6 +30,7 @@ from pyplantd import Ingredient, Plant, ReactorFunc, SubreactorFunc  # noqa: E40
 from pyplantd.config import ConfigBase  # noqa: E402
 from pyplantd.daemon.console import failure_line  # noqa: E402
 from pyplantd.errors import ReactorFailedError  # noqa: E402
+from pyplantd.events import EventType  # noqa: E402
 from pyplantd.run.executors import ExecutorChoice, dask_worker  # noqa: E402
 from pyplantd.run.executors.dask import shared_cluster, stop_clusters  # noqa: E402
 from pyplantd.store.plant_store import PlantStore  # noqa: E402
@@ -472,3 +473,41 @@ def _wait_until(done: Callable[[], bool]) -> None:
     while not done():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+# -- a reactor that ran before gets its inputs with its job ---------------------------------------
+@ReactorFunc
+def step0(pipe):
+    pipe.send("s0", pipe.read_config("start"))
+
+
+@ReactorFunc
+def step1(pipe):
+    value = yield pipe.receive("s0")
+    pipe.send("s1", value + 1)
+
+
+@ReactorFunc
+def step2(pipe):
+    value = yield pipe.receive("s1")
+    pipe.send("s2", value + 1)
+
+
+def test_a_remote_reactor_with_a_record_gets_its_inputs_with_its_job(address, tmp_path):
+    waited: list[str] = []
+    with Plant(tmp_path / "plant", executor=address) as plant:
+        plant.add_reactors(step0, step1, step2)
+        plant.set_config({"start": 0})
+        plant.run_reactor("step2")
+        plant.add_event_listener(EventType.reactor_waiting, lambda _type, name: waited.append(name))
+        plant.set_config({"start": 10})  # all three stale; their records name their inputs
+        decisions = plant.run_reactor("step2")
+        assert plant.fetch_ingredient("s2") == 12
+    assert all(d.status == "ran" for d in decisions)
+    assert waited == []  # none parked on a receive: one round trip each
+    records = PlantStore(tmp_path / "plant")
+    try:
+        assert records.reactors["test_dask_executor:step2"].inputs.keys() == {"s1"}
+        assert records.reactors["test_dask_executor:step1"].inputs.keys() == {"s0"}
+    finally:
+        records.close()

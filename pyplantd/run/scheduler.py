@@ -131,6 +131,11 @@ class _Task:
     started_at: float = 0.0
     elapsed: float = 0.0
     where: str = MAIN
+    # A remote reactor waiting, before it is submitted, for its recorded inputs (see _gated);
+    # `ungated` once it is started without them; what it was given as prefetch.
+    gated: bool = False
+    ungated: bool = False
+    prefetched: dict[str, _Available] = field(default_factory=dict)
 
 
 @dataclass
@@ -239,6 +244,8 @@ class Run:
             return
         assert task.job is not None
         if not task.submitted:
+            if not self.executor.in_process and self._gated(task):
+                return
             task.submitted = True
             self.jobs[task.job.job_id] = task
             self.executor.submit(task.job)
@@ -249,6 +256,33 @@ class Run:
         if answers is not None:
             self._emit(EventType.reactor_resumed, task.reactor)
             self.executor.answer(task.job.job_id, answers)
+
+    def _gated(self, task: _Task) -> bool:
+        """A reactor in another process that ran before starts once what it received last
+        time is available, and gets those inputs with the job (one round trip, not one per
+        receive): True while it waits for some. Only for inputs whose producers are going;
+        one it no longer receives costs nothing but the wait (see _unstick)."""
+        record = self.ctx.store.reactors.get(task.reactor.id)
+        if record is None or task.ungated:
+            return False
+        waiting = [n for n in record.inputs if n not in self.available and n in self.providing]
+        if waiting:
+            task.gated = True
+            self._wait(task, waiting[0])
+            return True
+        task.gated = False
+        assert task.job is not None and task.pipe is not None
+        for name in record.inputs:
+            available = self.available.get(name)
+            if available is None or name in task.job.prefetch:
+                continue
+            try:
+                ref = remote.ref_for(self.ctx.store, name, available.sent, available.record)
+            except PayloadDamagedError:
+                continue  # asked for when received: repaired then
+            task.job.prefetch[name] = ref
+            task.prefetched[name] = available
+        return False
 
     def _handle(self, events: list[JobEvent]) -> None:
         for event in events:
@@ -267,6 +301,9 @@ class Run:
             elif isinstance(event, SentRemotely):
                 assert task.pipe is not None
                 remote.note_params(task.pipe, event.params)
+                for name in event.received:  # from its prefetch, by then (for provenance)
+                    if name in task.prefetched:
+                        task.pipe._note_input(name, task.prefetched[name])
                 sent = self._sent(task, remote.sent_from(event, self.ctx.store))
                 task.pipe.touched.sent[sent.name] = sent
             elif isinstance(event, Finished):
@@ -274,6 +311,9 @@ class Run:
                 task.elapsed = event.elapsed
                 if event.touched is not None:  # what a reactor in another process did
                     assert task.pipe is not None
+                    for name in event.touched[0].inputs:  # received from its prefetch
+                        if name in task.prefetched:
+                            task.pipe._note_input(name, task.prefetched[name])
                     unsent = remote.note_finished(task.pipe, event.touched)
                     if unsent:  # (the worker deleted them)
                         self._fail(task, _unsent_allocations(task.reactor, unsent))
@@ -650,6 +690,16 @@ class Run:
 
     # -- when nothing is ready --------------------------------------------------------------
     def _unstick(self) -> None:
+        gated = [t for ts in self.waiters.values() for t in ts if t.gated]
+        if gated:  # a recorded input is not coming: start them, they ask for what they need
+            for name, tasks in list(self.waiters.items()):
+                self.waiters[name] = [t for t in tasks if not t.gated]
+                if not self.waiters[name]:
+                    del self.waiters[name]
+            for task in gated:
+                task.gated, task.ungated, task.queued = False, True, True
+                self.ready.append(task)
+            return
         if self._discover():
             return
         checks = [t for ts in self.waiters.values() for t in ts if t.kind == "check"]

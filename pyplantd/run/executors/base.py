@@ -98,7 +98,10 @@ class Sent(JobEvent):
     sends through their pipework's `on_send` at once, never as this event.)"""
 
     ref: IngredientRef
-    params: tuple[str, ...] = ()  # the params it had read by then (an out-of-core fingerprint)
+    # What it had read by then (an out-of-core value's fingerprint is its provenance): params,
+    # and inputs it received from its prefetch (those answered later the coordinator knows).
+    params: tuple[str, ...] = ()
+    received: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,8 @@ def _note_sent(job: _Job, sent: PipeSent) -> PipeSent:
         sent.name, sent.type, payload.path, payload.size, payload.fingerprint,
         payload.checksum, payload.meta,
     )  # fmt: skip
-    job.events.append(Sent(job.remote.job_id, ref, tuple(job.pipe.touched.params)))
+    received = tuple(name for name in job.received if name in job.remote.prefetch)
+    job.events.append(Sent(job.remote.job_id, ref, tuple(job.pipe.touched.params), received))
     return sent
 
 
