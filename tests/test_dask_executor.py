@@ -511,3 +511,25 @@ def test_a_remote_reactor_with_a_record_gets_its_inputs_with_its_job(address, tm
         assert records.reactors["test_dask_executor:step1"].inputs.keys() == {"s0"}
     finally:
         records.close()
+
+
+@ReactorFunc
+def either(pipe):
+    pipe.send(pipe.read_config("name"), 5)
+
+
+@ReactorFunc
+def takes(pipe):
+    value = yield pipe.receive(pipe.read_config("name"))
+    pipe.send("taken", value * 2)
+
+
+def test_a_recorded_input_that_no_longer_comes_does_not_hold_its_consumer(address, tmp_path):
+    with Plant(tmp_path / "plant", executor=address) as plant:
+        plant.add_reactors(either, takes)
+        plant.set_config({"name": "first"})
+        plant.run_reactor("takes")
+        plant.set_config({"name": "second"})  # 'takes' recorded 'first', which is not sent now
+        decisions = plant.run_reactor("takes")
+        assert plant.fetch_ingredient("taken") == 10
+    assert {d.reactor: d.status for d in decisions} == {"either": "ran", "takes": "ran"}
