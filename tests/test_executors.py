@@ -295,6 +295,45 @@ def test_a_failure_on_a_thread_fails_the_run_naming_the_reactor(tmp_path: Path) 
     wait_for_pool_threads_to_end()  # slow's, cancelled: it ends at its send
 
 
+def test_a_reactor_that_finished_beside_a_failure_stays_recorded(tmp_path: Path) -> None:
+    """The coordinator is busy with a target on the main thread while, on the pool, one reactor
+    fails and then another finishes: both events come in one batch; the failure fails the run
+    and the finished reactor is recorded all the same."""
+
+    never = time.time() < 0
+
+    @ReactorFunc
+    def bad(pipe):
+        time.sleep(0.2)
+        if not never:
+            raise ValueError("bad data")
+        pipe.send("from_bad", 1)  # its code says so: `waits` starts it
+
+    @ReactorFunc
+    def ok(pipe):
+        pipe.send("early", 1)  # before the main thread gets busy
+        time.sleep(0.6)
+
+    @ReactorFunc
+    def waits(pipe):
+        yield pipe.receive("from_bad")
+
+    @ReactorFunc
+    def busy(pipe):
+        yield pipe.receive("early")
+        time.sleep(1.5)  # on the main thread, while bad fails and ok ends
+
+    stop_after = threading.Event()
+    with Plant(tmp_path / "plant", executor="threads:2") as plant:
+        plant.add_reactors([bad, ok, waits, busy])
+        with pytest.raises(ReactorFailedError, match="'bad'"):
+            plant.run_reactors([waits, busy], should_stop=stop_after.is_set)
+        statuses = {d.reactor: d.status for d in plant.last_run}
+        assert statuses.get("bad") == "failed" and statuses.get("ok") == "ran", statuses
+        assert any(r.name == "ok" for r in plant.store.reactors.values())
+    wait_for_pool_threads_to_end()
+
+
 def test_a_cancel_stops_the_run_at_once_and_commits_nothing_of_a_thread_still_running(
     tmp_path: Path,
 ) -> None:

@@ -23,6 +23,7 @@ from ..errors import (
     DependencyCycleError,
     IngredientNotFoundError,
     PayloadDamagedError,
+    PlantError,
     RunCancelled,
     StoreError,
     reactor_failed_error,
@@ -285,48 +286,70 @@ class Run:
         return False
 
     def _handle(self, events: list[JobEvent]) -> None:
-        for event in events:
-            task = self.jobs.get(event.job_id)
-            if task is None:  # a job of an earlier, cancelled run sharing the executor
-                if isinstance(event, Call):
-                    event.refuse()
-                continue
+        """Handle a batch of events. When one fails the run, the reactors of the batch that
+        finished are still recorded (they stay cached), and then the failure is raised."""
+        for index, event in enumerate(events):
+            try:
+                self._handle_one(event)
+            except BaseException:
+                for later in events[index + 1 :]:
+                    if isinstance(later, Call):
+                        later.refuse()
+                    elif isinstance(later, Finished) and later.job_id in self.jobs:
+                        task = self.jobs.pop(later.job_id)
+                        task.elapsed = later.elapsed
+                        with contextlib.suppress(PlantError):  # the run fails already
+                            self._note_remote_finish(task, later)
+                            self._finish_run(task)
+                raise
+
+    def _handle_one(self, event: JobEvent) -> None:
+        task = self.jobs.get(event.job_id)
+        if task is None:  # a job of an earlier, cancelled run sharing the executor
             if isinstance(event, Call):
-                event.run()
-            elif isinstance(event, Need):
-                task.awaiting, task.multi, task.answers = event.names, event.multi, {}
-                answers = self._gather(task, first=True)
-                if answers is not None:
-                    self.executor.answer(event.job_id, answers)
-            elif isinstance(event, SentRemotely):
-                assert task.pipe is not None
-                remote.note_params(task.pipe, event.params)
-                for name in event.received:  # from its prefetch, by then (for provenance)
-                    if name in task.prefetched:
-                        task.pipe._note_input(name, task.prefetched[name])
-                sent = self._sent(task, remote.sent_from(event, self.ctx.store))
-                task.pipe.touched.sent[sent.name] = sent
-            elif isinstance(event, Finished):
-                del self.jobs[event.job_id]
-                task.elapsed = event.elapsed
-                if event.touched is not None:  # what a reactor in another process did
-                    assert task.pipe is not None
-                    for name in event.touched[0].inputs:  # received from its prefetch
-                        if name in task.prefetched:
-                            task.pipe._note_input(name, task.prefetched[name])
-                    unsent = remote.note_finished(task.pipe, event.touched)
-                    if unsent:  # (the worker deleted them)
-                        self._fail(task, _unsent_allocations(task.reactor, unsent))
-                self._finish_run(task)
-            elif isinstance(event, Failed):
-                del self.jobs[event.job_id]
-                task.elapsed = event.elapsed
-                error = event.error or RuntimeError(f"{event.type}: {event.message}")
-                if isinstance(error, RunCancelled):
-                    raise error
-                self._fail(task, error)
-            else:
-                self._report(task, event)
+                event.refuse()
+            return
+        if isinstance(event, Call):
+            event.run()
+        elif isinstance(event, Need):
+            task.awaiting, task.multi, task.answers = event.names, event.multi, {}
+            answers = self._gather(task, first=True)
+            if answers is not None:
+                self.executor.answer(event.job_id, answers)
+        elif isinstance(event, SentRemotely):
+            assert task.pipe is not None
+            remote.note_params(task.pipe, event.params)
+            for name in event.received:  # from its prefetch, by then (for provenance)
+                if name in task.prefetched:
+                    task.pipe._note_input(name, task.prefetched[name])
+            sent = self._sent(task, remote.sent_from(event, self.ctx.store))
+            task.pipe.touched.sent[sent.name] = sent
+        elif isinstance(event, Finished):
+            del self.jobs[event.job_id]
+            task.elapsed = event.elapsed
+            self._note_remote_finish(task, event)
+            self._finish_run(task)
+        elif isinstance(event, Failed):
+            del self.jobs[event.job_id]
+            task.elapsed = event.elapsed
+            error = event.error or RuntimeError(f"{event.type}: {event.message}")
+            if isinstance(error, RunCancelled):
+                raise error
+            self._fail(task, error)
+        else:
+            self._report(task, event)
+
+    def _note_remote_finish(self, task: _Task, event: Finished) -> None:
+        """What a reactor that ran in another process read and wrote, into its pipework."""
+        if event.touched is None:
+            return
+        assert task.pipe is not None
+        for name in event.touched[0].inputs:  # received from its prefetch
+            if name in task.prefetched:
+                task.pipe._note_input(name, task.prefetched[name])
+        unsent = remote.note_finished(task.pipe, event.touched)
+        if unsent:  # (the worker deleted them)
+            self._fail(task, _unsent_allocations(task.reactor, unsent))
 
     def _report(self, task: _Task, event: JobEvent) -> None:
         """What a job tells as it goes (on its own thread for inline and main-thread jobs)."""
