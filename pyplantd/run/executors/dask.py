@@ -121,7 +121,7 @@ class DaskExecutor:
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
         self._jobs: dict[str, _Job] = {}
         self._events: queue.Queue[JobEvent] = queue.Queue()
-        self._lock = threading.Lock()  # done callbacks come on the client's loop thread
+        self._lock = threading.Lock()  # task results are handled on dask's callback thread
         self._futures: dict[str, Future[Any]] = {}  # job id -> its current task
         self._code = cluster.shipping  # what the runs on this cluster shipped and checked
         self._keys = itertools.count()
