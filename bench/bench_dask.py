@@ -240,6 +240,8 @@ def main() -> None:
     damaged = [r for r in kills if r.get("bad") or r.get("orphans")]
     walls = [r["wall"] for r in kills if r["outcome"] != "hung"]
     during = sum(bool(r.get("during")) for r in kills)
+    wall_median = fmt_seconds(median(walls)) if walls else "-"
+    wall_max = fmt_seconds(max(walls)) if walls else "-"
     kill_rows = [
         [r["run"], f"{r['delay']:.2f} s", "yes" if r.get("during") else "no (after)",
          r["outcome"], fmt_seconds(r["wall"]),
@@ -280,8 +282,8 @@ reactor exactly one version, every current payload present and passing its check
 unreferenced payload.
 
 Kills that landed during the run: {during} of {len(kills)}. Completed: {completed}; failed
-naming a reactor: {len(failed)}; hung: {len(hung)}; plant dir problems: {len(damaged)}. Wall: median {fmt_seconds(median(walls)) if walls else "-"},
-max {fmt_seconds(max(walls)) if walls else "-"}.
+naming a reactor: {len(failed)}; hung: {len(hung)}; plant dir problems: {len(damaged)}.
+Wall: median {wall_median}, max {wall_max}.
 
 {md_table(["run", "kill at", "during the run", "outcome", "wall", "plant dir", "error"], kill_rows)}
 """)
