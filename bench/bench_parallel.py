@@ -434,8 +434,9 @@ Command: `{command.strip()}`. Load average {before} before, {after} after (2 cor
 
 **Wide pipeline.** 8 independent reactors that each `time.sleep` 1 s and send a number, and a
 sink receiving all 8 in one yield (a tuple of receives). *First run*: an empty plant dir.
-*With records*: the same plant after a run with 0.01 s sleeps, then the sleep param set back
-to 1 s, which makes all 8 stale. Wall = `plant.run_reactor(sink)` inside the process; "most at
+*With records*: the same plant after a run with 0.01 s sleeps, then the sleep param set to
+1.0001 s (not back to 1 s: that result would be restored), which makes all 8 stale.
+Wall = `plant.run_reactor(sink)` inside the process; "most at
 once" is the most reactors whose recorded [start, start + duration] overlap. Repeats:
 {args.repeats}, median (min).
 
