@@ -268,6 +268,10 @@ def _where(cause: BaseException) -> str:
     """` at path:line`: the innermost frame of the user's code in the cause's traceback."""
     from .signatures.origins import is_user_file  # only when a reactor failed
 
+    place = getattr(cause, "place", None) if isinstance(cause, RemoteReactorError) else None
+    if place is not None:
+        return f" at {place[0]}:{place[1]}"
+
     tb, found = cause.__traceback__, None
     while tb is not None:
         if is_user_file(tb.tb_frame.f_code.co_filename):
@@ -276,3 +280,43 @@ def _where(cause: BaseException) -> str:
     if found is None:
         return ""
     return f" at {found.tb_frame.f_code.co_filename}:{found.tb_lineno}"
+
+
+class RemoteReactorError(Exception):
+    """A reactor's exception raised in another process (a dask worker) and reported as text:
+    an exception object may not unpickle here, and pickles are never taken from a worker.
+    Its class is named after the original type, and derives from it when that is built in
+    (``except ValueError`` still works); `place` and `trimmed` say where the user's code raised."""
+
+    place: tuple[str, int, int] | None = None  # path, line, column (1-based)
+    trimmed: str = ""  # the traceback of the user's own frames, as Python prints one
+
+    @classmethod
+    def of(
+        cls, type_name: str, message: str, path: str = "", line: int = 0, column: int = 0,
+        trimmed: str = "", builtin: Any = None,
+    ) -> RemoteReactorError:  # fmt: skip
+        kind = _remote_type(type_name, builtin)
+        error = kind.__new__(kind, message)
+        Exception.__init__(error, message)
+        error.place = (path, line, column) if path else None
+        error.trimmed = trimmed
+        return error
+
+
+_remote_types: dict[tuple[str, Any], type[RemoteReactorError]] = {}
+
+
+def _remote_type(type_name: str, builtin: Any) -> type[RemoteReactorError]:
+    base = builtin if isinstance(builtin, type) and issubclass(builtin, Exception) else None
+    found = _remote_types.get((type_name, base))
+    if found is None:
+        bases: tuple[type, ...] = (RemoteReactorError,) if base in (None, Exception) else (
+            RemoteReactorError, base,
+        )  # fmt: skip
+        try:
+            found = type(type_name, bases, {"__module__": "builtins"})
+        except TypeError:  # a layout conflict: the name alone
+            found = type(type_name, (RemoteReactorError,), {"__module__": "builtins"})
+        _remote_types[(type_name, base)] = found
+    return found

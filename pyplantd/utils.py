@@ -18,7 +18,8 @@ from .compat.names import pyplant_keywords, unknown_ingredient
 from .errors import PlantDirError, ReactorNotFoundError, also
 from .run.judge import version_key
 from .store.manifest import DB_NAME
-from .store.plant_store import PlantStore, own_copy
+from .store.payload_store import own_copy
+from .store.plant_store import PlantStore
 from .store.records import IngredientRecord, ReactorRecord, Version
 from .store.specs import DATASET, hdf5
 

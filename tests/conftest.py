@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +123,40 @@ def mapped_file(array) -> str | None:
             if low <= address < high:
                 return fields[5].strip() if len(fields) == 6 else None
     return None
+
+
+@contextlib.contextmanager
+def start_cluster_host(workers: int = 2, pythonpath: str = "") -> Iterator[str]:
+    """A real dask LocalCluster in a process of its own (tests/dask_cluster_host.py); yields
+    its scheduler address (127.0.0.1) and stops it, with its workers, at the end.
+    `pythonpath` goes first on its processes' path."""
+    path = os.pathsep.join(filter(None, [pythonpath, str(REPO)]))
+    host = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "dask_cluster_host.py"), str(workers)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    try:
+        assert host.stdout is not None
+        ready = threading.Event()
+        lines: list[str] = []
+
+        def read_address() -> None:
+            assert host.stdout is not None
+            lines.append(host.stdout.readline().strip())
+            ready.set()
+
+        reader = threading.Thread(target=read_address, daemon=True)
+        reader.start()
+        assert ready.wait(120), "the dask cluster did not start in 120 s"
+        reader.join(5)
+        assert lines and lines[0].startswith("tcp://127.0.0.1:"), lines
+        yield lines[0]
+    finally:
+        if host.stdin is not None:
+            host.stdin.close()
+        try:
+            host.wait(30)
+        except subprocess.TimeoutExpired:
+            host.kill()
+            host.wait(10)

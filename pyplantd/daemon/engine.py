@@ -118,6 +118,18 @@ class Engine:
         self._watch_lock = threading.Lock()  # one thread at a time computes the watched files
         self._watched: set[Path] = {self.pipeline}
 
+    def _start_cluster(self) -> None:
+        """A dask cluster the command asked for (--executor local:N, --cluster) starts now,
+        before the script runs: its workers are fresh interpreters, never copies of a process
+        running the script; it stops when the daemon exits."""
+        choice = self.session.settings.executor
+        if choice is None or choice.kind not in ("local", "cluster"):
+            return
+        from ..run.executors.dask import shared_cluster
+
+        cluster = shared_cluster(choice)
+        self.console.notice(f"dask cluster {cluster.name} at {cluster.address}")
+
     @property
     def _stopping(self) -> bool:
         return self._stops > 0
@@ -136,6 +148,7 @@ class Engine:
                     self.watcher.start()
                     self._start_load_watch()
                     self.console.notice(f"watching {self.pipeline.name} ({self.watcher.mode})")
+                    self._start_cluster()
                     self.cycle("start", targets_always_run=True)
                     while True:
                         self._handle(self._next_work())
@@ -146,6 +159,7 @@ class Engine:
                     self._stop_load_watch()
                     self.watcher.stop()
                     self._flush_and_close()
+                    _stop_clusters()
         finally:
             if server is not None:
                 server.stop()
@@ -529,3 +543,10 @@ def _script_namespace(plant: Plant) -> dict[str, Any] | None:
             namespace: dict[str, Any] = func.__globals__
             return namespace
     return None
+
+
+def _stop_clusters() -> None:
+    """The dask clusters this daemon started stop with it (connections to others close)."""
+    dask = sys.modules.get("pyplantd.run.executors.dask")
+    if dask is not None:
+        dask.stop_clusters()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import RemoteReactorError
 from ..events import EventType, PlantEvent
 from ..run.judge import Decision
 from ..signatures.origins import is_user_file
@@ -217,6 +218,12 @@ def failure_fields(exc: BaseException | None) -> dict[str, Any]:
         return {
             "exception": "Error", "message": "", "path": "", "line": 0, "column": 0,
             "traceback": "",
+        }  # fmt: skip
+    if isinstance(exc, RemoteReactorError):  # raised on a worker: reported as text
+        path, line, column = exc.place or ("", 0, 0)
+        return {
+            "exception": type(exc).__name__, "message": str(exc), "path": path, "line": line,
+            "column": column, "traceback": exc.trimmed,
         }  # fmt: skip
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
     where = frames[-1] if frames else None

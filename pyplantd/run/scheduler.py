@@ -37,23 +37,27 @@ from ..signatures.signature import SignatureComputer
 from ..store.plant_store import PlantStore
 from ..store.records import IngredientRecord, ReactorRecord
 from ..store.writer import PendingWrite
+from . import remote
 from .executors.base import (
     MAIN,
     Failed,
     Finished,
     JobEvent,
     Need,
+    Output,
     Progress,
     ReactorJob,
     Started,
     Stepped,
     Subreactor,
 )
+from .executors.base import Sent as SentRemotely
 from .executors.driver import Call, running_reactor
 from .executors.inline import InlineExecutor
 from .judge import TARGET, Decision, Judge, version_key
 from .pipework import Pipework, Sent
 from .recorder import Recorder
+from .remote import print_as
 
 __all__ = ["Reactor", "Run", "RunContext", "failure_message", "running_reactor"]
 
@@ -128,6 +132,11 @@ class _Task:
     started_at: float = 0.0
     elapsed: float = 0.0
     where: str = MAIN
+    # A remote reactor waiting, before it is submitted, for its recorded inputs (see _gated);
+    # `ungated` once it is started without them; what it was given as prefetch.
+    gated: bool = False
+    ungated: bool = False
+    prefetched: dict[str, _Available] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +183,9 @@ class Run:
     def execute(self) -> list[Decision]:
         outer = self.ctx.store.code_of  # a run started from a reactor of another run
         self.ctx.store.code_of = self.judge.code_of  # sent values' fingerprints cover it
+        elsewhere = not self.executor.in_process
+        if elsewhere:  # payloads written by workers are unreferenced until their commit
+            self.ctx.store.job_started()
         try:
             for target in reversed(self.targets):
                 if self.targets_always_run:
@@ -188,6 +200,9 @@ class Run:
                 self.recorder.wait()  # finished reactors stay cached even if the run failed
                 self.ctx.store.warm.drop_unwritten()
                 self.ctx.store.code_of = outer
+                if elsewhere:  # what lost or killed workers left: gone, unless jobs still run
+                    self.ctx.store.job_ended()
+                    self.ctx.store.sweep()
         if self.write_errors:
             raise self.write_errors[0]
         return list(self.decisions.values())
@@ -230,6 +245,8 @@ class Run:
             return
         assert task.job is not None
         if not task.submitted:
+            if not self.executor.in_process and self._gated(task):
+                return
             task.submitted = True
             self.jobs[task.job.job_id] = task
             self.executor.submit(task.job)
@@ -240,6 +257,33 @@ class Run:
         if answers is not None:
             self._emit(EventType.reactor_resumed, task.reactor)
             self.executor.answer(task.job.job_id, answers)
+
+    def _gated(self, task: _Task) -> bool:
+        """A reactor in another process that ran before starts once what it received last
+        time is available, and gets those inputs with the job (one round trip, not one per
+        receive): True while it waits for some. Only for inputs whose producers are going;
+        one it no longer receives costs nothing but the wait (see _unstick)."""
+        record = self.ctx.store.reactors.get(task.reactor.id)
+        if record is None or task.ungated:
+            return False
+        waiting = [n for n in record.inputs if n not in self.available and n in self.providing]
+        if waiting:
+            task.gated = True
+            self._wait(task, waiting[0])
+            return True
+        task.gated = False
+        assert task.job is not None and task.pipe is not None
+        for name in record.inputs:
+            available = self.available.get(name)
+            if available is None or name in task.job.prefetch:
+                continue
+            try:
+                ref = remote.ref_for(self.ctx.store, name, available.sent, available.record)
+            except PayloadDamagedError:
+                continue  # asked for when received: repaired then
+            task.job.prefetch[name] = ref
+            task.prefetched[name] = available
+        return False
 
     def _handle(self, events: list[JobEvent]) -> None:
         """Handle a batch of events. When one fails the run, the reactors of the batch that
@@ -255,6 +299,7 @@ class Run:
                         task = self.jobs.pop(later.job_id)
                         task.elapsed = later.elapsed
                         with contextlib.suppress(PlantError):  # the run fails already
+                            self._note_remote_finish(task, later)
                             self._finish_run(task)
                 raise
 
@@ -271,9 +316,18 @@ class Run:
             answers = self._gather(task, first=True)
             if answers is not None:
                 self.executor.answer(event.job_id, answers)
+        elif isinstance(event, SentRemotely):
+            assert task.pipe is not None
+            remote.note_params(task.pipe, event.params)
+            for name in event.received:  # from its prefetch, by then (for provenance)
+                if name in task.prefetched:
+                    task.pipe._note_input(name, task.prefetched[name])
+            sent = self._sent(task, remote.sent_from(event, self.ctx.store))
+            task.pipe.touched.sent[sent.name] = sent
         elif isinstance(event, Finished):
             del self.jobs[event.job_id]
             task.elapsed = event.elapsed
+            self._note_remote_finish(task, event)
             self._finish_run(task)
         elif isinstance(event, Failed):
             del self.jobs[event.job_id]
@@ -284,6 +338,18 @@ class Run:
             self._fail(task, error)
         else:
             self._report(task, event)
+
+    def _note_remote_finish(self, task: _Task, event: Finished) -> None:
+        """What a reactor that ran in another process read and wrote, into its pipework."""
+        if event.touched is None:
+            return
+        assert task.pipe is not None
+        for name in event.touched[0].inputs:  # received from its prefetch
+            if name in task.prefetched:
+                task.pipe._note_input(name, task.prefetched[name])
+        unsent = remote.note_finished(task.pipe, event.touched)
+        if unsent:  # (the worker deleted them)
+            self._fail(task, _unsent_allocations(task.reactor, unsent))
 
     def _report(self, task: _Task, event: JobEvent) -> None:
         """What a job tells as it goes (on its own thread for inline and main-thread jobs)."""
@@ -298,7 +364,11 @@ class Run:
             )
         elif isinstance(event, Subreactor):
             name = event.subreactor_id.rpartition(":")[2].rpartition(".")[2]
+            if not self.executor.in_process and task.pipe is not None:
+                remote.note_subreactor(task.pipe, event.subreactor_id)
             self._emit(EventType.subreactor_started, task.reactor, subreactor=name)
+        elif isinstance(event, Output):  # printed on a worker: out here, as the reactor's
+            print_as(task.reactor.name, event.stream, event.text)
 
     def _step_check(self, task: _Task) -> None:
         """Drive a check task: it awaits fingerprints of recorded inputs, here."""
@@ -362,12 +432,18 @@ class Run:
     def _value_for(self, task: _Task, name: str) -> tuple[bool, Any]:
         assert task.pipe is not None
         if name in task.pipe.touched.sent:
-            return True, self._value_of(_Available(sent=task.pipe.touched.sent[name]))
+            own = task.pipe.touched.sent[name]
+            if not self.executor.in_process:
+                return True, remote.ref_for(self.ctx.store, name, own, None)
+            return True, self._value_of(_Available(sent=own))
         available = self.available.get(name)
         if available is None:
             return False, None
         try:
-            value = self._value_of(available)
+            if self.executor.in_process:
+                value = self._value_of(available)
+            else:  # a reactor in another process reads the payload itself
+                value = remote.ref_for(self.ctx.store, name, available.sent, available.record)
         except PayloadDamagedError as err:
             self._repair(name, err)
             return False, None
@@ -498,6 +574,7 @@ class Run:
             placement=MAIN if reactor in self.targets else None, pipe=pipe,
             should_stop=self.ctx.should_stop, report=lambda event: self._report(task, event),
             on_abandon=lambda: self.ctx.store.discard(pipe._abandon()),
+            store=None if self.executor.in_process else self.ctx.store,
         )  # fmt: skip
         call = self.executor.call
         pipe.on_send = lambda sent: call(lambda: self._sent(task, sent), job_id)
@@ -580,11 +657,7 @@ class Run:
         pipe, reactor = task.pipe, task.reactor
         assert pipe is not None
         if pipe.touched.allocated:
-            names = ", ".join(f"'{n}'" for n in sorted(pipe.touched.allocated))
-            self._fail(task, AllocationError(
-                f"Reactor '{reactor.name}' allocated {names} but never sent it. "
-                "Commit it with pipe.send(name, handle) before the reactor ends."
-            ))  # fmt: skip
+            self._fail(task, _unsent_allocations(reactor, list(pipe.touched.allocated)))
         try:
             pipe._seal()  # allocations of PyPlant-interface specs: stored as the reactor left them
         except Exception as exc:
@@ -644,6 +717,16 @@ class Run:
 
     # -- when nothing is ready --------------------------------------------------------------
     def _unstick(self) -> None:
+        gated = [t for ts in self.waiters.values() for t in ts if t.gated]
+        if gated:  # a recorded input is not coming: start them, they ask for what they need
+            for name, tasks in list(self.waiters.items()):
+                self.waiters[name] = [t for t in tasks if not t.gated]
+                if not self.waiters[name]:
+                    del self.waiters[name]
+            for task in gated:
+                task.gated, task.ungated, task.queued = False, True, True
+                self.ready.append(task)
+            return
         if self._discover():
             return
         checks = [t for ts in self.waiters.values() for t in ts if t.kind == "check"]
@@ -760,6 +843,14 @@ def _match_inputs(
         else:
             return record, []
     return None, first_reasons
+
+
+def _unsent_allocations(reactor: Reactor, names: list[str]) -> AllocationError:
+    listed = ", ".join(f"'{n}'" for n in sorted(names))
+    return AllocationError(
+        f"Reactor '{reactor.name}' allocated {listed} but never sent it. "
+        "Commit it with pipe.send(name, handle) before the reactor ends."
+    )
 
 
 def _ambiguous(name: str, reactors: list[Reactor]) -> AmbiguousIngredientError:

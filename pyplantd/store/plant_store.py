@@ -1,5 +1,6 @@
-"""PlantStore: one plant dir, owned by one process — the lock, the manifest, payload files, the
-warm tier in memory and the background writer that makes payloads durable.
+"""PlantStore: one plant dir, owned by one process — the lock, the manifest, the warm tier in
+memory and the background writer that makes payloads durable; the payload files themselves are a
+PayloadStore it composes (which other processes may use too, without the lock).
 
 The plant decides *what* to store and when; this class knows *how*. It never imports the plant,
 the daemon or the CLI.
@@ -7,30 +8,25 @@ the daemon or the CLI.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..errors import PayloadDamagedError, PlantError, StoreError, UnknownTypeError
-from ..fingerprint import file_fingerprint, with_code
+from ..errors import StoreError
 from ..sizes import default_disk_budget, default_memory_budget, format_size
 from ..suggest import unknown
 from .failures import explain_os_error
-from .frozen import CODE_META, CONTENT_META, Pickled, thaw
+from .frozen import thaw
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
-from .mapped import map_array, mappable
-from .payloads import STAT, Payload, PayloadFiles, StatKey, stat_key
+from .payload_store import CodeOf, PayloadStore
+from .payloads import Payload
 from .records import IngredientRecord, Version
-from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset, new_hdf5
+from .specs import IngredientTypeSpec
 from .versions import VersionIndex
 from .warm import MISSING, WarmTier
 from .writer import PendingWrite, Writer
@@ -56,7 +52,7 @@ class PlantStore:
             raise self._open_error(err) from err
         try:
             self.manifest = Manifest(self.plant_dir)
-            self.payloads = PayloadFiles(self.plant_dir)
+            self.payload_store = PayloadStore(self.plant_dir)
         except BaseException as err:
             if hasattr(self, "manifest"):
                 self.manifest.close()
@@ -64,8 +60,7 @@ class PlantStore:
             if isinstance(err, OSError):
                 raise self._open_error(err) from err
             raise
-        self.specs: dict[str, IngredientTypeSpec] = builtin_specs()
-        self.custom_specs: list[IngredientTypeSpec] = []
+        self.payloads = self.payload_store.files
         self.reactors = self.manifest.reactors()
         self.ingredients = self.manifest.ingredients()
         self.versions = VersionIndex(self.manifest.versions())
@@ -73,16 +68,11 @@ class PlantStore:
         self.disk_budget = disk if disk is not None else default_disk_budget(self.plant_dir)
         self.writer = Writer(self._written)
         self._state = threading.Lock()  # the writer thread commits while the engine reads
-        # payload -> the stat key at which its content was hashed or written by this process
-        self._verified: dict[str, StatKey] = {}
-        self._open_h5: list[h5py.File] = []
-        # The daemon's script runs in a namespace that is `__main__` only during its runs: what
-        # it defines is unpickled from there (see frozen.thaw).
-        self.script_namespace: dict[str, Any] | None = None
-        # Set by the engine for a run: the code digests of the classes and functions a pickled
-        # value names, which its fingerprint covers (see frozen.Pickled.with_code).
-        self.code_of: Callable[[tuple[Any, ...]], dict[str, str]] | None = None
-        removed = self.payloads.remove_unreferenced(self.referenced_paths())
+        # Jobs that other processes run and that may still write payloads here: while there
+        # are any, a payload the manifest does not name may be one of theirs, not garbage.
+        self._jobs_in_flight = 0
+        self._jobs_lock = threading.Lock()
+        removed = self.sweep()
         if removed:
             logger.info("Removed %d unfinished or orphan payload files.", len(removed))
 
@@ -92,42 +82,46 @@ class PlantStore:
         return StoreError(f"Could not open plant dir {self.plant_dir}: {reason}.")
 
     # -- specs ------------------------------------------------------------------------------
+    @property
+    def specs(self) -> dict[str, IngredientTypeSpec]:
+        return self.payload_store.specs
+
+    @property
+    def custom_specs(self) -> list[IngredientTypeSpec]:
+        return self.payload_store.custom_specs
+
     def register_specs(self, specs: list[IngredientTypeSpec]) -> None:
-        """Use these specs from now on; one that replaces another spec object of its type
-        is closed, as nothing uses it any more."""
-        for spec in specs:
-            replaced = [s for s in self.custom_specs if s.name == spec.name]
-            self.specs[spec.name] = spec
-            self.custom_specs = [s for s in self.custom_specs if s.name != spec.name] + [spec]
-            self._close([s for s in replaced if _wrapped(s) is not _wrapped(spec)])
+        self.payload_store.register_specs(specs)
 
     def drop_specs(self) -> None:
-        """Close the custom specs and forget them: a reload of the script registers its own,
-        as a fresh run of it would (PyPlant closed its specs at each plant's shutdown)."""
-        dropped, self.custom_specs = self.custom_specs, []
-        self.specs = builtin_specs()
-        self._close(dropped)
+        """Close the custom specs and forget them (a reload of the script registers its own)."""
+        self.payload_store.drop_specs()
 
     def close_specs(self) -> None:
-        self._close(self.custom_specs)
-
-    @staticmethod
-    def _close(specs: list[IngredientTypeSpec]) -> None:
-        for spec in specs:
-            try:
-                spec.close()
-            except Exception as err:  # a custom spec's bug must not keep the plant dir locked
-                logger.warning("Closing ingredient type %s failed: %s", spec.name, err)
+        self.payload_store.close_specs()
 
     def spec(self, type_name: str) -> IngredientTypeSpec:
-        try:
-            return self.specs[type_name]
-        except KeyError:
-            known = ", ".join(sorted(self.specs))
-            raise UnknownTypeError(
-                f"Ingredient type '{type_name}' is unknown (known: {known}). Register its spec "
-                "with plant.register_ingredient_specs([...])."
-            ) from None
+        return self.payload_store.spec(type_name)
+
+    # The daemon's script runs in a namespace that is `__main__` only during its runs: what it
+    # defines is unpickled from there (see frozen.thaw).
+    @property
+    def script_namespace(self) -> dict[str, Any] | None:
+        return self.payload_store.script_namespace
+
+    @script_namespace.setter
+    def script_namespace(self, namespace: dict[str, Any] | None) -> None:
+        self.payload_store.script_namespace = namespace
+
+    # Set by the engine for a run: the code digests of the classes and functions a pickled value
+    # names, which its fingerprint covers (see frozen.Pickled.with_code).
+    @property
+    def code_of(self) -> CodeOf | None:
+        return self.payload_store.code_of
+
+    @code_of.setter
+    def code_of(self, code_of: CodeOf | None) -> None:
+        self.payload_store.code_of = code_of
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, name: str, type_name: str, value: Any) -> PendingWrite:
@@ -138,7 +132,7 @@ class PlantStore:
         final = self.payloads.final_path(name, spec.suffix)
         if not spec.freezes_in_memory:
             return self._write_through(name, spec, value, final)
-        frozen = self._with_code(spec.freeze(name, value, self._is_payload_file))
+        frozen = self.payload_store.freeze(name, spec, value)
         nbytes = spec.nbytes(frozen)
         size = nbytes if nbytes is not None else sys.getsizeof(frozen)
         pending = PendingWrite(name, self.payloads.rel(final), size)
@@ -157,9 +151,9 @@ class PlantStore:
         self, name: str, spec: IngredientTypeSpec, value: Any, final: Path
     ) -> PendingWrite:
         """A custom type: written now, as it is at `send`; consumers read it from its file."""
-        payload = self._payload_with_code(self.payloads.write_to(final, name, spec, value), value)
-        self._known_good(payload)
-        return PendingWrite.completed(name, payload)
+        return PendingWrite.completed(
+            name, self.payload_store.write_through(name, spec, value, final)
+        )
 
     def write_allocated(
         self, name: str, type_name: str, allocation: Any, sent: Any
@@ -167,56 +161,21 @@ class PlantStore:
         """Storage a spec allocated (see compat.allocation), written now that its reactor
         ended; fingerprinted by content and the code of the value the reactor sent."""
         spec = self.spec(type_name)
-        final = self.payloads.final_path(name, spec.suffix)
-        payload = self._payload_with_code(
-            self.payloads.write_to(final, name, spec, allocation), sent
-        )
-        self._known_good(payload)
+        final = self.payload_store.files.final_path(name, spec.suffix)
+        written = self.payload_store.files.write_to(final, name, spec, allocation)
+        payload = self.payload_store.with_class_code(written, sent)
+        self.payload_store.known_good(payload)
         return PendingWrite.completed(name, payload)
-
-    def _known_good(self, payload: Payload) -> None:
-        """This process wrote the payload: its content is right as long as its stat key holds."""
-        key = payload.meta.get(STAT)
-        if key is not None:
-            self._verified[payload.path] = key
-
-    def _is_payload_file(self, filename: str) -> bool:
-        return Path(filename).parent == self.payloads.root
-
-    def _with_code(self, frozen: Any) -> Any:
-        """A value pickled at `send`, fingerprinted with the code of what it names."""
-        if isinstance(frozen, Pickled) and frozen.named and self.code_of is not None:
-            return frozen.with_code(self.code_of(frozen.named))
-        return frozen
-
-    def _payload_with_code(self, payload: Payload, value: Any) -> Payload:
-        """A value of a custom type, fingerprinted with the code of its class."""
-        code = self.code_of((type(value),)) if self.code_of is not None else {}
-        if not code or payload.fingerprint is None:
-            return payload
-        fingerprint = with_code(payload.fingerprint, code)
-        meta = {**payload.meta, CODE_META: code, CONTENT_META: payload.fingerprint}
-        return replace(payload, fingerprint=fingerprint, meta=meta)
 
     def write_uncached(self, name: str, type_name: str, value: Any) -> PendingWrite:
         """Write `value` now and keep nothing of it in memory (PyPlant's useCache=False)."""
-        spec = self.spec(type_name)
-        final = self.payloads.final_path(name, spec.suffix)
-        numeric = isinstance(value, np.ndarray) and not value.dtype.hasobject
-        if spec.freezes_in_memory and not numeric:  # (freezing would make the array read-only)
-            value = self._with_code(spec.freeze(name, value, self._is_payload_file))
-        payload = self.payloads.write_to(final, name, spec, value)
-        if not spec.freezes_in_memory:
-            payload = self._payload_with_code(payload, value)
-        payload = replace(payload, meta={**payload.meta, UNCACHED: True})
-        self._known_good(payload)
-        return PendingWrite.completed(name, payload)
+        return PendingWrite.completed(
+            name, self.payload_store.write_uncached(name, type_name, value)
+        )
 
     def load_uncached(self, payload: Payload, type_name: str) -> Any:
         """A fresh copy of a payload written by write_uncached, read from its file."""
-        path = str(self.payloads.resolve(payload.path))
-        held = self.spec(type_name).load_frozen(path, payload.size > self.warm.budget)
-        return own_copy(thaw(held, self.script_namespace))
+        return self.payload_store.load_uncached(payload, type_name, self.warm.budget)
 
     def _written(self, pending: PendingWrite) -> None:
         """Writer thread: a payload is durable (or failed)."""
@@ -224,50 +183,23 @@ class PlantStore:
             self.warm.mark_unwritten(pending.path)  # usable for the rest of the run
             return
         payload: Payload = pending.wait()
-        self._known_good(payload)
+        self.payload_store.known_good(payload)
         objects = payload.meta.get("python_type") is not None and "shape" not in payload.meta
         self.warm.mark_durable(payload.path, payload.size if objects else None)
 
     def allocate_file(self, name: str, suffix: str = "") -> Path:
-        return self.payloads.temp_path(name, suffix)
+        return self.payload_store.allocate_file(name, suffix)
 
     def allocate_hdf(self, name: str, shape: Any, dtype: Any, **options: Any) -> h5py.Dataset:
-        path = self.payloads.temp_path(name, ".h5", create=False)
-        try:
-            handle = new_hdf5(str(path))
-        except OSError as err:
-            path.unlink(missing_ok=True)
-            raise self.payloads.write_error(name, path, err) from err
-        try:
-            return handle.create_dataset(DATASET, shape=shape, dtype=dtype, **options)
-        except Exception:
-            handle.close()
-            path.unlink()
-            raise
+        return self.payload_store.allocate_hdf(name, shape, dtype, **options)
 
     def commit_file(self, name: str, temp: Path) -> tuple[PendingWrite, str]:
-        final = self.payloads.commit(temp, name)
-        checksum = file_fingerprint(str(final))
-        key = self.payloads.committed_stat(final)
-        payload = Payload(self.payloads.rel(final), key[0], checksum, {STAT: key}, checksum)
-        self._known_good(payload)
-        return PendingWrite.completed(name, payload), str(final)
+        payload, path = self.payload_store.commit_file(name, temp)
+        return PendingWrite.completed(name, payload), path
 
     def commit_hdf(self, name: str, dataset: h5py.Dataset) -> tuple[PendingWrite, h5py.Dataset]:
-        meta = self.spec("hdf_array").describe(dataset)
-        temp = Path(dataset.file.filename)
-        try:
-            dataset.file.close()  # writes what HDF5 still buffers
-        except (OSError, RuntimeError) as err:
-            temp.unlink(missing_ok=True)
-            raise self.payloads.write_error(name, temp, err) from err
-        final = self.payloads.commit(temp, name)
-        key = self.payloads.committed_stat(final)
-        payload = Payload(self.payloads.rel(final), key[0], None, {**meta, STAT: key})
-        handle = hdf5().File(final, "r")
-        self._open_h5.append(handle)
-        self._known_good(payload)
-        return PendingWrite.completed(name, payload), handle[DATASET]
+        payload, handle = self.payload_store.commit_hdf(name, dataset)
+        return PendingWrite.completed(name, payload), handle
 
     def discard(self, paths: list[str]) -> None:
         """Delete payloads nobody will use (a failed reactor's, an evicted version's)."""
@@ -375,6 +307,12 @@ class PlantStore:
         No arguments: every version but the current ones. `names`: those ingredients (their
         producers re-run next time). `everything`: all results; the run history stays.
         """
+        if self.jobs_in_flight():
+            raise StoreError(
+                f"Cannot clean {self.plant_dir} now: {self.jobs_in_flight()} reactor job(s) "
+                "of a run are still writing to it from worker processes. Clean when the run "
+                "has ended."
+            )
         self.writer.flush()
         before = self._payload_bytes()
         if everything or names:
@@ -392,8 +330,32 @@ class PlantStore:
         with self._state:
             old = self.versions.not_current({o.path for o in self.ingredients.values()})
         self._forget_versions(old)
-        self.payloads.remove_unreferenced(self.referenced_paths())
+        self.sweep()
         return before - self._payload_bytes()
+
+    # -- payloads written elsewhere ---------------------------------------------------------
+    def job_started(self) -> None:
+        """A job that writes payloads from another process is in flight (see `sweep`)."""
+        with self._jobs_lock:
+            self._jobs_in_flight += 1
+
+    def job_ended(self) -> None:
+        """That job will write nothing more: it ended, failed, or its process is gone."""
+        with self._jobs_lock:
+            self._jobs_in_flight = max(0, self._jobs_in_flight - 1)
+
+    def jobs_in_flight(self) -> int:
+        with self._jobs_lock:
+            return self._jobs_in_flight
+
+    def sweep(self) -> list[str]:
+        """Delete temporary files and payloads the manifest does not name; return their names.
+        Nothing is deleted while jobs of a run may still write (their payloads are named only
+        when the run commits them): the next sweep, after they end, takes what they left."""
+        with self._jobs_lock:
+            if self._jobs_in_flight:
+                return []
+            return self.payloads.remove_unreferenced(self.referenced_paths())
 
     def _payload_bytes(self) -> int:
         return self.payloads.stored_bytes()
@@ -408,56 +370,14 @@ class PlantStore:
 
     def load(self, record: IngredientRecord) -> Any:
         """The value of a stored ingredient: warm if it is, else from disk, checked first (see
-        `_check`); contiguous arrays are read-only memory maps, read only where a consumer
-        looks, and other arrays larger than the memory budget are read lazily (out of core). A
-        mutable value is each caller's own copy (see store.frozen)."""
+        PayloadStore.load); what is read is kept warm when it fits the memory budget."""
         held = self.warm.get(record.path, MISSING)
         if held is not MISSING:
             return thaw(held, self.script_namespace)
-        st = self.payloads.present(record.path, record.size)
-        if st is None:
-            raise PayloadDamagedError(
-                f"Payload of ingredient '{record.name}' ({record.path}) is missing or has the "
-                "wrong size."
-            )
-        spec = self.spec(record.type)
-        path = str(self.payloads.resolve(record.path))
-        key = self._check(record, spec, path, st)
-        if record.type == ARRAY and mappable(record.meta) and not record.meta.get(UNCACHED):
-            return self._mapped(record, path, key)
-        out_of_core = record.size > self.warm.budget
-        try:
-            held = spec.load_frozen(path, out_of_core)
-        except PlantError:  # the spec's own verdict (a missing package): the file is not at fault
-            raise
-        except Exception as err:
-            raise PayloadDamagedError(
-                f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
-            ) from err
-        if is_dataset(held):
-            self._open_h5.append(held.file)
-        elif record.meta.get(UNCACHED):
-            return own_copy(thaw(held, self.script_namespace))
-        elif spec.freezes_in_memory and not out_of_core:
-            self.warm.put(record.path, held, record.size, durable=True)
-        return thaw(held, self.script_namespace)
+        return self.payload_store.load(record, self.warm.budget, self._keep)
 
-    def _mapped(self, record: IngredientRecord, path: str, key: StatKey) -> Any:
-        """A read-only map of the payload checked just before. Not kept warm: the page cache
-        holds what was read, and the map goes when its consumers drop it (memory stays bounded
-        by the budget)."""
-        try:
-            array = map_array(path, record.meta, lambda st: stat_key(st) == key)
-        except (OSError, ValueError, TypeError) as err:
-            raise PayloadDamagedError(
-                f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
-            ) from err
-        if array is None:
-            raise PayloadDamagedError(
-                f"Payload of ingredient '{record.name}' ({record.path}) changed while it was "
-                "being read."
-            )
-        return array
+    def _keep(self, path: str, held: Any, size: int) -> None:
+        self.warm.put(path, held, size, durable=True)
 
     def load_sent(self, name: str, type_name: str, pending: PendingWrite) -> Any:
         """The value of a payload written in this run: warm, else (dropped once durable, or
@@ -476,31 +396,6 @@ class PlantStore:
             if fingerprint is not None:
                 return fingerprint
         return str(pending.wait().fingerprint)
-
-    def _check(
-        self, record: IngredientRecord, spec: IngredientTypeSpec, path: str, st: os.stat_result
-    ) -> StatKey:
-        """Is the payload still what its commit wrote? A payload is never written again, so a
-        file with the stat key recorded at its commit (or at which this process hashed or wrote
-        it) is; any other is hashed in full against its checksum. Returns the key it holds."""
-        key = stat_key(st)
-        if key in (record.meta.get(STAT), self._verified.get(record.path)):
-            return key
-        try:
-            good = spec.verify(path, record.checksum)
-        except Exception as err:
-            raise PayloadDamagedError(
-                f"Payload of ingredient '{record.name}' ({record.path}) cannot be read: {err}"
-            ) from err
-        after = self.payloads.present(record.path, record.size)
-        if not good:
-            raise PayloadDamagedError(
-                f"Payload of ingredient '{record.name}' ({record.path}) does not match its "
-                "recorded checksum."
-            )
-        if after is not None and stat_key(after) == key:  # not written while it was hashed
-            self._verified[record.path] = key
-        return key
 
     def warm_contents(self) -> list[dict[str, Any]]:
         """Every warm value, most recently used first: its ingredient, bytes and why it is in
@@ -537,23 +432,10 @@ class PlantStore:
         try:
             self.writer.close(timeout)
         finally:
-            self.close_specs()
-            for handle in self._open_h5:
-                with contextlib.suppress(Exception):
-                    handle.close()
-            self._open_h5.clear()
+            self.payload_store.close()
             self.warm.clear()
             self.manifest.close()
             self._lock.close()
-
-
-UNCACHED = "uncached"  # payload meta of a value sent with use_cache=False
-ARRAY = "array"
-
-
-def _wrapped(spec: IngredientTypeSpec) -> Any:
-    """The spec object the user registered (an adapted PyPlant-interface spec wraps it)."""
-    return getattr(spec, "inner", spec)
 
 
 def tier_name(warm: bool, on_disk: bool) -> str:
@@ -561,16 +443,6 @@ def tier_name(warm: bool, on_disk: bool) -> str:
     return {(True, True): "both", (True, False): "warm", (False, True): "disk"}.get(
         (warm, on_disk), "missing"
     )
-
-
-def own_copy(value: Any) -> Any:
-    """A value just read for one consumer is its own: arrays are writable, as np.load's are
-    (a map of a payload file is copied: the file must not change)."""
-    if isinstance(value, np.ndarray) and not value.flags.writeable:
-        if value.base is not None:
-            return value.copy()
-        value.flags.writeable = True
-    return value
 
 
 def output_record(

@@ -10,6 +10,7 @@ import traceback
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import RemoteReactorError
 from ..run.history import format_duration
 from ..run.judge import Decision
 from ..run.planner import PlannedStep
@@ -124,6 +125,8 @@ def format_age(seconds: float) -> str:
 
 def user_traceback(exc: BaseException) -> str:
     """The traceback of `exc` with only the user's own frames, as `path:line` lines."""
+    if isinstance(exc, RemoteReactorError):  # raised on a worker: as the worker formatted it
+        return f"Traceback (your code, on a worker, most recent call last):\n{exc.trimmed}"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename)]
     lines = ["Traceback (your code, most recent call last):"]
     for frame in frames:

@@ -64,6 +64,9 @@ class ReactorJob:
     # discards what the job sent uncommitted).
     report: Callable[[JobEvent], None] | None = None
     on_abandon: Callable[[], None] | None = None
+    # Remote executors: the plant's store (PlantStore), for its plant dir, its custom ingredient
+    # types and the count of jobs whose workers may still write payloads (no sweep meanwhile).
+    store: Any = None
 
 
 # -- events, executor -> coordinator: small and picklable (values only for in-process jobs) ----
@@ -95,6 +98,10 @@ class Sent(JobEvent):
     sends through their pipework's `on_send` at once, never as this event.)"""
 
     ref: IngredientRef
+    # What it had read by then (an out-of-core value's fingerprint is its provenance): params,
+    # and inputs it received from its prefetch (those answered later the coordinator knows).
+    params: tuple[str, ...] = ()
+    received: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,535 @@
+"""Plants whose reactors run on dask workers: a real LocalCluster of two worker processes (in a
+process of its own), real files, real daemons, real SIGKILLs.
+
+The oracle is the inline executor: the same decisions, fingerprints and values."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+
+from conftest import REPO, SUBPROCESS_TIMEOUT, Project, start_cluster_host  # noqa: E402
+from test_daemon import Daemon, make_project, save_atomic  # noqa: E402
+
+from pyplantd import Ingredient, Plant, ReactorFunc, SubreactorFunc  # noqa: E402
+from pyplantd.config import ConfigBase  # noqa: E402
+from pyplantd.daemon.console import failure_line  # noqa: E402
+from pyplantd.errors import ReactorFailedError  # noqa: E402
+from pyplantd.events import EventType  # noqa: E402
+from pyplantd.run.executors import ExecutorChoice, dask_worker  # noqa: E402
+from pyplantd.run.executors.dask import shared_cluster, stop_clusters  # noqa: E402
+from pyplantd.store.plant_store import PlantStore  # noqa: E402
+
+DEADLINE = 60.0
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    """A real LocalCluster of two worker processes; this process's client of it is opened here,
+    so that its threads exist before any test counts them, and closed at the end."""
+    with start_cluster_host() as scheduler:
+        cluster = shared_cluster(ExecutorChoice.parse(scheduler))
+        cluster.client.submit(os.getpid, pure=False).add_done_callback(lambda f: None)
+        cluster.client.run(os.getpid)
+        time.sleep(0.2)
+        try:
+            yield scheduler
+        finally:
+            stop_clusters()
+
+
+@pytest.fixture
+def client(address: str) -> Any:
+    return shared_cluster(ExecutorChoice.parse(address)).client
+
+
+# -- a pipeline of every kind of ingredient ----------------------------------------------------
+class Config(ConfigBase):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = 2.0
+        self.rows = 50
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A value of the user's own class: pickled by reference, its code in its fingerprint."""
+
+    rows: int
+    cols: int
+
+    def cells(self) -> int:
+        return self.rows * self.cols
+
+
+@SubreactorFunc
+def normalise(values):
+    return values / values.max()
+
+
+@ReactorFunc
+def load(pipe, config):
+    print("loading", config.rows, "rows")
+    pipe.send("data", np.arange(float(config.rows)))
+    pipe.send("meta", {"rows": config.rows, "names": ["a", "b"]})
+    pipe.send("shape", Shape(config.rows, 2))
+
+
+@ReactorFunc
+def scale(pipe, config):
+    data = yield pipe.receive("data")
+    normalised = yield from normalise(data)
+    pipe.send("scaled", normalised * config.scale)
+
+
+@ReactorFunc
+def cube(pipe):
+    data = yield pipe.receive("data")
+    out = pipe.allocate("cube", Ingredient.Type.hdf_array, shape=(len(data), 3), dtype="float64")
+    out[:] = np.stack([data, data**2, data**3], axis=1)
+    pipe.send("cube", out)
+
+
+@ReactorFunc
+def report(pipe):
+    path = pipe.allocate("report", Ingredient.Type.file, suffix=".txt")
+    meta = yield pipe.receive("meta")
+    with open(path, "w") as handle:
+        handle.write(f"{meta['rows']} rows\n")
+    pipe.send("report", path)
+
+
+@ReactorFunc
+def summary(pipe, config):
+    scaled, cube, meta = yield pipe.receive("scaled"), pipe.receive("cube"), pipe.receive("meta")
+    report, shape = yield pipe.receive("report"), pipe.receive("shape")
+    with open(report) as handle:
+        first = handle.read().strip()
+    summary = (float(scaled.sum()), float(cube[:, 2].sum()), meta["rows"], first, shape.cells())
+    pipe.send("summary", summary)
+
+
+ALL = (load, scale, cube, report, summary)
+
+
+def _run(plant_dir: Path, executor: str | None, config: Config) -> tuple[list[Any], dict[str, Any]]:
+    with Plant(plant_dir, executor=executor) as plant:
+        plant.add_reactors(*ALL)
+        plant.set_config(config)
+        decisions = plant.run_reactor("summary")
+        seen = {
+            name: (record.fingerprint, record.type)
+            for name, record in plant.store.ingredients.items()
+        }  # fmt: skip
+        values = {"summary": plant.fetch_ingredient("summary"), **seen}
+    return sorted((d.reactor, d.status, d.reasons) for d in decisions), values  # (any order)
+
+
+def test_decisions_fingerprints_and_values_are_those_of_inline(address: str, tmp_path: Path):
+    for step, change in enumerate([None, ("scale", 3.0), ("rows", 60)]):
+        config = Config()
+        if change is not None:
+            setattr(config, *change)
+        inline = _run(tmp_path / "inline", None, config)
+        dask = _run(tmp_path / "dask", address, config)
+        assert dask == inline, f"step {step}"
+    _assert_consistent(tmp_path / "dask")
+
+
+def test_a_plant_made_on_workers_is_fully_cached_inline(address: str, tmp_path: Path) -> None:
+    _run(tmp_path / "plant", address, Config())
+    decisions, _values = _run(tmp_path / "plant", None, Config())
+    assert {status for _reactor, status, _reasons in decisions if _reactor != "summary"} == {
+        "cached"
+    }, decisions
+
+
+# -- parallel -----------------------------------------------------------------------------------
+def _sleeper(index: int) -> Callable[..., Any]:
+    def sleeper(pipe):
+        time.sleep(1.0)
+        pipe.send(f"part{index}", index)
+
+    sleeper.__name__ = sleeper.__qualname__ = f"sleeper{index}"
+    return ReactorFunc(sleeper)
+
+
+SLEEPERS = [_sleeper(i) for i in range(4)]
+
+
+@ReactorFunc
+def gather(pipe):
+    parts = yield tuple(pipe.receive(f"part{i}") for i in range(4))
+    pipe.send("parts", sum(parts))
+
+
+def test_independent_reactors_run_at_once_on_two_workers(address: str, tmp_path: Path) -> None:
+    with Plant(tmp_path / "plant", executor=address) as plant:
+        plant.add_reactors(*SLEEPERS, gather)
+        decisions = plant.run_reactor("gather")
+        assert plant.fetch_ingredient("parts") == 6
+    spans = sorted(
+        (d.started_at, d.started_at + d.duration, d.where)
+        for d in decisions if d.reactor.startswith("sleeper")
+    )  # fmt: skip
+    assert len(spans) == 4 and all(d.status == "ran" for d in decisions)
+    overlapping = [
+        (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if b[0] < a[1] - 0.2
+    ]  # fmt: skip
+    assert overlapping, spans  # recorded times overlap: two ran at the same time
+    assert len({where for *_times, where in spans}) == 2, spans  # on both workers
+
+
+# -- failures -----------------------------------------------------------------------------------
+@ReactorFunc
+def breaks(pipe):
+    rows = yield pipe.receive("meta")
+    raise ValueError(f"cannot use {rows['rows']} rows")
+
+
+def test_a_failure_on_a_worker_prints_its_place_as_a_local_one_does(address: str, tmp_path: Path):
+    lines = []
+    for executor, where in ((None, "inline"), (address, "dask")):
+        with Plant(tmp_path / where, executor=executor) as plant:
+            plant.add_reactors(load, breaks)
+            plant.set_config(Config())
+            with pytest.raises(ValueError) as raised:  # the reactor's own type, as inline
+                plant.run_reactor("breaks")
+        failure = raised.value
+        assert isinstance(failure, ReactorFailedError)
+        lines.append((failure_line(failure.reactor, failure.__cause__), str(failure)))
+    assert lines[0] == lines[1]
+    line = breaks.__code__.co_firstlineno + 3
+    assert lines[1][0] == f"{__file__}:{line}:5: error: breaks: ValueError: cannot use 50 rows"
+    assert lines[1][1].endswith(f"at {__file__}:{line}")
+
+
+# -- worker deaths --------------------------------------------------------------------------------
+@ReactorFunc
+def slow(pipe):
+    time.sleep(1.5)
+    pipe.send("slow", 1)
+
+
+@ReactorFunc
+def quick(pipe):
+    pipe.send("quick", 2)
+
+
+@ReactorFunc
+def waits(pipe):
+    quick = yield pipe.receive("quick")
+    slow = yield pipe.receive("slow")
+    pipe.send("waited", quick + slow)
+
+
+def _kill_when(client: Any, find: Callable[[], str | None], killed: list[str]) -> threading.Thread:
+    """SIGKILL the worker `find` names, as soon as it names one (in the background)."""
+
+    def kill() -> None:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            worker = find()
+            if worker is not None:
+                os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+                killed.append(worker)
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def _running(client: Any, name: str) -> Callable[[], str | None]:
+    def find() -> str | None:
+        for worker, keys in client.processing().items():
+            if any(f"-{name}-" in str(key) for key in keys):
+                return str(worker)
+        return None
+
+    return find
+
+
+def _parking(client: Any, name: str) -> Callable[[], str | None]:
+    def find() -> str | None:
+        parked = client.run(dask_worker.parked_jobs, on_error="ignore")
+        for worker, jobs in parked.items():
+            if isinstance(jobs, list) and any(job.startswith(f"{name}#") for job in jobs):
+                return str(worker)
+        return None
+
+    return find
+
+
+@pytest.mark.parametrize("victim", ["running", "parked"])
+def test_a_worker_killed_mid_run_loses_nothing(
+    address: str, client: Any, tmp_path: Path, victim: str
+) -> None:
+    client.wait_for_workers(2, timeout=DEADLINE)
+    killed: list[str] = []
+    find = _running(client, "slow") if victim == "running" else _parking(client, "waits")
+    killer = _kill_when(client, find, killed)
+    with Plant(tmp_path / "plant", executor=address) as plant:
+        plant.add_reactors(slow, quick, waits)
+        decisions = plant.run_reactor("waits")
+        assert plant.fetch_ingredient("waited") == 3
+    killer.join(DEADLINE)
+    assert killed, "no worker was killed"
+    assert {d.reactor: d.status for d in decisions} == {
+        "slow": "ran", "quick": "ran", "waits": "ran"
+    }  # fmt: skip
+    _assert_consistent(tmp_path / "plant", runs=1)  # one committed version each
+    client.wait_for_workers(2, timeout=DEADLINE)
+
+
+def _assert_consistent(plant_dir: Path, runs: int | None = None) -> None:
+    """Every reactor has exactly one committed version, every current ingredient is on disk
+    and passes its checksum, and no payload is left that nothing references."""
+    store = PlantStore(plant_dir)
+    try:
+        for reactor_id in store.reactors:
+            versions = store.versions_of(reactor_id)
+            assert len(versions) == runs if runs is not None else versions, reactor_id
+        current = {(r.producer, r.path) for r in store.ingredients.values()}
+        for record in store.ingredients.values():
+            store.payload_store.verified.clear()
+            spec = store.spec(record.type)
+            path = str(store.payloads.resolve(record.path))
+            assert store.payloads.intact(record.path, record.size), record
+            if record.checksum:
+                assert spec.verify(path, record.checksum), record
+        on_disk = {f"payloads/{p.name}" for p in (plant_dir / "payloads").iterdir()}
+        assert on_disk == store.referenced_paths(), on_disk ^ store.referenced_paths()
+        assert {path for _producer, path in current} <= on_disk
+    finally:
+        store.close()
+
+
+# -- code travels by value ------------------------------------------------------------------------
+SCRIPT = """
+from helpers import factor
+
+from pyplantd import Plant, ReactorFunc
+
+
+@ReactorFunc
+def scaled(pipe):
+    print('factor', factor())
+    pipe.send('scaled', 10 * factor())
+
+
+@ReactorFunc
+def broken(pipe):
+    value = yield pipe.receive('scaled')
+    raise ValueError(f'no use for {value}')
+
+
+with Plant('plant', executor='ADDRESS') as plant:
+    plant.run_reactor(broken)
+"""
+
+
+def test_a_saved_helper_reaches_the_workers_and_failures_print_their_place(
+    address: str, project: Project
+) -> None:
+    make_project(project, SCRIPT.replace("ADDRESS", address))
+    project.write("helpers.py", "def factor():\n    return 2\n")
+    daemon = Daemon(project.root)
+    try:
+        run = daemon.next_run(timeout=DEADLINE)
+        assert "[scaled] factor 2" in run.lines, run
+        line = next(
+            n for n, text in enumerate(SCRIPT.splitlines()) if "raise ValueError" in text
+        )  # the script is written without its first (empty) line
+        place = rf"pipeline\.py:{line}:5: error: broken: ValueError: no use for 20$"
+        assert any(re.search(place, text) for text in run.lines), run
+        save_atomic(project.root / "helpers.py", "def factor():\n    return 3\n")
+        run = daemon.next_run(timeout=DEADLINE)
+        assert "[scaled] factor 3" in run.lines, run  # the workers ran the saved helper
+        assert any(re.search(place.replace("20", "30"), text) for text in run.lines), run
+    finally:
+        daemon.stop()
+
+
+# -- a script without a main guard ----------------------------------------------------------------
+UNGUARDED = """
+import os
+
+import numpy as np
+
+from pyplantd import Plant, ReactorFunc
+
+
+@ReactorFunc
+def make(pipe):
+    pipe.send('numbers', np.arange(5))
+    pipe.send('pid', os.getpid())
+
+
+@ReactorFunc
+def total(pipe):
+    numbers, pid = yield pipe.receive('numbers'), pipe.receive('pid')
+    pipe.send('total', (int(numbers.sum()), pid, os.getpid()))
+
+
+plant = Plant('plant', executor='local:2')
+plant.run_reactor(total)
+print('TOTAL', plant.fetch_ingredient('total'), os.getpid())
+plant.shutdown()
+"""
+
+
+def test_a_script_without_a_main_guard_runs_on_a_local_cluster(project: Project) -> None:
+    project.write("pipeline.py", UNGUARDED)
+    done = subprocess.run(
+        [sys.executable, "pipeline.py"], cwd=project.root, capture_output=True, text=True,
+        timeout=SUBPROCESS_TIMEOUT * 2, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"^TOTAL \(10, (\d+), (\d+)\) (\d+)$", done.stdout, re.M)
+    assert found, done.stdout + done.stderr
+    maker, summer, script = (int(pid) for pid in found.groups())
+    assert script not in (maker, summer)  # the reactors ran in worker processes
+    assert done.stdout.count("TOTAL") == 1  # the script ran once: no worker ran it again
+    assert "Nanny failed" not in done.stderr
+
+
+# -- a save cancels remote work ----------------------------------------------------------------
+LONG = """
+import time
+
+from pyplantd import Plant, ReactorFunc
+
+
+@ReactorFunc
+def long(pipe):
+    for _ in range(HOLD * 600):  # 30 s, yielding: where a cancel stops it
+        time.sleep(0.05)
+        yield
+    pipe.send('long', HOLD)
+
+
+@ReactorFunc
+def target(pipe):
+    value = yield pipe.receive('long')
+    pipe.send('out', value)
+
+
+with Plant('plant', executor='ADDRESS') as plant:
+    plant.run_reactor(target)
+"""
+
+
+def test_a_save_cancels_a_remote_reactor_at_its_next_yield(
+    address: str, client: Any, project: Project
+) -> None:
+    def script(hold: int) -> str:
+        return textwrap.dedent(LONG).replace("ADDRESS", address).replace("HOLD", str(hold))
+
+    project.write("pipeline.py", script(1))
+    daemon = Daemon(project.root)
+    try:
+        daemon.wait_for(r"^watching pipeline\.py", timeout=DEADLINE)
+        _wait_until(lambda: _running(client, "long")() is not None)
+        saved = time.monotonic()
+        save_atomic(project.root / "pipeline.py", script(0))
+        cancelled = daemon.next_run(timeout=DEADLINE)
+        assert "cancelled" in cancelled.summary, cancelled
+        run = daemon.next_run(timeout=DEADLINE)
+        assert run.states == {"long": "ran", "target": "ran"}, run
+        assert run.finished - saved < 15, run  # not after the cancelled 30 s
+        # the cancelled reactor stopped at its next yield: nothing runs or waits on a worker
+        _wait_until(lambda: _running(client, "long")() is None)
+        parked = client.run(dask_worker.parked_jobs)
+        assert all(not jobs for jobs in parked.values()), parked
+    finally:
+        daemon.stop()
+    store = PlantStore(project.root / "plant")
+    try:
+        assert [len(store.versions_of(r)) for r in store.reactors] == [1, 1]
+        assert store.load(store.ingredients["out"]) == 0
+    finally:
+        store.close()
+
+
+def _wait_until(done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not done():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+# -- a reactor that ran before gets its inputs with its job ---------------------------------------
+@ReactorFunc
+def step0(pipe):
+    pipe.send("s0", pipe.read_config("start"))
+
+
+@ReactorFunc
+def step1(pipe):
+    value = yield pipe.receive("s0")
+    pipe.send("s1", value + 1)
+
+
+@ReactorFunc
+def step2(pipe):
+    value = yield pipe.receive("s1")
+    pipe.send("s2", value + 1)
+
+
+def test_a_remote_reactor_with_a_record_gets_its_inputs_with_its_job(address, tmp_path):
+    waited: list[str] = []
+    with Plant(tmp_path / "plant", executor=address) as plant:
+        plant.add_reactors(step0, step1, step2)
+        plant.set_config({"start": 0})
+        plant.run_reactor("step2")
+        plant.add_event_listener(EventType.reactor_waiting, lambda _type, name: waited.append(name))
+        plant.set_config({"start": 10})  # all three stale; their records name their inputs
+        decisions = plant.run_reactor("step2")
+        assert plant.fetch_ingredient("s2") == 12
+    assert all(d.status == "ran" for d in decisions)
+    assert waited == []  # none parked on a receive: one round trip each
+    records = PlantStore(tmp_path / "plant")
+    try:
+        assert records.reactors["test_dask_executor:step2"].inputs.keys() == {"s1"}
+        assert records.reactors["test_dask_executor:step1"].inputs.keys() == {"s0"}
+    finally:
+        records.close()
+
+
+@ReactorFunc
+def either(pipe):
+    pipe.send(pipe.read_config("name"), 5)
+
+
+@ReactorFunc
+def takes(pipe):
+    value = yield pipe.receive(pipe.read_config("name"))
+    pipe.send("taken", value * 2)
+
+
+def test_a_recorded_input_that_no_longer_comes_does_not_hold_its_consumer(address, tmp_path):
+    with Plant(tmp_path / "plant", executor=address) as plant:
+        plant.add_reactors(either, takes)
+        plant.set_config({"name": "first"})
+        plant.run_reactor("takes")
+        plant.set_config({"name": "second"})  # 'takes' recorded 'first', which is not sent now
+        decisions = plant.run_reactor("takes")
+        assert plant.fetch_ingredient("taken") == 10
+    assert {d.reactor: d.status for d in decisions} == {"either": "ran", "takes": "ran"}
