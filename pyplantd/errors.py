@@ -3,6 +3,8 @@
     PlantError                      base of everything below
     ├── ReactorNotFoundError        a reactor name that is not in the plant
     ├── IngredientNotFoundError     a received ingredient that no reactor produces
+    │   └── UnknownIngredientError  a name the plant does not know (also a ValueError, as
+    │                               PyPlant raised)
     ├── DependencyCycleError        reactors waiting on each other (or on themselves)
     ├── AmbiguousIngredientError    an ingredient that two reactors send
     ├── ReactorFailedError          a reactor raised; the user's exception is ``__cause__``, and
@@ -12,6 +14,14 @@
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
     ├── ScriptError                 a pipeline script could not be loaded or run
     ├── SourceChangedError          code that runs differs from its file: nothing recorded
+    ├── SettingsError               a flag, environment variable or pyproject.toml key with a
+    │                               value it cannot have
+    ├── InvalidOperationException   a PyPlant spec asked for what it does not do (PyPlant's name)
+    ├── MissingDependencyError      an optional package a spec needs is not installed
+    ├── DaemonRunningError          another daemon already serves this project
+    ├── RuntimeDirError             `.pyplantd/` or a file in it is not pyplantd's (a link,
+    │                               another user's)
+    ├── BadArgumentsError           a daemon request whose arguments do not fit its command
     └── StoreError                  the plant dir or a payload could not be used
         ├── PlantDirError           not a plant dir, incompatible, in use, or not safe (another
         │                           user could change it, a link pyplantd did not make)
@@ -19,7 +29,7 @@
 
 Warnings use ``PlantWarning``. ``RunCancelled`` is not an error but control flow: it derives
 from BaseException (like KeyboardInterrupt) so that a reactor's ``except Exception`` does not
-swallow a cancellation.
+swallow a cancellation; the daemon's ``Stop`` (a stop request) is one.
 """
 
 from __future__ import annotations
@@ -39,6 +49,10 @@ class ReactorNotFoundError(PlantError, LookupError):
 
 class IngredientNotFoundError(PlantError, LookupError):
     """An ingredient was received that no reactor produces."""
+
+
+class UnknownIngredientError(IngredientNotFoundError, ValueError):
+    """An ingredient name the plant does not know (PyPlant raised ValueError for it)."""
 
 
 class DependencyCycleError(PlantError):
@@ -77,6 +91,30 @@ class SourceChangedError(PlantError):
 
 class ScriptError(PlantError):
     """A pipeline script could not be found, loaded or run."""
+
+
+class SettingsError(PlantError):
+    """A setting with a value it cannot have: names the key, the value and where it was set."""
+
+
+class InvalidOperationException(PlantError):  # noqa: N818 - PyPlant's name
+    """A spec was asked for something it does not do (PyPlant's name), e.g. allocation."""
+
+
+class MissingDependencyError(PlantError):
+    """An optional package a spec needs is not installed."""
+
+
+class DaemonRunningError(PlantError):
+    """Another daemon already serves this project."""
+
+
+class RuntimeDirError(PlantError):
+    """`.pyplantd/` or a file in it is not something pyplantd made: a link, another user's."""
+
+
+class BadArgumentsError(PlantError):
+    """A well-formed daemon request whose arguments do not fit its command."""
 
 
 class StoreError(PlantError):

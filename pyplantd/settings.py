@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PlantError
+from .errors import SettingsError
 from .sizes import parse_size
 
 if sys.version_info >= (3, 11):
@@ -26,10 +26,6 @@ else:  # pragma: no cover - Python 3.10
 PYPROJECT = "pyproject.toml"
 TABLE = "tool.pyplantd"
 DEFAULT = "default"
-
-
-class SettingsError(PlantError):
-    """A setting with a value it cannot have: names the key, the value and where it was set."""
 
 
 @dataclass(frozen=True)

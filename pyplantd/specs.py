@@ -19,7 +19,7 @@ import numpy as np
 
 from .compat.names import pyplant_keywords
 from .compat.warehouse import Warehouse
-from .errors import PlantError
+from .errors import InvalidOperationException, MissingDependencyError
 from .fingerprint import array_fingerprint, hash_bytes
 from .store import specs as native
 
@@ -32,14 +32,6 @@ __all__ = [
     "ScipySparseSpec",
     "Warehouse",
 ]
-
-
-class InvalidOperationException(PlantError):  # noqa: N818 - PyPlant's name
-    """A spec was asked for something it does not do (PyPlant's name), e.g. allocation."""
-
-
-class MissingDependencyError(PlantError):
-    """An optional package a spec needs is not installed."""
 
 
 class IngredientTypeSpec(ABC):

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import PlantError
+from ..errors import BadArgumentsError, PlantError
 from ..graph.live import LiveGraph
 from ..sizes import format_size
 from ..store.listing import describe_shape
 from ..suggest import did_you_mean
-from .server import BadArgumentsError, Handler
+from .server import Handler
 
 if TYPE_CHECKING:
     from .engine import Engine
