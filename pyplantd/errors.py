@@ -14,8 +14,9 @@
     ├── AllocationError             an allocated ingredient was never sent, or sent wrongly
     ├── ScriptError                 a pipeline script could not be loaded or run
     ├── SourceChangedError          code that runs differs from its file: nothing recorded
-    ├── SettingsError               a flag, environment variable or pyproject.toml key with a
-    │                               value it cannot have
+    ├── SettingsError               a flag, environment variable, pyproject.toml key or
+    │                               Plant(...) argument with a value it cannot have (also a
+    │                               ValueError)
     ├── InvalidOperationException   a PyPlant spec asked for what it does not do (PyPlant's name)
     ├── MissingDependencyError      an optional package a spec needs is not installed
     ├── DaemonRunningError          another daemon already serves this project
@@ -93,7 +94,7 @@ class ScriptError(PlantError):
     """A pipeline script could not be found, loaded or run."""
 
 
-class SettingsError(PlantError):
+class SettingsError(PlantError, ValueError):
     """A setting with a value it cannot have: names the key, the value and where it was set."""
 
 

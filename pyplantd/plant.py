@@ -25,7 +25,7 @@ from .run.judge import Decision, code_signature
 from .run.planner import PlannedStep, Planner
 from .run.scheduler import Reactor, Run, RunContext
 from .signatures.signature import SignatureComputer
-from .sizes import parse_size
+from .sizes import script_budget
 from .store.index_cache import ManifestIndexCache
 from .store.plant_store import PlantStore
 from .store.records import HistoryEntry
@@ -74,8 +74,8 @@ class Plant:
             self._logger.setLevel(log_level)
         self._function_hash = function_hash
         self.track_versions = track_versions
-        self.memory = parse_size(memory) if memory is not None else None
-        self.disk = parse_size(disk) if disk is not None else None
+        self.memory = script_budget("memory", memory)
+        self.disk = script_budget("disk", disk)
         self._host = current_host()
         self._store = (
             self._host.open_store(self, plant_dir)

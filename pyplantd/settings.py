@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .sizes import parse_size
+from .sizes import parse_budget
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,12 +51,7 @@ def _path(value: object, base: Path) -> Path:
 
 
 def _size(value: object, base: Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError('is not a size (e.g. "512MB", "4GiB")')
-    size = parse_size(value)  # its ValueError says what a size looks like
-    if size <= 0:
-        raise ValueError("must be more than 0 bytes")
-    return size
+    return parse_budget(value)
 
 
 def _names(value: object, base: Path) -> tuple[str, ...]:
@@ -192,18 +187,21 @@ class Settings:
         the default. The one place where this precedence is decided."""
         chosen: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        overridden: dict[str, Any] = {}
         script = {"plant_dir": plant_dir, "memory": memory, "disk": disk,
                   "track_versions": track_versions}  # fmt: skip
         for attribute, own in script.items():
             setting = self[attribute]
             if setting.is_set:
                 chosen[attribute], sources[attribute] = setting.value, self.source(attribute)
+                if own is not None and own != setting.value:
+                    overridden[attribute] = own
             else:
                 chosen[attribute] = own
                 sources[attribute] = "the script" if own is not None else DEFAULT
         path = Path(chosen["plant_dir"]).expanduser().absolute()
         return PlantOptions(path, chosen["memory"], chosen["disk"],
-                            bool(chosen["track_versions"]), sources)  # fmt: skip
+                            bool(chosen["track_versions"]), sources, overridden)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -215,6 +213,8 @@ class PlantOptions:
     disk: int | None
     track_versions: bool
     sources: Mapping[str, str]
+    # What the script asked for that a setting of the user's overrides, by attribute.
+    overridden: Mapping[str, Any] = field(default_factory=dict)
 
 
 # -- resolution -------------------------------------------------------------------------------
@@ -261,8 +261,6 @@ def _read(key: Key, raw: object, base: Path, where: str | Path) -> Any:
         return key.read(raw, base)
     except ValueError as error:
         reason = str(error).rstrip(".")
-        if reason.startswith("'") or reason.startswith("A size"):  # parse_size's own words
-            reason = f"is not a size: {reason}"
         if isinstance(where, Path):
             raise SettingsError(
                 f"{where}: [{TABLE}] {key.name} = {raw!r} {reason}. Fix it in that file."

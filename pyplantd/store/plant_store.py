@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import PayloadDamagedError, PlantError, StoreError
 from ..fingerprint import file_fingerprint, with_code
-from ..sizes import default_disk_budget, default_memory_budget, format_size
+from ..sizes import disk_budget, format_size, memory_budget
 from ..suggest import unknown
 from .failures import explain_os_error
 from .frozen import CODE_META, CONTENT_META, Pickled, thaw
@@ -69,8 +69,8 @@ class PlantStore:
         self.reactors = self.manifest.reactors()
         self.ingredients = self.manifest.ingredients()
         self.versions = VersionIndex(self.manifest.versions())
-        self.warm = WarmTier(memory if memory is not None else default_memory_budget())
-        self.disk_budget = disk if disk is not None else default_disk_budget(self.plant_dir)
+        self.warm = WarmTier(memory_budget(memory))
+        self.disk_budget = disk_budget(disk, self.plant_dir)
         self.writer = Writer(self._written)
         self._state = threading.Lock()  # the writer thread commits while the engine reads
         # payload -> the stat key at which its content was hashed or written by this process
@@ -90,6 +90,21 @@ class PlantStore:
         path = Path(err.filename) if err.filename else self.plant_dir
         reason = explain_os_error(err, self.plant_dir, path) or err.strerror or str(err)
         return StoreError(f"Could not open plant dir {self.plant_dir}: {reason}.")
+
+    # -- budgets ----------------------------------------------------------------------------
+    @property
+    def memory_budget(self) -> int:
+        return self.warm.budget
+
+    def set_memory_budget(self, memory: int | None) -> int:
+        """A new warm-tier budget (None: the default, as at open); what it now is."""
+        self.warm.set_budget(memory_budget(memory))
+        return self.warm.budget
+
+    def set_disk_budget(self, disk: int | None) -> int:
+        """A new budget for kept versions (None: the default, as at open); what it now is."""
+        self.disk_budget = disk_budget(disk, self.plant_dir)
+        return self.disk_budget
 
     # -- specs ------------------------------------------------------------------------------
     def register_specs(self, specs: list[IngredientTypeSpec]) -> None:
