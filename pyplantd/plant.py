@@ -26,7 +26,6 @@ from .run.planner import PlannedStep, Planner
 from .run.scheduler import Reactor, Run, RunContext
 from .signatures.signature import SignatureComputer
 from .sizes import script_budget
-from .store.index_cache import ManifestIndexCache
 from .store.plant_store import PlantStore
 from .store.records import HistoryEntry
 from .store.specs import IngredientTypeSpec
@@ -83,7 +82,7 @@ class Plant:
             else PlantStore(plant_dir, self.memory, self.disk)
         )
         self.plant_dir = self._store.plant_dir
-        self._index_cache = ManifestIndexCache(self._store.manifest)  # flushed after each run
+        self._index_cache = self._store.index_cache()  # flushed after each run
         self._graceful = graceful_sigterm()
         self._reactors: dict[str, Reactor] = {}
         self._config = ConfigBase()
@@ -111,7 +110,7 @@ class Plant:
                 self._host.on_close(self)
         finally:
             if self._host is None or not self._host.owns_store(self._store):
-                with flushing(self._store.writer.pending()):  # not cut short by a stop
+                with flushing(self._store.pending_writes()):  # not cut short by a stop
                     self._store.close()  # flushes pending writes first
             if self._graceful:
                 release_sigterm()
@@ -192,7 +191,7 @@ class Plant:
         if should_stop is not None:
             ctx.should_stop = should_stop
         run = Run(ctx, targets, targets_always_run)
-        run_id = self._store.manifest.start_run([t.id for t in targets])
+        run_id = self._store.start_run([t.id for t in targets])
         self._events.emit(
             PlantEvent(EventType.run_started, None, {"targets": [t.name for t in targets]})
         )
@@ -211,7 +210,7 @@ class Plant:
         """The reactor and every reactor that receives, directly or not, what it sends."""
         self._ensure_registered()
         start = self._resolve(reactor).id
-        records = self._store.reactors
+        records = self._store.reactor_records()
         found, frontier = {start}, [start]
         while frontier:
             record = records.get(frontier.pop())
@@ -225,7 +224,7 @@ class Plant:
     def sinks(self) -> list[str]:
         """Reactors whose outputs no other reactor receives (and those that never ran)."""
         self._ensure_registered()
-        records = self._store.reactors
+        records = self._store.reactor_records()
         received = {name for r in records.values() for name in r.inputs}
         return [
             reactor.id
@@ -254,7 +253,7 @@ class Plant:
             HistoryEntry(d.reactor, d.status, d.duration, d.reasons, d.started_at)
             for d in decisions
         ]
-        self._store.manifest.finish_run(run_id, status, entries)
+        self._store.finish_run(run_id, status, entries)
         self._events.emit(
             PlantEvent(EventType.run_finished, None, {"status": status, "decisions": decisions})
         )
@@ -315,30 +314,30 @@ class Plant:
     # -- results ----------------------------------------------------------------------------
     def fetch_ingredient(self, name: str) -> Any:
         """The stored value of an ingredient, without running anything."""
-        record = self._store.ingredients.get(name)
+        record = self._store.ingredient(name)
         if record is None:
             raise IngredientNotFoundError(
-                unknown("Ingredient", name, self._store.ingredients, "the plant")
+                unknown("Ingredient", name, self._store.ingredient_names(), "the plant")
                 + " Run the reactor that sends it first."
             )
         return self._store.load(record)
 
     def is_ingredient_known(self, name: str) -> bool:
-        return name in self._store.ingredients
+        return self._store.has_ingredient(name)
 
     def accept(self, reactor: ReactorRef) -> None:
         """Record the reactor's current code as matching its stored outputs (after a harmless
         refactor), so it does not re-run for that change."""
         self._ensure_registered()
         target = self._resolve(reactor)
-        record = self._store.reactors.get(target.id)
+        record = self._store.reactor(target.id)
         if record is None:
             raise ReactorNotFoundError(
                 f"Reactor '{target.name}' never ran in this plant, so there is nothing to accept."
             )
         code = code_signature(self._signatures(), target.func, record.subreactors)
         record.code_digest, record.code_parts = code.digest, code.parts
-        self._store.manifest.put_reactor(record)
+        self._store.put_reactor(record)
         self._index_cache.flush()
 
     # -- observing --------------------------------------------------------------------------
@@ -373,10 +372,10 @@ class Plant:
     # -- PyPlant's names --------------------------------------------------------------------
     def get_ingredient_object(self, name: str) -> Ingredient:
         """What the plant knows of a stored ingredient: name, type, producer, fingerprint."""
-        record = self._store.ingredients.get(name)
+        record = self._store.ingredient(name)
         if record is None:
-            raise unknown_ingredient(name, self._store.ingredients)
-        producer = self._store.reactors.get(record.producer)
+            raise unknown_ingredient(name, self._store.ingredient_names())
+        producer = self._store.reactor(record.producer)
         producer_name = producer.name if producer is not None else record.producer
         return Ingredient(name, record.type, producer_name, record.fingerprint)
 

@@ -160,8 +160,8 @@ class Engine:
         if store is not None:
             self._flushing = True
             began, told = time.monotonic(), 0
-            while not store.writer.flush(FLUSH_SLICE_SECONDS):
-                pending = store.writer.pending()
+            while not store.flush(FLUSH_SLICE_SECONDS):
+                pending = store.pending_writes()
                 if self._stops >= STOPS_TO_INSIST:
                     self.console.notice(f"exiting without writing {describe_writes(pending)}")
                     os._exit(128 + self._stop_signal)
@@ -498,7 +498,9 @@ class Engine:
             self.console.notice(notice)
         store = self.session.store
         if store is not None:
-            files |= {Path(path) for record in store.reactors.values() for path in record.files}
+            files |= {
+                Path(path) for record in store.reactor_records().values() for path in record.files
+            }
         return files
 
 

@@ -269,7 +269,7 @@ def _param_reasons(
 def _output_reasons(record: ReactorRecord, store: PlantStore) -> list[str]:
     reasons = []
     for name in record.outputs:
-        ingredient = store.ingredients.get(name)
+        ingredient = store.ingredient(name)
         if ingredient is None:
             reasons.append(f"output '{name}' is missing")
         elif ingredient.producer != record.id:

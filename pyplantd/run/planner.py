@@ -26,7 +26,7 @@ class Planner:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.steps: dict[str, PlannedStep] = {}
-        self.durations = ctx.store.manifest.last_durations()
+        self.durations = ctx.store.last_durations()
         self.value_code = ValueCode(ctx.signatures, ctx.track_versions)
 
     def plan(self, targets: list[Reactor], targets_always_run: bool = True) -> list[PlannedStep]:
@@ -38,11 +38,10 @@ class Planner:
         return list(self.steps.values())
 
     def _producers(self, reactor: Reactor) -> list[Reactor]:
-        record = self.ctx.store.reactors.get(reactor.id)
+        record = self.ctx.store.reactor(reactor.id)
         found = []
         for name in record.inputs if record else ():
-            ingredient = self.ctx.store.ingredients.get(name)
-            producer = self.ctx.reactors.get(ingredient.producer) if ingredient else None
+            producer = self.ctx.reactors.get(self.ctx.store.producer_of(name) or "")
             if producer is not None:
                 found.append(producer)
         return found
@@ -66,7 +65,7 @@ class Planner:
 
     def _evaluate(self, reactor: Reactor, is_target: bool) -> None:
         store = self.ctx.store
-        record = store.reactors.get(reactor.id)
+        record = store.reactor(reactor.id)
         code = code_signature(
             self.ctx.signatures, reactor.func, record.subreactors if record else []
         )
@@ -93,7 +92,7 @@ class Planner:
         or already made a new version since (e.g. a run of the producer alone)."""
         reasons = []
         for name, received in inputs.items():
-            ingredient = self.ctx.store.ingredients.get(name)
+            ingredient = self.ctx.store.ingredient(name)
             producer = self.ctx.reactors.get(ingredient.producer) if ingredient else None
             upstream = self.steps.get(producer.id) if producer else None
             if ingredient is None or producer is None or upstream is None:

@@ -25,11 +25,12 @@ from ..sizes import disk_budget, format_size, memory_budget
 from ..suggest import unknown
 from .failures import explain_os_error
 from .frozen import CODE_META, CONTENT_META, Pickled, thaw
+from .index_cache import ManifestIndexCache
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .mapped import map_array, mappable
 from .payloads import STAT, Payload, PayloadFiles, StatKey, stat_key
-from .records import IngredientRecord, Version
+from .records import HistoryEntry, IngredientRecord, ReactorRecord, Version
 from .specs import DATASET, IngredientTypeSpec, builtin_specs, hdf5, is_dataset, new_hdf5
 from .versions import VersionIndex
 from .warm import MISSING, WarmTier
@@ -388,6 +389,96 @@ class PlantStore:
     def referenced_paths(self) -> set[str]:
         with self._state:
             return {i.path for i in self.ingredients.values()} | self.versions.paths()
+
+    # -- what the plant dir holds (the store's face: callers ask, they do not reach in) -----
+    def reactor(self, reactor_id: str) -> ReactorRecord | None:
+        """The current record of a reactor that ran, if any."""
+        return self.reactors.get(reactor_id)
+
+    def ingredient(self, name: str) -> IngredientRecord | None:
+        """The current record of an ingredient, if one is stored."""
+        return self.ingredients.get(name)
+
+    def producer_of(self, name: str) -> str | None:
+        """The id of the reactor that made the current version of `name`, if stored."""
+        record = self.ingredients.get(name)
+        return record.producer if record is not None else None
+
+    def has_ingredient(self, name: str) -> bool:
+        return name in self.ingredients
+
+    def ingredient_names(self) -> list[str]:
+        return sorted(self.ingredients)
+
+    def reactor_records(self) -> dict[str, ReactorRecord]:
+        """A copy of every reactor's current record (safe while the writer commits)."""
+        with self._state:
+            return dict(self.reactors)
+
+    def ingredient_records(self) -> dict[str, IngredientRecord]:
+        """A copy of every ingredient's current record (safe while the writer commits)."""
+        with self._state:
+            return dict(self.ingredients)
+
+    def version(self, reactor_id: str, key: str) -> Version:
+        """A kept version of a reactor's results (KeyError if there is none with that key)."""
+        return self.versions[(reactor_id, key)]
+
+    def version_counts(self) -> dict[str, int]:
+        """How many versions of each reactor's results are kept."""
+        with self._state:
+            keys = list(self.versions)
+        counts: dict[str, int] = {}
+        for reactor_id, _ in keys:
+            counts[reactor_id] = counts.get(reactor_id, 0) + 1
+        return counts
+
+    def payload_path(self, record: IngredientRecord) -> Path:
+        """The payload file of a stored ingredient (which may not be written yet)."""
+        return self.payloads.resolve(record.path)
+
+    def on_disk(self, record: IngredientRecord) -> bool:
+        """Whether its payload file is written, whole (by size)."""
+        return self.payloads.intact(record.path, record.size)
+
+    def memory_use(self) -> dict[str, int]:
+        """The warm tier's bytes, its budget, what was spilled and what is still being written."""
+        return {
+            "warm_bytes": self.warm.warm_bytes,
+            "budget": self.warm.budget,
+            "spilled_bytes": self.warm.spilled_bytes,
+            "writing_bytes": self.writer.pending_bytes(),
+        }
+
+    def pending_writes(self) -> list[PendingWrite]:
+        """Writes not durable yet, oldest first."""
+        return self.writer.pending()
+
+    def drop_unwritten(self) -> None:
+        """Forget warm values whose write failed (the run that made them is over)."""
+        self.warm.drop_unwritten()
+
+    # -- the run history (in the manifest) ---------------------------------------------------
+    def index_cache(self) -> ManifestIndexCache:
+        """The code index cache kept in this plant dir's manifest."""
+        return ManifestIndexCache(self.manifest)
+
+    def start_run(self, targets: list[str]) -> int:
+        return self.manifest.start_run(targets)
+
+    def finish_run(self, run_id: int, status: str, entries: list[HistoryEntry]) -> None:
+        self.manifest.finish_run(run_id, status, entries)
+
+    def last_durations(self) -> dict[str, float]:
+        return self.manifest.last_durations()
+
+    def last_outcomes(self) -> dict[str, HistoryEntry]:
+        return self.manifest.last_outcomes()
+
+    def put_reactor(self, record: ReactorRecord) -> None:
+        """Record a reactor's record as current (e.g. one marked to run again)."""
+        self.reactors[record.id] = record
+        self.manifest.put_reactor(record)
 
     # -- reading ----------------------------------------------------------------------------
     def intact(self, record: IngredientRecord) -> bool:
