@@ -24,6 +24,7 @@ from .run.history import ExecutionRecord, print_history
 from .run.judge import Decision, code_signature
 from .run.planner import PlannedStep, Planner
 from .run.scheduler import Reactor, Run, RunContext
+from .run.walk import reached
 from .signatures.signature import SignatureComputer
 from .sizes import script_budget
 from .store.plant_store import PlantStore
@@ -211,15 +212,16 @@ class Plant:
         self._ensure_registered()
         start = self._resolve(reactor).id
         records = self._store.reactor_records()
-        found, frontier = {start}, [start]
-        while frontier:
-            record = records.get(frontier.pop())
-            outputs = set(record.outputs) if record else set()
-            for rid, record in records.items():
-                if rid not in found and outputs & set(record.inputs):
-                    found.add(rid)
-                    frontier.append(rid)
-        return sorted(found)
+        receivers: dict[str, list[str]] = {}
+        for rid, record in records.items():
+            for name in record.inputs:
+                receivers.setdefault(name, []).append(rid)
+
+        def consumers(rid: str) -> list[str]:
+            record = records.get(rid)
+            return [r for name in record.outputs for r in receivers.get(name, [])] if record else []
+
+        return sorted(reached([start], consumers))
 
     def sinks(self) -> list[str]:
         """Reactors whose outputs no other reactor receives (and those that never ran)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ..signatures.value_code import ValueCode
 from .judge import NEW_REACTOR, TARGET, code_signature, static_reasons
 from .scheduler import Reactor, RunContext
+from .walk import reached
 
 
 @dataclass
@@ -47,21 +48,8 @@ class Planner:
         return found
 
     def _upstream_first(self, targets: list[Reactor]) -> list[Reactor]:
-        """Post-order over recorded dependencies, iteratively (chains can be 1000s deep)."""
-        order: list[Reactor] = []
-        seen: set[str] = set()
-        stack: list[tuple[Reactor, bool]] = [(t, False) for t in reversed(targets)]
-        while stack:
-            reactor, expanded = stack.pop()
-            if expanded:
-                order.append(reactor)
-                continue
-            if reactor.id in seen:
-                continue
-            seen.add(reactor.id)
-            stack.append((reactor, True))
-            stack.extend((p, False) for p in reversed(self._producers(reactor)) if p.id not in seen)
-        return order
+        """Post-order over recorded dependencies: each reactor after its producers."""
+        return reached(targets, self._producers, key=lambda r: r.id, post_order=True)
 
     def _evaluate(self, reactor: Reactor, is_target: bool) -> None:
         store = self.ctx.store
