@@ -528,7 +528,7 @@ def _run_view() -> daemon_console.Console:
 
 
 def _announce_store(store: PlantStore, wanted: PlantOptions) -> None:
-    budget = format_size(store.warm.budget)
+    budget = format_size(store.memory_budget)
     source = wanted.sources["memory"]
     origin = "Plant(memory=...) in the script" if source == "the script" else source
     err.print(f"[dim]plant {store.plant_dir}: memory budget {budget} ({origin})[/]")

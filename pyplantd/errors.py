@@ -4,6 +4,8 @@
     ├── NotAReactorError            a function registered as a reactor without @ReactorFunc
     ├── ReactorNotFoundError        a reactor name that is not in the plant
     ├── IngredientNotFoundError     a received ingredient that no reactor produces
+    │   └── UnknownIngredientError  a name the plant does not know (also a ValueError, as
+    │                               PyPlant raised)
     ├── DependencyCycleError        reactors waiting on each other (or on themselves)
     ├── AmbiguousIngredientError    an ingredient that two reactors send
     ├── ReactorFailedError          a reactor raised; the user's exception is ``__cause__``, and
@@ -15,6 +17,16 @@
     ├── MissingDependencyError      a spec's optional package is not installed
     ├── ScriptError                 a pipeline script could not be loaded or run
     ├── SourceChangedError          code that runs differs from its file: nothing recorded
+    ├── SettingsError               a flag, environment variable, pyproject.toml key or
+    │                               Plant(...) argument with a value it cannot have (also a
+    │                               ValueError)
+    ├── ExecutorError               an executor that cannot be used (a missing extra, a cluster
+    │   │                           that cannot be reached or must not be)
+    │   └── ExecutorChoiceError     `--executor` not in a valid form (also a ValueError)
+    ├── DaemonRunningError          another daemon already serves this project
+    ├── RuntimeDirError             `.pyplantd/` or a file in it is not pyplantd's (a link,
+    │                               another user's)
+    ├── BadArgumentsError           a daemon request whose arguments do not fit its command
     └── StoreError                  the plant dir or a payload could not be used
         ├── UnknownTypeError        an ingredient type no spec is registered for
         ├── PlantDirError           not a plant dir, incompatible, in use, or not safe (another
@@ -39,9 +51,13 @@ made also of that type by `also` (its name unchanged): KeyError from PipeworkMoc
 read_config and from utils given an unknown reactor; ValueError from allocate of an unknown type
 or of a built-in type other than file and hdf_array.
 
+A reactor's own exception raised on a dask worker comes back as a ``RemoteReactorError`` (text,
+never a pickle): it stands for the user's exception as the cause of a ``ReactorFailedError``, and
+derives from the original built-in type where there is one, not from ``PlantError``.
+
 Warnings use ``PlantWarning``. ``RunCancelled`` is not an error but control flow: it derives
 from BaseException (like KeyboardInterrupt) so that a reactor's ``except Exception`` does not
-swallow a cancellation.
+swallow a cancellation; the daemon's ``Stop`` (a stop request) is one.
 """
 
 from __future__ import annotations
@@ -65,6 +81,10 @@ class ReactorNotFoundError(PlantError, LookupError, ValueError):
 
 class IngredientNotFoundError(PlantError, LookupError, RuntimeError):
     """An ingredient was received that no reactor produces."""
+
+
+class UnknownIngredientError(IngredientNotFoundError, ValueError):
+    """An ingredient name the plant does not know (PyPlant raised ValueError for it)."""
 
 
 class DependencyCycleError(PlantError, RuntimeError):
@@ -120,6 +140,22 @@ class ExecutorError(PlantError):
 
 class ExecutorChoiceError(ExecutorError, ValueError):
     """An executor choice that is not one of its valid forms (`threads:0`, `gpu:2`)."""
+
+
+class SettingsError(PlantError, ValueError):
+    """A setting with a value it cannot have: names the key, the value and where it was set."""
+
+
+class DaemonRunningError(PlantError):
+    """Another daemon already serves this project."""
+
+
+class RuntimeDirError(PlantError):
+    """`.pyplantd/` or a file in it is not something pyplantd made: a link, another user's."""
+
+
+class BadArgumentsError(PlantError):
+    """A well-formed daemon request whose arguments do not fit its command."""
 
 
 class StoreError(PlantError):

@@ -30,9 +30,9 @@ from .run.history import ExecutionRecord, print_history
 from .run.judge import Decision, code_signature
 from .run.planner import PlannedStep, Planner
 from .run.scheduler import Reactor, Run, RunContext
+from .run.walk import reached
 from .signatures.signature import SignatureComputer
-from .sizes import parse_size
-from .store.index_cache import ManifestIndexCache
+from .sizes import script_budget
 from .store.plant_store import PlantStore
 from .store.records import HistoryEntry
 from .store.specs import IngredientTypeSpec
@@ -82,8 +82,8 @@ class Plant:
             self._logger.setLevel(log_level)
         self._function_hash = function_hash
         self.track_versions = track_versions
-        self.memory = parse_size(memory) if memory is not None else None
-        self.disk = parse_size(disk) if disk is not None else None
+        self.memory = script_budget("memory", memory)
+        self.disk = script_budget("disk", disk)
         # Where reactors run (inline, threads:N, local:N, a cluster address); a host's settings
         # (--executor, [tool.pyplantd]) replace it when the user set them.
         self.executor = as_choice(executor) if executor is not None else None
@@ -94,7 +94,7 @@ class Plant:
             else PlantStore(plant_dir, self.memory, self.disk)
         )
         self.plant_dir = self._store.plant_dir
-        self._index_cache = ManifestIndexCache(self._store.manifest)  # flushed after each run
+        self._index_cache = self._store.index_cache()  # flushed after each run
         self._graceful = graceful_sigterm()
         self._reactors: dict[str, Reactor] = {}
         self._config = ConfigBase()
@@ -122,7 +122,7 @@ class Plant:
                 self._host.on_close(self)
         finally:
             if self._host is None or not self._host.owns_store(self._store):
-                with flushing(self._store.writer.pending()):  # not cut short by a stop
+                with flushing(self._store.pending_writes()):  # not cut short by a stop
                     self._store.close()  # flushes pending writes first
             if self._graceful:
                 release_sigterm()
@@ -224,7 +224,7 @@ class Plant:
         if should_stop is not None:
             ctx.should_stop = should_stop
         run = Run(ctx, targets, targets_always_run)
-        run_id = self._store.manifest.start_run([t.id for t in targets])
+        run_id = self._store.start_run([t.id for t in targets])
         self._events.emit(
             PlantEvent(EventType.run_started, None, {"targets": [t.name for t in targets]})
         )
@@ -243,21 +243,22 @@ class Plant:
         """The reactor and every reactor that receives, directly or not, what it sends."""
         self._ensure_registered()
         start = self._resolve(reactor).id
-        records = self._store.reactors
-        found, frontier = {start}, [start]
-        while frontier:
-            record = records.get(frontier.pop())
-            outputs = set(record.outputs) if record else set()
-            for rid, record in records.items():
-                if rid not in found and outputs & set(record.inputs):
-                    found.add(rid)
-                    frontier.append(rid)
-        return sorted(found)
+        records = self._store.reactor_records()
+        receivers: dict[str, list[str]] = {}
+        for rid, record in records.items():
+            for name in record.inputs:
+                receivers.setdefault(name, []).append(rid)
+
+        def consumers(rid: str) -> list[str]:
+            record = records.get(rid)
+            return [r for name in record.outputs for r in receivers.get(name, [])] if record else []
+
+        return sorted(reached([start], consumers))
 
     def sinks(self) -> list[str]:
         """Reactors whose outputs no other reactor receives (and those that never ran)."""
         self._ensure_registered()
-        records = self._store.reactors
+        records = self._store.reactor_records()
         received = {name for r in records.values() for name in r.inputs}
         return [
             reactor.id
@@ -286,7 +287,7 @@ class Plant:
             HistoryEntry(d.reactor, d.status, d.duration, d.reasons, d.started_at)
             for d in decisions
         ]
-        self._store.manifest.finish_run(run_id, status, entries)
+        self._store.finish_run(run_id, status, entries)
         self._events.emit(
             PlantEvent(EventType.run_finished, None, {"status": status, "decisions": decisions})
         )
@@ -347,30 +348,30 @@ class Plant:
     # -- results ----------------------------------------------------------------------------
     def fetch_ingredient(self, name: str) -> Any:
         """The stored value of an ingredient, without running anything."""
-        record = self._store.ingredients.get(name)
+        record = self._store.ingredient(name)
         if record is None:
             raise IngredientNotFoundError(
-                unknown("Ingredient", name, self._store.ingredients, "the plant")
+                unknown("Ingredient", name, self._store.ingredient_names(), "the plant")
                 + " Run the reactor that sends it first."
             )
         return self._store.load(record)
 
     def is_ingredient_known(self, name: str) -> bool:
-        return name in self._store.ingredients
+        return self._store.has_ingredient(name)
 
     def accept(self, reactor: ReactorRef) -> None:
         """Record the reactor's current code as matching its stored outputs (after a harmless
         refactor), so it does not re-run for that change."""
         self._ensure_registered()
         target = self._resolve(reactor)
-        record = self._store.reactors.get(target.id)
+        record = self._store.reactor(target.id)
         if record is None:
             raise ReactorNotFoundError(
                 f"Reactor '{target.name}' never ran in this plant, so there is nothing to accept."
             )
         code = code_signature(self._signatures(), target.func, record.subreactors)
         record.code_digest, record.code_parts = code.digest, code.parts
-        self._store.manifest.put_reactor(record)
+        self._store.put_reactor(record)
         self._index_cache.flush()
 
     # -- observing --------------------------------------------------------------------------
@@ -405,10 +406,10 @@ class Plant:
     # -- PyPlant's names --------------------------------------------------------------------
     def get_ingredient_object(self, name: str) -> Ingredient:
         """What the plant knows of a stored ingredient: name, type, producer, fingerprint."""
-        record = self._store.ingredients.get(name)
+        record = self._store.ingredient(name)
         if record is None:
-            raise unknown_ingredient(name, self._store.ingredients)
-        producer = self._store.reactors.get(record.producer)
+            raise unknown_ingredient(name, self._store.ingredient_names())
+        producer = self._store.reactor(record.producer)
         producer_name = producer.name if producer is not None else record.producer
         return Ingredient(name, record.type, producer_name, record.fingerprint)
 

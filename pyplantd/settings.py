@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import PlantError
-from .sizes import parse_size
+from .errors import SettingsError
+from .sizes import parse_budget
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,10 +26,6 @@ else:  # pragma: no cover - Python 3.10
 PYPROJECT = "pyproject.toml"
 TABLE = "tool.pyplantd"
 DEFAULT = "default"
-
-
-class SettingsError(PlantError):
-    """A setting with a value it cannot have: names the key, the value and where it was set."""
 
 
 @dataclass(frozen=True)
@@ -55,12 +51,7 @@ def _path(value: object, base: Path) -> Path:
 
 
 def _size(value: object, base: Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError('is not a size (e.g. "512MB", "4GiB")')
-    size = parse_size(value)  # its ValueError says what a size looks like
-    if size <= 0:
-        raise ValueError("must be more than 0 bytes")
-    return size
+    return parse_budget(value)
 
 
 def _names(value: object, base: Path) -> tuple[str, ...]:
@@ -219,12 +210,15 @@ class Settings:
         the default. The one place where this precedence is decided."""
         chosen: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        overridden: dict[str, Any] = {}
         script = {"plant_dir": plant_dir, "memory": memory, "disk": disk,
                   "track_versions": track_versions, "executor": executor}  # fmt: skip
         for attribute, own in script.items():
             setting = self[attribute]
             if setting.is_set:
                 chosen[attribute], sources[attribute] = setting.value, self.source(attribute)
+                if own is not None and own != setting.value:
+                    overridden[attribute] = own
             else:
                 chosen[attribute] = own
                 sources[attribute] = "the script" if own is not None else DEFAULT
@@ -232,7 +226,7 @@ class Settings:
             chosen["executor"] = self.executor  # with --insecure-cluster applied
         path = Path(chosen["plant_dir"]).expanduser().absolute()
         return PlantOptions(path, chosen["memory"], chosen["disk"],
-                            bool(chosen["track_versions"]), sources,
+                            bool(chosen["track_versions"]), sources, overridden,
                             chosen["executor"])  # fmt: skip
 
 
@@ -245,6 +239,8 @@ class PlantOptions:
     disk: int | None
     track_versions: bool
     sources: Mapping[str, str]
+    # What the script asked for that a setting of the user's overrides, by attribute.
+    overridden: Mapping[str, Any] = field(default_factory=dict)
     executor: Any = None  # an ExecutorChoice, or None: inline
 
 
@@ -292,8 +288,6 @@ def _read(key: Key, raw: object, base: Path, where: str | Path) -> Any:
         return key.read(raw, base)
     except ValueError as error:
         reason = str(error).rstrip(".")
-        if reason.startswith("'") or reason.startswith("A size"):  # parse_size's own words
-            reason = f"is not a size: {reason}"
         if isinstance(where, Path):
             raise SettingsError(
                 f"{where}: [{TABLE}] {key.name} = {raw!r} {reason}. Fix it in that file."

@@ -1,6 +1,8 @@
-"""Byte sizes: parse `512MB` / `4GiB`, print them, and the default memory and disk budgets.
+"""Byte sizes: parse `512MB` / `4GiB`, print them, and the memory and disk budgets (the one
+parser of a budget, wherever it is given, and the defaults).
 
-`MB`/`GB` are powers of 10, `MiB`/`GiB` powers of 2. Depends on nothing else in pyplantd.
+`MB`/`GB` are powers of 10, `MiB`/`GiB` powers of 2. Depends on nothing else in pyplantd
+(but its errors).
 """
 
 from __future__ import annotations
@@ -35,6 +37,36 @@ def parse_size(text: str | int | float) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def parse_budget(value: object) -> int:
+    """A memory or disk budget in bytes, as `--memory`, an environment variable, pyproject.toml
+    and `Plant(memory=..., disk=...)` all give it; ValueError says why not, worded to follow
+    the value (`'lots' is not a size: ...`)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError('is not a size (e.g. "512MB", "4GiB")')
+    try:
+        size = parse_size(value)
+    except ValueError as error:
+        raise ValueError(f"is not a size: {str(error).rstrip('.')}") from None
+    if size <= 0:
+        raise ValueError("must be more than 0 bytes")
+    return size
+
+
+def script_budget(name: str, value: object) -> int | None:
+    """`Plant(memory=...)`/`Plant(disk=...)` read by the same rules as the flags (None: not
+    given)."""
+    if value is None:
+        return None
+    try:
+        return parse_budget(value)
+    except ValueError as error:
+        from .errors import SettingsError
+
+        raise SettingsError(
+            f"Plant({name}={value!r}) {str(error).rstrip('.')}. Give a size such as '512MB'."
+        ) from None
+
+
 def format_size(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(size) < 1024 or unit == "GiB":
@@ -48,6 +80,16 @@ def physical_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
         return 8 * 2**30
+
+
+def memory_budget(memory: int | None) -> int:
+    """The warm tier's budget: `memory`, or by default a share of physical memory."""
+    return memory if memory is not None else default_memory_budget()
+
+
+def disk_budget(disk: int | None, plant_dir: Path) -> int:
+    """The budget of kept versions: `disk`, or by default a share of the free space."""
+    return disk if disk is not None else default_disk_budget(plant_dir)
 
 
 def default_memory_budget() -> int:

@@ -37,12 +37,14 @@ def store_ingredients_to_dir(plant: Plant, names: Iterable[str], directory: str 
     names = list(names)
     missing = [n for n in names if not plant.is_ingredient_known(n)]
     if missing:
-        raise unknown_ingredient(missing[0], plant.store.ingredients)
+        raise unknown_ingredient(missing[0], plant.store.ingredient_names())
     plant.store.flush()  # their payloads are complete on disk
     target = PlantStore(directory)
     try:
         for name in names:
-            _copy_ingredient(plant.store, target, plant.store.ingredients[name])
+            record = plant.store.ingredient(name)
+            assert record is not None  # known, checked above
+            _copy_ingredient(plant.store, target, record)
     finally:
         target.close()
 
@@ -54,7 +56,7 @@ def store_reactor_inputs_to_dir(plant: Plant, reactor: str, directory: str | Pat
         target = plant._resolve(reactor)
     except ReactorNotFoundError as err:  # PyPlant looked it up in a dict: a KeyError
         raise also(KeyError, err) from None
-    record = plant.store.reactors.get(target.id)
+    record = plant.store.reactor(target.id)
     if record is None:
         raise ReactorNotFoundError(
             f"Reactor '{target.name}' never ran in this plant, so its inputs are unknown. "
@@ -85,17 +87,18 @@ def load_ingredients_from_dir(
             from .compat.spec_adapter import as_native
 
             store.register_specs([as_native(spec) for spec in custom_specs])
-        wanted = list(names) if names else sorted(store.ingredients)
-        unknown = [n for n in wanted if n not in store.ingredients]
+        records = store.ingredient_records()
+        wanted = list(names) if names else sorted(records)
+        unknown = [n for n in wanted if n not in records]
         if unknown:
-            raise unknown_ingredient(unknown[0], store.ingredients)
-        return {name: _loaded(store, store.ingredients[name]) for name in wanted}
+            raise unknown_ingredient(unknown[0], records)
+        return {name: _loaded(store, records[name]) for name in wanted}
     finally:
         store.close()
 
 
 def _copy_ingredient(source: PlantStore, target: PlantStore, record: IngredientRecord) -> None:
-    origin = source.payloads.resolve(record.path)
+    origin = source.payload_path(record)
     temp = target.payloads.temp_path(record.name, origin.suffix)
     import shutil  # here: loaded by every `from pyplantd import *`, used by few
 
@@ -110,6 +113,6 @@ def _copy_ingredient(source: PlantStore, target: PlantStore, record: IngredientR
 
 def _loaded(store: PlantStore, record: IngredientRecord) -> Any:
     if record.type == "hdf_array":  # opened apart from the store, which closes its own files
-        path = store.payloads.resolve(record.path)
+        path = store.payload_path(record)
         return hdf5().File(path, "r")[DATASET]
     return own_copy(store.load(record))

@@ -244,3 +244,38 @@ def test_the_configured_pipeline_is_named_when_missing(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"pipeline script {tmp_path / 'gone.py'} does not exist" in result.stderr
     assert "It is set by pyproject.toml" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("memory", "said"),
+    [
+        (True, "Plant(memory=True) is not a size"),
+        (0, "Plant(memory=0) must be more than 0 bytes"),
+        ("0MB", "Plant(memory='0MB') must be more than 0 bytes"),
+        ("lots", "Plant(memory='lots') is not a size: 'lots' is not a size"),
+        (-5, "Plant(memory=-5) is not a size: A size cannot be negative"),
+    ],
+)
+def test_plant_budgets_are_read_by_the_same_rules_as_the_flags(
+    tmp_path: Path, memory: object, said: str
+) -> None:
+    """`Plant(memory=...)` used to take a bool or 0 as a budget that `--memory` refuses."""
+    from pyplantd import Plant
+    from pyplantd.errors import SettingsError
+
+    with pytest.raises(SettingsError) as refused:
+        Plant(tmp_path / "plant", memory=memory)
+    assert said in str(refused.value)
+    assert isinstance(refused.value, ValueError)  # as before, for code that catches that
+    assert not (tmp_path / "plant").exists()
+
+
+def test_a_budget_set_by_the_user_records_what_the_script_asked_for_instead(
+    tmp_path: Path,
+) -> None:
+    from pyplantd import settings
+
+    resolved = settings.resolve({"memory": "1MB"}, start=tmp_path, env={})
+    chosen = resolved.for_plant("plant", 2 * 10**6, 3 * 10**6, True)
+    assert chosen.overridden == {"memory": 2 * 10**6}
+    assert resolved.for_plant("plant", 10**6, None, True).overridden == {}

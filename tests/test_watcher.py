@@ -384,3 +384,17 @@ def test_stop_joins_every_thread_and_is_idempotent(files) -> None:
     assert not [t for t in threading.enumerate() if t not in before and t.is_alive()]
     with pytest.raises(RuntimeError, match="create a new one"):
         watcher.start()
+
+
+def test_one_file_hasher_for_the_watcher_the_code_index_and_the_store(tmp_path: Path) -> None:
+    """What the loader hands the watcher (the code index's digest of the bytes a run read) and
+    what the watcher reads from the file are the same fingerprint, the store's."""
+    from pyplantd.daemon.watcher import content_hash
+    from pyplantd.fingerprint import file_fingerprint
+    from pyplantd.signatures.code_index import content_digest
+
+    path = tmp_path / "helper.py"
+    path.write_bytes(b"x = 1\n" * 100_000)
+    assert content_hash(str(path)) == file_fingerprint(str(path))
+    assert content_hash(str(path)) == content_digest(path.read_bytes())
+    assert content_hash(str(tmp_path / "gone.py")) is None

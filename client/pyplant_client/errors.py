@@ -9,7 +9,8 @@
         ├── UntrustedFileError     a runtime dir, connection or payload file another user
         │                          could have written (theirs, open to others, a link)
         ├── ClientTimeoutError  (also a builtin TimeoutError)   no reply in time
-        └── GraphError          a graph that cannot be drawn as asked (format, name, Graphviz)
+        ├── GraphError          a graph that cannot be drawn as asked (format, name, Graphviz)
+        └── writers.WriteError  a fetched value that cannot be written as asked (suffix, kind)
 
 `DaemonNotRunning` and `ClientTimeout` are the same classes under shorter names.
 """

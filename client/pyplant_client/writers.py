@@ -13,10 +13,12 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from .errors import ClientError
+
 FORMATS = {".npy": "npy", ".csv": "csv", ".json": "json", ".pkl": "pkl"}
 
 
-class WriteError(Exception):
+class WriteError(ClientError):
     """The value cannot be written as asked: the fact and what to do instead."""
 
 

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
-from ..errors import IngredientNotFoundError, PlantWarning
+from ..errors import PlantWarning, UnknownIngredientError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,10 +47,6 @@ def _renamed(func: Callable[..., Any], renames: dict[str, str], kwargs: dict[str
                 )
             kwargs[new] = kwargs.pop(old)
     return kwargs
-
-
-class UnknownIngredientError(IngredientNotFoundError, ValueError):
-    """An ingredient name the plant does not know (PyPlant raised ValueError for it)."""
 
 
 def unknown_ingredient(name: str, known: Iterable[str]) -> UnknownIngredientError:

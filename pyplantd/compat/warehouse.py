@@ -61,7 +61,7 @@ class PlantWarehouse(Warehouse):
     def fetch(self, name: str, signature: str | None = None) -> Any:
         """The stored value of an ingredient; None if the plant has none, or has one with
         another fingerprint than `signature` (as PyPlant)."""
-        record = self._plant.store.ingredients.get(name)
+        record = self._plant.store.ingredient(name)
         if record is None or signature not in (None, record.fingerprint):
             return None
         return self._plant.fetch_ingredient(name)

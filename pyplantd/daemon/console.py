@@ -172,12 +172,12 @@ class Console:
             self.out.print(result_table(decisions, rows, cached="warm"))
         self.print(Text(summary(trigger, decisions, status, elapsed)))
         store = plant.store
-        warm, budget = store.warm.warm_bytes, store.warm.budget
-        writing = store.writer.pending_bytes()
+        use = store.memory_use()
+        warm, budget, writing = use["warm_bytes"], use["budget"], use["writing_bytes"]
         self.print(
             Text(
                 f"memory: {format_size(warm)} warm of {format_size(budget)}, "
-                f"{format_size(store.warm.spilled_bytes)} spilled to disk"
+                f"{format_size(use['spilled_bytes'])} spilled to disk"
                 + (f", {format_size(writing)} still being written" if writing else ""),
                 style="dim",
             )

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import PlantError
+from ..errors import BadArgumentsError, PlantError
 from ..graph.live import LiveGraph
 from ..sizes import format_size
 from ..store.listing import describe_shape
 from ..suggest import did_you_mean
-from .server import BadArgumentsError, Handler
+from .server import Handler
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -58,12 +57,7 @@ class Control:
         status = self.engine.state.snapshot()
         store = self.engine.session.store
         if store is not None:
-            status["memory"] = {
-                "warm_bytes": store.warm.warm_bytes, "budget": store.warm.budget,
-                "spilled_bytes": store.warm.spilled_bytes,
-                "writing_bytes": store.writer.pending_bytes(),
-                "warm": store.warm_contents(),
-            }  # fmt: skip
+            status["memory"] = {**store.memory_use(), "warm": store.warm_contents()}
         server = self.engine.server
         if server is not None:
             status["endpoint"] = {
@@ -81,14 +75,15 @@ class Control:
         if store is None:
             return {"ingredients": []}
         rows, now = [], time.time()
-        versions = Counter(key[0] for key in list(store.versions))
-        for record in sorted(list(store.ingredients.values()), key=lambda r: r.name):
-            producer = store.reactors.get(record.producer)
+        versions = store.version_counts()
+        for record in sorted(store.ingredient_records().values(), key=lambda r: r.name):
+            producer = store.reactor(record.producer)
             rows.append({
                 "name": record.name, "producer": producer.name if producer else "?",
                 "type": record.type, "shape": describe_shape(record.meta),
                 "size": record.size, "tier": store.tier(record),
-                "age": max(0.0, now - record.created_at), "versions": versions[record.producer],
+                "age": max(0.0, now - record.created_at),
+                "versions": versions.get(record.producer, 0),
             })  # fmt: skip
         return {"ingredients": rows}
 
@@ -107,10 +102,10 @@ class Control:
         value, record = self._value(args)
         store = self.engine.session.store
         assert store is not None
-        durable = store.payloads.intact(record.path, record.size)
+        durable = store.on_disk(record)
         on_disk = record.type in ("array", "hdf_array") and record.meta.get("dtype") != "object"
         if on_disk and durable:  # the client reads dataset "data" of the file itself
-            path = str(store.payloads.resolve(record.path))
+            path = str(store.payload_path(record))
             algorithm = FILE_CHECKSUMS.get(record.type)
             checksum = None
             if algorithm and record.checksum:  # the client checks the file against it
@@ -131,7 +126,7 @@ class Control:
         if store.spec(record.type).suffix == PICKLE_SUFFIX and durable and record.checksum:
             # Never pickled over the socket: the client may load the file itself, if it wants
             # pickles, after checking its owner, size and this checksum.
-            path = str(store.payloads.resolve(record.path))
+            path = str(store.payload_path(record))
             return {
                 "kind": "file", "format": "pickle", "path": path, "size": record.size,
                 "python_type": type(value).__qualname__,
@@ -147,9 +142,9 @@ class Control:
         store = self.engine.session.store
         if not isinstance(name, str):
             raise BadArgumentsError("give the ingredient's name: {'name': ...}")
-        record = store.ingredients.get(name) if store is not None else None
+        record = store.ingredient(name) if store is not None else None
         if record is None or store is None:
-            known = sorted(store.ingredients) if store else []
+            known = store.ingredient_names() if store else []
             raise BadArgumentsError(
                 f"no ingredient named '{name}' (known: {', '.join(known) or 'none'})."
                 + did_you_mean(name, known)
@@ -185,9 +180,9 @@ class Control:
             raise BadArgumentsError(
                 "the pipeline has not opened its plant yet (see the daemon's output)"
             )
-        missing = [n for n in names if n not in store.ingredients]
+        missing = [n for n in names if not store.has_ingredient(n)]
         if missing:
-            known = sorted(store.ingredients)
+            known = store.ingredient_names()
             hints = "".join(did_you_mean(n, known) for n in missing)
             raise BadArgumentsError(
                 f"no ingredient named {', '.join(missing)} (known: "

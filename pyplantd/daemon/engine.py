@@ -33,6 +33,7 @@ from ..reactor import forget_visible
 from ..run.judge import Decision, forget_tracked_files
 from ..settings import Settings, given
 from ..sizes import format_size
+from .bus import DaemonBus, Kind
 from .console import Console
 from .interrupts import Interrupter, Stop, in_user_code
 from .loader import ScriptLoader, load_error
@@ -101,9 +102,10 @@ class Engine:
             self._on_change, options.debounce, on_notice=console.notice,
             force_polling=options.force_polling, on_unchanged=self._on_unchanged,
         )  # fmt: skip
-        self.state = EngineState()
-        # replaced by the server's when clients can listen
-        self.publish: Callable[[str, dict[str, Any]], None] = self.state.publish
+        # Everything clients hear leaves through this bus; the server subscribes when started.
+        self.bus = DaemonBus()
+        self.state = EngineState(self.bus)
+        self.console.on_line = self._publish_line
         self._run_ids = itertools.count(1)
         self.server: Any = None
         self._busy = False  # loading the script or running reactors: a save cancels it
@@ -174,8 +176,8 @@ class Engine:
         if store is not None:
             self._flushing = True
             began, told = time.monotonic(), 0
-            while not store.writer.flush(FLUSH_SLICE_SECONDS):
-                pending = store.writer.pending()
+            while not store.flush(FLUSH_SLICE_SECONDS):
+                pending = store.pending_writes()
                 if self._stops >= STOPS_TO_INSIST:
                     self.console.notice(f"exiting without writing {describe_writes(pending)}")
                     os._exit(128 + self._stop_signal)
@@ -200,13 +202,14 @@ class Engine:
             runtime, Control(self).handlers(), self.pipeline, self.options.tcp,
             on_notice=self.console.notice,
         )  # fmt: skip
-        self.publish = self.state.chain(server.publish)
+        self.bus.subscribe(server.publish)
         self.server = server
-        self.console.on_line = lambda reactor, text: server.publish(
-            "log", {"run_id": self.state.run_id, "reactor": reactor, "text": text}
-        )
         server.start()
         return server
+
+    def _publish_line(self, reactor: str | None, text: str) -> None:
+        """A line a reactor printed (the console's reactor output), for clients."""
+        self.bus.publish(Kind.log, {"run_id": self.state.run_id, "reactor": reactor, "text": text})
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -360,7 +363,7 @@ class Engine:
         run_id = run_id if run_id is not None else next(self._run_ids)
         self.interrupter.withdraw()
         self._cancel.clear()
-        self.publish("run_started", {"run_id": run_id, "trigger": trigger})
+        self.bus.publish(Kind.run_started, {"run_id": run_id, "trigger": trigger})
         self._busy = True
         try:
             decisions = self._load_and_run(trigger, targets_always_run, targets, run_id, invalidate)
@@ -468,7 +471,7 @@ class Engine:
     def _report_load_error(self, trigger: str, run_id: int, failure: BaseException) -> None:
         where = load_error(failure, self.pipeline)
         self.console.reload_failed(trigger, where, failure)
-        self.publish("reload_failed", {
+        self.bus.publish(Kind.reload_failed, {
             "run_id": run_id, "path": where.path, "line": where.line,
             "column": where.column, "message": where.message,
         })  # fmt: skip
@@ -512,7 +515,9 @@ class Engine:
             self.console.notice(notice)
         store = self.session.store
         if store is not None:
-            files |= {Path(path) for record in store.reactors.values() for path in record.files}
+            files |= {
+                Path(path) for record in store.reactor_records().values() for path in record.files
+            }
         return files
 
 

@@ -147,11 +147,11 @@ class ScriptLoader:
         self._failed = None
         return status
 
-    def read_as(self) -> dict[Path, bytes | None]:
+    def read_as(self) -> dict[Path, str | None]:
         """What the last load and its run read of the files they read, as a content hash (the
         watcher's) where known, and None for the files an import looked for and did not find:
         a watch starting later must see a save made since, not take it for what the run used."""
-        found = {path: bytes.fromhex(digest) for path, digest in self._read().items() if digest}
+        found = {path: digest for path, digest in self._read().items() if digest}
         return {**found, **dict.fromkeys(self._absent)}
 
     def _read(self) -> dict[Path, str | None]:

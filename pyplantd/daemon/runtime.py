@@ -22,21 +22,13 @@ from pathlib import Path
 from pyplant_client.protocol import RUNTIME_DIR, project_root
 from pyplant_client.trust import user_name
 
-from ..errors import PlantError
+from ..errors import DaemonRunningError, RuntimeDirError
 
 LOCK_FILE = "daemon.lock"
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a planted FIFO must not hang the open; the fstat check then refuses it.
 _FILE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-class DaemonRunningError(PlantError):
-    """Another daemon already serves this project."""
-
-
-class RuntimeDirError(PlantError):
-    """`.pyplantd/` or a file in it is not something pyplantd made: a link, another user's."""
 
 
 def runtime_dir(pipeline: Path) -> Path:

@@ -27,6 +27,7 @@ from pyplant_client import protocol
 from pyplant_client.transport import NOBLOCK, recv_frames, send_frames
 
 from .. import __version__
+from ..errors import BadArgumentsError
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ logger = logging.getLogger(__name__)
 _MAX_IPC_PATH_BYTES = 103
 _STOP_CHECK_MS = 100  # the request thread looks at the stop flag this often when idle
 _MAX_QUEUED_EVENTS = 10_000  # beyond, events are dropped (as PUB drops for slow subscribers)
-
-
-class BadArgumentsError(Exception):
-    """A well-formed request whose arguments do not fit its command."""
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | tuple[dict[str, Any], list[bytes]]]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..settings import PlantOptions, Settings, given
-from ..sizes import default_disk_budget, default_memory_budget, format_size
+from ..sizes import format_size
 from ..store.plant_store import PlantStore
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Session:
             self._asked = {"memory": wanted.memory, "disk": wanted.disk}
         else:
             self._apply_budgets(wanted)
-        self._tell_overridden(plant)
+        self._tell_overridden(wanted)
         return self.store
 
     def _apply_budgets(self, wanted: PlantOptions) -> None:
@@ -64,34 +64,33 @@ class Session:
         store = self.store
         assert store is not None
         if wanted.memory != self._asked["memory"]:
-            memory = wanted.memory if wanted.memory is not None else default_memory_budget()
+            before = store.memory_budget
+            after = store.set_memory_budget(wanted.memory)
             self._notice(
-                f"memory budget {format_size(store.warm.budget)} -> {format_size(memory)}, "
+                f"memory budget {format_size(before)} -> {format_size(after)}, "
                 f"from {_origin(wanted.sources['memory'], 'memory')}"
             )
-            store.warm.set_budget(memory)
         if wanted.disk != self._asked["disk"]:
-            disk = wanted.disk if wanted.disk is not None else default_disk_budget(store.plant_dir)
+            before = store.disk_budget
+            after = store.set_disk_budget(wanted.disk)
             self._notice(
-                f"disk budget {format_size(store.disk_budget)} -> {format_size(disk)}, "
+                f"disk budget {format_size(before)} -> {format_size(after)}, "
                 f"from {_origin(wanted.sources['disk'], 'disk')}"
             )
-            store.disk_budget = disk
         self._asked = {"memory": wanted.memory, "disk": wanted.disk}
 
-    def _tell_overridden(self, plant: Plant) -> None:
+    def _tell_overridden(self, wanted: PlantOptions) -> None:
         """The script asks for a budget the daemon's settings override: say so, once per value."""
-        for attribute, own in (("memory", plant.memory), ("disk", plant.disk)):
-            setting = self.settings[attribute]
-            if own is None or not setting.is_set or own == setting.value:
-                continue
-            if (attribute, own) in self._told:
+        for attribute in ("memory", "disk"):
+            own = wanted.overridden.get(attribute)
+            if own is None or (attribute, own) in self._told:
                 continue
             self._told.add((attribute, own))
+            budget = format_size(getattr(wanted, attribute))
             self._notice(
                 f"the script's Plant({attribute}=...) asks for {format_size(own)}, which is not "
-                f"used: the daemon's {attribute} budget is {format_size(setting.value)}, set by "
-                f"{self.settings.source(attribute)}. Restart the daemon without that setting to "
+                f"used: the daemon's {attribute} budget is {budget}, "
+                f"set by {wanted.sources[attribute]}. Restart the daemon without that setting to "
                 "use the script's."
             )
 

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,34 +18,25 @@ from ..errors import RemoteReactorError
 from ..events import EventType, PlantEvent
 from ..run.judge import Decision
 from ..signatures.origins import is_user_file
+from .bus import DaemonBus, Kind
 from .loader import LoadError
 
 if TYPE_CHECKING:
     from ..plant import Plant
 
-Publish = Callable[[str, dict[str, Any]], None]
-
 
 class EngineState:
-    def __init__(self) -> None:
+    def __init__(self, bus: DaemonBus | None = None) -> None:
+        self.bus = bus if bus is not None else DaemonBus()
         self._lock = threading.Lock()
         self.state = "idle"
         self.current: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
         self.reactors: dict[str, dict[str, Any]] = {}
         self.plant: Plant | None = None
-        self._publish: Publish = self.publish
         self._engine_thread = threading.get_ident()
         self._pipeline: Path | None = None
         self._loading = False
-
-    # -- publishing -------------------------------------------------------------------------
-    def publish(self, kind: str, fields: dict[str, Any]) -> None:
-        """Without a server, events go nowhere."""
-
-    def chain(self, sink: Publish) -> Publish:
-        self._publish = sink
-        return sink
 
     # -- engine thread ----------------------------------------------------------------------
     def load_began(self, run_id: int, trigger: str, pipeline: Path) -> None:
@@ -86,20 +76,20 @@ class EngineState:
         if kind is None:
             return
         with self._lock:
-            if kind == "progress":
+            if kind is Kind.progress:
                 info = self.reactors.get(name)
                 if info is not None and info["state"] == "running":
                     info["progress"] = {k: v for k, v in fields.items() if k in _PROGRESS}
-            elif kind == "reactor_started":
+            elif kind is Kind.reactor_started:
                 self.reactors[name] = {"state": "running", "since": time.time(), **_where(fields)}
-            elif kind == "reactor_finished":
+            elif kind is Kind.reactor_finished:
                 self.reactors[name] = {
                     "state": fields["result"], "duration": fields["duration"],
                     "why": fields.get("why", ""), **_where(fields),
                 }  # fmt: skip
-            elif kind == "reactor_failed":
+            elif kind is Kind.reactor_failed:
                 self.reactors[name] = {"state": "failed", "why": fields["message"]}
-        self._publish(kind, fields)
+        self.bus.publish(kind, fields)
 
     def run_ended(
         self, run_id: int, status: str, decisions: list[Decision], elapsed: float
@@ -118,7 +108,7 @@ class EngineState:
                 }  # fmt: skip
             self.state, self.last = "idle", {**(self.current or {}), **summary}
             self.current, self._loading = None, False
-        self._publish("run_finished", summary)
+        self.bus.publish(Kind.run_finished, summary)
 
     def load_failed(self, run_id: int, where: LoadError) -> None:
         with self._lock:
@@ -127,7 +117,8 @@ class EngineState:
                 "run_id": run_id, "status": "reload_failed", "path": where.path,
                 "line": where.line, "column": where.column, "message": where.message,
             }  # fmt: skip
-        self._publish("run_finished", {"run_id": run_id, "status": "reload_failed", "ran": 0})
+        fields = {"run_id": run_id, "status": "reload_failed", "ran": 0}
+        self.bus.publish(Kind.run_finished, fields)
 
     # -- server thread ----------------------------------------------------------------------
     def is_idle(self) -> bool:
@@ -176,21 +167,22 @@ def _where(fields: dict[str, Any]) -> dict[str, str]:
     return {"where": where} if isinstance(where, str) and where else {}
 
 
-def _translate(run_id: int, event: PlantEvent) -> tuple[str | None, dict[str, Any]]:
+def _translate(run_id: int, event: PlantEvent) -> tuple[Kind | None, dict[str, Any]]:
     base = {"run_id": run_id, "reactor": event.reactor}
     if event.type is EventType.reactor_started:
-        return "reactor_started", {**base, **_where(event.data)}
+        return Kind.reactor_started, {**base, **_where(event.data)}
     if event.type is EventType.reactor_finished:
         duration = float(event.data.get("duration", 0.0))
         finished = {**base, "duration": duration, "result": "ran", **_where(event.data)}
-        return "reactor_finished", finished
+        return Kind.reactor_finished, finished
     if event.type is EventType.reactor_cached:
         why = "; ".join(event.data.get("reasons") or [])
-        return "reactor_finished", {**base, "duration": 0.0, "result": "warm", "why": why}
+        return Kind.reactor_finished, {**base, "duration": 0.0, "result": "warm", "why": why}
     if event.type is EventType.reactor_failed:
-        return "reactor_failed", {**base, **failure_fields(event.data.get("exception"))}
+        return Kind.reactor_failed, {**base, **failure_fields(event.data.get("exception"))}
     if event.type is EventType.reactor_progress:
-        return "progress", {**base, **{k: v for k, v in event.data.items() if k in _PROGRESS}}
+        fields = {k: v for k, v in event.data.items() if k in _PROGRESS}
+        return Kind.progress, {**base, **fields}
     return None, {}
 
 

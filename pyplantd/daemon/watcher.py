@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-import xxhash
 from watchdog import events
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
+
+from ..fingerprint import file_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +34,16 @@ _EVENT_KINDS: list[type[events.FileSystemEvent]] = [
 # watchdog reports a kernel queue overflow only as a warning on this logger.
 _INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 StatKey = tuple[int, int, int, int]
-Seen = tuple[StatKey | None, bytes | None]  # what a file looked like, and its content hash
+Seen = tuple[StatKey | None, str | None]  # what a file looked like, and its content hash
 
 
-def content_hash(path: str) -> bytes | None:
-    """The xxh3-128 digest of a file's bytes; None if it cannot be read (gone)."""
-    digest = xxhash.xxh3_128()
+def content_hash(path: str) -> str | None:
+    """The file's content fingerprint, the one the store and the code index use (the
+    xxh3-128 hex digest of its bytes); None if it cannot be read (gone)."""
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
+        return file_fingerprint(path)
     except OSError:
         return None
-    return digest.digest()
 
 
 def _stat_key(path: str) -> StatKey | None:
@@ -132,7 +130,7 @@ class Watcher:
         """``"native"`` (OS events) or ``"polling"`` (only the scan every ``poll_interval``)."""
         return self._mode
 
-    def watch(self, paths: Iterable[Path], read: Mapping[Path, bytes | None] | None = None) -> None:
+    def watch(self, paths: Iterable[Path], read: Mapping[Path, str | None] | None = None) -> None:
         """Replace the watched files. The content of newly watched ones is recorded now, or is
         the one the caller `read` (a content hash; None: it was absent) if it says so: a file
         saved since it read it is reported as changed at once."""

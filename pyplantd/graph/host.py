@@ -83,8 +83,8 @@ def graph_of(plant: Plant, pipeline: Path, plant_dir: Path) -> dict[str, Any]:
     reactors = plant.registered()
     steps = plant.plan([r.id for r in reactors], targets_always_run=False) if reactors else []
     store = plant.store
-    records, ingredients = dict(store.reactors), dict(store.ingredients)
-    states = planned_states(steps, records, store.manifest.last_outcomes())
+    records, ingredients = store.reactor_records(), store.ingredient_records()
+    states = planned_states(steps, records, store.last_outcomes())
     scan = SourceScan(source_files([*(r.func for r in reactors), *visible_subreactors()]))
     nodes = [Node(r.id, r.name) for r in reactors]
     return build(pipeline.name, str(plant_dir), nodes, states, records, ingredients, scan)

@@ -30,8 +30,8 @@ class LiveGraph:
         plant, store = engine.session.plant, engine.session.store
         reactors = plant.registered() if plant is not None else []
         self._last = reactors = reactors or self._last
-        records = store.reactors.copy() if store is not None else {}
-        ingredients = store.ingredients.copy() if store is not None else {}
+        records = store.reactor_records() if store is not None else {}
+        ingredients = store.ingredient_records() if store is not None else {}
         nodes = [Node(r.id, r.name) for r in reactors]
         notes = live_notes(snapshot)
         if not reactors:

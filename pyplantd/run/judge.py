@@ -98,7 +98,7 @@ class Judge:
     def static_reasons(self, reactor: Reactor) -> list[str]:
         """Why it must re-run, before any input is looked at (forced, code, params, files,
         its outputs); none: it may be served if its inputs match."""
-        record = self.store.reactors.get(reactor.id)
+        record = self.store.reactor(reactor.id)
         code = self.code(reactor, record.subreactors if record else [])
         with self._signing:  # params' states may need code signatures
             reasons = static_reasons(
@@ -123,7 +123,7 @@ class Judge:
         """Earlier results (not the current one) that match the present, inputs aside."""
         if reactor.id in self.forced:
             return []
-        current = self.store.reactors.get(reactor.id)
+        current = self.store.reactor(reactor.id)
         current_key = version_key(current) if current is not None else None
         found = []
         for version in self.store.versions_of(reactor.id):
@@ -141,9 +141,9 @@ class Judge:
     def outputs_current(self, version: Version) -> bool:
         """Are the version's outputs still its reactor's? (Not once another reactor, since
         renamed or deleted, sent one of them.)"""
-        ingredients, reactor_id = self.store.ingredients, version.record.id
+        reactor_id = version.record.id
         return all(
-            o.name not in ingredients or ingredients[o.name].producer == reactor_id
+            (current := self.store.ingredient(o.name)) is None or current.producer == reactor_id
             for o in version.outputs
         )
 
@@ -374,7 +374,7 @@ def _param_reasons(
 def _output_reasons(record: ReactorRecord, store: PlantStore) -> list[str]:
     reasons = []
     for name in record.outputs:
-        ingredient = store.ingredients.get(name)
+        ingredient = store.ingredient(name)
         if ingredient is None:
             reasons.append(f"output '{name}' is missing")
         elif ingredient.producer != record.id:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .judge import NEW_REACTOR, TARGET, Judge
 from .scheduler import Reactor, RunContext
+from .walk import reached
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Planner:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.steps: dict[str, PlannedStep] = {}
-        self.durations = ctx.store.manifest.last_durations()
+        self.durations = ctx.store.last_durations()
         # the same judge a run uses, with nothing forced: a plan says what the state asks for
         self.judge = Judge(ctx.store, ctx.config, ctx.signatures, ctx.track_versions)
         self.value_code = self.judge.value_code
@@ -39,34 +40,20 @@ class Planner:
         return list(self.steps.values())
 
     def _producers(self, reactor: Reactor) -> list[Reactor]:
-        record = self.ctx.store.reactors.get(reactor.id)
+        record = self.ctx.store.reactor(reactor.id)
         found = []
         for name in record.inputs if record else ():
-            ingredient = self.ctx.store.ingredients.get(name)
-            producer = self.ctx.reactors.get(ingredient.producer) if ingredient else None
+            producer = self.ctx.reactors.get(self.ctx.store.producer_of(name) or "")
             if producer is not None:
                 found.append(producer)
         return found
 
     def _upstream_first(self, targets: list[Reactor]) -> list[Reactor]:
-        """Post-order over recorded dependencies, iteratively (chains can be 1000s deep)."""
-        order: list[Reactor] = []
-        seen: set[str] = set()
-        stack: list[tuple[Reactor, bool]] = [(t, False) for t in reversed(targets)]
-        while stack:
-            reactor, expanded = stack.pop()
-            if expanded:
-                order.append(reactor)
-                continue
-            if reactor.id in seen:
-                continue
-            seen.add(reactor.id)
-            stack.append((reactor, True))
-            stack.extend((p, False) for p in reversed(self._producers(reactor)) if p.id not in seen)
-        return order
+        """Post-order over recorded dependencies: each reactor after its producers."""
+        return reached(targets, self._producers, key=lambda r: r.id, post_order=True)
 
     def _evaluate(self, reactor: Reactor, is_target: bool) -> None:
-        record = self.ctx.store.reactors.get(reactor.id)
+        record = self.ctx.store.reactor(reactor.id)
         reasons = self.judge.static_reasons(reactor)
         if record is not None:
             reasons += self._input_reasons(record.inputs)
@@ -87,7 +74,7 @@ class Planner:
         or already made a new version since (e.g. a run of the producer alone)."""
         reasons = []
         for name, received in inputs.items():
-            ingredient = self.ctx.store.ingredients.get(name)
+            ingredient = self.ctx.store.ingredient(name)
             producer = self.ctx.reactors.get(ingredient.producer) if ingredient else None
             upstream = self.steps.get(producer.id) if producer else None
             if ingredient is None or producer is None or upstream is None:

@@ -35,7 +35,7 @@ def ref_for(
             payload.meta,
         )  # fmt: skip
     assert record is not None
-    if not store.payloads.intact(record.path, record.size):
+    if not store.on_disk(record):
         raise PayloadDamagedError(
             f"Payload of ingredient '{name}' ({record.path}) is missing or has the wrong size."
         )

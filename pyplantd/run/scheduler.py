@@ -198,7 +198,7 @@ class Run:
                 self._abandon_unfinished()
             finally:
                 self.recorder.wait()  # finished reactors stay cached even if the run failed
-                self.ctx.store.warm.drop_unwritten()
+                self.ctx.store.drop_unwritten()
                 self.ctx.store.code_of = outer
                 if elsewhere:  # what lost or killed workers left: gone, unless jobs still run
                     self.ctx.store.job_ended()
@@ -263,7 +263,7 @@ class Run:
         time is available, and gets those inputs with the job (one round trip, not one per
         receive): True while it waits for some. Only for inputs whose producers are going;
         one it no longer receives costs nothing but the wait (see _unstick)."""
-        record = self.ctx.store.reactors.get(task.reactor.id)
+        record = self.ctx.store.reactor(task.reactor.id)
         if record is None or task.ungated:
             return False
         waiting = [n for n in record.inputs if n not in self.available and n in self.providing]
@@ -485,7 +485,7 @@ class Run:
         senders = self._code_senders(name)
         if len(senders) > 1:  # whatever ran before, a consumer's value would be a guess
             raise _ambiguous(name, senders)
-        record = self.ctx.store.ingredients.get(name)
+        record = self.ctx.store.ingredient(name)
         producer = self.ctx.reactors.get(record.producer) if record else None
         if producer is None:
             if self.parallel:
@@ -508,7 +508,7 @@ class Run:
         reactor = senders[0]
         self.providing.add(name)
         self.tried.append(reactor.name)
-        if self.ctx.store.reactors.get(reactor.id) is None:
+        if self.ctx.store.reactor(reactor.id) is None:
             self._start_run(reactor, self.judge.static_reasons(reactor))
         else:
             self._start_check(reactor)
@@ -516,7 +516,7 @@ class Run:
     def _repair(self, name: str, err: PayloadDamagedError) -> None:
         """A stored payload is bad: forget it and let its producer run again."""
         logger.warning("%s Its producer will run again.", err)
-        record = self.ctx.store.ingredients.get(name)
+        record = self.ctx.store.ingredient(name)
         self.ctx.store.forget([name])
         self.available.pop(name, None)
         if record is not None and self.status.get(record.producer) == "cached":
@@ -542,7 +542,7 @@ class Run:
     def _known_senders(self, name: str) -> list[Reactor]:
         """Reactors that send `name`, by their code or by their last run."""
         senders = self._code_senders(name, confirm=True)
-        record = self.ctx.store.ingredients.get(name)
+        record = self.ctx.store.ingredient(name)
         recorded = self.ctx.reactors.get(record.producer) if record else None
         return [*senders, recorded] if recorded and recorded not in senders else senders
 
@@ -554,7 +554,7 @@ class Run:
         """Serve the reactor's stored result if its inputs still match; else an earlier result
         that matches the present (an undone edit); else run it."""
         reasons = self.judge.static_reasons(reactor)
-        record = self.ctx.store.reactors.get(reactor.id)
+        record = self.ctx.store.reactor(reactor.id)
         current = [record] if record is not None and not reasons else []
         earlier = self.judge.restorable_records(reactor)  # looked at only if `current` fails
         if not current and not self.ctx.store.versions_of(reactor.id):
@@ -587,7 +587,7 @@ class Run:
         """Gating from records: the producers of what the reactor received last time start now,
         with it, rather than one at a time as it asks (in parallel executors only: inline keeps
         the order it always had)."""
-        record = self.ctx.store.reactors.get(reactor.id)
+        record = self.ctx.store.reactor(reactor.id)
         for name in record.inputs if record is not None else ():
             if name not in self.available:
                 # ambiguous: raised where the reactor asks for it, if it still does
@@ -625,15 +625,16 @@ class Run:
             self._start_run(reactor, task.reasons or input_reasons)
             return
         reasons = self._early_cutoff(match)
-        version = store.versions[(reactor.id, version_key(match))]
-        if store.reactors.get(reactor.id) is not match or not self.judge.outputs_current(version):
+        version = store.version(reactor.id, version_key(match))
+        if store.reactor(reactor.id) is not match or not self.judge.outputs_current(version):
             store.restore(version)
             why = "; ".join(task.reasons) or "inputs changed back"
             reasons = [f"restored an earlier result ({why})"]
         self.status[reactor.id] = "cached"
         self.decisions[reactor.id] = Decision(reactor.name, reactor.id, "cached", reasons)
         for name in match.outputs:
-            record = store.ingredients[name]
+            record = store.ingredient(name)
+            assert record is not None  # the version's outputs are current (outputs_current)
             now = self.judge.stored_fingerprint(record)  # here: the writer thread may read it
             available = _Available(record=record, producer=reactor, _computed=now)
             self._make_available(name, available)
@@ -745,7 +746,7 @@ class Run:
         for reactor in self.ctx.reactors.values():
             if reactor.id in self.status:
                 continue
-            record = self.ctx.store.reactors.get(reactor.id)
+            record = self.ctx.store.reactor(reactor.id)
             if record is None:
                 self.tried.append(reactor.name)
                 self._start_run(reactor, self.judge.static_reasons(reactor))

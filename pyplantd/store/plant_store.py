@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from ..sizes import default_disk_budget, default_memory_budget, format_size
+from ..sizes import disk_budget, format_size, memory_budget
 from ..suggest import unknown
 from .failures import explain_os_error
 from .frozen import thaw
+from .index_cache import ManifestIndexCache
 from .locking import acquire_lock, check_plant_dir
 from .manifest import Manifest
 from .payload_store import CodeOf, PayloadStore
 from .payloads import Payload
-from .records import IngredientRecord, Version
+from .records import HistoryEntry, IngredientRecord, ReactorRecord, Version
 from .specs import IngredientTypeSpec
 from .versions import VersionIndex
 from .warm import MISSING, WarmTier
@@ -64,8 +65,8 @@ class PlantStore:
         self.reactors = self.manifest.reactors()
         self.ingredients = self.manifest.ingredients()
         self.versions = VersionIndex(self.manifest.versions())
-        self.warm = WarmTier(memory if memory is not None else default_memory_budget())
-        self.disk_budget = disk if disk is not None else default_disk_budget(self.plant_dir)
+        self.warm = WarmTier(memory_budget(memory))
+        self.disk_budget = disk_budget(disk, self.plant_dir)
         self.writer = Writer(self._written)
         self._state = threading.Lock()  # the writer thread commits while the engine reads
         # Jobs that other processes run and that may still write payloads here: while there
@@ -80,6 +81,21 @@ class PlantStore:
         path = Path(err.filename) if err.filename else self.plant_dir
         reason = explain_os_error(err, self.plant_dir, path) or err.strerror or str(err)
         return StoreError(f"Could not open plant dir {self.plant_dir}: {reason}.")
+
+    # -- budgets ----------------------------------------------------------------------------
+    @property
+    def memory_budget(self) -> int:
+        return self.warm.budget
+
+    def set_memory_budget(self, memory: int | None) -> int:
+        """A new warm-tier budget (None: the default, as at open); what it now is."""
+        self.warm.set_budget(memory_budget(memory))
+        return self.warm.budget
+
+    def set_disk_budget(self, disk: int | None) -> int:
+        """A new budget for kept versions (None: the default, as at open); what it now is."""
+        self.disk_budget = disk_budget(disk, self.plant_dir)
+        return self.disk_budget
 
     # -- specs ------------------------------------------------------------------------------
     @property
@@ -364,7 +380,104 @@ class PlantStore:
         with self._state:
             return {i.path for i in self.ingredients.values()} | self.versions.paths()
 
+    # -- what the plant dir holds (the store's face: callers ask, they do not reach in) -----
+    def reactor(self, reactor_id: str) -> ReactorRecord | None:
+        """The current record of a reactor that ran, if any."""
+        return self.reactors.get(reactor_id)
+
+    def ingredient(self, name: str) -> IngredientRecord | None:
+        """The current record of an ingredient, if one is stored."""
+        return self.ingredients.get(name)
+
+    def producer_of(self, name: str) -> str | None:
+        """The id of the reactor that made the current version of `name`, if stored."""
+        record = self.ingredients.get(name)
+        return record.producer if record is not None else None
+
+    def has_ingredient(self, name: str) -> bool:
+        return name in self.ingredients
+
+    def ingredient_names(self) -> list[str]:
+        return sorted(self.ingredients)
+
+    def reactor_records(self) -> dict[str, ReactorRecord]:
+        """A copy of every reactor's current record (safe while the writer commits)."""
+        with self._state:
+            return dict(self.reactors)
+
+    def ingredient_records(self) -> dict[str, IngredientRecord]:
+        """A copy of every ingredient's current record (safe while the writer commits)."""
+        with self._state:
+            return dict(self.ingredients)
+
+    def version(self, reactor_id: str, key: str) -> Version:
+        """A kept version of a reactor's results (KeyError if there is none with that key)."""
+        return self.versions[(reactor_id, key)]
+
+    def version_counts(self) -> dict[str, int]:
+        """How many versions of each reactor's results are kept."""
+        with self._state:
+            keys = list(self.versions)
+        counts: dict[str, int] = {}
+        for reactor_id, _ in keys:
+            counts[reactor_id] = counts.get(reactor_id, 0) + 1
+        return counts
+
+    def payload_path(self, record: IngredientRecord) -> Path:
+        """The payload file of a stored ingredient (which may not be written yet)."""
+        return self.payloads.resolve(record.path)
+
+    def on_disk(self, record: IngredientRecord) -> bool:
+        """Whether its payload file is written, whole (by size)."""
+        return self.payloads.intact(record.path, record.size)
+
+    def memory_use(self) -> dict[str, int]:
+        """The warm tier's bytes, its budget, what was spilled and what is still being written."""
+        return {
+            "warm_bytes": self.warm.warm_bytes,
+            "budget": self.warm.budget,
+            "spilled_bytes": self.warm.spilled_bytes,
+            "writing_bytes": self.writer.pending_bytes(),
+        }
+
+    def pending_writes(self) -> list[PendingWrite]:
+        """Writes not durable yet, oldest first."""
+        return self.writer.pending()
+
+    def drop_unwritten(self) -> None:
+        """Forget warm values whose write failed (the run that made them is over)."""
+        self.warm.drop_unwritten()
+
+    # -- the run history (in the manifest) ---------------------------------------------------
+    def index_cache(self) -> ManifestIndexCache:
+        """The code index cache kept in this plant dir's manifest."""
+        return ManifestIndexCache(self.manifest)
+
+    def start_run(self, targets: list[str]) -> int:
+        return self.manifest.start_run(targets)
+
+    def finish_run(self, run_id: int, status: str, entries: list[HistoryEntry]) -> None:
+        self.manifest.finish_run(run_id, status, entries)
+
+    def last_durations(self) -> dict[str, float]:
+        return self.manifest.last_durations()
+
+    def last_outcomes(self) -> dict[str, HistoryEntry]:
+        return self.manifest.last_outcomes()
+
+    def put_reactor(self, record: ReactorRecord) -> None:
+        """Record a reactor's record as current (e.g. one marked to run again)."""
+        self.reactors[record.id] = record
+        self.manifest.put_reactor(record)
+
     # -- reading ----------------------------------------------------------------------------
+    def remove_foreign_payloads(self, paths: list[str]) -> None:
+        """Delete payload files another process wrote and this one never held (a lost or
+        cancelled remote job's): nothing of theirs is in the warm tier or the writer's queue,
+        so any thread may call this."""
+        for path in paths:
+            self.payloads.remove(path)
+
     def intact(self, record: IngredientRecord) -> bool:
         return record.path in self.warm or self.payloads.intact(record.path, record.size)
 

@@ -136,7 +136,7 @@ class DaskExecutor:
         remote = dask_worker.RemoteJob(
             job.job_id, job.reactor_id, job.name, job.func, dask_worker.bare_config(job.config),
             str(store.plant_dir), dict(job.prefetch), list(store.custom_specs),
-            store.warm.budget,
+            store.memory_budget,
         )  # fmt: skip
         state = _Job(job, remote, store)
         with self._lock:
@@ -340,7 +340,7 @@ class DaskExecutor:
         if earlier is None:
             state.reported[ref.name] = ref
             return True
-        state.store.payloads.remove(ref.path)
+        state.store.remove_foreign_payloads([ref.path])
         if earlier.fingerprint == ref.fingerprint:
             return False
         raise RuntimeError(
@@ -351,9 +351,7 @@ class DaskExecutor:
     def _discard_reported(self, state: _Job) -> None:
         """A cancelled job's sends are not committed: their payloads go (the coordinator also
         discards what it was told of; deleting twice is harmless)."""
-        paths = [ref.path for ref in state.reported.values()]
-        for path in paths:
-            state.store.payloads.remove(path)
+        state.store.remove_foreign_payloads([ref.path for ref in state.reported.values()])
 
 
 def _task_failure(state: _Job, error: BaseException) -> RemoteReactorError:
