@@ -100,6 +100,7 @@ class Engine:
         self.watcher = Watcher(
             self._on_change, options.debounce, on_notice=console.notice,
             force_polling=options.force_polling, on_unchanged=self._on_unchanged,
+            on_burst=self.cancel,
         )  # fmt: skip
         self.state = EngineState()
         # replaced by the server's when clients can listen
@@ -296,7 +297,7 @@ class Engine:
     def _handle(self, work: set[Path] | Command) -> None:
         if isinstance(work, set):
             forget_tracked_files(work)  # whatever their stamps say: the watcher saw new bytes
-            self.cycle(self._describe(work), targets_always_run=False)
+            self.cycle(self._describe(work), targets_always_run=False, after_save=True)
         elif work.kind == "run":
             self.cycle("run requested", True, targets=work.targets, run_id=work.run_id)
         elif work.kind == "invalidate":
@@ -341,6 +342,7 @@ class Engine:
         targets: list[str] | None = None,
         run_id: int | None = None,
         invalidate: str | None = None,
+        after_save: bool = False,
     ) -> list[Decision]:
         """Reload the script and run what it asks for; report, never raise (but Stop)."""
         run_id = run_id if run_id is not None else next(self._run_ids)
@@ -349,7 +351,9 @@ class Engine:
         self.publish("run_started", {"run_id": run_id, "trigger": trigger})
         self._busy = True
         try:
-            decisions = self._load_and_run(trigger, targets_always_run, targets, run_id, invalidate)
+            decisions = self._load_and_run(
+                trigger, targets_always_run, targets, run_id, invalidate, after_save
+            )
         finally:
             self._busy = False
             self.interrupter.withdraw()
@@ -364,9 +368,12 @@ class Engine:
         targets: list[str] | None,
         run_id: int,
         invalidate: str | None,
+        after_save: bool,
     ) -> list[Decision]:
         started = time.perf_counter()
-        if not self._load(trigger, run_id, started):
+        if not self._load(trigger, run_id, started, after_save):
+            return []
+        if after_save and self._superseded(trigger, run_id, started):
             return []
         plant = self.session.plant
         if plant is None:
@@ -407,7 +414,18 @@ class Engine:
         self.console.run_finished(trigger, decisions, status, elapsed, plant)
         return decisions
 
-    def _load(self, trigger: str, run_id: int, started: float) -> bool:
+    def _superseded(self, trigger: str, run_id: int, started: float) -> bool:
+        """A watched file was written again after the watcher read it (the save was reported
+        the moment it ended): what was loaded may be half-written, so nothing runs; the watcher
+        reports the newer save once it ends."""
+        again = self.watcher.changed_since_read()
+        if not again:
+            return False
+        self.console.notice(f"{trigger}: {self._describe(again)[6:]} changed again; waiting for it")
+        self.state.run_ended(run_id, "superseded", [], time.perf_counter() - started)
+        return True
+
+    def _load(self, trigger: str, run_id: int, started: float, after_save: bool = False) -> bool:
         """Execute the script; False if it did not load (reported) or was cancelled."""
         self.session.begin_load()
         self._forget_reloaded_definitions()
@@ -428,6 +446,8 @@ class Engine:
             if isinstance(failure, RunCancelled) or self._cancel.is_set():
                 self.console.load_cancelled(trigger, self.pipeline.name, elapsed)
                 self.state.run_ended(run_id, "cancelled", [], elapsed)
+            elif after_save and self._superseded(trigger, run_id, started):
+                pass  # a half-written file's error is none: the save is not over
             else:
                 self._report_load_error(trigger, run_id, failure)
             self._rewatch()

@@ -24,12 +24,18 @@ logger = logging.getLogger(__name__)
 # once; this covers platforms and file systems that report no close).
 WRITE_GRACE = 1.0
 
-# What can change a file's bytes or existence. Opens and read-only closes stay out: our own
-# hashing would otherwise wake us up again.
+# What can change a file's bytes or existence; and read-only closes, which never mark a file
+# changed: the close of the watcher's own read serves as a fence (see Watcher._fenced_read).
+_CLOSED_NO_WRITE: type[events.FileSystemEvent] | None = getattr(
+    events, "FileClosedNoWriteEvent", None
+)  # watchdog >= 5
 _EVENT_KINDS: list[type[events.FileSystemEvent]] = [
     events.FileModifiedEvent, events.FileCreatedEvent, events.FileMovedEvent,
     events.FileDeletedEvent, events.FileClosedEvent,
+    *([_CLOSED_NO_WRITE] if _CLOSED_NO_WRITE is not None else []),
 ]  # fmt: skip
+# How long a read waits for its fence before it is treated as a read of a file being written.
+FENCE_TIMEOUT = 1.0
 # watchdog reports a kernel queue overflow only as a warning on this logger.
 _INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 StatKey = tuple[int, int, int, int]
@@ -75,6 +81,16 @@ def _key(path: Path | str) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
 
 
+def _ended_write(event: events.FileSystemEvent, keys: list[str]) -> str | None:
+    """The file whose writing this event definitively ended: closed after writing, or renamed
+    into place (a creation may still be followed by writes)."""
+    if event.event_type == events.EVENT_TYPE_CLOSED:
+        return keys[0]
+    if event.event_type == events.EVENT_TYPE_MOVED:
+        return keys[1]
+    return None
+
+
 class _Handler(events.FileSystemEventHandler):
     def __init__(self, callback: Callable[[events.FileSystemEvent], None]) -> None:
         self._callback = callback
@@ -85,6 +101,12 @@ class _Handler(events.FileSystemEventHandler):
 
 class Watcher:
     """Calls ``on_change(paths)`` once per burst of saves, with the files whose bytes changed.
+
+    A save that ends definitively (the file closed after writing, or renamed into place) while
+    no other watched file is open for writing and no other event is waiting is read at once;
+    anything else waits for the quiet window, and so does the rest of a burst over several
+    files (the first file of a `git checkout` is reported at once, ``on_burst`` is called at
+    the next one's first event, the others come together after the quiet window).
 
     >>> watcher = Watcher(lambda paths: print(sorted(paths)), on_notice=print)
     >>> watcher.watch([Path("pipeline.py").absolute()])
@@ -101,8 +123,10 @@ class Watcher:
         on_notice: Callable[[str], None] | None = None,
         observer_factory: Callable[[], BaseObserver] = Observer,
         on_unchanged: Callable[[set[Path]], None] | None = None,
+        on_burst: Callable[[], object] | None = None,
     ) -> None:
         self._on_change = on_change
+        self._on_burst = on_burst  # more changes right after a report: whatever it started is stale
         self._on_unchanged = on_unchanged  # saved, but the bytes are the ones already seen
         self._on_notice = on_notice or logger.warning
         self._debounce = debounce
@@ -116,8 +140,14 @@ class Watcher:
         self._seen: dict[str, Seen] = {}
         self._dirty: set[str] = set()
         self._writing: dict[str, float] = {}  # modified in place, not closed yet: since when
+        self._complete: set[str] = set()  # dirty, and their last event ended a write
         self._reading: set[str] = set()  # being read by a flush
         self._last_event = 0.0
+        self._batch_start = 0.0  # first event since the last report
+        self._last_report = -float("inf")  # when a flush last reported changed files
+        self._reported: set[str] = set()  # and which
+        self._events: dict[str, int] = {}  # events that marked each file dirty, counted
+        self._closes: dict[str, int] = {}  # read-only closes of each file, counted
         self._overflowed = False
         self._stopping = False
         # _sync serializes changes to the observer and its watches (watch, tick, fallback, stop).
@@ -158,6 +188,18 @@ class Watcher:
         fresh = {key: _read(key) for key in map(_key, paths)}
         with self._cond:
             self._seen.update((key, seen) for key, seen in fresh.items() if key in self._paths)
+
+    def changed_since_read(self) -> set[Path]:
+        """Watched files written, truncated or replaced since the watcher last read them (a
+        new save under way): whatever was loaded from them may be half-written. Their next
+        read is reported as a change even if its bytes are the same as before."""
+        with self._cond:
+            items = [(key, self._seen[key][0]) for key in self._paths if key in self._seen]
+        changed = {key for key, seen in items if _stat_key(key) != seen}
+        with self._cond:
+            for key in changed & self._seen.keys():
+                self._seen[key] = (None, None)
+            return {self._paths[key] for key in changed if key in self._paths}
 
     def start(self) -> None:
         """Start watching (OS events, or polling if they are unavailable)."""
@@ -237,9 +279,12 @@ class Watcher:
         try:  # an atomic save only shows as a move (or creation) onto the target: dest_path
             keys = [os.fsdecode(event.src_path), os.fsdecode(event.dest_path)]
             if event.event_type == events.EVENT_TYPE_CLOSED_NO_WRITE:
+                with self._cond:  # a read ended: perhaps the one a flush waits for
+                    self._closes[keys[0]] = self._closes.get(keys[0], 0) + 1
+                    self._cond.notify_all()
                 return
             self._note_writing(keys[0], event.event_type == events.EVENT_TYPE_MODIFIED)
-            self._mark(keys)
+            self._mark(keys, _ended_write(event, keys))
         except Exception as err:  # an exception here would end watchdog's dispatch thread
             self._notice(f"File watcher: handling {event!r} raised {err!r}; still watching.")
 
@@ -260,14 +305,28 @@ class Watcher:
             else:  # closed after writing, moved, created, deleted: complete
                 self._writing.pop(key, None)
 
-    def _mark(self, keys: Iterable[str]) -> None:
-        """Mark watched keys dirty and restart the quiet period."""
+    def _mark(self, keys: Iterable[str], ended: str | None = None) -> None:
+        """Mark watched keys dirty and restart the quiet period; `ended` is the key whose write
+        this event completed, if it did."""
+        burst = False
         with self._cond:
             hits = self._paths.keys() & set(keys)
             if hits:
+                now = time.monotonic()
+                if not self._dirty:
+                    self._batch_start = now
+                    # another file right after a report: a burst (an event on the file just
+                    # reported, such as a change of its mode after the write, is none)
+                    burst = now < self._last_report + self._debounce and bool(hits - self._reported)
                 self._dirty |= hits
-                self._last_event = time.monotonic()
+                self._complete = (self._complete - hits) | ({ended} & hits if ended else set())
+                for key in hits:
+                    self._events[key] = self._events.get(key, 0) + 1
+                self._last_event = now
                 self._cond.notify_all()
+        notify = self._on_burst
+        if burst and notify is not None:
+            self._guarded(notify, "on_burst")
 
     # -- the watcher's own thread: debounce, flush, tick ------------------------------------
     def _run(self) -> None:
@@ -289,25 +348,46 @@ class Watcher:
             return False
 
     def _flush_time(self, now: float) -> float:
-        """When the dirty files may be read: after the quiet window, and for files still open
-        for writing, once closed (or, with no close event coming, after WRITE_GRACE)."""
+        """When the dirty files may be read: at once if `_settled`, else after the quiet window,
+        and for files still open for writing, once closed (or, with no close event coming,
+        after WRITE_GRACE)."""
+        if self._settled(now):
+            return now
         quiet = self._last_event + self._debounce
         if any(now >= self._writing.get(k, -WRITE_GRACE) + WRITE_GRACE for k in self._dirty):
             return quiet
         return max(quiet, min(self._writing[k] + WRITE_GRACE for k in self._dirty))
 
+    def _settled(self, now: float) -> bool:
+        """Every dirty file's last event ended its write, no watched file is open for writing,
+        no event is waiting to be handled, and this is no continuation of a burst just
+        reported (caller holds _cond)."""
+        if not self._dirty or self._dirty - self._complete:
+            return False
+        if any(now < since + WRITE_GRACE for since in self._writing.values()):
+            return False
+        if self._batch_start < self._last_report + self._debounce:
+            return False
+        observer = self._observer
+        fences = _CLOSED_NO_WRITE is not None
+        return fences and observer is not None and observer.event_queue.empty()
+
     def _flush(self) -> None:
         with self._cond:
             now = time.monotonic()
-            if not self._dirty or now < self._last_event + self._debounce:
+            if not self._dirty:
+                return
+            settled = self._settled(now)
+            if now < self._last_event + self._debounce and not settled:
                 return
             held = {
                 k for k in self._dirty if now < self._writing.get(k, -WRITE_GRACE) + WRITE_GRACE
             }
             dirty, self._dirty = self._dirty - held, held
+            self._complete &= held
             self._reading |= dirty  # the scan leaves them alone until _seen has what is read
         try:
-            fresh = {key: _read(key) for key in dirty}
+            fresh = self._fenced_read(dirty) if settled else {key: _read(key) for key in dirty}
         except BaseException:
             with self._cond:
                 self._reading -= dirty
@@ -318,11 +398,47 @@ class Watcher:
             paths = {self._paths[k] for k, seen in fresh.items() if seen[1] != self._seen[k][1]}
             same = {self._paths[k] for k in fresh} - paths
             self._seen.update(fresh)
+            now = time.monotonic()
+            if now < self._last_report + self._debounce:
+                # the same bytes seen again right after they were reported: a trailing event of
+                # that save (its mode or times set after the write), no save of its own
+                same -= {self._paths[k] for k in self._reported if k in self._paths}
+            if paths:
+                self._last_report = now
+                self._reported = {k for k in fresh if self._paths[k] in paths}
         if paths:
             self._guarded(lambda: self._on_change(paths), "on_change")
         notify = self._on_unchanged
         if same and notify is not None:
             self._guarded(lambda: notify(same), "on_unchanged")
+
+    def _fenced_read(self, keys: set[str]) -> dict[str, Seen]:
+        """Read files at once after their writes ended, only keeping what no later write can
+        have touched: a new save may have truncated a file just before it was read, its
+        events still on their way. The close of this very read is queued by the kernel after
+        every event of what happened before it, so once a read-only close of each file has come
+        through (or FENCE_TIMEOUT passed), a file with no new event meanwhile was read whole;
+        the others are left dirty, for the events to tell when they are written."""
+        with self._cond:
+            before = {key: (self._events.get(key, 0), self._closes.get(key, 0)) for key in keys}
+        fresh = {key: _read(key) for key in keys}
+        deadline = time.monotonic() + FENCE_TIMEOUT
+        with self._cond:
+            while any(self._closes.get(k, 0) <= before[k][1] for k in keys):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping:
+                    break
+                self._cond.wait(left)
+            late = {
+                key for key in keys
+                if self._events.get(key, 0) != before[key][0]
+                or self._closes.get(key, 0) <= before[key][1]
+            }  # fmt: skip
+            for key in late:
+                del fresh[key]
+                self._dirty.add(key)  # the quiet window and the writer's close decide
+                self._last_event = max(self._last_event, time.monotonic())
+        return fresh
 
     def _tick(self) -> None:
         with self._cond:
