@@ -5,8 +5,11 @@ hashes, and a stat scan (a safety net, and the fallback). Depends on nothing in 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
+import signal
 import stat
 import threading
 import time
@@ -24,18 +27,17 @@ logger = logging.getLogger(__name__)
 # once; this covers platforms and file systems that report no close).
 WRITE_GRACE = 1.0
 
-# What can change a file's bytes or existence; and read-only closes, which never mark a file
-# changed: the close of the watcher's own read serves as a fence (see Watcher._fenced_read).
-_CLOSED_NO_WRITE: type[events.FileSystemEvent] | None = getattr(
-    events, "FileClosedNoWriteEvent", None
-)  # watchdog >= 5
+# What can change a file's bytes or existence. Opens and read-only closes stay out: our own
+# hashing would otherwise wake us up again.
 _EVENT_KINDS: list[type[events.FileSystemEvent]] = [
     events.FileModifiedEvent, events.FileCreatedEvent, events.FileMovedEvent,
     events.FileDeletedEvent, events.FileClosedEvent,
-    *([_CLOSED_NO_WRITE] if _CLOSED_NO_WRITE is not None else []),
 ]  # fmt: skip
-# How long a read waits for its fence before it is treated as a read of a file being written.
-FENCE_TIMEOUT = 1.0
+# Linux file leases (fcntl(2)): a read lease is refused while any process has the file open for
+# writing, and makes whoever opens it for writing wait until it is released. The lease's break
+# is signalled with SIGURG, which is ignored unless handled (SIGIO, the default, would kill).
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", None)
+_F_SETSIG = getattr(fcntl, "F_SETSIG", None)
 # watchdog reports a kernel queue overflow only as a warning on this logger.
 _INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 StatKey = tuple[int, int, int, int]
@@ -72,6 +74,37 @@ def _folder_inode(folder: str) -> int | None:
 
 def _read(path: str) -> Seen:
     return _stat_key(path), content_hash(path)  # stat first: a write in between shows later
+
+
+def _read_unshared(path: str) -> Seen | None:
+    """`_read`, while nobody has the file open for writing and nobody can open it so (a read
+    lease); None if someone has, or if no lease can be taken (not our file, not Linux, a
+    network file system): then it is no save known to be over."""
+    if _F_SETLEASE is None or _F_SETSIG is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return _read(path)  # gone: what the events say next decides
+    try:
+        try:
+            fcntl.fcntl(fd, _F_SETSIG, signal.SIGURG)
+            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EINVAL, errno.EPERM):
+                raise
+            return None
+        try:
+            st = os.fstat(fd)
+            digest = xxhash.xxh3_128()
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        finally:
+            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
+    finally:
+        os.close(fd)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino), digest.digest()
 
 
 def _key(path: Path | str) -> str:
@@ -146,8 +179,6 @@ class Watcher:
         self._batch_start = 0.0  # first event since the last report
         self._last_report = -float("inf")  # when a flush last reported changed files
         self._reported: set[str] = set()  # and which
-        self._events: dict[str, int] = {}  # events that marked each file dirty, counted
-        self._closes: dict[str, int] = {}  # read-only closes of each file, counted
         self._overflowed = False
         self._stopping = False
         # _sync serializes changes to the observer and its watches (watch, tick, fallback, stop).
@@ -279,9 +310,6 @@ class Watcher:
         try:  # an atomic save only shows as a move (or creation) onto the target: dest_path
             keys = [os.fsdecode(event.src_path), os.fsdecode(event.dest_path)]
             if event.event_type == events.EVENT_TYPE_CLOSED_NO_WRITE:
-                with self._cond:  # a read ended: perhaps the one a flush waits for
-                    self._closes[keys[0]] = self._closes.get(keys[0], 0) + 1
-                    self._cond.notify_all()
                 return
             self._note_writing(keys[0], event.event_type == events.EVENT_TYPE_MODIFIED)
             self._mark(keys, _ended_write(event, keys))
@@ -320,8 +348,6 @@ class Watcher:
                     burst = now < self._last_report + self._debounce and bool(hits - self._reported)
                 self._dirty |= hits
                 self._complete = (self._complete - hits) | ({ended} & hits if ended else set())
-                for key in hits:
-                    self._events[key] = self._events.get(key, 0) + 1
                 self._last_event = now
                 self._cond.notify_all()
         notify = self._on_burst
@@ -369,8 +395,8 @@ class Watcher:
         if self._batch_start < self._last_report + self._debounce:
             return False
         observer = self._observer
-        fences = _CLOSED_NO_WRITE is not None
-        return fences and observer is not None and observer.event_queue.empty()
+        leases = _F_SETLEASE is not None and _F_SETSIG is not None
+        return leases and observer is not None and observer.event_queue.empty()
 
     def _flush(self) -> None:
         with self._cond:
@@ -387,7 +413,7 @@ class Watcher:
             self._complete &= held
             self._reading |= dirty  # the scan leaves them alone until _seen has what is read
         try:
-            fresh = self._fenced_read(dirty) if settled else {key: _read(key) for key in dirty}
+            fresh = self._read_unshared(dirty) if settled else {key: _read(key) for key in dirty}
         except BaseException:
             with self._cond:
                 self._reading -= dirty
@@ -412,31 +438,20 @@ class Watcher:
         if same and notify is not None:
             self._guarded(lambda: notify(same), "on_unchanged")
 
-    def _fenced_read(self, keys: set[str]) -> dict[str, Seen]:
-        """Read files at once after their writes ended, only keeping what no later write can
-        have touched: a new save may have truncated a file just before it was read, its
-        events still on their way. The close of this very read is queued by the kernel after
-        every event of what happened before it, so once a read-only close of each file has come
-        through (or FENCE_TIMEOUT passed), a file with no new event meanwhile was read whole;
-        the others are left dirty, for the events to tell when they are written."""
-        with self._cond:
-            before = {key: (self._events.get(key, 0), self._closes.get(key, 0)) for key in keys}
-        fresh = {key: _read(key) for key in keys}
-        deadline = time.monotonic() + FENCE_TIMEOUT
-        with self._cond:
-            while any(self._closes.get(k, 0) <= before[k][1] for k in keys):
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stopping:
-                    break
-                self._cond.wait(left)
-            late = {
-                key for key in keys
-                if self._events.get(key, 0) != before[key][0]
-                or self._closes.get(key, 0) <= before[key][1]
-            }  # fmt: skip
-            for key in late:
-                del fresh[key]
-                self._dirty.add(key)  # the quiet window and the writer's close decide
+    def _read_unshared(self, keys: set[str]) -> dict[str, Seen]:
+        """Read files at once after their writes ended, each under a read lease: a new save may
+        have opened a file again (truncated it) before its events arrive, and the lease is
+        refused while anyone has it open for writing. Files that cannot be read so are left
+        dirty, for the quiet window and the writer's close to decide."""
+        fresh = {}
+        for key in keys:
+            seen = _read_unshared(key)
+            if seen is not None:
+                fresh[key] = seen
+        late = keys - fresh.keys()
+        if late:
+            with self._cond:
+                self._dirty |= late
                 self._last_event = max(self._last_event, time.monotonic())
         return fresh
 
