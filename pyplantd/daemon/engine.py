@@ -187,7 +187,13 @@ class Engine:
             runtime, Control(self).handlers(), self.pipeline, self.options.tcp,
             on_notice=self.console.notice,
         )  # fmt: skip
-        self.publish = self.state.chain(server.publish)
+        printed = self.console.printed
+
+        def publish(kind: str, fields: dict[str, Any]) -> None:
+            printed.flush()  # clients get a reactor's lines before what follows them
+            server.publish(kind, fields)
+
+        self.publish = self.state.chain(publish)
         self.server = server
         self.console.on_line = lambda reactor, text: server.publish(
             "log", {"run_id": self.state.run_id, "reactor": reactor, "text": text}
