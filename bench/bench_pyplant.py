@@ -851,7 +851,9 @@ def command_line(args: argparse.Namespace) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.0, help="the big array, one-shot part")
-    parser.add_argument("--passes", type=int, default=4, help="load's compute passes")
+    parser.add_argument(
+        "--passes", type=int, default=12, help="load's compute passes (~1 s at 1 GiB)"
+    )
     parser.add_argument("--reactors", type=int, default=1000, help="chain length")
     parser.add_argument("--repeats", type=int, default=5, help="re-runs per scenario")
     parser.add_argument("--cold-repeats", type=int, default=3, help="cold runs per engine")
