@@ -27,8 +27,8 @@ from typing import Any
 from _common import fmt_bytes, fmt_seconds, load_average, log, md_table, warm_memory
 
 from pyplantd.pickler import dumps
-from pyplantd.signature import SignatureComputer
-from pyplantd.value_code import ValueCode
+from pyplantd.signatures.signature import SignatureComputer
+from pyplantd.signatures.value_code import ValueCode
 
 PROTOCOL = 5
 N_FLOATS = 10 * 2**20 // 8  # 10 MiB of float64 values

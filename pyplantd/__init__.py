@@ -8,7 +8,7 @@ only defines reactors does not load the engine, and `from pyplantd import *` loa
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from . import sources as _sources  # noqa: F401 - user modules imported from now on are recorded
+from .signatures import sources as _sources  # noqa: F401 - user modules imported from now on are recorded
 
 if TYPE_CHECKING:
     from . import specs, test, utils
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
         ReactorNotFoundError,
     )
     from .ingredient import Ingredient
-    from .pipework import Pipework
     from .plant import Plant
     from .reactor import ReactorFunc, SubreactorFunc
     from .reading import open_plant
+    from .run.pipework import Pipework
     from .specs import InvalidOperationException
     from .store.specs import IngredientTypeSpec
 
@@ -59,7 +59,7 @@ _LAZY = {
     "IngredientNotFoundError": ("pyplantd.errors", "IngredientNotFoundError"),
     "IngredientTypeSpec": ("pyplantd.store.specs", "IngredientTypeSpec"),
     "InvalidOperationException": ("pyplantd.specs", "InvalidOperationException"),
-    "Pipework": ("pyplantd.pipework", "Pipework"),
+    "Pipework": ("pyplantd.run.pipework", "Pipework"),
     "Plant": ("pyplantd.plant", "Plant"),
     "PlantError": ("pyplantd.errors", "PlantError"),
     "ReactorFailedError": ("pyplantd.errors", "ReactorFailedError"),

@@ -20,7 +20,7 @@ import typer
 from pyplant_client import completion
 from rich.console import Console
 
-from . import __version__, report, settings
+from . import __version__, settings
 from .errors import (
     DependencyCycleError,
     IngredientNotFoundError,
@@ -29,14 +29,15 @@ from .errors import (
     ScriptError,
 )
 from .graph.host import GraphHost
-from .host import hosting
-from .oneshot import OneShotHost, OneShotOptions
-from .script import run_script
+from .hosting.host import hosting
+from .hosting.oneshot import OneShotHost, OneShotOptions
+from .hosting.script import run_script
 from .settings import PlantOptions, Settings, SettingsError
 from .sizes import format_size
 from .store import listing
 from .store.manifest import DB_NAME
 from .store.plant_store import PlantStore
+from .terminal import report
 
 if TYPE_CHECKING:
     from .daemon import console as daemon_console
@@ -366,7 +367,7 @@ def _clean_dir(path: Path, names: list[str], everything: bool) -> int:
 
 def _daemon_for(resolved: Settings) -> Any:
     """A client to the daemon holding this plant, if one does."""
-    from .daemon_link import daemon_holding
+    from .hosting.daemon_link import daemon_holding
 
     pipeline = resolved.pipeline if resolved.pipeline.is_file() else None
     try:
@@ -404,7 +405,7 @@ def _offline(action: Any, path: Path) -> Any:
 
 def _plant_dir(resolved: Settings) -> Path:
     """The plant dir from the settings, else the one the pipeline's Plant(...) names."""
-    from .probe import plant_dir_of
+    from .hosting.probe import plant_dir_of
 
     if resolved.plant_dir is None and not resolved.pipeline.is_file():
         err.print(

@@ -12,9 +12,9 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .canonical import canonical_text
 from .compat.names import pyplant_keywords
 from .errors import ConfigWriteError, UnknownParamError
+from .signatures.canonical import canonical_text
 
 _OWN_NAMES = frozenset({"peek", "has", "mark_auxiliary", "is_auxiliary"})
 _ABSENT = object()

@@ -176,7 +176,7 @@ _FIELDS = (GetSetDescriptorType, MemberDescriptorType)
 
 def _where(cause: BaseException) -> str:
     """` at path:line`: the innermost frame of the user's code in the cause's traceback."""
-    from .origins import is_user_file  # only when a reactor failed
+    from .signatures.origins import is_user_file  # only when a reactor failed
 
     tb, found = cause.__traceback__, None
     while tb is not None:

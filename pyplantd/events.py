@@ -28,7 +28,7 @@ class EventType(Enum):
     reactor_failed = "reactor_failed"
     run_finished = "run_finished"
     # pyplantd's, for live views: a started reactor suspended on a `receive` (data: ingredient)
-    # and going on again; and its `pipe.progress`/`pipe.track` reports (see pyplantd.progress).
+    # and going on again; and its `pipe.progress`/`pipe.track` reports (see pyplantd.run.progress).
     reactor_waiting = "reactor_waiting"
     reactor_resumed = "reactor_resumed"
     reactor_progress = "reactor_progress"

@@ -10,20 +10,21 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import events, history
+from . import events
 from .compat.names import pyplant_keywords, unknown_ingredient, unused_string_hash
 from .config import ConfigBase, as_config
-from .decisions import Decision, code_signature
 from .errors import IngredientNotFoundError, PlantError, ReactorNotFoundError, RunCancelled
 from .events import EventBus, EventType, PlantEvent
-from .history import ExecutionRecord, print_history
-from .host import current_host
+from .hosting.host import current_host
+from .hosting.signals import flushing, graceful_sigterm, release_sigterm
 from .ingredient import Ingredient
-from .planner import PlannedStep, Planner
 from .reactor import function_id, is_reactor, latest_definition, visible_reactors
-from .scheduler import Reactor, Run, RunContext
-from .signals import flushing, graceful_sigterm, release_sigterm
-from .signature import SignatureComputer
+from .run import history
+from .run.history import ExecutionRecord, print_history
+from .run.judge import Decision, code_signature
+from .run.planner import PlannedStep, Planner
+from .run.scheduler import Reactor, Run, RunContext
+from .signatures.signature import SignatureComputer
 from .sizes import parse_size
 from .store.index_cache import ManifestIndexCache
 from .store.plant_store import PlantStore

@@ -37,8 +37,8 @@ def open_plant(
 
 
 def _plant_dir_of(pipeline: Path) -> Path:
-    from .daemon_link import daemon_holding
-    from .probe import plant_dir_of
+    from .hosting.daemon_link import daemon_holding
+    from .hosting.probe import plant_dir_of
     from .settings import resolve
 
     settings = resolve({"pipeline": pipeline})

@@ -21,8 +21,8 @@ from .compat.warehouse import spec_name
 from .config import ConfigBase
 from .errors import AllocationError, IngredientNotFoundError, PlantError
 from .ingredient import Ingredient
-from .pipework import Pipework, Receive, TypeArg
 from .reactor import SubreactorStarted, start_reactor
+from .run.pipework import Pipework, Receive, TypeArg
 from .store.specs import hdf5
 
 if TYPE_CHECKING:

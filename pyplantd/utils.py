@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .compat.names import pyplant_keywords, unknown_ingredient
-from .decisions import version_key
 from .errors import PlantDirError, ReactorNotFoundError
+from .run.judge import version_key
 from .store.manifest import DB_NAME
 from .store.plant_store import PlantStore, own_copy
 from .store.records import IngredientRecord, ReactorRecord, Version

@@ -16,9 +16,10 @@ from types import ModuleType
 
 import pytest
 
-from pyplantd import Plant, code_index
-from pyplantd.code_index import ModuleIndex, content_digest
-from pyplantd.signature import CodeSignature, SignatureComputer
+from pyplantd import Plant
+from pyplantd.signatures import code_index
+from pyplantd.signatures.code_index import ModuleIndex, content_digest
+from pyplantd.signatures.signature import CodeSignature, SignatureComputer
 from pyplantd.store.manifest import Manifest
 
 SOURCE = '''

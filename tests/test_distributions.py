@@ -15,7 +15,7 @@ from conftest import REPO, SUBPROCESS_TIMEOUT
 LOOK_UP = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from pyplantd import distributions
+from pyplantd.signatures import distributions
 dist = distributions.distribution("demo_pkg")
 print(dist, distributions.version(dist) if dist else None, "importlib.metadata" in sys.modules)
 """

@@ -27,12 +27,12 @@ from pyplant_client import graph_render
 from pyplant_client.errors import GraphError
 from test_daemon import Daemon
 
-from pyplantd.decisions import NEW_REACTOR
 from pyplantd.graph import model as model_notes
 from pyplantd.graph.model import Node, NodeState, build
 from pyplantd.graph.scan import SourceScan
 from pyplantd.graph.states import live_states, planned_states
-from pyplantd.planner import PlannedStep
+from pyplantd.run.judge import NEW_REACTOR
+from pyplantd.run.planner import PlannedStep
 from pyplantd.store.records import HistoryEntry, IngredientRecord, ReactorRecord
 
 # The commands import the client package, which lives beside pyplantd (client/).

@@ -26,7 +26,8 @@ def test_import_pyplantd_loads_only_its_import_hook():
     modules = loaded_after("import pyplantd")
     assert not {*HEAVY, "numpy"} & set(modules)
     assert {m for m in modules if m.startswith("pyplantd")} == {
-        "pyplantd", "pyplantd.errors", "pyplantd.origins", "pyplantd.sources",
+        "pyplantd", "pyplantd.errors", "pyplantd.signatures", "pyplantd.signatures.origins",
+        "pyplantd.signatures.sources",
     }  # fmt: skip
 
 
@@ -37,7 +38,7 @@ def test_the_whole_api_loads_no_h5py_rich_typer_or_zmq():
 
 SCRIPT = """
 import sys
-from pyplantd import sources
+from pyplantd.signatures import sources
 
 def f():
     return 1
@@ -72,7 +73,7 @@ with open(here) as handle:
     text = handle.read()
 with open(here, "w") as handle:  # saved again after Python read it: the code that runs differs
     handle.write(text.replace("return 1", "return 2"))
-from pyplantd import sources
+from pyplantd.signatures import sources
 from pyplantd.errors import SourceChangedError
 
 def f():

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyplantd import origins, signature
-from pyplantd.origins import is_user_file, package_version
+from pyplantd.signatures import origins, signature
+from pyplantd.signatures.origins import is_user_file, package_version
 
 
 @pytest.mark.parametrize(
@@ -25,6 +25,15 @@ from pyplantd.origins import is_user_file, package_version
 )
 def test_is_user_file_rejects_library_files(path: str) -> None:
     assert not is_user_file(path)
+
+
+def test_no_module_of_pyplantd_counts_as_user_code() -> None:
+    """Every file of the package, in every subpackage, is pyplantd's, never the user's: a
+    daemon that took one for the user's would purge and re-import it between runs."""
+    package = Path(signature.__file__).parents[1]
+    files = sorted(package.rglob("*.py"))
+    assert len({f.parent for f in files}) > 3  # the subpackages are in the sample
+    assert [str(f) for f in files if is_user_file(str(f))] == []
 
 
 def test_is_user_file_accepts_project_files(tmp_path: Path) -> None:

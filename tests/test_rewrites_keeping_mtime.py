@@ -15,8 +15,8 @@ from conftest import Project
 from test_change_detection import RESULT, fresh, result_of
 from test_daemon import Daemon, save_atomic, start_daemon  # noqa: F401 (a fixture)
 
-from pyplantd import code_index
 from pyplantd.graph.scan import SourceScan
+from pyplantd.signatures import code_index
 
 HOUR_NS = 3600 * 10**9
 

@@ -16,9 +16,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from pyplantd import explain, namespaces, signature
-from pyplantd.explain import describe_changes
-from pyplantd.signature import CodeSignature, SignatureComputer
+from pyplantd.signatures import explain, namespaces, signature
+from pyplantd.signatures.explain import describe_changes
+from pyplantd.signatures.signature import CodeSignature, SignatureComputer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -847,7 +847,7 @@ def test_digest_is_stable_across_processes(ws: Workspace) -> None:
     here = ws.signature("pipeline.f").digest
     script = (
         "import pipeline\n"
-        "from pyplantd.signature import SignatureComputer\n"
+        "from pyplantd.signatures.signature import SignatureComputer\n"
         "print(SignatureComputer().signature(pipeline.f).digest)\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{ws.root}{os.pathsep}{REPO}", "PYTHONHASHSEED": "random"}

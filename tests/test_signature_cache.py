@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyplantd.signature import SignatureComputer
+from pyplantd.signatures.signature import SignatureComputer
 
 PIPELINE = """
 from pyplantd import ReactorFunc

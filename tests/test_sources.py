@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pyplantd import sources
 from pyplantd.errors import SourceChangedError
+from pyplantd.signatures import sources
 
 
 @pytest.fixture

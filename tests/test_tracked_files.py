@@ -18,7 +18,8 @@ from conftest import LOG_HELPER, Project
 from pyplant_client import Client
 from test_daemon import Daemon, daemon, save_atomic, take_ran  # noqa: F401 (fixtures)
 
-from pyplantd import Plant, ReactorFunc, decisions
+from pyplantd import Plant, ReactorFunc
+from pyplantd.run import judge
 
 SETTLED_NS = 200_000_000  # older than the clock tick the cache allows for (50 ms)
 
@@ -87,7 +88,8 @@ def test_a_rewrite_keeping_size_and_mtime_reruns_the_reader_in_the_same_process(
 PIPELINE = """
 from sidefx import log_run
 
-from pyplantd import Plant, ReactorFunc, decisions
+from pyplantd import Plant, ReactorFunc
+from pyplantd.run import judge
 
 
 @ReactorFunc
@@ -150,8 +152,8 @@ def test_a_file_the_watcher_saw_change_is_hashed_again_whatever_its_stamp(tmp_pa
     data.write_text("10")
     wait_until_settled(data)
     path = str(data)
-    right = decisions.tracked_file_fingerprint(path)
-    stamp, _ = decisions._FILE_FINGERPRINTS[path]
-    decisions._FILE_FINGERPRINTS[path] = (stamp, "a stale fingerprint under the same stamp")
-    decisions.forget_tracked_files([data])
-    assert decisions.tracked_file_fingerprint(path) == right
+    right = judge.tracked_file_fingerprint(path)
+    stamp, _ = judge._FILE_FINGERPRINTS[path]
+    judge._FILE_FINGERPRINTS[path] = (stamp, "a stale fingerprint under the same stamp")
+    judge.forget_tracked_files([data])
+    assert judge.tracked_file_fingerprint(path) == right

@@ -22,8 +22,8 @@ from pyplant_client import Client
 from test_daemon import Daemon, daemon, save_atomic, take_ran  # noqa: F401 (fixtures)
 
 from pyplantd.pickler import dumps
-from pyplantd.signature import SignatureComputer
-from pyplantd.value_code import ValueCode
+from pyplantd.signatures.signature import SignatureComputer
+from pyplantd.signatures.value_code import ValueCode
 
 SHAPES = """
 import numpy as np

@@ -22,14 +22,14 @@ from rich.console import Console as RichConsole
 from rich.live import Live
 from rich.text import Text
 
-from ..decisions import Decision
 from ..errors import ReactorFailedError
 from ..events import EventType, PlantEvent
-from ..history import format_duration
-from ..report import result_table, user_traceback
-from ..run_view import RunView
-from ..scheduler import running_reactor
+from ..run.history import format_duration
+from ..run.judge import Decision
+from ..run.scheduler import running_reactor
 from ..sizes import format_size
+from ..terminal.report import result_table, user_traceback
+from ..terminal.run_view import RunView
 from .loader import LoadError
 from .printed import PrintedLines
 from .state import failure_fields

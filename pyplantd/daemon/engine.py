@@ -26,12 +26,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ..decisions import Decision, forget_tracked_files
 from ..errors import PlantError, ReactorFailedError, RunCancelled
-from ..host import hosting
+from ..hosting.host import hosting
+from ..hosting.signals import describe_writes
 from ..reactor import forget_visible
+from ..run.judge import Decision, forget_tracked_files
 from ..settings import Settings, given
-from ..signals import describe_writes
 from ..sizes import format_size
 from .console import Console
 from .interrupts import Interrupter, Stop, in_user_code

@@ -21,8 +21,8 @@ from types import CodeType, FrameType
 
 from .. import reactor as _reactor
 from ..errors import RunCancelled
-from ..scheduler import Run
-from ..script import run_script
+from ..hosting.script import run_script
+from ..run.scheduler import Run
 
 # Retries while the main thread is in pyplantd's code: soon at first, then less often, so a long
 # wait of ours (a large commit) is not woken hundreds of times a second.

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from pyplant_client.protocol import project_root
 
-from .. import code_index, sources
 from ..errors import ScriptError
-from ..origins import is_user_file
-from ..scheduler import failure_message
-from ..script import run_script, syntax_error_position, syntax_message
+from ..hosting.script import run_script, syntax_error_position, syntax_message
+from ..run.scheduler import failure_message
+from ..signatures import code_index, sources
+from ..signatures.origins import is_user_file
 
 # `from pkg import name` of a submodule not written yet (ImportError.name_from is 3.12+)
 _CANNOT_IMPORT = re.compile(r"^cannot import name '(\w+)'")

@@ -1,7 +1,7 @@
 """The warm session: the one PlantStore the daemon keeps open across runs, handed to every
 `Plant(...)` the pipeline script creates, and the targets its `run_reactor` calls name.
 
-It is the Host (see pyplantd.host) installed while the daemon runs the script: nothing runs
+It is the Host (see pyplantd.hosting.host) installed while the daemon runs the script: nothing runs
 during the script itself; the engine runs the collected targets afterwards. Each reload's
 `Plant(memory=..., disk=...)` is applied to the open store, unless the daemon's own settings
 override it, which the user is then told.

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..decisions import Decision
 from ..events import EventType, PlantEvent
-from ..origins import is_user_file
+from ..run.judge import Decision
+from ..signatures.origins import is_user_file
 from .loader import LoadError
 
 if TYPE_CHECKING:

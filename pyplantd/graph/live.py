@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..reactor import visible_subreactors
-from ..scheduler import Reactor
+from ..run.scheduler import Reactor
 from .model import Node, build
 from .scan import SourceScan, source_files
 from .states import live_notes, live_states

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..planner import PlannedStep
+from ..run.planner import PlannedStep
 from ..store.records import HistoryEntry, ReactorRecord
 from .model import Node, NodeState
 

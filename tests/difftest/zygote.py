@@ -42,7 +42,7 @@ def preload() -> None:
     import difftest.oracle  # noqa: F401
     import pyplantd.cli
     import pyplantd.plant
-    from pyplantd import report
+    from pyplantd.terminal import report
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
         pyplantd.cli.app(args=["run", "--help"], prog_name="pyplantd")

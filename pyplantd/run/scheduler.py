@@ -16,18 +16,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
-from .config import ConfigBase
-from .decisions import (
-    TARGET,
-    Decision,
-    code_changes,
-    code_signature,
-    param_state,
-    static_reasons,
-    version_key,
-    version_matches,
-)
-from .errors import (
+from ..config import ConfigBase
+from ..errors import (
     AllocationError,
     AmbiguousIngredientError,
     DependencyCycleError,
@@ -37,17 +27,27 @@ from .errors import (
     StoreError,
     reactor_failed_error,
 )
-from .events import EventBus, EventType, PlantEvent
-from .fingerprint import hash_bytes
-from .origins import is_user_file
+from ..events import EventBus, EventType, PlantEvent
+from ..fingerprint import hash_bytes
+from ..reactor import SubreactorStarted, function_id, start_reactor
+from ..signatures.origins import is_user_file
+from ..signatures.sends import confirmed_sends, send_candidates
+from ..signatures.signature import CodeSignature, SignatureComputer
+from ..signatures.value_code import ValueCode
+from ..store.plant_store import PlantStore, output_record
+from ..store.records import IngredientRecord, ReactorRecord, Version
+from ..store.writer import PendingWrite
+from .judge import (
+    TARGET,
+    Decision,
+    code_changes,
+    code_signature,
+    param_state,
+    static_reasons,
+    version_key,
+    version_matches,
+)
 from .pipework import Pipework, Receive, Sent
-from .reactor import SubreactorStarted, function_id, start_reactor
-from .sends import confirmed_sends, send_candidates
-from .signature import CodeSignature, SignatureComputer
-from .store.plant_store import PlantStore, output_record
-from .store.records import IngredientRecord, ReactorRecord, Version
-from .store.writer import PendingWrite
-from .value_code import ValueCode
 
 logger = logging.getLogger(__name__)
 

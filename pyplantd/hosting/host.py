@@ -13,10 +13,10 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from .store.plant_store import PlantStore
+from ..store.plant_store import PlantStore
 
 if TYPE_CHECKING:
-    from .plant import Plant
+    from ..plant import Plant
 
 
 class Host(Protocol):

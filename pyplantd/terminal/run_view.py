@@ -18,8 +18,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.text import Text
 
-from .events import EventType, PlantEvent
-from .history import format_duration
+from ..events import EventType, PlantEvent
+from ..run.history import format_duration
 
 REDRAW_SECONDS = 0.1  # a drawing is reused this long (rich draws it again at every print)
 MIN_ROWS = 5  # rows shown however small the terminal

@@ -9,15 +9,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import PlantError
+from ..errors import PlantError
+from ..reactor import forget_visible
+from ..settings import Settings
 from .host import hosting
-from .reactor import forget_visible
 from .script import run_script
-from .settings import Settings
 
 if TYPE_CHECKING:
-    from .plant import Plant
-    from .store.plant_store import PlantStore
+    from ..plant import Plant
+    from ..store.plant_store import PlantStore
 
 
 class _Found(BaseException):

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from types import FunctionType
 from typing import Any
 
-from .fingerprint import with_code
+from ..fingerprint import with_code
+from ..store.frozen import CODE_META, CONTENT_META
+from ..store.records import IngredientRecord
 from .origins import definition_origin, module_file, module_origin, package_version
 from .signature import SignatureComputer
-from .store.frozen import CODE_META, CONTENT_META
-from .store.records import IngredientRecord
 
 PACKAGE = "package:"
 MISSING = "missing"

@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .compat.names import pyplant_keywords
-from .compat.warehouse import spec_name
-from .config import ConfigBase
-from .errors import AllocationError
-from .fingerprint import file_fingerprint
-from .ingredient import Ingredient
+from ..compat.names import pyplant_keywords
+from ..compat.warehouse import spec_name
+from ..config import ConfigBase
+from ..errors import AllocationError
+from ..fingerprint import file_fingerprint
+from ..ingredient import Ingredient
+from ..store.specs import IngredientTypeSpec, infer_type
+from ..store.writer import PendingWrite
 from .progress import ProgressMeter, ProgressReport
-from .store.specs import IngredientTypeSpec, infer_type
-from .store.writer import PendingWrite
 
 if TYPE_CHECKING:
     import h5py
 
-    from .store.plant_store import PlantStore
+    from ..store.plant_store import PlantStore
 
 
 @dataclass(frozen=True)

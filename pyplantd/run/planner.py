@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .decisions import NEW_REACTOR, TARGET, code_signature, static_reasons
+from ..signatures.value_code import ValueCode
+from .judge import NEW_REACTOR, TARGET, code_signature, static_reasons
 from .scheduler import Reactor, RunContext
-from .value_code import ValueCode
 
 
 @dataclass

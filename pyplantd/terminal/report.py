@@ -10,12 +10,12 @@ import traceback
 from rich.console import Console
 from rich.table import Table
 
-from .decisions import Decision
-from .history import format_duration
-from .origins import is_user_file
-from .planner import PlannedStep
-from .sizes import format_size
-from .store.listing import IngredientRow
+from ..run.history import format_duration
+from ..run.judge import Decision
+from ..run.planner import PlannedStep
+from ..signatures.origins import is_user_file
+from ..sizes import format_size
+from ..store.listing import IngredientRow
 
 _STYLE = {
     "ran": "green",

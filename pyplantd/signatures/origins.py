@@ -12,7 +12,7 @@ from typing import Literal
 
 Origin = Literal["user", "stdlib", "package", "ignored"]
 
-_PYPLANTD_DIR = os.path.dirname(os.path.abspath(__file__))
+_PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyplantd/, not signatures/
 
 
 @functools.lru_cache(maxsize=8192)
@@ -40,8 +40,8 @@ def _is_library_path(path: str) -> bool:
 
 
 _OWN_DIRS = tuple(
-    os.path.normcase(os.path.dirname(os.path.abspath(file))) + os.sep
-    for file in (os.__file__, __file__)
+    os.path.normcase(folder) + os.sep
+    for folder in (os.path.dirname(os.path.abspath(os.__file__)), _PYPLANTD_DIR)
 )
 
 

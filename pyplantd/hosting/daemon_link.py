@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pyplant_client import Client, ClientError, DaemonNotRunningError
 
-from .errors import PlantError
+from ..errors import PlantError
 
 LINK_TIMEOUT = 5.0  # seconds to wait for the daemon's answers
 

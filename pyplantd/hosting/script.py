@@ -13,8 +13,8 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import ScriptError
-from .sources import note_source
+from ..errors import ScriptError
+from ..signatures.sources import note_source
 
 
 def load_source(path: Path) -> bytes:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .decisions import Decision
-from .planner import PlannedStep
-from .settings import PlantOptions, Settings, given
-from .store.plant_store import PlantStore
+from ..run.judge import Decision
+from ..run.planner import PlannedStep
+from ..settings import PlantOptions, Settings, given
+from ..store.plant_store import PlantStore
 
 if TYPE_CHECKING:
-    from .plant import Plant
+    from ..plant import Plant
 
 
 @dataclass

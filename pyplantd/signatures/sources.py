@@ -27,7 +27,7 @@ from types import CodeType, ModuleType
 
 import xxhash
 
-from .errors import SourceChangedError
+from ..errors import SourceChangedError
 from .origins import is_user_file
 
 Source = bytes | str  # bytes as read from a file, or text already decoded

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Protocol
 
-from .sizes import format_size
+from ..sizes import format_size
 
 _users = 0
 _previous: signal.Handlers | None = None

@@ -17,21 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigBase
-from .explain import describe_changes
-from .fingerprint import (
+from ..config import ConfigBase
+from ..fingerprint import (
     array_fingerprint,
     file_fingerprint,
     hash_bytes,
     short_repr,
     with_code,
 )
-from .pickler import dumps
-from .reactor import find_subreactor
-from .signature import CodeSignature, SignatureComputer
-from .store.plant_store import PlantStore
-from .store.records import ReactorRecord, Version
-from .value_code import ValueCode
+from ..pickler import dumps
+from ..reactor import find_subreactor
+from ..signatures.explain import describe_changes
+from ..signatures.signature import CodeSignature, SignatureComputer
+from ..signatures.value_code import ValueCode
+from ..store.plant_store import PlantStore
+from ..store.records import ReactorRecord, Version
 
 NEW_REACTOR = "new reactor (never ran)"
 TARGET = "target"
