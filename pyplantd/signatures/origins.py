@@ -12,7 +12,8 @@ from typing import Literal
 
 Origin = Literal["user", "stdlib", "package", "ignored"]
 
-_PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyplantd/, not signatures/
+# pyplantd/, not signatures/
+_PYPLANTD_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.lru_cache(maxsize=8192)
