@@ -48,6 +48,10 @@ FLUSH_SLICE_SECONDS = 0.1  # how often a stop's final flush looks at the signals
 FLUSH_NOTICE_SECONDS = 1.0  # a flush taking longer says what it is waiting for
 STOPS_TO_INSIST = 3  # the stop signal that exits at once, without waiting for pending writes
 LOAD_WATCH_SECONDS = 0.25  # a load this long watches the user's modules imported so far
+# How long the main thread keeps the GIL while another thread waits for it (Python's default is
+# 5 ms): the event thread sends a reactor's result to clients while the run goes on, and the
+# watcher reads a save while a run is cancelled; a few more switches cost the run little.
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 @dataclass
@@ -129,6 +133,8 @@ class Engine:
         runtime = runtime_dir(self.pipeline)
         lock = DaemonLock(runtime, self.pipeline, self.options.plant_dir)
         server = None
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         try:
             with self._signals():  # until the end: a stop during the final flush is counted
                 try:
@@ -151,6 +157,7 @@ class Engine:
             if server is not None:
                 server.stop()
             lock.release()
+            sys.setswitchinterval(switch_interval)
         return 0
 
     def _flush_and_close(self) -> None:
