@@ -310,6 +310,37 @@ def test_a_file_saved_again_right_after_a_save_is_never_taken_half_written(files
         watcher.stop()
 
 
+def test_a_file_open_for_writing_is_not_read_before_its_writer_closes_it(files) -> None:
+    """The events of a second save (truncate, pause, write) arrive late: the first save's
+    close alone says nothing of them. What the watcher reads is what a writer finished."""
+    target, sentinel = files
+    recorder, taken = Recorder(), []
+
+    def on_change(paths: set[Path]) -> None:
+        if target in paths:
+            loaded = target.read_text()
+            if not watcher.changed_since_read():
+                taken.append(loaded)
+        recorder(paths)
+
+    watcher = Watcher(on_change, debounce=0.02, observer_factory=LateObserver)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        time.sleep(0.3)  # the folder watched
+        save_in_place(target, "x = 1\n")
+        with open(target, "w") as handle:  # truncated at once, written only 0.6 s later
+            handle.flush()
+            time.sleep(0.6)
+            handle.write("x = 1.5\n")
+        deadline = time.monotonic() + 30
+        while "x = 1.5\n" not in taken and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert taken and "" not in taken and taken[-1] == "x = 1.5\n", taken
+    finally:
+        watcher.stop()
+
+
 def test_a_burst_over_several_files_reports_the_first_at_once_and_the_rest_together(
     tmp_path,
 ) -> None:

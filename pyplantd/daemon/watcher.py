@@ -76,10 +76,14 @@ def _read(path: str) -> Seen:
     return _stat_key(path), content_hash(path)  # stat first: a write in between shows later
 
 
+class _OpenForWritingError(Exception):
+    """The kernel refused a read lease: someone has the file open for writing right now."""
+
+
 def _read_unshared(path: str) -> Seen | None:
     """`_read`, while nobody has the file open for writing and nobody can open it so (a read
-    lease); None if someone has, or if no lease can be taken (not our file, not Linux, a
-    network file system): then it is no save known to be over."""
+    lease); None if no lease can be taken (not our file, not Linux, a network file system):
+    then it is no save known to be over. Raises _OpenForWritingError if someone has it open so."""
     if _F_SETLEASE is None or _F_SETSIG is None:
         return None
     try:
@@ -91,7 +95,9 @@ def _read_unshared(path: str) -> Seen | None:
             fcntl.fcntl(fd, _F_SETSIG, signal.SIGURG)
             fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
         except OSError as err:
-            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EINVAL, errno.EPERM):
+            if err.errno == errno.EAGAIN:
+                raise _OpenForWritingError(path) from None
+            if err.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
                 raise
             return None
         try:
@@ -413,7 +419,7 @@ class Watcher:
             self._complete &= held
             self._reading |= dirty  # the scan leaves them alone until _seen has what is read
         try:
-            fresh = self._read_unshared(dirty) if settled else {key: _read(key) for key in dirty}
+            fresh = self._read_dirty(dirty, settled)
         except BaseException:
             with self._cond:
                 self._reading -= dirty
@@ -438,21 +444,39 @@ class Watcher:
         if same and notify is not None:
             self._guarded(lambda: notify(same), "on_unchanged")
 
-    def _read_unshared(self, keys: set[str]) -> dict[str, Seen]:
-        """Read files at once after their writes ended, each under a read lease: a new save may
-        have opened a file again (truncated it) before its events arrive, and the lease is
-        refused while anyone has it open for writing. Files that cannot be read so are left
-        dirty, for the quiet window and the writer's close to decide."""
-        fresh = {}
+    def _read_dirty(self, keys: set[str], settled: bool) -> dict[str, Seen]:
+        """Read changed files, each under a read lease where one can be taken: the lease is
+        refused while anyone has the file open for writing, which a new save may have done
+        (truncated the file) before its events arrive. A file open for writing is being
+        written, as if its events had said so already: it waits for its writer's close, never
+        just for the quiet window, which a writer's pause can outlast (unless it stays open
+        longer than WRITE_GRACE). A file with no lease to take is read anyway after the quiet
+        window; a settled one (read at once) is left dirty for the quiet window instead."""
+        fresh, late, writing = {}, set(), set()
+        now = time.monotonic()
         for key in keys:
-            seen = _read_unshared(key)
+            try:
+                seen = _read_unshared(key)
+            except _OpenForWritingError:
+                with self._cond:
+                    since = self._writing.get(key)
+                if since is not None and now >= since + WRITE_GRACE:
+                    fresh[key] = _read(key)  # open for writing longer than a save takes
+                else:
+                    writing.add(key)
+                continue
             if seen is not None:
                 fresh[key] = seen
-        late = keys - fresh.keys()
-        if late:
+            elif settled:
+                late.add(key)
+            else:
+                fresh[key] = _read(key)
+        if late or writing:
             with self._cond:
-                self._dirty |= late
+                self._dirty |= late | writing
                 self._last_event = max(self._last_event, time.monotonic())
+                for key in writing:
+                    self._writing.setdefault(key, now)
         return fresh
 
     def _tick(self) -> None:
