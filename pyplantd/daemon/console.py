@@ -320,7 +320,7 @@ def _prefixed_output(
         stdout.close()
         stderr.close()
         sys.stdout, sys.stderr = saved
-        printed.flush()
+        printed.close()
 
 
 @contextlib.contextmanager

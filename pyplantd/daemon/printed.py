@@ -73,14 +73,23 @@ class PrintedLines:
                 self._on_written(reactor, "\n".join(lines))
             self._count = 0
 
-    def _write_late(self) -> None:
+    def close(self) -> None:
+        """Write what waits, and end the thread that writes late lines (the run is over)."""
         with self._lock:
-            while True:
+            timer, self._timer = self._timer, None
+            self._wake.notify_all()
+        if timer is not None and timer is not threading.current_thread():
+            timer.join()
+        self.flush()
+
+    def _write_late(self) -> None:
+        me = threading.current_thread()
+        with self._lock:
+            while self._timer is me:
                 if not self._count:
                     self._wake.wait(IDLE_SECONDS)
-                    if not self._count:
+                    if not self._count and self._timer is me:
                         self._timer = None
-                        return
                     continue
                 left = self._since + DELAY_SECONDS - time.monotonic()
                 if left > 0:
