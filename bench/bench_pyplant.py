@@ -81,6 +81,9 @@ class Engine:
 
 PYPLANT = Engine("PyPlant 0.6.0", "pyplant")
 PYPLANTD = Engine("pyplantd", "pyplantd")
+# Not an engine: what no engine can avoid, a process that imports numpy and compiles the script
+FLOOR = Engine("floor", "-")
+FLOOR_CODE = "import numpy; compile(open('pipeline.py').read(), 'pipeline.py', 'exec')"
 
 
 # --- the pipelines ------------------------------------------------------------------------------
@@ -231,6 +234,7 @@ def measure_oneshot(
 ) -> dict[Engine, Workspace]:
     """Cold runs (each in a fresh directory), then rounds of the re-run scenarios."""
     spaces: dict[Engine, Workspace] = {}
+    floor = Workspace(FLOOR, parent, pipeline, args.timeout)
     for rep in range(args.cold_repeats):
         log(f"{kind}: cold runs {rep + 1}/{args.cold_repeats}")
         for engine in alternating(engines, rep):
@@ -241,6 +245,7 @@ def measure_oneshot(
             else:
                 spaces[engine].samples.extend(space.samples)
                 shutil.rmtree(space.root, ignore_errors=True)
+        measure_floor(floor, spaces[engines[0]].root, "cold")
     turn = 0
     for rep in range(args.repeats):
         log(f"{kind}: round {rep + 1}/{args.repeats}")
@@ -251,8 +256,15 @@ def measure_oneshot(
                     continue
                 space.write(space.pipeline.edited(scenario, rep))
                 space.run(scenario)
+            measure_floor(floor, spaces[engines[0]].root, scenario)
             turn += 1
-    return spaces
+    return {**spaces, FLOOR: floor}
+
+
+def measure_floor(floor: Workspace, root: Path, scenario: str) -> None:
+    """Interpreter start, numpy, and compiling the script as `python pipeline.py` does."""
+    result = run_timed([sys.executable, "-c", FLOOR_CODE], floor.timeout, cwd=root)
+    floor.samples.append(Sample(scenario, result, [], []))
 
 
 # --- the daemon ---------------------------------------------------------------------------------
@@ -444,6 +456,53 @@ def measure_print_daemon(engine: Engine, args: argparse.Namespace, parent: Path)
     return run
 
 
+# --- imports ------------------------------------------------------------------------------------
+
+IMPORTS = (
+    ("`python -c 'import numpy'`", "import numpy"),
+    ("`python -c 'import pyplant'` (PyPlant 0.6.0)", "import pyplant"),
+    ("`python -c 'import pyplantd'`", "import pyplantd"),
+    ("`python -c 'import numpy; from pyplantd import *'` (what a script loads)",
+     "import numpy; from pyplantd import *"),
+)  # fmt: skip
+
+
+def measure_imports(args: argparse.Namespace, parent: Path, before: Engine | None) -> dict:
+    """Interpreter starts, in turn, from a folder where no checkout shadows an install."""
+    codes = [(code, None) for _, code in IMPORTS]
+    if before is not None:
+        codes += [(code, before) for _, code in IMPORTS if "pyplantd" in code]
+    results: dict[tuple[str, Engine | None], list[RunResult]] = {key: [] for key in codes}
+    log(f"imports: {args.import_repeats} rounds")
+    for rep in range(args.import_repeats):
+        for code, engine in alternating(codes, rep):
+            env = engine.env() if engine is not None else None
+            cmd = [sys.executable, "-c", code]
+            results[(code, engine)].append(run_timed(cmd, args.timeout, cwd=parent, env=env))
+    return results
+
+
+def import_rows(results: dict, before: Engine | None) -> list[list[str]]:
+    rows = []
+    numpy = results.get(("import numpy", None), [])
+    numpy_wall = med([r.seconds for r in numpy if r.ok])
+    numpy_cpu = med([r.cpu_seconds for r in numpy if r.ok])
+    for title, code in IMPORTS:
+        runs = [r for r in results.get((code, None), []) if r.ok]
+        wall, cpu = [r.seconds for r in runs], [r.cpu_seconds for r in runs]
+        row = [title, cell(wall), cell(cpu), fmt_delta(med(wall) - numpy_wall),
+               fmt_delta(med(cpu) - numpy_cpu)]  # fmt: skip
+        if before is not None:
+            old = [r for r in results.get((code, before), []) if r.ok]
+            row += [cell([r.cpu_seconds for r in old]) if old else "—"]
+        rows.append(row)
+    return rows
+
+
+def fmt_delta(seconds: float) -> str:
+    return "—" if math.isnan(seconds) else f"{seconds * 1000:+.0f} ms"
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 TITLES = {
@@ -498,6 +557,29 @@ def oneshot_rows(
             row += [cell(t_before), ratio(med(t_before), med(t_ours))]
         row += [f"≥ {need:g}x", verdict(None if math.isnan(speedup) else speedup >= need)]
         rows.append(row)
+    return rows
+
+
+def cpu_rows(kind: str, title: str, spaces: dict[Engine, Workspace]) -> list[list[str]]:
+    """The same runs by CPU time (steadier than wall time on a shared machine), and the floor:
+    how far any engine could go (PyPlant's time over the floor's is the best ratio possible)."""
+    rows = []
+    theirs, ours, floor = spaces.get(PYPLANT), spaces.get(PYPLANTD), spaces.get(FLOOR)
+    for scenario in SCENARIOS[kind]:
+        cpu_theirs = [s.result.cpu_seconds for s in theirs.ok(scenario)] if theirs else []
+        cpu_ours = [s.result.cpu_seconds for s in ours.ok(scenario)] if ours else []
+        wall_floor = floor.times(scenario) if floor else []
+        wall_theirs = theirs.times(scenario) if theirs else []
+        rows.append(
+            [
+                f"{title}: {TITLES[scenario]}",
+                cell(cpu_theirs),
+                cell(cpu_ours),
+                ratio(med(cpu_theirs), med(cpu_ours)),
+                cell(wall_floor),
+                ratio(med(wall_theirs), med(wall_floor)),
+            ]
+        )
     return rows
 
 
@@ -612,6 +694,11 @@ def daemon_findings(runs: list[DaemonRun]) -> list[str]:
     return notes
 
 
+CPU_HEADERS = [
+    "scenario", "PyPlant 0.6.0: CPU", "pyplantd: CPU", "PyPlant / pyplantd (CPU)",
+    "floor: wall", "PyPlant / floor (wall): the best ratio possible",
+]  # fmt: skip
+
 SECTION = """\
 ## pyplantd next to PyPlant 0.6.0: one-shot re-runs, the daemon, printing
 
@@ -645,6 +732,19 @@ The last columns compare with {before_text}. The machine is shared (2 cores): lo
 
 {table}
 
+The one-shot runs by CPU time of the process (user + system; other work on the machine
+stretches wall times, hardly CPU times), next to the floor: a process that only starts the
+interpreter, imports numpy and compiles the script (`{floor_code}`), which `python pipeline.py`
+does for either engine. PyPlant's wall time over the floor's is the largest ratio any engine
+could reach:
+
+{cpu_table}
+
+Imports ({import_repeats} runs each, in turn; target: `import pyplantd` within 15 ms of `import
+numpy`):
+
+{import_table}
+
 **Findings.**
 {findings}
 
@@ -659,6 +759,7 @@ def render(
     oneshot: dict[str, dict[Engine, Workspace]],
     daemons: list[DaemonRun],
     prints: list[PrintRun],
+    imports: dict,
     before: Engine | None,
     loads: tuple[str, str],
 ) -> str:
@@ -672,9 +773,11 @@ def render(
         "big": f"{args.gib:g} GiB load -> reduce -> plot",
         "chain": f"{args.reactors}-reactor chain",
     }
+    cpu: list[list[str]] = []
     for kind, spaces in oneshot.items():
         rows += oneshot_rows(kind, titles[kind], spaces, before)
-        notes += oneshot_findings(kind, spaces)
+        cpu += cpu_rows(kind, titles[kind], spaces)
+        notes += oneshot_findings(kind, {e: w for e, w in spaces.items() if e != FLOOR})
     big = oneshot.get("big", {}).get(PYPLANT)
     pyplant_edit_last = med(big.times("edit_last")) if big and args.gib == 1 else math.nan
     rows += daemon_rows(daemons, pyplant_edit_last, before)
@@ -705,6 +808,22 @@ def render(
         load_before=loads[0],
         load_after=loads[1],
         table=md_table(headers, rows),
+        cpu_table=md_table(CPU_HEADERS, cpu) if cpu else "(no one-shot part)",
+        import_table=md_table(
+            [
+                "process",
+                "wall: median (min)",
+                "CPU: median (min)",
+                "wall over numpy's",
+                "CPU over numpy's",
+                *(["before: CPU"] if before else []),
+            ],
+            import_rows(imports, before),
+        )
+        if imports
+        else "(not measured)",
+        import_repeats=args.import_repeats,
+        floor_code=FLOOR_CODE,
         findings="\n".join(f"- {n}" for n in notes) or "- none",
         runner_args=f" -- {runner_args(args)}" if runner_args(args) else "",
         command=command_line(args),
@@ -720,7 +839,8 @@ def command_line(args: argparse.Namespace) -> str:
         f"bench/.venv/bin/python bench/bench_pyplant.py --gib {args.gib:g} --passes {args.passes} "
         f"--reactors {args.reactors} --repeats {args.repeats} --cold-repeats {args.cold_repeats} "
         f"--sizes {','.join(f'{g:g}' for g in args.sizes)} --saves {args.saves} "
-        f"--lines {args.lines} --print-repeats {args.print_repeats} --parts {','.join(args.parts)}"
+        f"--lines {args.lines} --print-repeats {args.print_repeats} "
+        f"--import-repeats {args.import_repeats} --parts {','.join(args.parts)}"
     )
     return text + (f" {runner_args(args)}" if args.baseline_rev else "")
 
@@ -731,7 +851,9 @@ def command_line(args: argparse.Namespace) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.0, help="the big array, one-shot part")
-    parser.add_argument("--passes", type=int, default=4, help="load's compute passes")
+    parser.add_argument(
+        "--passes", type=int, default=12, help="load's compute passes (~1 s at 1 GiB)"
+    )
     parser.add_argument("--reactors", type=int, default=1000, help="chain length")
     parser.add_argument("--repeats", type=int, default=5, help="re-runs per scenario")
     parser.add_argument("--cold-repeats", type=int, default=3, help="cold runs per engine")
@@ -739,7 +861,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--saves", type=int, default=30, help="daemon saves per size")
     parser.add_argument("--lines", type=int, default=100_000, help="lines printed")
     parser.add_argument("--print-repeats", type=int, default=3, help="printing runs per mode")
-    parser.add_argument("--parts", default="big,chain,daemon,print", help="what to measure")
+    parser.add_argument("--import-repeats", type=int, default=20, help="runs per import")
+    parser.add_argument("--parts", default="imports,big,chain,daemon,print", help="what to measure")
     parser.add_argument("--baseline-rev", help="an earlier commit to measure too (git archive)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
     args = parser.parse_args(argv)
@@ -780,11 +903,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     oneshot: dict[str, dict[Engine, Workspace]] = {}
     daemons: list[DaemonRun] = []
     prints: list[PrintRun] = []
+    imports: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_pyplant_") as tmp:
         parent = Path(tmp)
         with baseline_checkout(args.baseline_rev, parent) as before:
             args.baseline_text = f"the code at `{args.baseline_rev}`" if before else ""
             ours = [PYPLANTD, *([before] if before else [])]
+            if "imports" in args.parts:
+                imports = measure_imports(args, parent, before)
             engines = [PYPLANT, *ours]
             pipelines = {
                 "big": Big(int(args.gib * GIB) // FLOAT32 // ROWS, args.passes),
@@ -799,8 +925,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         ),
                         {},
                     )
-                    for space in oneshot[kind].values():
-                        shutil.rmtree(space.root, ignore_errors=True)
+                    for engine, space in oneshot[kind].items():
+                        if engine != FLOOR:
+                            shutil.rmtree(space.root, ignore_errors=True)
             if "daemon" in args.parts:
                 for gib in args.sizes:
                     for engine in ours:
@@ -811,7 +938,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for engine in ours:
                     prints.append(measure_print_daemon(engine, args, parent))
     loads.append(load_average())
-    print(render(args, oneshot, daemons, prints, before, (loads[0], loads[1])))
+    print(render(args, oneshot, daemons, prints, imports, before, (loads[0], loads[1])))
 
 
 if __name__ == "__main__":

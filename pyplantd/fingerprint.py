@@ -7,7 +7,7 @@ there (early cutoff). Depends on nothing else in pyplantd but pickler.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import xxhash
@@ -50,10 +50,15 @@ def array_fingerprint(array: np.ndarray) -> str:
 
 
 def file_fingerprint(path: str) -> str:
-    hasher = xxhash.xxh3_128()
     with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            hasher.update(block)
+        return stream_fingerprint(handle)
+
+
+def stream_fingerprint(handle: BinaryIO) -> str:
+    """The fingerprint of what is left to read of an open file (`file_fingerprint`'s)."""
+    hasher = xxhash.xxh3_128()
+    while block := handle.read(_CHUNK):
+        hasher.update(block)
     return hasher.hexdigest()
 
 

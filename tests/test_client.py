@@ -707,6 +707,7 @@ def test_cli_fetch_writes_npy(daemon, tmp_path: Path) -> None:
     ("event", "line"),
     [
         ({"type": "log", "reactor": "plot", "text": "total 45.0"}, "[plot] total 45.0"),
+        ({"type": "log", "reactor": "plot", "text": "a\nb"}, "[plot] a\n[plot] b"),
         ({"type": "reactor_started", "reactor": "plot"}, None),
         ({"type": "reactor_finished", "reactor": "load", "result": "warm", "why": "restored"},
          "  warm load (restored)"),

@@ -94,7 +94,7 @@ class DictCache:
 
     def put(self, content_hash: str, body: Callable[[], str]) -> None:
         self.bodies[content_hash] = body()
-        self.puts += 1
+        self.puts += not content_hash.startswith("analyses:")  # file indexes, counted
 
 
 class Sample:
@@ -111,8 +111,9 @@ class Sample:
         return importlib.import_module("sample_mod")
 
     def new_process(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(code_index, "_MODULES", {})
-        monkeypatch.setattr(code_index, "_LOADED", {})
+        for cache in ("_MODULES", "_LOADED", "_DEFINITIONS", "_UNITS"):
+            monkeypatch.setattr(code_index, cache, {})
+        monkeypatch.setattr(code_index, "_SEEDED", {"definitions": {}, "units": {}})
 
     def signatures(self, cache: DictCache | None = None) -> list[CodeSignature]:
         module = self.load()
@@ -275,6 +276,66 @@ def test_an_edit_analyses_only_the_module_statements_whose_text_changed(
     assert again["N"] == digests["N"] and again["GRID"] == digests["GRID"]
     assert again["M"] != digests["M"]
     assert [s.kind for s in edited.statements("GRID")] == ["code", "code"]  # with the loop's
+
+
+def _counting_analyses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The definitions (by name; "?": a lambda, analysed as found) and module-level statements
+    analysed from now on."""
+    walked: list[str] = []
+    analyze, parts = code_index._analyze, code_index._analyze_parts
+    monkeypatch.setattr(
+        code_index,
+        "_analyze",
+        lambda node: walked.append(getattr(node, "name", "?")) or analyze(node),
+    )
+    monkeypatch.setattr(
+        code_index,
+        "_analyze_parts",
+        lambda unit: walked.append(ast.unparse(unit.node)) or parts(unit),
+    )
+    return walked
+
+
+def test_a_new_process_analyses_only_what_an_edit_changed(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = DictCache()
+    sample.signatures(cache)
+    sample.path.write_text(sample.path.read_text().replace("self.size * 2", "self.size * 3"))
+    sample.new_process(monkeypatch)
+    expected = sample.signatures()  # no cache at all: everything analysed afresh
+    sample.new_process(monkeypatch)
+    walked = _counting_analyses(monkeypatch)
+    assert sample.signatures(cache) == expected
+    assert sorted(set(walked) - {"?"}) == ["Model", "doubled"]  # the edited method, its class
+
+
+def test_analyses_of_another_python_or_corrupt_are_not_used(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = DictCache()
+    fresh = sample.signatures(cache)
+    (key,) = [k for k in cache.bodies if k.startswith("analyses:")]
+    good = cache.bodies[key]
+    bodies = [
+        good.replace('"python":"', '"python":"2.', 1),
+        "{not json",
+        json.dumps(
+            {
+                **json.loads(good),
+                "definitions": {k: [1, 2] for k in json.loads(good)["definitions"]},
+            }
+        ),
+    ]
+    for number, body in enumerate(bodies):
+        cache.bodies[key] = body
+        sample.path.write_text(sample.path.read_text() + f"\n# a new version: {number}\n")
+        sample.new_process(monkeypatch)
+        walked = _counting_analyses(monkeypatch)
+        assert sample.signatures(cache) == fresh
+        assert "helper" in walked and "predict" in walked  # analysed again
+        monkeypatch.undo()
+        monkeypatch.syspath_prepend(str(sample.path.parent))
 
 
 def test_same_size_rewrite_within_one_clock_tick_is_seen(sample: Sample) -> None:

@@ -751,3 +751,60 @@ def test_run_reactor_names_the_target_else_the_sinks_run_and_target_option_overr
     start = overridden.next_run()
     assert start.states == {"load": "warm", "second": "ran"}, start
     assert take_ran(project) == ["second"]
+
+
+# -- what reactors print ------------------------------------------------------------------------
+CHATTY = """
+import sys
+import time
+
+from pyplantd import Plant, ReactorFunc
+
+
+@ReactorFunc
+def chatter(pipe):
+    print('first, then a pause')
+    time.sleep(PAUSE)
+    for i in range(LINES):
+        print('out', i, 'of version VERSION', file=sys.stderr if i % 3 == 0 else sys.stdout)
+    print('last', end='')  # no newline: shown when the reactor ends
+    pipe.send('printed', LINES)
+
+
+if __name__ == '__main__':
+    with Plant('plant') as plant:
+        plant.run_reactor(chatter)
+"""
+
+
+def chatty(lines: int, version: int, pause: float = 0.0) -> str:
+    text = textwrap.dedent(CHATTY).lstrip("\n")
+    return (
+        text.replace("LINES", str(lines))
+        .replace("VERSION", str(version))
+        .replace("PAUSE", str(pause))
+    )
+
+
+def test_every_printed_line_shows_prefixed_and_in_order(
+    project: Project, start_daemon: Callable[..., Daemon]
+) -> None:
+    """Both streams, in the order printed, each line once, even by the thousand."""
+    project.write("pipeline.py", chatty(5000, 0))
+    daemon = start_daemon()
+    daemon.next_run(timeout=60)
+    save_in_place(project.root / "pipeline.py", chatty(20000, 1))
+    run = daemon.next_run(timeout=60)
+    printed = [line for line in run.lines if line.startswith("[chatter] ")]
+    expected = ["first, then a pause"] + [f"out {i} of version 1" for i in range(20000)]
+    assert printed == [f"[chatter] {text}" for text in [*expected, "last"]]
+
+
+def test_a_line_printed_before_a_pause_shows_during_the_pause(
+    project: Project, start_daemon: Callable[..., Daemon]
+) -> None:
+    project.write("pipeline.py", chatty(3, 0, pause=3.0))
+    daemon = start_daemon()
+    first = daemon.wait_for(r"^\[chatter\] first, then a pause$", timeout=60)
+    after = daemon.wait_for(r"^\[chatter\] out 0 of version 0$", timeout=60, since=first)
+    assert daemon.times[after] - daemon.times[first] > 2.0  # not held back until the end

@@ -83,6 +83,8 @@ def test_pyplant_run_streams_prints_log_lines_and_progress_and_quiet_hides_them(
     assert lines[0] == "run started: run 2 (run requested)"
     assert "[report] report printed 10" in lines
     assert "[report] WARNING pipe: report logged 10" in lines
+    ran = next(i for i, line in enumerate(lines) if line.startswith("  ran  report"))
+    assert lines.index("[report] WARNING pipe: report logged 10") < ran, lines  # in order
     progress = [line for line in lines if "⋯" in line]
     assert 1 <= len(progress) <= 2, lines  # one every 2 s, and the last
     assert re.match(r"  ⋯ report █{20} 100% 5/5 · [\d.]+/s$", progress[-1]), progress

@@ -282,3 +282,45 @@ def test_disk_budget_removes_least_recently_used_old_versions(plant_dir):
     assert len(keys) == 2  # 4 versions of 800 kB do not fit in 2 MB: the oldest went
     files = list((plant_dir / "payloads").iterdir())
     assert len(files) == 2 and (plant_dir / current.path).exists()
+
+
+def test_the_payload_folder_is_fsynced_before_a_commit_only_after_a_rename(plant_dir, monkeypatch):
+    """A commit makes the renames of its payloads durable first (an fsync of the folder); a
+    reactor that stored nothing new (a sink) costs no such fsync."""
+    from pyplantd.store import payloads, plant_store
+
+    synced: list[str] = []
+    fsync_path = payloads.fsync_path
+    monkeypatch.setattr(
+        payloads, "fsync_path", lambda path: synced.append(str(path)) or fsync_path(path)
+    )
+    committed: list[str] = []
+    commit = plant_store.PlantStore.commit
+
+    def recording_commit(self, version):
+        committed.append(version.record.name)
+        synced.append(f"commit {version.record.name}")
+        return commit(self, version)
+
+    monkeypatch.setattr(plant_store.PlantStore, "commit", recording_commit)
+
+    @ReactorFunc
+    def make(pipe):
+        pipe.send("values", np.arange(6.0))
+
+    @ReactorFunc
+    def show(pipe):
+        values = yield pipe.receive("values")
+        print(float(values.sum()))
+
+    folder = str(plant_dir / payloads.PAYLOAD_DIR)
+    with Plant(plant_dir) as plant:
+        plant.add_reactors(make, show)
+        plant.run_reactor("show")
+    assert synced.index(folder) < synced.index("commit make")  # renamed, synced, recorded
+    synced.clear()
+    with Plant(plant_dir) as plant:
+        plant.add_reactors(make, show)
+        plant.run_reactor("show")  # show runs again (a target); make is served
+    assert committed[-1] == "show" and "commit show" in synced
+    assert folder not in synced, synced

@@ -209,14 +209,160 @@ def test_a_scan_before_the_events_waits_for_the_writer_too(files) -> None:
         watcher.stop()
 
 
-def test_burst_of_saves_within_the_quiet_window_is_one_call(make_watcher, files) -> None:
+def test_burst_of_saves_within_the_quiet_window_is_one_call_after_the_first(files, mode) -> None:
+    """The first save is read at once (natively; the scan waits for quiet), the saves that
+    follow it within the quiet window come in one call, with the last content."""
     target, sentinel = files
-    _, recorder = make_watcher([target, sentinel], debounce=0.3)
-    for i, save in enumerate(SAVES * 2):
-        save(target, f"x = {i + 1}\n")
-        time.sleep(0.01)  # saves 10 ms apart: well inside the 300 ms window
-    assert recorder.wait_calls(1) == [{target}]
-    settle(recorder, sentinel, [{target}])
+    seen: list[str] = []
+    recorder = Recorder()
+
+    def on_change(paths: set[Path]) -> None:
+        seen.append(target.read_text())
+        recorder(paths)
+
+    watcher = Watcher(on_change, debounce=0.3, force_polling=mode == "polling", poll_interval=0.05)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        saves = SAVES * 2
+        for i, save in enumerate(saves):
+            save(target, f"x = {i + 1}\n")
+            time.sleep(0.01)  # saves 10 ms apart: well inside the 300 ms window
+        expected = [{target}] * (2 if mode == "native" else 1)
+        settle(recorder, sentinel, expected)
+        assert seen[len(expected) - 1] == f"x = {len(saves)}\n"
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.parametrize(
+    "save", [save_in_place, save_atomic, save_vim_style], ids=lambda f: f.__name__
+)
+def test_a_save_is_read_as_soon_as_its_write_ended(files, save) -> None:
+    """Closed after writing or renamed into place, with nothing else open for writing: no quiet
+    window to wait for (here 3 s)."""
+    target, sentinel = files
+    recorder = Recorder()
+    watcher = Watcher(recorder, debounce=3.0)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        for i in range(1, 4):
+            began = time.monotonic()
+            save(target, f"x = {i}\n")
+            assert recorder.wait_calls(i)[-1] == {target}
+            assert time.monotonic() - began < 1.5
+            time.sleep(3.1)  # the next save is no continuation of this one
+    finally:
+        watcher.stop()
+
+
+def test_a_save_while_another_watched_file_is_open_for_writing_waits(files) -> None:
+    target, sentinel = files
+    recorder = Recorder()
+    watcher = Watcher(recorder, debounce=0.5)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        with open(sentinel, "w") as other:
+            other.write("s = 1\n")
+            other.flush()  # written, still open: perhaps a checkout half-way
+            time.sleep(0.1)
+            save_in_place(target, "x = 1\n")
+            time.sleep(0.3)
+            assert recorder.calls == []  # not at once: the quiet window applies
+        calls = recorder.wait_calls(1)
+        assert set().union(*calls) == {target, sentinel}
+    finally:
+        watcher.stop()
+
+
+def test_a_file_saved_again_right_after_a_save_is_never_taken_half_written(files) -> None:
+    """A second save truncates the file just after the first one closed it. The watcher never
+    reads the truncated file as a save of its own; and what a reload reads after it reported
+    the first save, if the second save has begun meanwhile, is known to be stale
+    (`changed_since_read`: the engine then runs nothing and waits for the second save)."""
+    target, sentinel = files
+    recorder, taken = Recorder(), []
+
+    def on_change(paths: set[Path]) -> None:
+        if target in paths:
+            loaded = target.read_text()  # what a reload would load at that moment
+            if not watcher.changed_since_read():
+                taken.append(loaded)  # what the engine would run
+        recorder(paths)
+
+    watcher = Watcher(on_change, debounce=0.02)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        for i in range(1, 21):
+            save_in_place(target, f"x = {i}\n")
+            with open(target, "w") as handle:  # at once: truncated while the first is read
+                handle.flush()
+                time.sleep(0.03)
+                handle.write(f"x = {i}.5\n")
+            recorder.wait_calls(1)
+            time.sleep(0.1)
+        settle(recorder, sentinel, recorder.calls[:])
+        assert "" not in taken and taken[-1] == "x = 20.5\n"
+    finally:
+        watcher.stop()
+
+
+def test_a_file_open_for_writing_is_not_read_before_its_writer_closes_it(files) -> None:
+    """The events of a second save (truncate, pause, write) arrive late: the first save's
+    close alone says nothing of them. What the watcher reads is what a writer finished."""
+    target, sentinel = files
+    recorder, taken = Recorder(), []
+
+    def on_change(paths: set[Path]) -> None:
+        if target in paths:
+            loaded = target.read_text()
+            if not watcher.changed_since_read():
+                taken.append(loaded)
+        recorder(paths)
+
+    watcher = Watcher(on_change, debounce=0.02, observer_factory=LateObserver)
+    watcher.watch([target, sentinel])
+    watcher.start()
+    try:
+        time.sleep(0.3)  # the folder watched
+        save_in_place(target, "x = 1\n")
+        with open(target, "w") as handle:  # truncated at once, written only 0.6 s later
+            handle.flush()
+            time.sleep(0.6)
+            handle.write("x = 1.5\n")
+        deadline = time.monotonic() + 30
+        while "x = 1.5\n" not in taken and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert taken and "" not in taken and taken[-1] == "x = 1.5\n", taken
+    finally:
+        watcher.stop()
+
+
+def test_a_burst_over_several_files_reports_the_first_at_once_and_the_rest_together(
+    tmp_path,
+) -> None:
+    files = [tmp_path / f"m{i}.py" for i in range(5)]
+    for path in files:
+        path.write_text("x = 0\n")
+    recorder, bursts = Recorder(), []
+    watcher = Watcher(recorder, debounce=0.3, on_burst=lambda: bursts.append(time.monotonic()))
+    watcher.watch(files)
+    watcher.start()
+    try:
+        time.sleep(0.1)
+        for path in files:  # as a checkout writes them: one after the other
+            path.unlink()
+            path.write_text("x = 1\n")
+        recorder.wait_calls(1)
+        time.sleep(0.6)
+        calls = recorder.calls
+        assert set().union(*calls) == set(files) and len(calls) <= 2
+        assert len(bursts) == len(calls) - 1  # the run the first call started is stale at once
+    finally:
+        watcher.stop()
 
 
 def test_comment_only_edit_is_a_content_change(make_watcher, files) -> None:

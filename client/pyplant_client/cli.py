@@ -169,9 +169,9 @@ def event_line(event: dict[str, Any]) -> str | None:
         return error_line(event)
     if kind == "run_finished":
         return run_summary(event)
-    if kind == "log":
-        text = event.get("text", event.get("message", ""))
-        return f"[{reactor}] {text}" if reactor else str(text)
+    if kind == "log":  # one or more lines the reactor printed
+        text = str(event.get("text", event.get("message", "")))
+        return "\n".join(f"[{reactor}] {line}" for line in text.split("\n")) if reactor else text
     if kind == "progress":
         return f"  ⋯ {reactor} {progress_text(event)}"
     fields = {k: v for k, v in event.items() if k not in ("v", "type", "seq", "time")}

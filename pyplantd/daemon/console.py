@@ -1,6 +1,7 @@
 """What the daemon shows in its terminal: one line per reactor of the run (warm, running with
 its elapsed time, done with its duration, failed), a summary per run, the memory line, errors
-in the `path:line` form, and the reactors' own output prefixed with their names.
+in the `path:line` form, and the reactors' own output prefixed with their names (written in
+batches, see printed.py).
 
 A live view when the output is a terminal, plain lines otherwise (logs, pipes, tests).
 """
@@ -31,6 +32,7 @@ from ..sizes import format_size
 from ..terminal.report import result_table, user_traceback
 from ..terminal.run_view import RunView
 from .loader import LoadError
+from .printed import PrintedLines
 from .state import failure_fields
 
 if TYPE_CHECKING:
@@ -55,7 +57,9 @@ class Console:
         self.reactor_lines, self.prefix, self.capture = reactor_lines, prefix, capture
         self.view = RunView()
         self._plain_progress = PlainProgress()
+        # What reactors printed, once shown: one or more lines, joined with newlines.
         self.on_line: Callable[[str | None, str], None] = lambda reactor, text: None
+        self.printed = PrintedLines(self._write_printed, lambda r, text: self.on_line(r, text))
 
     # -- lines ------------------------------------------------------------------------------
     def notice(self, text: str) -> None:
@@ -67,11 +71,34 @@ class Console:
     def print(self, text: Text) -> None:
         """One line. Without colours (a log file, a pipe) it is written as is: rich's print
         costs ~0.1 ms a line, several times a run, on the path from a save to its result."""
-        if self.out.color_system is None and not self.live_view:
+        self.printed.flush()  # what reactors printed before comes first
+        if self.plain:
             self.out.file.write(text.plain + "\n")
             self.out.file.flush()
         else:
             self.out.print(text)
+
+    def print_block(self, text: Text) -> None:
+        """Several lines, through rich (a traceback, the result table)."""
+        self.printed.flush()
+        self.out.print(text)
+
+    @property
+    def plain(self) -> bool:
+        return self.out.color_system is None and not self.live_view
+
+    def _write_printed(self, reactor: str | None, stderr: bool, lines: list[str]) -> None:
+        """A batch of lines one reactor printed, in one write."""
+        prefix = f"[{reactor}] " if reactor and self.prefix else ""
+        if self.plain:
+            self.out.file.write("".join(f"{prefix}{line}\n" for line in lines))
+            self.out.file.flush()
+            return
+        text = Text()
+        for i, line in enumerate(lines):
+            text.append(("\n" if i else "") + prefix, style="cyan")
+            text.append(line, style="red" if stderr else "")
+        self.out.print(text)
 
     def urgent(self, text: str) -> None:
         """A line from a signal handler: straight to the file descriptor, since the main thread
@@ -87,25 +114,25 @@ class Console:
         """An exception from pyplantd's own code (a bug) or raised outside the user's code."""
         self.error(f"{type(failure).__name__}: {failure} (the daemon goes on)")
         text = "".join(traceback.format_exception(failure))
-        self.out.print(Text(text.rstrip("\n"), style="red"))
+        self.print_block(Text(text.rstrip("\n"), style="red"))
 
     def load_cancelled(self, trigger: str, name: str, elapsed: float) -> None:
         self.print(Text(f"{trigger}: loading {name} cancelled ({format_duration(elapsed)})"))
 
     def reload_failed(self, trigger: str, where: LoadError, failure: BaseException) -> None:
-        self.out.print(Text(f"{trigger}: the script did not load; keeping the last good state"))
+        self.print_block(Text(f"{trigger}: the script did not load; keeping the last good state"))
         self.print(
             Text(f"{where.path}:{where.line}:{where.column}: error: {where.message}", "bold red")
         )
         if not isinstance(failure, SyntaxError) and not isinstance(failure.__cause__, SyntaxError):
-            self.out.print(Text(user_traceback(failure), style="red"))
+            self.print_block(Text(user_traceback(failure), style="red"))
 
     def reactor_failed(self, failure: ReactorFailedError) -> None:
         """`path:line:col: error: reactor: Type: message` (as `pyplant run` prints it, which
         editors read), then the traceback of the user's code."""
         cause = failure.__cause__ or failure
         self.print(Text(failure_line(failure.reactor, cause), style="bold red"))
-        self.out.print(Text(user_traceback(cause), style="red"))
+        self.print_block(Text(user_traceback(cause), style="red"))
 
     # -- a run ------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -133,7 +160,7 @@ class Console:
                 stack.enter_context(live)
             if self.live_view or self.capture:
                 stack.enter_context(
-                    _prefixed_output(self.out, self.on_line, self.view.set_status, self.prefix)
+                    _prefixed_output(self.out, self.printed, self.view.set_status, self.prefix)
                 )
             yield
 
@@ -169,6 +196,7 @@ class Console:
     ) -> None:
         if self.live_view and decisions:  # the live rows were transient: the outcome stays
             rows = max(10, self.out.size.height - 8)
+            self.printed.flush()
             self.out.print(result_table(decisions, rows, cached="warm"))
         self.print(Text(summary(trigger, decisions, status, elapsed)))
         store = plant.store
@@ -214,23 +242,20 @@ def failure_line(reactor: str, cause: BaseException) -> str:
 
 
 class _PrefixedStream(io.TextIOBase):
-    """Whole lines, prefixed with the reactor printing them, onto the console. A line being
-    updated in place (carriage returns, as progress bars do) is a status, not a line each
+    """Whole lines, with the reactor printing them, onto the console's printed lines. A line
+    being updated in place (carriage returns, as progress bars do) is a status, not a line each
     time: the live view shows it, and only what the line finally says is printed."""
 
     encoding = "utf-8"  # the console writes any text (tqdm draws its bar in ASCII otherwise)
 
     def __init__(
         self,
-        console: RichConsole,
+        printed: PrintedLines,
         stderr: bool,
-        on_line: Callable[[str | None, str], None],
         on_status: Callable[[str | None, str], None] = lambda reactor, text: None,
-        prefix: bool = True,
     ) -> None:
-        self.console, self.stderr, self.on_line = console, stderr, on_line
-        self.on_status, self.prefix = on_status, prefix
-        # What each thread wrote since its last line end, and the reactor it was running then:
+        self.printed, self.stderr, self.on_status = printed, stderr, on_status
+        # What each thread wrote since its last line end, and the reactor that began that line:
         # reactors printing at once on several threads each get their own whole lines.
         self._pending: dict[int, tuple[str | None, str]] = {}
         self._lock = threading.Lock()
@@ -243,7 +268,7 @@ class _PrefixedStream(io.TextIOBase):
             while "\n" in pending:
                 line, pending = pending.split("\n", 1)
                 lines.append(line)
-            if pending:
+            if pending:  # a line is the reactor's that began it, even if it ends later
                 self._pending[thread] = (name if not lines else running_reactor(), pending)
         for line in lines:
             self._emit(line, name)
@@ -273,10 +298,7 @@ class _PrefixedStream(io.TextIOBase):
             line = _overlaid(line).rstrip()
             if not line:
                 return  # the updated line was wiped at its end (tqdm with leave=False)
-        text = Text(f"[{name}] " if name and self.prefix else "", style="cyan")
-        text.append(line, style="red" if self.stderr else "")
-        self.console.print(text)
-        self.on_line(name, line)
+        self.printed.add(name, self.stderr, line)
 
 
 def _overlaid(line: str) -> str:
@@ -291,12 +313,12 @@ def _overlaid(line: str) -> str:
 @contextlib.contextmanager
 def _prefixed_output(
     console: RichConsole,
-    on_line: Callable[[str | None, str], None],
+    printed: PrintedLines,
     on_status: Callable[[str | None, str], None],
     prefix: bool,
 ) -> Iterator[None]:
     def stream(stderr: bool) -> _PrefixedStream:
-        return _PrefixedStream(console, stderr, on_line, on_status, prefix)
+        return _PrefixedStream(printed, stderr, on_status)
 
     stdout, stderr = stream(False), stream(True)
     saved = sys.stdout, sys.stderr
@@ -308,6 +330,7 @@ def _prefixed_output(
         stdout.close()
         stderr.close()
         sys.stdout, sys.stderr = saved
+        printed.close()
 
 
 @contextlib.contextmanager

@@ -49,6 +49,10 @@ FLUSH_SLICE_SECONDS = 0.1  # how often a stop's final flush looks at the signals
 FLUSH_NOTICE_SECONDS = 1.0  # a flush taking longer says what it is waiting for
 STOPS_TO_INSIST = 3  # the stop signal that exits at once, without waiting for pending writes
 LOAD_WATCH_SECONDS = 0.25  # a load this long watches the user's modules imported so far
+# How long the main thread keeps the GIL while another thread waits for it (Python's default is
+# 5 ms): the event thread sends a reactor's result to clients while the run goes on, and the
+# watcher reads a save while a run is cancelled; a few more switches cost the run little.
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 @dataclass
@@ -101,6 +105,7 @@ class Engine:
         self.watcher = Watcher(
             self._on_change, options.debounce, on_notice=console.notice,
             force_polling=options.force_polling, on_unchanged=self._on_unchanged,
+            on_burst=self.cancel,
         )  # fmt: skip
         # Everything clients hear leaves through this bus; the server subscribes when started.
         self.bus = DaemonBus()
@@ -142,6 +147,8 @@ class Engine:
         runtime = runtime_dir(self.pipeline)
         lock = DaemonLock(runtime, self.pipeline, self.options.plant_dir)
         server = None
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         try:
             with self._signals():  # until the end: a stop during the final flush is counted
                 try:
@@ -166,6 +173,7 @@ class Engine:
             if server is not None:
                 server.stop()
             lock.release()
+            sys.setswitchinterval(switch_interval)
         return 0
 
     def _flush_and_close(self) -> None:
@@ -202,7 +210,13 @@ class Engine:
             runtime, Control(self).handlers(), self.pipeline, self.options.tcp,
             on_notice=self.console.notice,
         )  # fmt: skip
-        self.bus.subscribe(server.publish)
+        printed = self.console.printed
+
+        def publish(kind: str, fields: dict[str, Any]) -> None:
+            printed.flush()  # clients get a reactor's lines before what follows them
+            server.publish(kind, fields)
+
+        self.bus.subscribe(publish)
         self.server = server
         server.start()
         return server
@@ -313,7 +327,7 @@ class Engine:
     def _handle(self, work: set[Path] | Command) -> None:
         if isinstance(work, set):
             forget_tracked_files(work)  # whatever their stamps say: the watcher saw new bytes
-            self.cycle(self._describe(work), targets_always_run=False)
+            self.cycle(self._describe(work), targets_always_run=False, after_save=True)
         elif work.kind == "run":
             self.cycle("run requested", True, targets=work.targets, run_id=work.run_id)
         elif work.kind == "invalidate":
@@ -358,6 +372,7 @@ class Engine:
         targets: list[str] | None = None,
         run_id: int | None = None,
         invalidate: str | None = None,
+        after_save: bool = False,
     ) -> list[Decision]:
         """Reload the script and run what it asks for; report, never raise (but Stop)."""
         run_id = run_id if run_id is not None else next(self._run_ids)
@@ -366,7 +381,9 @@ class Engine:
         self.bus.publish(Kind.run_started, {"run_id": run_id, "trigger": trigger})
         self._busy = True
         try:
-            decisions = self._load_and_run(trigger, targets_always_run, targets, run_id, invalidate)
+            decisions = self._load_and_run(
+                trigger, targets_always_run, targets, run_id, invalidate, after_save
+            )
         finally:
             self._busy = False
             self.interrupter.withdraw()
@@ -381,9 +398,12 @@ class Engine:
         targets: list[str] | None,
         run_id: int,
         invalidate: str | None,
+        after_save: bool,
     ) -> list[Decision]:
         started = time.perf_counter()
-        if not self._load(trigger, run_id, started):
+        if not self._load(trigger, run_id, started, after_save):
+            return []
+        if after_save and self._superseded(trigger, run_id, started):
             return []
         plant = self.session.plant
         if plant is None:
@@ -424,7 +444,18 @@ class Engine:
         self.console.run_finished(trigger, decisions, status, elapsed, plant)
         return decisions
 
-    def _load(self, trigger: str, run_id: int, started: float) -> bool:
+    def _superseded(self, trigger: str, run_id: int, started: float) -> bool:
+        """A watched file was written again after the watcher read it (the save was reported
+        the moment it ended): what was loaded may be half-written, so nothing runs; the watcher
+        reports the newer save once it ends."""
+        again = self.watcher.changed_since_read()
+        if not again:
+            return False
+        self.console.notice(f"{trigger}: {self._describe(again)[6:]} changed again; waiting for it")
+        self.state.run_ended(run_id, "superseded", [], time.perf_counter() - started)
+        return True
+
+    def _load(self, trigger: str, run_id: int, started: float, after_save: bool = False) -> bool:
         """Execute the script; False if it did not load (reported) or was cancelled."""
         self.session.begin_load()
         self._forget_reloaded_definitions()
@@ -445,6 +476,8 @@ class Engine:
             if isinstance(failure, RunCancelled) or self._cancel.is_set():
                 self.console.load_cancelled(trigger, self.pipeline.name, elapsed)
                 self.state.run_ended(run_id, "cancelled", [], elapsed)
+            elif after_save and self._superseded(trigger, run_id, started):
+                pass  # a half-written file's error is none: the save is not over
             else:
                 self._report_load_error(trigger, run_id, failure)
             self._rewatch()

@@ -5,8 +5,11 @@ hashes, and a stat scan (a safety net, and the fallback). Depends on nothing in 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
+import signal
 import stat
 import threading
 import time
@@ -17,7 +20,7 @@ from watchdog import events
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from ..fingerprint import file_fingerprint
+from ..fingerprint import file_fingerprint, stream_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,11 @@ _EVENT_KINDS: list[type[events.FileSystemEvent]] = [
     events.FileModifiedEvent, events.FileCreatedEvent, events.FileMovedEvent,
     events.FileDeletedEvent, events.FileClosedEvent,
 ]  # fmt: skip
+# Linux file leases (fcntl(2)): a read lease is refused while any process has the file open for
+# writing, and makes whoever opens it for writing wait until it is released. The lease's break
+# is signalled with SIGURG, which is ignored unless handled (SIGIO, the default, would kill).
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", None)
+_F_SETSIG = getattr(fcntl, "F_SETSIG", None)
 # watchdog reports a kernel queue overflow only as a warning on this logger.
 _INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 StatKey = tuple[int, int, int, int]
@@ -66,11 +74,56 @@ def _read(path: str) -> Seen:
     return _stat_key(path), content_hash(path)  # stat first: a write in between shows later
 
 
+class _OpenForWritingError(Exception):
+    """The kernel refused a read lease: someone has the file open for writing right now."""
+
+
+def _read_unshared(path: str) -> Seen | None:
+    """`_read`, while nobody has the file open for writing and nobody can open it so (a read
+    lease); None if no lease can be taken (not our file, not Linux, a network file system):
+    then it is no save known to be over. Raises _OpenForWritingError if someone has it open so."""
+    if _F_SETLEASE is None or _F_SETSIG is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return _read(path)  # gone: what the events say next decides
+    try:
+        try:
+            fcntl.fcntl(fd, _F_SETSIG, signal.SIGURG)
+            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as err:
+            if err.errno == errno.EAGAIN:
+                raise _OpenForWritingError(path) from None
+            if err.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
+                raise
+            return None
+        try:
+            st = os.fstat(fd)
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                digest = stream_fingerprint(handle)
+        finally:
+            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
+    finally:
+        os.close(fd)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino), digest
+
+
 def _key(path: Path | str) -> str:
     # Resolve the directory but not the file (an atomic save replaces it), so keys equal event
     # paths on systems that report real paths (macOS: /tmp is /private/tmp).
     absolute = os.path.abspath(path)
     return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+
+
+def _ended_write(event: events.FileSystemEvent, keys: list[str]) -> str | None:
+    """The file whose writing this event definitively ended: closed after writing, or renamed
+    into place (a creation may still be followed by writes)."""
+    if event.event_type == events.EVENT_TYPE_CLOSED:
+        return keys[0]
+    if event.event_type == events.EVENT_TYPE_MOVED:
+        return keys[1]
+    return None
 
 
 class _Handler(events.FileSystemEventHandler):
@@ -83,6 +136,12 @@ class _Handler(events.FileSystemEventHandler):
 
 class Watcher:
     """Calls ``on_change(paths)`` once per burst of saves, with the files whose bytes changed.
+
+    A save that ends definitively (the file closed after writing, or renamed into place) while
+    no other watched file is open for writing and no other event is waiting is read at once;
+    anything else waits for the quiet window, and so does the rest of a burst over several
+    files (the first file of a `git checkout` is reported at once, ``on_burst`` is called at
+    the next one's first event, the others come together after the quiet window).
 
     >>> watcher = Watcher(lambda paths: print(sorted(paths)), on_notice=print)
     >>> watcher.watch([Path("pipeline.py").absolute()])
@@ -99,8 +158,10 @@ class Watcher:
         on_notice: Callable[[str], None] | None = None,
         observer_factory: Callable[[], BaseObserver] = Observer,
         on_unchanged: Callable[[set[Path]], None] | None = None,
+        on_burst: Callable[[], object] | None = None,
     ) -> None:
         self._on_change = on_change
+        self._on_burst = on_burst  # more changes right after a report: whatever it started is stale
         self._on_unchanged = on_unchanged  # saved, but the bytes are the ones already seen
         self._on_notice = on_notice or logger.warning
         self._debounce = debounce
@@ -114,8 +175,12 @@ class Watcher:
         self._seen: dict[str, Seen] = {}
         self._dirty: set[str] = set()
         self._writing: dict[str, float] = {}  # modified in place, not closed yet: since when
+        self._complete: set[str] = set()  # dirty, and their last event ended a write
         self._reading: set[str] = set()  # being read by a flush
         self._last_event = 0.0
+        self._batch_start = 0.0  # first event since the last report
+        self._last_report = -float("inf")  # when a flush last reported changed files
+        self._reported: set[str] = set()  # and which
         self._overflowed = False
         self._stopping = False
         # _sync serializes changes to the observer and its watches (watch, tick, fallback, stop).
@@ -156,6 +221,18 @@ class Watcher:
         fresh = {key: _read(key) for key in map(_key, paths)}
         with self._cond:
             self._seen.update((key, seen) for key, seen in fresh.items() if key in self._paths)
+
+    def changed_since_read(self) -> set[Path]:
+        """Watched files written, truncated or replaced since the watcher last read them (a
+        new save under way): whatever was loaded from them may be half-written. Their next
+        read is reported as a change even if its bytes are the same as before."""
+        with self._cond:
+            items = [(key, self._seen[key][0]) for key in self._paths if key in self._seen]
+        changed = {key for key, seen in items if _stat_key(key) != seen}
+        with self._cond:
+            for key in changed & self._seen.keys():
+                self._seen[key] = (None, None)
+            return {self._paths[key] for key in changed if key in self._paths}
 
     def start(self) -> None:
         """Start watching (OS events, or polling if they are unavailable)."""
@@ -237,7 +314,7 @@ class Watcher:
             if event.event_type == events.EVENT_TYPE_CLOSED_NO_WRITE:
                 return
             self._note_writing(keys[0], event.event_type == events.EVENT_TYPE_MODIFIED)
-            self._mark(keys)
+            self._mark(keys, _ended_write(event, keys))
         except Exception as err:  # an exception here would end watchdog's dispatch thread
             self._notice(f"File watcher: handling {event!r} raised {err!r}; still watching.")
 
@@ -258,14 +335,26 @@ class Watcher:
             else:  # closed after writing, moved, created, deleted: complete
                 self._writing.pop(key, None)
 
-    def _mark(self, keys: Iterable[str]) -> None:
-        """Mark watched keys dirty and restart the quiet period."""
+    def _mark(self, keys: Iterable[str], ended: str | None = None) -> None:
+        """Mark watched keys dirty and restart the quiet period; `ended` is the key whose write
+        this event completed, if it did."""
+        burst = False
         with self._cond:
             hits = self._paths.keys() & set(keys)
             if hits:
+                now = time.monotonic()
+                if not self._dirty:
+                    self._batch_start = now
+                    # another file right after a report: a burst (an event on the file just
+                    # reported, such as a change of its mode after the write, is none)
+                    burst = now < self._last_report + self._debounce and bool(hits - self._reported)
                 self._dirty |= hits
-                self._last_event = time.monotonic()
+                self._complete = (self._complete - hits) | ({ended} & hits if ended else set())
+                self._last_event = now
                 self._cond.notify_all()
+        notify = self._on_burst
+        if burst and notify is not None:
+            self._guarded(notify, "on_burst")
 
     # -- the watcher's own thread: debounce, flush, tick ------------------------------------
     def _run(self) -> None:
@@ -287,25 +376,46 @@ class Watcher:
             return False
 
     def _flush_time(self, now: float) -> float:
-        """When the dirty files may be read: after the quiet window, and for files still open
-        for writing, once closed (or, with no close event coming, after WRITE_GRACE)."""
+        """When the dirty files may be read: at once if `_settled`, else after the quiet window,
+        and for files still open for writing, once closed (or, with no close event coming,
+        after WRITE_GRACE)."""
+        if self._settled(now):
+            return now
         quiet = self._last_event + self._debounce
         if any(now >= self._writing.get(k, -WRITE_GRACE) + WRITE_GRACE for k in self._dirty):
             return quiet
         return max(quiet, min(self._writing[k] + WRITE_GRACE for k in self._dirty))
 
+    def _settled(self, now: float) -> bool:
+        """Every dirty file's last event ended its write, no watched file is open for writing,
+        no event is waiting to be handled, and this is no continuation of a burst just
+        reported (caller holds _cond)."""
+        if not self._dirty or self._dirty - self._complete:
+            return False
+        if any(now < since + WRITE_GRACE for since in self._writing.values()):
+            return False
+        if self._batch_start < self._last_report + self._debounce:
+            return False
+        observer = self._observer
+        leases = _F_SETLEASE is not None and _F_SETSIG is not None
+        return leases and observer is not None and observer.event_queue.empty()
+
     def _flush(self) -> None:
         with self._cond:
             now = time.monotonic()
-            if not self._dirty or now < self._last_event + self._debounce:
+            if not self._dirty:
+                return
+            settled = self._settled(now)
+            if now < self._last_event + self._debounce and not settled:
                 return
             held = {
                 k for k in self._dirty if now < self._writing.get(k, -WRITE_GRACE) + WRITE_GRACE
             }
             dirty, self._dirty = self._dirty - held, held
+            self._complete &= held
             self._reading |= dirty  # the scan leaves them alone until _seen has what is read
         try:
-            fresh = {key: _read(key) for key in dirty}
+            fresh = self._read_dirty(dirty, settled)
         except BaseException:
             with self._cond:
                 self._reading -= dirty
@@ -316,11 +426,54 @@ class Watcher:
             paths = {self._paths[k] for k, seen in fresh.items() if seen[1] != self._seen[k][1]}
             same = {self._paths[k] for k in fresh} - paths
             self._seen.update(fresh)
+            now = time.monotonic()
+            if now < self._last_report + self._debounce:
+                # the same bytes seen again right after they were reported: a trailing event of
+                # that save (its mode or times set after the write), no save of its own
+                same -= {self._paths[k] for k in self._reported if k in self._paths}
+            if paths:
+                self._last_report = now
+                self._reported = {k for k in fresh if self._paths[k] in paths}
         if paths:
             self._guarded(lambda: self._on_change(paths), "on_change")
         notify = self._on_unchanged
         if same and notify is not None:
             self._guarded(lambda: notify(same), "on_unchanged")
+
+    def _read_dirty(self, keys: set[str], settled: bool) -> dict[str, Seen]:
+        """Read changed files, each under a read lease where one can be taken: the lease is
+        refused while anyone has the file open for writing, which a new save may have done
+        (truncated the file) before its events arrive. A file open for writing is being
+        written, as if its events had said so already: it waits for its writer's close, never
+        just for the quiet window, which a writer's pause can outlast (unless it stays open
+        longer than WRITE_GRACE). A file with no lease to take is read anyway after the quiet
+        window; a settled one (read at once) is left dirty for the quiet window instead."""
+        fresh, late, writing = {}, set(), set()
+        now = time.monotonic()
+        for key in keys:
+            try:
+                seen = _read_unshared(key)
+            except _OpenForWritingError:
+                with self._cond:
+                    since = self._writing.get(key)
+                if since is not None and now >= since + WRITE_GRACE:
+                    fresh[key] = _read(key)  # open for writing longer than a save takes
+                else:
+                    writing.add(key)
+                continue
+            if seen is not None:
+                fresh[key] = seen
+            elif settled:
+                late.add(key)
+            else:
+                fresh[key] = _read(key)
+        if late or writing:
+            with self._cond:
+                self._dirty |= late | writing
+                self._last_event = max(self._last_event, time.monotonic())
+                for key in writing:
+                    self._writing.setdefault(key, now)
+        return fresh
 
     def _tick(self) -> None:
         with self._cond:

@@ -1,7 +1,9 @@
 """Parsed source files: each definition indexed by qualname, hashed as its normalized AST, with
 the names it uses. A file's index has a JSON form keyed by the file's content hash, so that an
-unchanged file costs no parse in a new process. Depends on nothing else in pyplantd, and never
-imports or runs the code it reads.
+unchanged file costs no parse in a new process; and the analyses of a file's definitions and
+statements are kept by their own text, so that after an edit a new process analyses only what
+the edit changed. Depends on nothing else in pyplantd, and never imports or runs the code it
+reads.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ class ModuleIndex:
         self._by_id: dict[int, Analysis | None] = {}  # the tree lives as long as this index
         self._twin: ModuleIndex | None = None
         self._lines: list[bytes] | None = None
+        # analyses made or reused by text here (kept for the next version of the file)
+        self._by_text: dict[str, dict[str, Analysis | None]] = {"definitions": {}, "units": {}}
 
     @classmethod
     def parse(cls, source: Source, filename: str, content_hash: str | None = None) -> ModuleIndex:
@@ -167,9 +171,11 @@ class ModuleIndex:
         text = b"".join([*lines[:2], b"\0", *lines[_first_line(node) - 1 : node.end_lineno]])
         key = content_digest(text)
         if key not in _DEFINITIONS:
-            _DEFINITIONS[key] = _analyze(node)
+            known, seeded = _seeded("definitions", key)
+            _DEFINITIONS[key] = seeded if known else _analyze(node)
             if len(_DEFINITIONS) > _DEFINITIONS_KEPT:
                 del _DEFINITIONS[next(iter(_DEFINITIONS))]  # the oldest
+        self._by_text["definitions"][key] = _DEFINITIONS[key]
         return _DEFINITIONS[key]
 
     def _source_lines(self) -> list[bytes]:
@@ -238,9 +244,11 @@ class ModuleIndex:
                 texts += [columns, *lines[start - 1 : end], b"\3"]
         key = content_digest(b"".join(texts))
         if key not in _UNITS:
-            _UNITS[key] = _analyze_parts(unit)
+            known, seeded = _seeded("units", key)
+            _UNITS[key] = seeded if known else _analyze_parts(unit)
             if len(_UNITS) > _DEFINITIONS_KEPT:
                 del _UNITS[next(iter(_UNITS))]  # the oldest
+        self._by_text["units"][key] = _UNITS[key]
         return _UNITS[key]
 
     def _analysis_of(self, node: ast.AST) -> Analysis | None:
@@ -275,11 +283,20 @@ class ModuleIndex:
         return key
 
     # -- the JSON form ----------------------------------------------------------------------
+    def _analyze_all(self) -> tuple[list[DefKey], list[str]]:
+        """Analyse every definition and defined name (once); their keys and names."""
+        keys = [f"{q}#{i}" for q, lines in self.defs.items() for i in range(len(lines))]
+        names = list(self._names.keys() if self.tree is not None else self._statements.keys())
+        for key in keys:
+            self.analysis(key)
+        for name in names:
+            self.statements(name)
+        return keys, names
+
     def to_json(self) -> str:
         """Everything the common paths need, every definition analysed: no tree required."""
-        keys = [f"{q}#{i}" for q, lines in self.defs.items() for i in range(len(lines))]
+        keys, names = self._analyze_all()
         classes = {k: self.class_chains(k) for k in keys}
-        names = self._names.keys() if self.tree is not None else self._statements.keys()
         return json.dumps(
             {
                 "format": FORMAT,
@@ -293,6 +310,16 @@ class ModuleIndex:
             },
             separators=(",", ":"),
         )
+
+    def analyses_json(self) -> str:
+        """The analyses of every definition and module-level statement of this file, by their
+        text (see `seed_analyses`), as JSON."""
+        self._analyze_all()
+        by_text = {
+            kind: {key: _analysis_to_json(a) for key, a in found.items()}
+            for kind, found in self._by_text.items()
+        }
+        return json.dumps({"format": FORMAT, "python": _PYTHON, **by_text}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, body: str, source: Source, filename: str) -> ModuleIndex | None:
@@ -380,6 +407,54 @@ _DEFINITIONS: dict[str, Analysis | None] = {}
 # Analyses of module-level statements by their text (see ModuleIndex._analyze_unit).
 _UNITS: dict[str, Analysis | None] = {}
 _DEFINITIONS_KEPT = 10_000
+# Analyses earlier processes made, by text, as JSON until asked for (see seed_analyses).
+_SEEDED: dict[str, dict[str, Any]] = {"definitions": {}, "units": {}}
+_UNKNOWN = object()
+
+
+def _analyses_key(path: str) -> str:
+    """The cache key of the analyses of the last version of `path` indexed (see
+    `ModuleIndex.analyses_json`)."""
+    return "analyses:" + content_digest(path.encode("utf-8", "surrogatepass"))
+
+
+def seed_analyses(path: str, cache: IndexCache) -> None:
+    """Make the analyses of the last version of `path` indexed (by an earlier process) known
+    by their text: an analysis depends on the text analysed alone, so a definition the edit
+    left as it was is not analysed again."""
+    body = cache.get(_analyses_key(path))
+    if body is None:
+        return
+    try:
+        data = json.loads(body)
+        if (data["format"], data["python"]) != (FORMAT, _PYTHON):
+            return
+        found = {kind: dict(data[kind]) for kind in _SEEDED}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return  # a corrupt entry costs only the analyses
+    for kind, analyses in found.items():  # read when asked for (most are, but not all)
+        _SEEDED[kind].update(analyses)
+        while len(_SEEDED[kind]) > _DEFINITIONS_KEPT:
+            del _SEEDED[kind][next(iter(_SEEDED[kind]))]
+
+
+def _seeded(kind: str, key: str) -> tuple[bool, Analysis | None]:
+    """Whether an earlier process analysed this text (seeded), and its analysis."""
+    data = _SEEDED[kind].pop(key, _UNKNOWN)
+    if data is _UNKNOWN:
+        return False, None
+    try:
+        return True, _analysis_from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False, None  # a corrupt entry: analysed again
+
+
+def _put(cache: IndexCache, path: str, index: ModuleIndex) -> None:
+    """Keep a new index for the next process: the file's, and its analyses by text."""
+    index.cached = True
+    cache.put(index.content_hash, index.to_json)
+    cache.put(_analyses_key(path), index.analyses_json)
+
 
 # Indexes shared by every SignatureComputer of the process: path -> (stamp, index), where the
 # stamp is None while it cannot be trusted (see _trusted_stamp).
@@ -410,8 +485,7 @@ def module_index(path: str, cache: IndexCache | None = None) -> ModuleIndex | No
         _MODULES[path] = (_trusted_stamp(stamp), _load(path, cache, previous))
     index = _MODULES[path][1]
     if cache is not None and index is not None and not index.cached:
-        index.cached = True
-        cache.put(index.content_hash, index.to_json)
+        _put(cache, path, index)
     return index
 
 
@@ -463,8 +537,7 @@ def source_index(path: str, source: Source, cache: IndexCache | None = None) -> 
     index = _index_of(source, path, cache, previous)
     _LOADED[path] = index
     if cache is not None and index is not None and not index.cached:
-        index.cached = True
-        cache.put(index.content_hash, index.to_json)
+        _put(cache, path, index)
     return index
 
 
@@ -478,6 +551,8 @@ def _index_of(
     index = ModuleIndex.from_json(body, source, path) if body is not None else None
     if index is not None:
         return index
+    if cache is not None and previous is None:  # a new version, in a new process
+        seed_analyses(path, cache)
     try:
         return ModuleIndex.parse(source, path, content_hash)
     except (SyntaxError, ValueError):

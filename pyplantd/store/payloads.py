@@ -87,6 +87,7 @@ class PayloadFiles:
     def __init__(self, plant_dir: Path, create: bool = True) -> None:
         self.plant_dir = plant_dir
         self.root = plant_dir / PAYLOAD_DIR
+        self._renamed = False  # a payload was renamed into place since the last sync_names
         try:
             check_own(self.root, os.lstat(self.root), "Payload dir", plant_dir)
         except FileNotFoundError:
@@ -150,6 +151,7 @@ class PayloadFiles:
             os.utime(temp, ns=(past, past), follow_symlinks=False)
             fsync_path(temp)
             os.replace(temp, final)  # the directory is fsynced once per commit (sync_names)
+            self._renamed = True  # after the rename: a sync_names running now leaves it set
         except OSError as err:
             with contextlib.suppress(OSError):
                 temp.unlink()
@@ -181,7 +183,11 @@ class PayloadFiles:
         return stat_key(os.lstat(final))
 
     def sync_names(self) -> None:
-        """Make the renames so far durable before metadata refers to them."""
+        """Make the renames so far durable before metadata refers to them; none since the last
+        time (a reactor that stored nothing): no fsync."""
+        if not self._renamed:
+            return
+        self._renamed = False  # before the fsync: a rename from now on is synced next time
         fsync_path(self.root)
 
     def rel(self, path: Path) -> str:

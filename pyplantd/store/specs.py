@@ -27,6 +27,7 @@ from ..fingerprint import (
     hash_block,
 )
 from ..ingredient import Ingredient
+from . import layouts
 from .frozen import (
     Pickled,
     freeze_array,
@@ -461,7 +462,17 @@ def _write_contiguous(array: np.ndarray, path: str) -> tuple[str, int]:
 
 
 def _create_layout(array: np.ndarray, path: str) -> int:
-    """Create the HDF5 file with an allocated, unfilled contiguous dataset; its byte offset."""
+    """Create the HDF5 file with an allocated, unfilled contiguous dataset; its byte offset.
+    A header known for this dtype and shape (see store.layouts) is written as is."""
+    known = layouts.header(array.dtype, array.shape)
+    if known is not None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
+        try:
+            write_all(fd, memoryview(known))
+        finally:
+            os.close(fd)
+        return len(known)
     h5py = hdf5()
     with new_hdf5(path) as handle:
         create = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -471,6 +482,8 @@ def _create_layout(array: np.ndarray, path: str) -> int:
         file_type = h5py.h5t.py_create(array.dtype)
         dataset = h5py.h5d.create(handle.id, DATASET.encode(), file_type, space, dcpl=create)
         offset: int = dataset.get_offset()
+    with open(path, "rb") as written:
+        layouts.remember(array.dtype, array.shape, written.read(offset))
     return offset
 
 
