@@ -39,6 +39,9 @@ class PrintedLines:
         self._count = 0
         self._since = 0.0  # when the oldest line of the batch came
         self._timer: threading.Thread | None = None
+        # on_written publishes, and publishing flushes first: a flush called back from inside
+        # one returns at once, and the loop it came from writes the rest in order.
+        self._flushing = False
 
     def add(self, reactor: str | None, stderr: bool, line: str) -> None:
         with self._lock:
@@ -65,13 +68,19 @@ class PrintedLines:
         if not self._count:  # read without the lock: a line added meanwhile is flushed later
             return
         with self._lock:
-            while self._batch:
-                reactor, stderr, lines = self._batch[0]
-                self._write(reactor, stderr, lines)
-                self._batch.pop(0)
-                self._count -= len(lines)
-                self._on_written(reactor, "\n".join(lines))
-            self._count = 0
+            if self._flushing:
+                return
+            self._flushing = True
+            try:
+                while self._batch:
+                    reactor, stderr, lines = self._batch[0]
+                    self._write(reactor, stderr, lines)
+                    self._batch.pop(0)
+                    self._count -= len(lines)
+                    self._on_written(reactor, "\n".join(lines))
+                self._count = 0
+            finally:
+                self._flushing = False
 
     def close(self) -> None:
         """Write what waits, and end the thread that writes late lines (the run is over)."""
