@@ -772,3 +772,31 @@ def test_an_allocation_a_remote_reactor_never_sends_fails_it_as_in_process(
     _assert_consistent(tmp_path / "dask")
     leftovers = [p for p in (tmp_path / "dask" / "payloads").rglob("*") if p.is_file()]
     assert leftovers == [], leftovers
+
+
+@ReactorFunc
+def chatters(pipe):
+    for i in range(40):  # several batches stream while it runs...
+        print("line", i)
+        time.sleep(0.01)
+    value = yield pipe.receive("quick")  # ...and its step's result, as it parks, has them too
+    for i in range(40, 80):
+        print("line", i)
+        time.sleep(0.01)
+    pipe.send("chatted", value)
+
+
+@ReactorFunc
+def after_chatters(pipe):
+    pipe.send("after", (yield pipe.receive("chatted")))
+
+
+def test_a_remote_reactors_lines_come_once_each_in_order(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Plant(tmp_path / "plant", executor=on_workers(address)) as plant:
+        plant.add_reactors(quick, chatters, after_chatters)
+        decisions = {d.reactor: d.where for d in plant.run_reactor("after_chatters")}
+    assert decisions["chatters"].startswith("tcp://"), decisions
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("line")]
+    assert lines == [f"line {i}" for i in range(80)]
