@@ -4,6 +4,7 @@ at a random moment (completed, failed naming a reactor, or hung; the plant dir c
 
     bash bench/run.sh bench_dask
     bash bench/run.sh bench_dask -- --kills 20 --seed 1
+    python bench/bench_dask.py --cpu-only --repeats 3    # the CPU-bound section alone
 
 Also the local:2 rows of bench_parallel's wide pipeline and 50-chain (its own scenarios), with
 the cluster started before the clock, as a daemon or a script's first run leaves it for the
@@ -212,9 +213,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU-bound section")
     args = parser.parse_args()
 
-    wide_table, chain_table = parallel_rows("local:2", 3)
+    if not args.cpu_only:
+        wide_table, chain_table = parallel_rows("local:2", 3)
     n = calibrate()
     log(f"cpu: {n} iterations per reactor (~1 s on one core)")
     rows = []
@@ -230,6 +233,24 @@ def main() -> None:
             log(f"cpu {executor}: {data}")
         rows.append([executor, fmt_seconds(median(walls)), f"{median(effs):.2f}", ", ".join(loads)])
     speedup = float(rows[0][1].split()[0]) / float(rows[1][1].split()[0]) if rows else 0.0
+    cpu_section = f"""**CPU-bound wide pipeline**: 8 reactors each spinning a pure-Python loop of
+{n:,} iterations (about 1 s on one core, calibrated first) and a sink, one-shot, fresh plant
+dir; the cluster started before the clock. Parallel efficiency = sum of the reactors' CPU time
+/ (wall x workers). Median of {args.repeats}; load average (1 min) before→after each run, since
+the 2 cores are shared with other work.
+
+{md_table(["executor", "wall", "parallel efficiency", "load average"], rows)}
+
+Speedup local:2 over inline: {speedup:.2f}x."""
+    if args.cpu_only:
+        print(f"""## Dask executor: CPU-bound parallel efficiency
+
+Command: `python bench/bench_dask.py --cpu-only --repeats {args.repeats}`.
+Load average when it ended: {load_average()}.
+
+{cpu_section}
+""")
+        return
 
     log(f"kills: {args.kills} runs")
     kills = run_json(KILLS, [str(args.kills), str(args.seed)], 60 * args.kills + 300)
@@ -265,15 +286,7 @@ Overhead per trivial reactor, 50-chain (`plant.run_reactor(r49)` wall / 50):
 
 {chain_table}
 
-**CPU-bound wide pipeline**: 8 reactors each spinning a pure-Python loop of {n:,} iterations
-(about 1 s on one core, calibrated first) and a sink, one-shot, fresh plant dir; the cluster
-started before the clock. Parallel efficiency = sum of the reactors' CPU time / (wall x
-workers). Median of {args.repeats}; load average (1 min) before→after each run, since the
-2 cores are shared with other work.
-
-{md_table(["executor", "wall", "parallel efficiency", "load average"], rows)}
-
-Speedup local:2 over inline: {speedup:.2f}x.
+{cpu_section}
 
 **Random kills**: {len(kills)} runs of 8 x 0.5 s sleeping reactors + a sink on local:2, each in a
 fresh plant dir, one worker SIGKILLed after a random delay (0.1-1.8 s, seed {args.seed}); a run

@@ -181,6 +181,13 @@ InsecureClusterOpt = Annotated[
         "--insecure-cluster", help="Allow a plain tcp:// --cluster address off this machine."
     ),
 ]
+LocalBelowOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--local-below", metavar="SECONDS", help="With local:N or --cluster: a reactor whose last "
+        "run took less runs in this process (default 1; 0: every reactor on the workers).",
+    ),
+]  # fmt: skip
 DiskOpt = Annotated[
     str | None,
     typer.Option("--disk", help="Disk budget for kept versions (default: 1/2 of free space)."),
@@ -205,12 +212,13 @@ def run(
     executor: ExecutorOpt = None,
     cluster: ClusterOpt = None,
     insecure_cluster: InsecureClusterOpt = None,
+    local_below: LocalBelowOpt = None,
 ) -> None:
     """Run PIPELINE once, as `python PIPELINE` would, and print what ran and why."""
     resolved = _settings(
         pipeline=pipeline, plant_dir=plant_dir, targets=target, track_versions=track_versions,
         memory=memory, disk=disk, executor=_executor_flag(executor, cluster),
-        insecure_cluster=insecure_cluster,
+        insecure_cluster=insecure_cluster, local_below=local_below,
     )  # fmt: skip
     view = _run_view()
     options = OneShotOptions(
@@ -257,6 +265,7 @@ def watch(
     executor: ExecutorOpt = None,
     cluster: ClusterOpt = None,
     insecure_cluster: InsecureClusterOpt = None,
+    local_below: LocalBelowOpt = None,
 ) -> None:
     """Run PIPELINE, then again on every save, re-running only what the save affected."""
     from .daemon.console import Console
@@ -267,6 +276,7 @@ def watch(
         pipeline=pipeline, targets=target, plant_dir=plant_dir, memory=memory, disk=disk,
         debounce=debounce, poll=poll, tcp=tcp, track_versions=track_versions,
         executor=_executor_flag(executor, cluster), insecure_cluster=insecure_cluster,
+        local_below=local_below,
     )  # fmt: skip
     if not resolved.pipeline.is_file():
         _no_pipeline(resolved)

@@ -75,6 +75,19 @@ def _milliseconds(value: object, base: Path) -> float:
     return float(value)
 
 
+def _seconds(value: object, base: Path) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("is not a number of seconds") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("is not a number of seconds")
+    if not 0 <= value <= 86_400:
+        raise ValueError("must be between 0 and 86400 seconds")
+    return float(value)
+
+
 def _flag(value: object, base: Path) -> bool:
     if isinstance(value, str) and value.lower() in (
         "1",
@@ -137,6 +150,9 @@ KEYS: tuple[Key, ...] = (
         "local:N or a cluster address (default: the script's Plant(executor=...), else inline)"),
     Key("insecure-cluster", _flag, False, "--insecure-cluster", "allow a plain tcp:// cluster "
         "address off this machine (its traffic, pickles included, is not encrypted)"),
+    Key("local-below", _seconds, 1.0, "--local-below", "with local:N or a cluster, a reactor "
+        "whose last run took less, in seconds, runs in this process (0: all on workers)",
+        env="PYPLANTD_LOCAL_BELOW"),
 )  # fmt: skip
 KEY_NAMES = tuple(key.name for key in KEYS)
 _BY_ATTRIBUTE = {key.attribute: key for key in KEYS}
@@ -192,8 +208,17 @@ class Settings:
         """The ExecutorChoice set by the user (None: the script's, else inline)."""
         choice = self["executor"].value
         if choice is None or not self["insecure_cluster"].value:
+            return self.with_local_below(choice)
+        return self.with_local_below(replace(choice, insecure=True))
+
+    def with_local_below(self, choice: Any) -> Any:
+        """A worker executor choice (the user's or the script's) with the local-below
+        setting, when the user made one."""
+        if choice is None or choice.kind not in ("local", "cluster"):
             return choice
-        return replace(choice, insecure=True)
+        if not self["local_below"].is_set:
+            return choice
+        return replace(choice, local_below=self["local_below"].value)
 
     def source(self, attribute: str) -> str:
         """Where a value came from, in words: `--memory`, `pyproject.toml (/p/pyproject.toml)`."""
@@ -224,6 +249,10 @@ class Settings:
                 sources[attribute] = "the script" if own is not None else DEFAULT
         if self["executor"].is_set:
             chosen["executor"] = self.executor  # with --insecure-cluster applied
+        elif chosen["executor"] is not None:
+            from .run.executors import as_choice
+
+            chosen["executor"] = self.with_local_below(as_choice(chosen["executor"]))
         path = Path(chosen["plant_dir"]).expanduser().absolute()
         return PlantOptions(path, chosen["memory"], chosen["disk"],
                             bool(chosen["track_versions"]), sources, overridden,

@@ -133,3 +133,24 @@ def test_workers_with_other_package_versions_are_an_error_naming_them(tmp_path) 
     message = str(refused.value)
     assert re.search(r"xxhash 0\.0\.1 on tcp://127\.0\.0\.1:\d+ \([\d.]+ here\)", message), message
     assert "Install the same versions on both sides" in message
+
+
+def test_local_below_comes_from_the_project_the_environment_or_the_flag(tmp_path) -> None:
+    from pyplantd import settings
+
+    (tmp_path / "pyproject.toml").write_text("[tool.pyplantd]\nlocal-below = 0.25\n")
+    resolved = settings.resolve({}, start=tmp_path, env={})
+    # the script's own choice gets it too; threads and inline have no use for it
+    chosen = resolved.for_plant(tmp_path / "plant", None, None, True, "local:2").executor
+    assert (str(chosen), chosen.local_below) == ("local:2", 0.25)
+    assert (
+        resolved.for_plant(tmp_path / "p", None, None, True, "threads:2").executor.local_below == 1
+    )
+    resolved = settings.resolve({}, start=tmp_path, env={"PYPLANTD_LOCAL_BELOW": "0"})
+    assert resolved.for_plant(tmp_path / "p", None, None, True, "local:2").executor.local_below == 0
+    flags = {"local_below": 3, "executor": "tcp://127.0.0.1:8786"}
+    resolved = settings.resolve(flags, start=tmp_path, env={})
+    assert resolved.executor.local_below == 3.0
+    (tmp_path / "pyproject.toml").write_text('[tool.pyplantd]\nlocal-below = "soon"\n')
+    with pytest.raises(settings.SettingsError, match="local-below = 'soon' is not a number"):
+        settings.resolve({}, start=tmp_path, env={})

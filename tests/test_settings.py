@@ -72,7 +72,7 @@ def test_config_prints_each_setting_and_where_it_came_from(flows: Project) -> No
     rows = {line.split()[0]: line for line in lines[1:]}
     assert rows.keys() == {
         "pipeline", "plant-dir", "memory", "disk", "targets", "debounce", "tcp", "poll",
-        "track-versions", "executor", "insecure-cluster",
+        "track-versions", "executor", "insecure-cluster", "local-below",
     }  # fmt: skip
     pipeline = str(flows.root / "flows" / "main.py")
     assert rows["pipeline"].split()[1:] == [pipeline, "(pyproject.toml)"]

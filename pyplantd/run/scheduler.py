@@ -137,6 +137,7 @@ class _Task:
     gated: bool = False
     ungated: bool = False
     prefetched: dict[str, _Available] = field(default_factory=dict)
+    here: bool = True  # runs in this process (values, sends through its pipe), else remotely
 
 
 @dataclass
@@ -245,7 +246,7 @@ class Run:
             return
         assert task.job is not None
         if not task.submitted:
-            if not self.executor.in_process and self._gated(task):
+            if not task.here and self._gated(task):
                 return
             task.submitted = True
             self.jobs[task.job.job_id] = task
@@ -364,7 +365,7 @@ class Run:
             )
         elif isinstance(event, Subreactor):
             name = event.subreactor_id.rpartition(":")[2].rpartition(".")[2]
-            if not self.executor.in_process and task.pipe is not None:
+            if not task.here and task.pipe is not None:
                 remote.note_subreactor(task.pipe, event.subreactor_id)
             self._emit(EventType.subreactor_started, task.reactor, subreactor=name)
         elif isinstance(event, Output):  # printed on a worker: out here, as the reactor's
@@ -433,14 +434,14 @@ class Run:
         assert task.pipe is not None
         if name in task.pipe.touched.sent:
             own = task.pipe.touched.sent[name]
-            if not self.executor.in_process:
+            if not task.here:
                 return True, remote.ref_for(self.ctx.store, name, own, None)
             return True, self._value_of(_Available(sent=own))
         available = self.available.get(name)
         if available is None:
             return False, None
         try:
-            if self.executor.in_process:
+            if task.here:
                 value = self._value_of(available)
             else:  # a reactor in another process reads the payload itself
                 value = remote.ref_for(self.ctx.store, name, available.sent, available.record)
@@ -569,13 +570,17 @@ class Run:
         pipe = Pipework(reactor.name, self.ctx.store, self.ctx.config)
         task = _Task(reactor, "run", None, reasons, pipe=pipe)
         job_id = f"{reactor.name}#{next(_job_numbers)}"
+        record = self.ctx.store.reactor(reactor.id)
         task.job = ReactorJob(
             job_id, reactor.id, reactor.name, reactor.func, self.ctx.config,
-            placement=MAIN if reactor in self.targets else None, pipe=pipe,
+            placement=MAIN if reactor in self.targets else None,
+            last_duration=record.duration if record is not None else None, pipe=pipe,
             should_stop=self.ctx.should_stop, report=lambda event: self._report(task, event),
             on_abandon=lambda: self.ctx.store.discard(pipe._abandon()),
-            store=None if self.executor.in_process else self.ctx.store,
         )  # fmt: skip
+        task.here = self.executor.in_process or self.executor.placed_here(task.job)
+        if not task.here:
+            task.job.store = self.ctx.store
         call = self.executor.call
         pipe.on_send = lambda sent: call(lambda: self._sent(task, sent), job_id)
         self.status[reactor.id] = "running"

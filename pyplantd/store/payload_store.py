@@ -129,6 +129,16 @@ class PayloadStore:
         meta = {**payload.meta, CODE_META: code, CONTENT_META: payload.fingerprint}
         return replace(payload, fingerprint=fingerprint, meta=meta)
 
+    def write_allocated(self, name: str, type_name: str, allocation: Any, sent: Any) -> Payload:
+        """Storage a spec allocated (see compat.allocation), written now that its reactor
+        ended; fingerprinted by content and the code of the value the reactor sent."""
+        spec = self.spec(type_name)
+        final = self.files.final_path(name, spec.suffix)
+        written = self.files.write_to(final, name, spec, allocation)
+        payload = self.with_class_code(written, sent)
+        self.known_good(payload)
+        return payload
+
     def write_uncached(self, name: str, type_name: str, value: Any) -> Payload:
         """Write `value` now and keep nothing of it in memory (PyPlant's useCache=False)."""
         spec = self.spec(type_name)

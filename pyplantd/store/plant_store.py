@@ -202,11 +202,7 @@ class PlantStore:
     ) -> PendingWrite:
         """Storage a spec allocated (see compat.allocation), written now that its reactor
         ended; fingerprinted by content and the code of the value the reactor sent."""
-        spec = self.spec(type_name)
-        final = self.payload_store.files.final_path(name, spec.suffix)
-        written = self.payload_store.files.write_to(final, name, spec, allocation)
-        payload = self.payload_store.with_class_code(written, sent)
-        self.payload_store.known_good(payload)
+        payload = self.payload_store.write_allocated(name, type_name, allocation, sent)
         return PendingWrite.completed(name, payload)
 
     def write_uncached(self, name: str, type_name: str, value: Any) -> PendingWrite:

@@ -31,6 +31,9 @@ class ExecutorChoice:
     slots: int = 1  # threads/local: N; cluster: unknown until connected (1)
     address: str | None = None  # cluster only
     insecure: bool = False  # cluster only: a plain tcp:// address off the loopback is allowed
+    # local/cluster: a reactor whose last run took less (seconds) runs in this process; dask's
+    # ~20-30 ms per step would cost more than running it here (0: every reactor on workers)
+    local_below: float = 1.0
 
     @classmethod
     def parse(cls, text: str, insecure: bool = False) -> ExecutorChoice:

@@ -55,6 +55,9 @@ class ReactorJob:
     prefetch: dict[str, Any] = field(default_factory=dict)
     # MAIN: must run on the coordinator's main thread (targets, reactors that draw); None: anywhere.
     placement: str | None = None
+    # How long its code took when it last ran (None: never): executors that can run a job
+    # here or far away keep short ones here (see DaskExecutor.placed_here).
+    last_duration: float | None = None
     pipe: Pipework | None = None  # in-process executors only
     # Polled at each yield of the reactor: True stops it there (cooperative cancel).
     should_stop: Callable[[], bool] = lambda: False
@@ -167,8 +170,12 @@ class Executor(Protocol):
     Finished, Failed or Lost; after Need the job reports nothing until it is answered."""
 
     name: str  # the choice it was opened from, as users write it ("inline", "threads:4", ...)
-    in_process: bool  # values are passed by reference; sends go through the pipe's on_send
+    in_process: bool  # every job runs here: values by reference, sends through on_send
     slots: int  # how many jobs may run at once (1: the coordinator runs one at a time)
+
+    def placed_here(self, job: ReactorJob) -> bool:
+        """The job runs in this process: its pipework gets values and reports its sends
+        through `on_send`, as `in_process` says for every job of an in-process executor."""
 
     def submit(self, job: ReactorJob) -> None:
         """Start the job (a MAIN job runs on the calling thread, maybe before this returns)."""

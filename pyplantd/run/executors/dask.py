@@ -30,6 +30,7 @@ from ...errors import RemoteReactorError
 from ...signatures.origins import is_user_file
 from . import dask_worker
 from .base import (
+    MAIN,
     Failed,
     Finished,
     IngredientRef,
@@ -41,6 +42,7 @@ from .base import (
     Started,
 )
 from .dask_cluster import Cluster, check_versions, connect, start_local
+from .threads import ThreadExecutor
 
 if TYPE_CHECKING:
     from distributed import Future
@@ -57,7 +59,7 @@ MAX_RESTARTS = 3
 
 def open_dask(choice: ExecutorChoice) -> DaskExecutor:
     """The executor for `local:N` or a cluster address, over the process's cluster for it."""
-    return DaskExecutor(shared_cluster(choice), str(choice))
+    return DaskExecutor(shared_cluster(choice), str(choice), choice.local_below)
 
 
 # The clusters of this process, by choice: a local cluster starts once (a daemon's runs, or the
@@ -110,17 +112,55 @@ class _Job:
     started: bool = False
     cancelled: bool = False
     done: bool = False
+    told: int = 0  # told events of the current attempt shown so far (streamed or returned)
+
+
+class _Streams:
+    """The told events workers stream while jobs run (dask_worker._Outbox), on one event topic
+    per client (so that two coordinators of one cluster never see each other's jobs), handed to
+    the executor running each job. Handlers run on the client's event loop thread."""
+
+    def __init__(self, client: Any) -> None:
+        self.topic = f"pyplantd-job-events-{client.id}"
+        self.jobs: dict[str, Callable[[int, int, list[JobEvent]], None]] = {}
+        client.subscribe_topic(self.topic, self._handle)
+
+    def _handle(self, event: tuple[float, dict[str, Any]]) -> None:
+        message = event[1]
+        deliver = self.jobs.get(message["job"])
+        if deliver is not None:
+            deliver(message["attempt"], message["first"], pickle.loads(message["events"]))
+
+
+_streams: dict[str, _Streams] = {}  # by client id
+
+
+def _streams_of(client: Any) -> _Streams:
+    with _clusters_lock:
+        streams = _streams.get(client.id)
+        if streams is None:
+            streams = _streams[client.id] = _Streams(client)
+        return streams
 
 
 class DaskExecutor:
+    """Jobs on the cluster's workers, but targets (MAIN: plots, GUI toolkits need the main
+    thread) on the coordinator's thread, and reactors whose last run took less than
+    `local_below` seconds on threads of this process, as the thread executor runs them: for
+    those, dask's overhead per step would cost more than it saves."""
+
     in_process = False
 
-    def __init__(self, cluster: Cluster, name: str) -> None:
+    def __init__(self, cluster: Cluster, name: str, local_below: float = 0.0) -> None:
         self.cluster, self.client, self.name = cluster, cluster.client, name
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+        self.local_below = local_below
         self._jobs: dict[str, _Job] = {}
-        self._events: queue.Queue[JobEvent] = queue.Queue()
+        self._events: queue.SimpleQueue[JobEvent] = queue.SimpleQueue()
+        self._here = ThreadExecutor(self.slots, self._events)  # jobs placed here
+        self._here_ids: set[str] = set()
+        self._streams = _streams_of(self.client)
         self._lock = threading.Lock()  # task results are handled on dask's callback thread
         self._futures: dict[str, Future[Any]] = {}  # job id -> its current task
         self._code = cluster.shipping  # what the runs on this cluster shipped and checked
@@ -129,21 +169,34 @@ class DaskExecutor:
         self.traffic = {"sent": 0, "received": 0}
 
     # -- the interface ----------------------------------------------------------------------
+    def placed_here(self, job: ReactorJob) -> bool:
+        if job.placement == MAIN:
+            return True
+        return job.last_duration is not None and job.last_duration < self.local_below
+
     def submit(self, job: ReactorJob) -> None:
+        if self.placed_here(job):
+            self._here_ids.add(job.job_id)
+            self._here.submit(job)
+            return
         store = job.store
         assert store is not None, "remote jobs carry the plant's store"
         self.ship_code()
         remote = dask_worker.RemoteJob(
             job.job_id, job.reactor_id, job.name, job.func, dask_worker.bare_config(job.config),
             str(store.plant_dir), dict(job.prefetch), list(store.custom_specs),
-            store.memory_budget,
+            store.memory_budget, topic=self._streams.topic,
         )  # fmt: skip
         state = _Job(job, remote, store)
         with self._lock:
             self._jobs[job.job_id] = state
+        self._streams.jobs[job.job_id] = functools.partial(self._streamed, state)
         self._start(state)
 
     def answer(self, job_id: str, inputs: dict[str, Any]) -> None:
+        if job_id in self._here_ids:
+            self._here.answer(job_id, inputs)
+            return
         state = self._jobs[job_id]
         refs = dict(inputs)
         state.answers.update(refs)
@@ -154,12 +207,16 @@ class DaskExecutor:
         )
 
     def call(self, fn: Callable[[], T], job_id: str) -> T:
-        """Run `fn` on the coordinator: this is its thread (remote sends come as events)."""
-        return fn()
+        """Run `fn` on the coordinator, for a job placed here (remote sends come as events)."""
+        return self._here.call(fn, job_id)
 
     def cancel(self, job_ids: Collection[str], hard: bool = False) -> None:
         """Cooperative: each job stops at its next yield, parked ones are closed where they
         are; `hard` restarts the workers that are still running one of them."""
+        here = [j for j in job_ids if j in self._here_ids]
+        if here:
+            self._here.cancel(here)
+            self._here_ids.difference_update(here)
         ids = [j for j in job_ids if j in self._jobs]
         if not ids:
             return
@@ -167,6 +224,7 @@ class DaskExecutor:
             states = [self._jobs[j] for j in ids]
             for state in states:
                 state.cancelled = True
+                self._streams.jobs.pop(state.job.job_id, None)
             futures = [self._futures[j] for j in ids if j in self._futures]
         running: set[str] = set()
         if hard:
@@ -197,6 +255,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         """Cancel what still runs; the cluster stays for the next run (see stop_clusters)."""
+        self._here.close()
         unfinished = [j for j, s in self._jobs.items() if not s.done and not s.cancelled]
         if unfinished:
             self.cancel(unfinished)
@@ -239,7 +298,7 @@ class DaskExecutor:
 
     # -- attempts ---------------------------------------------------------------------------
     def _start(self, state: _Job) -> None:
-        remote = state.remote
+        remote = replace(state.remote, attempt=state.attempt)
         if state.answers:  # a restart: what it had received is given before it asks
             remote = replace(remote, prefetch={**remote.prefetch, **state.answers})
         pickled = pickle_job(remote)
@@ -283,11 +342,14 @@ class DaskExecutor:
             return
         assert result is not None
         self.traffic["received"] += len(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        where, events = result
+        where, events, first = result
         if events and isinstance(events[-1], Lost):
             self._restart(state, events[-1])
             return
-        self._put(state, where, events)
+        with self._lock:
+            if state.cancelled:
+                return
+            self._put(state, where, self._untold(state, first, events))
 
     def _release(self, state: _Job, future: Future[Any]) -> None:
         """Let go of a task whose result is in hand: dask recomputes a held result whose
@@ -300,7 +362,9 @@ class DaskExecutor:
     def _restart(self, state: _Job, lost: Lost) -> None:
         """The job's parked generator is gone with its worker: start it again, elsewhere, with
         what it had received answered at once. What it sent before stays reported."""
-        state.attempt += 1
+        with self._lock:
+            state.attempt += 1
+            state.told = 0
         state.worker = None
         if state.attempt > MAX_RESTARTS:
             failure = RemoteReactorError.of(
@@ -311,6 +375,28 @@ class DaskExecutor:
             return
         logger.info("Reactor '%s' restarts: %s", state.job.name, lost.reason)
         self._start(state)
+
+    def _streamed(self, state: _Job, attempt: int, first: int, events: list[JobEvent]) -> None:
+        """Told events a worker streamed while the job runs (on the client's loop thread):
+        those not shown yet, in order (a batch that would skip some waits for the step's
+        result, which has them all)."""
+        with self._lock:
+            if state.cancelled or state.done or attempt != state.attempt or first > state.told:
+                return
+            self._put(state, "", self._untold(state, first, events))
+
+    @staticmethod
+    def _untold(state: _Job, first: int, events: list[JobEvent]) -> list[JobEvent]:
+        """The events but the told ones already shown (told ones are numbered from `first`)."""
+        fresh, number = [], first
+        for event in events:
+            if isinstance(event, dask_worker.TOLD):
+                number += 1
+                if number <= state.told:
+                    continue
+                state.told = number
+            fresh.append(event)
+        return fresh
 
     def _put(self, state: _Job, where: str, events: list[JobEvent]) -> None:
         for event in events:
@@ -325,10 +411,12 @@ class DaskExecutor:
                 state.worker = where
             elif isinstance(event, Failed):
                 state.done = True
+                self._streams.jobs.pop(state.job.job_id, None)
                 if event.error is None:
                     event = replace(event, error=_remote_error(event))
             elif isinstance(event, Finished):
                 state.done = True
+                self._streams.jobs.pop(state.job.job_id, None)
             self._events.put(event)
 
     def _sent(self, state: _Job, event: Sent) -> bool:

@@ -15,6 +15,7 @@ import io
 import pickle
 import sys
 import threading
+import time
 import traceback
 import types
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from ...store.payloads import Payload
 from ...store.records import IngredientRecord
 from ...store.specs import IngredientTypeSpec
 from ...store.writer import PendingWrite
-from ..pipework import Pipework
+from ..pipework import Pipework, _delete_allocation
 from ..pipework import Sent as PipeSent
 from .base import (
     Failed,
@@ -44,8 +45,15 @@ from .base import (
     Progress,
     ReactorJob,
     Sent,
+    Started,
+    Subreactor,
 )
 from .driver import DrivenJob, abandon, drive
+
+# Events that only tell how a job goes: streamed to the coordinator while the job runs (see
+# _Outbox), and also returned with the step that made them; each is numbered in its attempt so
+# that the coordinator shows it once, in order.
+TOLD = (Started, Output, Progress, Subreactor)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class RemoteJob:
     prefetch: dict[str, IngredientRef]
     specs: list[IngredientTypeSpec] = field(default_factory=list)  # the plant's custom types
     memory_budget: int = 2**30  # larger inputs (not mapped arrays) are read out of core
+    attempt: int = 0  # the coordinator's count of restarts (its streamed events say it)
+    topic: str = ""  # the dask event topic its told events are streamed on ("": not streamed)
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,16 @@ class _Job:
     events: list[JobEvent]
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)  # payload paths, deleted if it is abandoned
+    told: int = 0  # told events so far in this attempt (the next one's number)
+    worker: Any = None  # the dask worker it runs on (None: not on a worker, nothing streamed)
+
+    def tell(self, event: JobEvent) -> None:
+        """An event for the coordinator: returned with this step; a told one also streamed."""
+        self.events.append(event)
+        if isinstance(event, TOLD):
+            if self.worker is not None and self.remote.topic:
+                _outbox.put(self, self.told, event)
+            self.told += 1
 
 
 # This process's parked jobs and cancelled job ids (a worker runs several tasks' threads).
@@ -105,15 +125,16 @@ _cancelled: set[str] = set()
 _lock = threading.Lock()
 
 
-# What a task returns: the address of the worker that ran it, and the job's events.
-Report = tuple[str, list[JobEvent]]
+# What a task returns: the address of the worker that ran it, the job's events, and the number
+# (in its attempt) of the first told event among them.
+Report = tuple[str, list[JobEvent], int]
 
 
 def start(pickled: bytes) -> Report:
     """Run a job (a pickled RemoteJob) from its start until it parks or ends; its events,
     Started first."""
     remote: RemoteJob = pickle.loads(pickled)
-    where = _worker_address()
+    where, worker = _worker_address(), _this_worker()
     payloads = PayloadStore(Path(remote.plant_dir), create=False)
     payloads.register_specs(remote.specs)
     payloads.names_only = True  # the coordinator signs the code values name
@@ -126,10 +147,11 @@ def start(pickled: bytes) -> Report:
     )  # fmt: skip
     gen = start_reactor(remote.func, pipe, pipe.config)
     job = _Job(remote, DrivenJob(rjob, gen, where, events.append), pipe, payloads, events)
+    job.worker, job.run.report = worker, job.tell
     prefetch.received = job.received
     pipe.on_send = lambda sent: _note_sent(job, sent)
-    pipe.on_progress = lambda report: job.events.append(Progress(remote.job_id, report.fields()))
-    return where, _drive(job, None)
+    pipe.on_progress = lambda report: job.tell(Progress(remote.job_id, report.fields()))
+    return where, _drive(job, None), 0
 
 
 def resume(job_id: str, answers: dict[str, IngredientRef]) -> Report:
@@ -138,14 +160,14 @@ def resume(job_id: str, answers: dict[str, IngredientRef]) -> Report:
     with _lock:
         job = _parked.pop(job_id, None)
     if job is None:
-        return where, [Lost(job_id, f"its worker is gone (the answer reached {where})")]
+        return where, [Lost(job_id, f"its worker is gone (the answer reached {where})")], 0
     job.events = []
-    job.run.report = job.events.append
+    first = job.told
     values = {
         name: _load(ref, job.payloads, job.remote.memory_budget) for name, ref in answers.items()
     }
     job.received.extend(answers)
-    return where, _drive(job, values)
+    return where, _drive(job, values), first
 
 
 def cancel(job_ids: list[str]) -> int:
@@ -176,7 +198,7 @@ def parked_jobs() -> list[str]:
 
 def _drive(job: _Job, answer: dict[str, Any] | None) -> list[JobEvent]:
     job_id = job.remote.job_id
-    out = _Lines(job_id, job.events)
+    out = _Lines(job_id, job.tell)
     try:
         with (
             contextlib.redirect_stdout(out.stream("stdout")),
@@ -189,6 +211,7 @@ def _drive(job: _Job, answer: dict[str, Any] | None) -> list[JobEvent]:
         return []
     finally:
         out.flush()
+        _outbox.drop(job)  # what is not streamed yet goes with the step's result
     if isinstance(event, Need):
         with _lock:
             if job_id in _cancelled:  # cancelled while it ran: nobody will answer
@@ -200,6 +223,11 @@ def _drive(job: _Job, answer: dict[str, Any] | None) -> list[JobEvent]:
             _abandon(job)
             return []
         return [*job.events, event]
+    if isinstance(event, Finished):
+        try:  # PyPlant-spec allocations it sent: stored now, by content, as in process
+            job.pipe._seal()
+        except Exception as exc:  # the spec's store failed: the reactor's failure
+            event = Failed(job_id, event.elapsed, event.where, error=exc)
     job.payloads.close()
     if isinstance(event, Failed):
         _discard_allocations(job)
@@ -211,13 +239,11 @@ def _drive(job: _Job, answer: dict[str, Any] | None) -> list[JobEvent]:
         return [*job.events, event]
     if isinstance(event, Finished):
         touched = job.pipe.touched
-        if touched.allocated:  # the coordinator fails the reactor; the files go now
-            _discard_allocations(job)
-        job.pipe._release_temporary()
+        allocated = sorted(touched.allocated)  # never sent: the coordinator fails the reactor
+        _discard_allocations(job)  # (and the files go now, here)
         record = RemoteTouched(
             list(job.received), list(touched.params), dict(touched.files), list(job.sent)
         )
-        allocated = sorted(touched.allocated)
         event = Finished(job_id, event.elapsed, event.where, (record, allocated))
     return [*job.events, event]
 
@@ -291,20 +317,15 @@ def _abandon(job: _Job) -> None:
 
 
 def _discard_allocations(job: _Job) -> None:
-    for _type_name, handle in job.pipe.touched.allocated.values():
-        with contextlib.suppress(OSError, RuntimeError, ValueError):
-            _delete(handle)
-    job.pipe.touched.allocated.clear()
+    """What the reactor allocated and did not get stored (files, datasets, PyPlant-spec
+    allocations, sent or not): deleted here, where they are."""
+    touched = job.pipe.touched
+    for _type_name, handle in [*touched.allocated.values(), *touched.sealing.values()]:
+        with contextlib.suppress(Exception):  # the reactor failed already: delete the rest
+            _delete_allocation(handle)
+    touched.allocated.clear()
+    touched.sealing.clear()
     job.pipe._release_temporary()
-
-
-def _delete(handle: Any) -> None:
-    if isinstance(handle, str):
-        Path(handle).unlink(missing_ok=True)
-        return
-    path = handle.file.filename
-    handle.file.close()
-    Path(path).unlink(missing_ok=True)
 
 
 def _note_sent(job: _Job, sent: PipeSent) -> PipeSent:
@@ -372,6 +393,13 @@ class _WorkerStore:
     def allocate_hdf(self, name: str, shape: Any, dtype: Any, **options: Any) -> Any:
         return self.payloads.allocate_hdf(name, shape, dtype, **options)
 
+    def write_allocated(
+        self, name: str, type_name: str, allocation: Any, sent: Any
+    ) -> PendingWrite:
+        payload = self.payloads.write_allocated(name, type_name, allocation, sent)
+        self.payloads.files.sync_names()
+        return PendingWrite.completed(name, payload)
+
     def commit_file(self, name: str, temp: Path) -> tuple[PendingWrite, str]:
         payload, path = self.payloads.commit_file(name, temp)
         self.payloads.files.sync_names()
@@ -386,14 +414,12 @@ class _WorkerStore:
 class _Lines:
     """What the job's code prints, as Output events, one per line."""
 
-    def __init__(self, job_id: str, events: list[JobEvent]) -> None:
-        self.job_id, self.events = job_id, events
+    def __init__(self, job_id: str, tell: Callable[[JobEvent], None]) -> None:
+        self.job_id, self.tell = job_id, tell
         self.streams: dict[str, _LineStream] = {}
 
     def stream(self, name: str) -> _LineStream:
-        self.streams[name] = _LineStream(lambda text: self.events.append(
-            Output(self.job_id, name, text)
-        ))  # fmt: skip
+        self.streams[name] = _LineStream(lambda text: self.tell(Output(self.job_id, name, text)))
         return self.streams[name]
 
     def flush(self) -> None:
@@ -460,6 +486,66 @@ def bare_config(config: ConfigBase) -> ConfigBase:
     for hook in ("_reader", "_root_reader", "_decided"):
         bare.__dict__.pop(hook, None)
     return bare
+
+
+class _Outbox:
+    """Told events of the jobs running in this process, sent to the coordinator in batches
+    while they run (dask's event topics: one message on the worker's batched stream per job and
+    interval, no round trip), so that a remote reactor's lines and progress show as they come,
+    not when it parks or ends. A job's step takes back what was not sent yet (_drive)."""
+
+    INTERVAL = 0.1  # seconds: a line shows this late at most, plus dask's own batching
+
+    def __init__(self) -> None:
+        self._pending: dict[int, tuple[_Job, int, list[JobEvent]]] = {}  # id(job) -> first, events
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def put(self, job: _Job, number: int, event: JobEvent) -> None:
+        with self._lock:
+            entry = self._pending.get(id(job))
+            if entry is None:
+                self._pending[id(job)] = (job, number, [event])
+            else:
+                entry[2].append(event)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._send_forever, name="pyplantd-job-events", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def drop(self, job: _Job) -> None:
+        with self._lock:
+            self._pending.pop(id(job), None)
+
+    def _send_forever(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.INTERVAL)  # let a burst of lines gather into one message
+            with self._lock:
+                self._wake.clear()
+                batches, self._pending = self._pending, {}
+            for job, first, events in batches.values():
+                message = {
+                    "job": job.remote.job_id, "attempt": job.remote.attempt, "first": first,
+                    "events": pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL),
+                }  # fmt: skip
+                with contextlib.suppress(Exception):  # closing: the step's result has them
+                    job.worker.log_event(job.remote.topic, message)
+
+
+_outbox = _Outbox()
+
+
+def _this_worker() -> Any:
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
 
 
 def _worker_address() -> str:

@@ -39,6 +39,9 @@ class InlineExecutor:
         self._jobs: dict[str, DrivenJob] = {}
         self._events: list[JobEvent] = []
 
+    def placed_here(self, job: ReactorJob) -> bool:
+        return True
+
     def submit(self, job: ReactorJob) -> None:
         run = begin(job, MAIN, job.report or _ignore)
         self._jobs[job.job_id] = run

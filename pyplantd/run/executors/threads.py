@@ -77,15 +77,22 @@ class ThreadExecutor:
 
     in_process = True
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, events: queue.SimpleQueue[JobEvent] | None = None) -> None:
+        """`events`: where its events go, when an executor that owns it (the dask executor,
+        for the jobs it keeps here) reads them with its own."""
         if slots < 1:
             raise ValueError(f"A thread executor needs at least 1 thread, not {slots}.")
         self.slots = slots
         self.name = f"threads:{slots}"
         self._pool = _Pool(slots)
-        self._events: queue.SimpleQueue[JobEvent] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[JobEvent] = (
+            events if events is not None else queue.SimpleQueue()
+        )
         self._jobs: dict[str, _Slot] = {}
         self._coordinator = threading.get_ident()
+
+    def placed_here(self, job: ReactorJob) -> bool:
+        return True
 
     def submit(self, job: ReactorJob) -> None:
         self._coordinator = threading.get_ident()
