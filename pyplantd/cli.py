@@ -98,7 +98,8 @@ def _reactor_defs(pipeline: Path) -> Iterator[ast.FunctionDef | ast.AsyncFunctio
         return
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            names = {getattr(d, "id", getattr(d, "attr", "")) for d in node.decorator_list}
+            called = [d.func if isinstance(d, ast.Call) else d for d in node.decorator_list]
+            names = {getattr(d, "id", getattr(d, "attr", "")) for d in called}
             if "ReactorFunc" in names:
                 yield node
 

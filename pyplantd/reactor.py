@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 REACTOR_MARKER = "__pyplantd_reactor__"
+MAIN_THREAD_MARKER = "__pyplantd_main_thread__"
 SUBREACTOR_MARKER = "__pyplantd_subreactor__"
 
 logger = logging.getLogger(__name__)
@@ -48,22 +49,41 @@ def latest_definition(func: Callable[..., Any]) -> Callable[..., Any]:
     return _visible_reactors.get(function_id(func), func)
 
 
-def ReactorFunc(func: Callable[..., Any]) -> Callable[..., Any]:  # noqa: N802
+def ReactorFunc(  # noqa: N802
+    func: Callable[..., Any] | None = None, *, main_thread: bool = False
+) -> Any:
     """Mark `func(pipe)` or `func(pipe, config)` as a reactor; it is returned unchanged.
+
+    `@ReactorFunc(main_thread=True)` keeps a reactor on the main thread of the process that
+    runs the plant, whatever the executor (GUI toolkits and some plotting backends need it);
+    targets always run there.
 
     >>> @ReactorFunc
     ... def load(pipe):
     ...     pipe.send('data', [1, 2, 3])
     """
+    if func is None:
+        return lambda decorated: _mark_reactor(decorated, main_thread)
+    return _mark_reactor(func, main_thread)
+
+
+def _mark_reactor(func: Callable[..., Any], main_thread: bool) -> Callable[..., Any]:
     if not callable(func):
         raise TypeError(f"@ReactorFunc decorates a function, not {func!r}.")
     setattr(func, REACTOR_MARKER, True)
+    if main_thread:
+        setattr(func, MAIN_THREAD_MARKER, True)
     reactor_id = function_id(func)
     previous = _visible_reactors.pop(reactor_id, None)
     if previous is not None and previous is not func:
         _tell_redefined(reactor_id, func)
     _visible_reactors[reactor_id] = func
     return func
+
+
+def needs_main_thread(func: Callable[..., Any]) -> bool:
+    """Whether the reactor was marked `@ReactorFunc(main_thread=True)`."""
+    return bool(getattr(func, MAIN_THREAD_MARKER, False))
 
 
 def _tell_redefined(reactor_id: str, func: Callable[..., Any]) -> None:

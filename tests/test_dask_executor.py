@@ -612,6 +612,33 @@ def test_targets_run_here_on_the_main_thread_and_short_reactors_here_on_threads(
     assert where.startswith("tcp://127.0.0.1:") and maker != here
 
 
+@ReactorFunc(main_thread=True)
+def drawn_here(pipe):  # not a target, but marked: it stays on this process's main thread
+    made = yield pipe.receive("made")
+    here = (os.getpid(), threading.current_thread() is threading.main_thread())
+    pipe.send("drawn", (made, here))
+
+
+@ReactorFunc
+def after_drawing(pipe):
+    drawn = yield pipe.receive("drawn")
+    pipe.send("after", drawn)
+
+
+def test_a_reactor_marked_main_thread_runs_here_on_it_and_the_rest_on_workers(
+    address: str, tmp_path: Path
+) -> None:
+    with Plant(tmp_path / "plant", executor=on_workers(address)) as plant:
+        plant.add_reactors(made_where, drawn_here, after_drawing)
+        plant.set_config({"pause": 0.0})
+        decisions = {d.reactor: d for d in plant.run_reactor("after_drawing")}
+        _made, (pid, on_main) = plant.fetch_ingredient("after")
+    assert (pid, on_main) == (os.getpid(), True)
+    assert decisions["drawn_here"].where == "main"
+    assert decisions["made_where"].where.startswith("tcp://127.0.0.1:")
+    assert decisions["after_drawing"].where == "main"  # the target
+
+
 # -- PyPlant-interface spec allocations on a worker -----------------------------------------------
 class RawSpec(pyplant_specs.IngredientTypeSpec):
     """An allocatable spec in PyPlant's interface: a raw numpy memmap file under baseDir."""

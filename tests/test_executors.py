@@ -364,3 +364,38 @@ def test_a_cancel_stops_the_run_at_once_and_commits_nothing_of_a_thread_still_ru
         wait_for_pool_threads_to_end()
         assert "long" not in plant.store.ingredients
         assert "long" not in plant.store.reactors
+
+
+# -- reactors that need the main thread -----------------------------------------------------------
+@ReactorFunc
+def computed_anywhere(pipe):
+    pipe.send("values", [1, 2, 3])
+
+
+@ReactorFunc(main_thread=True)
+def drawn_on_main(pipe):  # e.g. a GUI toolkit's window: only the main thread may open it
+    values = yield pipe.receive("values")
+    pipe.send("drawn", (sum(values), threading.current_thread() is threading.main_thread()))
+
+
+@ReactorFunc
+def reported(pipe):
+    drawn = yield pipe.receive("drawn")
+    pipe.send("report", drawn)
+
+
+def test_a_reactor_marked_main_thread_runs_on_it_with_threads(tmp_path: Path) -> None:
+    with Plant(tmp_path / "plant", executor="threads:2") as plant:
+        plant.add_reactors(computed_anywhere, drawn_on_main, reported)
+        decisions = {d.reactor: d for d in plant.run_reactor(reported)}
+        assert plant.fetch_ingredient("report") == (6, True)
+    assert decisions["drawn_on_main"].where == "main"
+    assert decisions["computed_anywhere"].where == "thread"
+
+
+def test_the_marked_decorator_returns_the_function_and_the_bare_one_still_works() -> None:
+    from pyplantd.reactor import is_reactor, needs_main_thread
+
+    assert is_reactor(drawn_on_main) and needs_main_thread(drawn_on_main)
+    assert is_reactor(reported) and not needs_main_thread(reported)
+    assert drawn_on_main.__name__ == "drawn_on_main"

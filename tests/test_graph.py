@@ -134,6 +134,19 @@ def test_static_scan_reads_the_names_a_reactor_receives_and_sends(
     assert (found.receives, found.sends, found.hidden) == (case.receives, case.sends, case.hidden)
 
 
+def test_static_scan_sees_a_reactor_decorated_with_arguments(tmp_path: Path) -> None:
+    source = tmp_path / "pipeline.py"
+    source.write_text(
+        "from pyplantd import ReactorFunc\n\n"
+        "@ReactorFunc(main_thread=True)\n"
+        "def drawn(pipe):\n"
+        "    values = yield pipe.receive('values')\n"
+        "    pipe.send('drawn', values)\n"
+    )
+    found = SourceScan([source]).reactor("drawn")
+    assert found is not None and (found.receives, found.sends) == (["values"], ["drawn"])
+
+
 def test_static_scan_follows_helpers_across_scanned_files_and_survives_recursion(
     tmp_path: Path,
 ) -> None:

@@ -144,7 +144,11 @@ def _note_name(call: ast.Call, method: str, found: Found) -> None:
 
 
 def _is_reactor(func: Function) -> bool:
-    return any(_callee_name(d) in REACTOR_DECORATORS for d in func.decorator_list)
+    # `@ReactorFunc` or `@ReactorFunc(main_thread=True)`
+    return any(
+        _callee_name(d.func if isinstance(d, ast.Call) else d) in REACTOR_DECORATORS
+        for d in func.decorator_list
+    )
 
 
 def _callee_name(node: ast.expr) -> str | None:

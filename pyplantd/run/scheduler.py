@@ -30,7 +30,7 @@ from ..errors import (
 )
 from ..events import EventBus, EventType, PlantEvent
 from ..fingerprint import hash_bytes
-from ..reactor import function_id
+from ..reactor import function_id, needs_main_thread
 from ..signatures.origins import is_user_file
 from ..signatures.sends import confirmed_sends, send_candidates
 from ..signatures.signature import SignatureComputer
@@ -573,7 +573,7 @@ class Run:
         record = self.ctx.store.reactor(reactor.id)
         task.job = ReactorJob(
             job_id, reactor.id, reactor.name, reactor.func, self.ctx.config,
-            placement=MAIN if reactor in self.targets else None,
+            placement=MAIN if reactor in self.targets or needs_main_thread(reactor.func) else None,
             last_duration=record.duration if record is not None else None, pipe=pipe,
             should_stop=self.ctx.should_stop, report=lambda event: self._report(task, event),
             on_abandon=lambda: self.ctx.store.discard(pipe._abandon()),
