@@ -37,10 +37,6 @@ KNOWN = {
     r"^timing-dependent ": (
         "a daemon failure two replays did not show again (a race under load): see the report"
     ),
-    r"^side effects of a target that was restored, not run \(daemon\)": (
-        "daemon: after an undo a target is restored like any reactor instead of run, so its "
-        "side effects (a plot, a file) still show the undone state"
-    ),
 }
 
 

@@ -557,7 +557,9 @@ class Run:
         reasons = self.judge.static_reasons(reactor)
         record = self.ctx.store.reactor(reactor.id)
         current = [record] if record is not None and not reasons else []
-        earlier = self.judge.restorable_records(reactor)  # looked at only if `current` fails
+        # looked at only if `current` fails. Never for a target: its side effects (a plot, a file
+        # it writes) show the version that ran last, and restoring another would leave them so.
+        earlier = self.judge.restorable_records(reactor) if reactor not in self.targets else ()
         if not current and not self.ctx.store.versions_of(reactor.id):
             self._start_run(reactor, reasons)
             return
