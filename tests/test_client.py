@@ -72,7 +72,8 @@ class FakeDaemon:
         )
         runtime.mkdir(parents=True, exist_ok=True)
         self.path = self.info.write(runtime)
-        self.answers: dict[str, Answer] = {"ping": lambda request: {"pong": True}}
+        self.answers: dict[str, Answer] = {"ping": lambda request: {"pong": True},
+                                           "mark": self._mark}  # fmt: skip
         self.requests: list[protocol.Request] = []
         self.subscribed = threading.Event()
         self._events: queue.Queue[list[bytes]] = queue.Queue()
@@ -91,6 +92,10 @@ class FakeDaemon:
     def publish(self, kind: str, **fields: Any) -> None:
         self._seq += 1
         self._events.put(protocol.encode_event(self.secret, self._seq, kind, fields))
+
+    def _mark(self, request: protocol.Request) -> dict[str, Any]:
+        self.publish("mark", token=request.args["token"])  # as the real daemon does
+        return {}
 
     def publish_raw(self, frames: list[bytes]) -> None:
         self._events.put(frames)
@@ -116,6 +121,11 @@ class FakeDaemon:
         except protocol.ProtocolError:
             return
         self.requests.append(request)
+        if request.cmd not in self.answers:  # as a daemon that does not know the command
+            message = f"unknown command '{request.cmd}'"
+            error = protocol.encode_error(self.secret, request.id, "UnknownCommand", message)
+            self.router.send_multipart([identity, *error])
+            return
         answer = self.answers[request.cmd](request)
         if isinstance(answer, dict):
             answer = self.reply(request, answer)
@@ -613,7 +623,7 @@ def test_cli_run_prints_failures_for_editors_and_exits_1(daemon, tmp_path: Path)
         "/project/pipeline.py:12:1: error: plot: ValueError: no data at all",
         "run finished: run 7 failed: 0 ran, 1 warm, 1 failed (plot), 12.3 ms",
     ]
-    assert daemon.requests[0].args == {"targets": ["plot"]}
+    assert [r.args for r in daemon.requests if r.cmd == "run"] == [{"targets": ["plot"]}]
 
 
 def test_cli_run_with_traceback_indents_it_under_the_error(daemon, tmp_path: Path) -> None:
