@@ -33,8 +33,8 @@ from .transport import NOBLOCK, recv_frames, send_frames
 
 DEFAULT_TIMEOUT = 5.0  # seconds to wait for a reply
 FOLLOW_POLL = 1.0  # seconds of silence on the event stream before asking `status` instead
-MARK_FIRST_PAUSE = 0.005  # seconds to await a mark before asking again (doubling each time),
-MARK_MAX_PAUSE = 0.2  # up to this; the subscription usually takes effect within a millisecond
+MARK_FIRST_PAUSE = 0.001  # seconds to await a mark before asking again (doubling each time),
+MARK_MAX_PAUSE = 0.2  # up to this; a subscription usually takes effect within 1-2 ms
 HANDSHAKE_WAIT = 2.0  # at most, for a daemon that does not know `mark`
 _LOOPBACK = ("ipc://", "tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:")
 _START_HINT = "Start one with `pyplantd watch pipeline.py`."
