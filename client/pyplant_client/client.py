@@ -307,11 +307,12 @@ class Client:
         A ZeroMQ subscription takes effect some time after the connection, and a PUB socket
         drops what it sends meanwhile; so the daemon is asked to publish a mark with a token of
         ours until it comes back. A daemon that does not know `mark` (one from before it) gets
-        the old bounded wait for the connection's handshake, which does not guarantee it."""
+        only the bounded wait for the connection's handshake, which does not guarantee it."""
         stream = EventStream(self._context, self.info.events, self._key)
         try:
-            if not self._mark(stream, self.timeout):
-                stream.await_handshake(min(self.timeout, HANDSHAKE_WAIT))
+            # The handshake first: a mark asked before it is lost (asked again 1 ms later).
+            stream.await_handshake(min(self.timeout, HANDSHAKE_WAIT))
+            self._mark(stream, self.timeout)
         except BaseException:
             stream.close()
             raise
