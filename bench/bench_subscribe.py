@@ -113,6 +113,12 @@ back to back, interleaved. A run lost events when its first event was not
 
 {table}
 
+Opening a stream costs the handshake wait plus one `mark` round trip (two when the first mark
+is lost). Followed back to back, a run's figure also holds the daemon's work after the run
+before: a mark asked then waits for the GIL on two daemon threads (the request thread and the
+event thread), while `run` only waits in the engine's inbox. `pyplant run` (a new process, some
+200 ms to start) does not meet that.
+
 **Command:** `bash bench/run.sh bench_subscribe`, which runs
 
     {command}
