@@ -72,7 +72,8 @@ class FakeDaemon:
         )
         runtime.mkdir(parents=True, exist_ok=True)
         self.path = self.info.write(runtime)
-        self.answers: dict[str, Answer] = {"ping": lambda request: {"pong": True}}
+        self.answers: dict[str, Answer] = {"ping": lambda request: {"pong": True},
+                                           "mark": self._mark}  # fmt: skip
         self.requests: list[protocol.Request] = []
         self.subscribed = threading.Event()
         self._events: queue.Queue[list[bytes]] = queue.Queue()
@@ -91,6 +92,10 @@ class FakeDaemon:
     def publish(self, kind: str, **fields: Any) -> None:
         self._seq += 1
         self._events.put(protocol.encode_event(self.secret, self._seq, kind, fields))
+
+    def _mark(self, request: protocol.Request) -> dict[str, Any]:
+        self.publish("mark", token=request.args["token"])  # as the real daemon does
+        return {}
 
     def publish_raw(self, frames: list[bytes]) -> None:
         self._events.put(frames)
@@ -116,6 +121,11 @@ class FakeDaemon:
         except protocol.ProtocolError:
             return
         self.requests.append(request)
+        if request.cmd not in self.answers:  # as a daemon that does not know the command
+            message = f"unknown command '{request.cmd}'"
+            error = protocol.encode_error(self.secret, request.id, "UnknownCommand", message)
+            self.router.send_multipart([identity, *error])
+            return
         answer = self.answers[request.cmd](request)
         if isinstance(answer, dict):
             answer = self.reply(request, answer)
@@ -573,6 +583,78 @@ def test_follow_gives_up_after_its_timeout(daemon, client) -> None:
         list(client.follow(stream, timeout=0.2, poll=0.05))
 
 
+def test_subscribe_waits_for_its_mark_and_keeps_the_events_before_it(daemon, client) -> None:
+    daemon.publish("log", run_id=1, reactor="load", text="before the mark")
+    daemon.publish("mark", token="someone else's")
+    with client.subscribe() as stream:
+        marks = [r for r in daemon.requests if r.cmd == "mark"]
+        assert marks and {r.args["token"] for r in marks} == {marks[0].args["token"]}
+        daemon.publish("mark", token=marks[0].args["token"])  # a late answer to a retry
+        daemon.publish("run_started", run_id=2)
+        events = [stream.next(5), stream.next(5)]
+        assert [e and e["type"] for e in events] == ["log", "run_started"]  # marks: never
+        assert stream.next(0.05) is None
+        assert (stream.skipped, stream.missed) == (0, 0)
+
+
+def test_subscribe_to_a_daemon_without_mark_falls_back_to_the_handshake(daemon, client) -> None:
+    del daemon.answers["mark"]  # a daemon from before `mark` answers UnknownCommand
+    with client.subscribe() as stream:
+        assert daemon.subscribed.wait(5)
+        daemon.publish("run_started", run_id=1)
+        event = stream.next(5)
+        assert event is not None and event["type"] == "run_started"
+    with client.subscribe():
+        pass
+    assert [r.cmd for r in daemon.requests] == ["mark"]  # asked once per client
+
+
+def test_follow_shows_the_events_still_on_their_way_when_status_says_the_run_is_over(
+    daemon, client
+) -> None:
+    # The run ends while the client asks `status`: its last events are published after the
+    # reply (here: sent after it), so they are still on their way when the reply says "over".
+    last = {"run_id": 7, "status": "ok", "ran": 1, "warm": 0}
+
+    def status(request: protocol.Request) -> dict[str, Any]:
+        if any(r.cmd == "status" for r in daemon.requests[:-1]):
+            return {"current_run": None, "last_run": last}
+        daemon.publish("log", run_id=7, reactor="load", text="done")
+        daemon.publish("run_finished", **last)
+        return {"current_run": None, "last_run": last}
+
+    daemon.answers["status"] = status
+    with client.subscribe() as stream:
+        events = list(client.follow(stream, 7, timeout=10, poll=0.05))
+    assert [(e["type"], e.get("synthesized")) for e in events] == [
+        ("log", None), ("run_finished", None),
+    ]  # fmt: skip
+
+
+def test_follow_still_ends_with_status_when_the_run_finished_was_lost(daemon, client) -> None:
+    last = {"run_id": 7, "status": "failed", "ran": 1, "warm": 0, "failed": ["plot"]}
+    daemon.answers["status"] = lambda request: {"current_run": None, "last_run": last}
+    with client.subscribe() as stream:
+        events = list(client.follow(stream, 7, timeout=10, poll=0.05))
+    assert [(e["type"], e["status"], e.get("synthesized")) for e in events] == [
+        ("run_finished", "failed", True),
+    ]  # fmt: skip
+
+
+def test_events_lost_on_the_way_are_counted_and_pyplant_run_says_so(daemon, tmp_path) -> None:
+    def run(request: protocol.Request) -> dict[str, Any]:
+        daemon.publish("run_started", run_id=7, trigger="run requested")
+        daemon._seq += 2  # two events the subscriber never got (a PUB queue overflowed)
+        daemon.publish("run_finished", run_id=7, status="ok", ran=1, warm=0)
+        return {"run_id": 7}
+
+    daemon.answers["run"] = run
+    result = pyplant("run", directory=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "run started: run 7 (run requested)"
+    assert "(2 events did not arrive; the output above may lack some lines)" in result.stderr
+
+
 # -- the CLI ----------------------------------------------------------------------------------
 FAILED_RUN = [
     ("run_started", {"run_id": 7, "trigger": "run requested"}),
@@ -613,7 +695,7 @@ def test_cli_run_prints_failures_for_editors_and_exits_1(daemon, tmp_path: Path)
         "/project/pipeline.py:12:1: error: plot: ValueError: no data at all",
         "run finished: run 7 failed: 0 ran, 1 warm, 1 failed (plot), 12.3 ms",
     ]
-    assert daemon.requests[0].args == {"targets": ["plot"]}
+    assert [r.args for r in daemon.requests if r.cmd == "run"] == [{"targets": ["plot"]}]
 
 
 def test_cli_run_with_traceback_indents_it_under_the_error(daemon, tmp_path: Path) -> None:

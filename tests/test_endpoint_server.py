@@ -108,3 +108,19 @@ def test_stop_is_prompt_and_removes_the_connection_file_and_sockets(tmp_path):
     assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("pyplantd-"))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     server.publish("log", {"reactor": "r", "text": "after stop"})  # ignored, no error
+
+
+def test_mark_is_published_after_every_event_published_before_the_request(server, context):
+    socket = subscriber(context, server)
+    requests = context.socket(zmq.DEALER)
+    requests.connect(server.info.request)
+    key = server.key.encode()
+    for i in range(100):
+        server.publish("log", {"reactor": "load", "text": str(i)})
+    requests.send_multipart(protocol.encode_request(key, "mark", {"token": "ab12"}))
+    assert requests.poll(5000)
+    assert protocol.decode_reply(key, requests.recv_multipart())["result"] == {}
+    received = events(socket, key, 101)  # signed like every event, in seq order
+    assert [e["type"] for e in received] == ["log"] * 100 + ["mark"]
+    assert received[-1]["token"] == "ab12"
+    assert [e["seq"] for e in received] == list(range(received[0]["seq"], received[0]["seq"] + 101))

@@ -177,12 +177,13 @@ def test_every_command_the_client_sends_fits_the_schema() -> None:
         ("cancel", None), ("invalidate", {"reactor": "a"}), ("ingredients", None),
         ("preview", {"name": "x"}), ("fetch", {"name": "x"}), ("shutdown", None),
         ("graph", None), ("clean", None), ("clean", {"names": ["x"]}), ("clean", {"all": True}),
+        ("mark", {"token": "3f2a"}),
     ]:  # fmt: skip
         request = protocol.decode_request(key, protocol.encode_request(key, cmd, args), guard)
         assert (request.cmd, request.args) == (cmd, args or {})
     assert set(protocol.COMMANDS) == {
         "ping", "status", "run", "cancel", "invalidate", "ingredients", "preview", "fetch",
-        "shutdown", "graph", "clean",
+        "shutdown", "graph", "clean", "mark",
     }  # fmt: skip
 
 

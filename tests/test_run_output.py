@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, Project
+from late_subscription import redirect_events
 from pyplant_client import Client
 from pyplant_client.progress import compact, progress_text
 from test_daemon import Daemon, start_daemon, take_ran
@@ -97,6 +98,33 @@ def test_pyplant_run_streams_prints_log_lines_and_progress_and_quiet_hides_them(
     # the daemon's own output prefixes them alike
     transcript = daemon.transcript()
     assert transcript.count("[report] WARNING pipe: report logged 10") == 3, transcript
+
+
+def test_pyplant_run_and_subscribe_miss_nothing_when_a_subscription_takes_effect_late(
+    project: Project, start_daemon: Callable[..., Daemon]
+) -> None:
+    # The link passes the handshake at once and the subscription 1.5 s later: a client that
+    # asks for the run once the handshake is done loses the events published meanwhile.
+    project.write("pipeline.py", CHATTY.replace("DELAY", "0.01"))
+    daemon = start_daemon()
+    daemon.next_run()
+    with redirect_events(project.root, delay=1.5) as link:
+        result = pyplant(project, "run")
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == "run started: run 2 (run requested)", lines
+        assert "[report] report printed 10" in lines
+        assert lines[-1].startswith("run finished: run 2 ok: 1 ran, 1 warm"), lines
+        assert "missed" not in result.stderr, result.stderr
+
+        with Client.find(project.root) as client, client.subscribe() as stream:
+            run_id = client.run()
+            events = list(client.follow(stream, run_id, timeout=60))
+        kinds = [event["type"] for event in events]
+        assert kinds[0] == "run_started" and kinds[-1] == "run_finished", kinds
+        assert "log" in kinds and not events[-1].get("synthesized"), events
+        assert stream.missed == 0
+        assert link.connections == 2  # both went through the late link
 
 
 # -- the daemon's plain output ------------------------------------------------------------------

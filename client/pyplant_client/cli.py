@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from . import __version__, completion, graph_render, writers
-from .client import DEFAULT_TIMEOUT, Client, check_alive
+from .client import DEFAULT_TIMEOUT, Client, EventStream, check_alive
 from .errors import ClientError, DaemonNotRunningError, GraphError
 from .progress import PlainProgress, progress_text
 from .protocol import PROTOCOL_VERSION
@@ -239,7 +239,7 @@ class _RunOutput:
             self._shown = False
 
 
-def _stream_run(client: Client, stream: Any, run_id: int | None, timeout: float | None,
+def _stream_run(client: Client, stream: EventStream, run_id: int | None, timeout: float | None,
                 traceback: bool, quiet: bool = False) -> int:  # fmt: skip
     """Print a run's events until its run_finished; its exit code."""
     status = "unknown"
@@ -252,6 +252,10 @@ def _stream_run(client: Client, stream: Any, run_id: int | None, timeout: float 
             _print_traceback(event)
         if event.get("type") == "run_finished":
             status = str(event.get("status"))
+    if stream.missed:  # gaps in `seq`: events the daemon published that never came
+        many = "s" if stream.missed > 1 else ""
+        typer.echo(f"({stream.missed} event{many} did not arrive; the output above may lack "
+                   "some lines)", err=True)  # fmt: skip
     return 0 if status in SUCCESS_STATUSES else 1
 
 

@@ -6,11 +6,13 @@ socket. Depends on pyzmq and the protocol module only: numpy and h5py are import
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import itertools
 import math
 import os
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,6 +33,9 @@ from .transport import NOBLOCK, recv_frames, send_frames
 
 DEFAULT_TIMEOUT = 5.0  # seconds to wait for a reply
 FOLLOW_POLL = 1.0  # seconds of silence on the event stream before asking `status` instead
+MARK_FIRST_PAUSE = 0.001  # seconds to await a mark before asking again (doubling each time),
+MARK_MAX_PAUSE = 0.2  # up to this; a subscription usually takes effect within 1-2 ms
+HANDSHAKE_WAIT = 2.0  # at most, for a daemon that does not know `mark`
 _LOOPBACK = ("ipc://", "tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:")
 _START_HINT = "Start one with `pyplantd watch pipeline.py`."
 # A payload file's checksum as the daemon names it: xxh3_128 over "<dtype.str>|<shape tuple>|"
@@ -98,6 +103,7 @@ class Client:
         self._ids = itertools.count(1)
         self._rcvtimeo = -1  # the socket's receive timeout (ms) as last set
         self._context = zmq.Context()
+        self._knows_mark: bool | None = None  # does the daemon answer `mark`? (None: not asked)
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.connect(info.request)
@@ -295,8 +301,51 @@ class Client:
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self) -> EventStream:
-        """An open event stream (a context manager); open it before asking for what you await."""
-        return EventStream(self._context, self.info.events, self._key, min(self.timeout, 2.0))
+        """An open event stream (a context manager) that receives every event the daemon
+        publishes from now on: open it before asking for what you await.
+
+        A ZeroMQ subscription takes effect some time after the connection, and a PUB socket
+        drops what it sends meanwhile; so the daemon is asked to publish a mark with a token of
+        ours until it comes back. A daemon that does not know `mark` (one from before it) gets
+        only the bounded wait for the connection's handshake, which does not guarantee it."""
+        stream = EventStream(self._context, self.info.events, self._key)
+        try:
+            # The handshake first: a mark asked before it is lost (asked again 1 ms later).
+            stream.await_handshake(min(self.timeout, HANDSHAKE_WAIT))
+            self._mark(stream, self.timeout)
+        except BaseException:
+            stream.close()
+            raise
+        stream.stop_monitor()
+        return stream
+
+    def _mark(self, stream: EventStream, wait: float) -> bool:
+        """Ask for a mark until it arrives on `stream` (True; the events before it are kept
+        for `stream.next`), or False when the daemon does not know `mark`."""
+        if self._knows_mark is False:
+            return False
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + wait
+        pause = MARK_FIRST_PAUSE
+        while True:
+            try:
+                self.call("mark", {"token": token})
+            except ProtocolError as err:
+                if err.type != "UnknownCommand":
+                    raise
+                self._knows_mark = False
+                return False
+            self._knows_mark = True
+            # A mark sent before the subscription took effect is lost: ask again, less often.
+            if stream.await_mark(token, min(pause, deadline - time.monotonic())):
+                return True
+            if time.monotonic() >= deadline:
+                raise ClientTimeoutError(
+                    f"the event stream of daemon pid {self.info.pid} did not start within "
+                    f"{wait:g} s (no mark came back). The daemon may be very busy; pass a "
+                    "longer --timeout."
+                )
+            pause = min(pause * 2, MARK_MAX_PAUSE)
 
     def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Every valid event, as it comes; stops after `timeout` seconds without one."""
@@ -310,8 +359,10 @@ class Client:
     ) -> Iterator[dict[str, Any]]:  # fmt: skip
         """The events of run `run_id` (else of the current or next run), its run_finished last.
 
-        Events can be lost (a slow subscriber); when the stream is quiet, `status` tells whether
-        the run is over, and then a run_finished built from it (`"synthesized": True`) ends it.
+        Events can be lost (a slow subscriber; gaps in `seq` are counted in `stream.missed`);
+        when the stream is quiet, `status` tells whether the run is over. Its run_finished may
+        still be on the way then: a mark, queued behind it, tells; only when the mark comes
+        without it does a run_finished built from `status` (`"synthesized": True`) end the run.
         """
         after = 0
         if run_id is None:
@@ -326,10 +377,14 @@ class Client:
             event = stream.next(wait)
             if event is None:
                 finished = self._finished_from_status(run_id, after)
-                if finished is not None:
-                    yield finished
-                    return
-                continue
+                if finished is None:
+                    continue
+                # Everything published before `status` answered comes before a mark: read
+                # on up to it, so that events on their way are shown, not replaced.
+                if self._mark(stream, self.timeout) and stream.pending():
+                    continue
+                yield finished
+                return
             rid = event.get("run_id")
             if run_id is None and isinstance(rid, int) and rid > after:
                 run_id = rid  # the next run has begun
@@ -353,46 +408,95 @@ class Client:
 
 
 class EventStream:
-    """Signed events from the daemon's PUB socket, invalid ones skipped (counted in `skipped`)."""
+    """Signed events from the daemon's PUB socket, invalid ones skipped (counted in `skipped`),
+    events lost on the way counted from the gaps in their `seq` (in `missed`), marks (answers to
+    `mark` requests, this client's or another's) never returned."""
 
     def __init__(
-        self, context: zmq.Context[Any], endpoint: str, key: bytes, connect: float
+        self, context: zmq.Context[Any], endpoint: str, key: bytes, connect: float | None = None
     ) -> None:
         self._key = key
         self.skipped = 0
+        self.missed = 0
+        self._seq: int | None = None  # of the last event received
+        self._pending: collections.deque[dict[str, Any]] = collections.deque()
         self._socket = context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self._await_handshake(endpoint, connect)
+        # Watched from before the connection, for the fallback of daemons without `mark`.
+        self._monitor: zmq.Socket[Any] | None = self._socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+        )
+        self._socket.connect(endpoint)
+        if connect is not None:
+            self.await_handshake(connect)
+            self.stop_monitor()
 
-    def _await_handshake(self, endpoint: str, wait: float) -> None:
-        # PUB/SUB connect in the background: events published before the handshake are lost, so
-        # wait for it (bounded) before the caller asks for what it will listen to.
-        monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        try:
-            self._socket.connect(endpoint)
-            if monitor.poll(math.ceil(wait * 1000)):
-                monitor.recv_multipart(zmq.NOBLOCK)
-        finally:
+    def await_handshake(self, wait: float) -> None:
+        """Wait (at most `wait` s) for the connection's handshake: the subscription is sent
+        then, but may still take effect later; events published meanwhile are lost."""
+        if self._monitor is not None and self._monitor.poll(math.ceil(wait * 1000)):
+            self._monitor.recv_multipart(zmq.NOBLOCK)
+
+    def stop_monitor(self) -> None:
+        if self._monitor is not None:
             self._socket.disable_monitor()
-            monitor.close(linger=0)
+            self._monitor.close(linger=0)
+            self._monitor = None
+
+    def await_mark(self, token: str, timeout: float) -> bool:
+        """Whether the mark with `token` arrives within `timeout` s; the events that come
+        before it are kept, in order, for `next`."""
+        deadline = time.monotonic() + timeout
+        while (event := self._receive(deadline - time.monotonic())) is not None:
+            if event.get("type") != "mark":
+                self._pending.append(event)
+            elif event.get("token") == token:
+                return True
+        return False
+
+    def pending(self) -> bool:
+        """Whether events received already wait to be returned by `next`."""
+        return bool(self._pending)
 
     def next(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next valid event, or None after `timeout` seconds (None: wait for ever)."""
+        if self._pending:
+            return self._pending.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-            if wait <= 0:
+            event = self._receive(wait)
+            if event is not None and event.get("type") != "mark":
+                return event
+            if event is None and deadline is not None and time.monotonic() >= deadline:
                 return None
-            if not self._socket.poll(math.ceil(wait * 1000)):
-                continue
+
+    def _receive(self, wait: float) -> dict[str, Any] | None:
+        """The next valid event, marks included, or None after `wait` seconds."""
+        deadline = time.monotonic() + wait
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not self._socket.poll(math.ceil(remaining * 1000)):
+                return None
             frames = self._socket.recv_multipart(zmq.NOBLOCK)
             try:
-                return protocol.decode_event(self._key, frames)
+                event = protocol.decode_event(self._key, frames)
             except protocol.ProtocolError:
                 self.skipped += 1
+                continue
+            self._count_gap(event.get("seq"))
+            return event
+        return None
+
+    def _count_gap(self, seq: object) -> None:
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return
+        if self._seq is not None and seq > self._seq + 1:
+            self.missed += seq - self._seq - 1
+        self._seq = seq  # lower: the daemon restarted and counts from 1 again
 
     def close(self) -> None:
+        self.stop_monitor()
         self._socket.close(linger=0)
 
     def __enter__(self) -> EventStream:

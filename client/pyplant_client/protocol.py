@@ -57,6 +57,7 @@ COMMAND_ARGS: dict[str, dict[str, tuple[str, bool]]] = {
     "invalidate": {"reactor": ("name", True)}, "ingredients": {},
     "preview": {"name": ("name", True)}, "fetch": {"name": ("name", True)}, "shutdown": {},
     "graph": {}, "clean": {"names": ("names", False), "all": ("flag", False)},
+    "mark": {"token": ("name", True)},
 }  # fmt: skip
 COMMANDS = tuple(COMMAND_ARGS)
 REQUEST_FIELDS = frozenset({"v", "id", "nonce", "ts", "cmd", "args"})
@@ -64,8 +65,11 @@ MAX_ID_CHARS = 128  # a request id or nonce longer than this is not one a client
 MAX_DEPTH = 16  # containers inside a request; the deepest real one has 3
 EVENT_TYPES = (
     "run_started", "reactor_started", "reactor_finished", "reactor_failed", "run_finished",
-    "reload_failed", "log", "progress",
+    "reload_failed", "log", "progress", "mark",
 )  # fmt: skip
+# `mark` asks the daemon to publish a `mark` event with the caller's token: once a subscriber
+# sees its own token, its subscription is live and every event published later reaches it
+# (ZeroMQ drops what a PUB socket sends before it has processed a subscription).
 
 
 class ProtocolError(Exception):

@@ -45,7 +45,8 @@ class Server:
         self, runtime: Path, handlers: dict[str, Handler], pipeline: Path, tcp: bool = False,
         limit: int = protocol.MAX_MESSAGE_BYTES, on_notice: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
-        self.runtime, self.handlers, self.limit = runtime, handlers, limit
+        self.runtime, self.limit = runtime, limit
+        self.handlers = {**handlers, "mark": self._mark}
         self._notice = on_notice or logger.warning
         self.key = protocol.new_key()
         self.context = zmq.Context()
@@ -152,6 +153,12 @@ class Server:
                 self.events_dropped += 1
                 return
             self._events.put(frames)
+
+    def _mark(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Publish a `mark` event with the caller's token: a subscriber that sees it knows its
+        subscription is live (queued behind every event published before this request)."""
+        self.publish("mark", {"token": args["token"]})
+        return {}
 
     def _stream(self) -> None:
         while (frames := self._events.get()) is not None:
