@@ -26,6 +26,7 @@ class Kind(str, Enum):
     log = "log"  # a line a reactor printed
     reload_failed = "reload_failed"  # the script did not load: the last good state is kept
     run_finished = "run_finished"  # with its status and what ran
+    mark = "mark"  # a subscriber's token: its subscription is live (see Server._mark)
 
 
 class DaemonBus:

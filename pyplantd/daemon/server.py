@@ -28,6 +28,7 @@ from pyplant_client.transport import NOBLOCK, recv_frames, send_frames
 
 from .. import __version__
 from ..errors import BadArgumentsError
+from .bus import Kind
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class Server:
     def _mark(self, args: dict[str, Any]) -> dict[str, Any]:
         """Publish a `mark` event with the caller's token: a subscriber that sees it knows its
         subscription is live (queued behind every event published before this request)."""
-        self.publish("mark", {"token": args["token"]})
+        self.publish(Kind.mark.value, {"token": args["token"]})
         return {}
 
     def _stream(self) -> None:
