@@ -158,12 +158,17 @@ def start_daemon(project: Project) -> Iterator[Callable[..., Daemon]]:
         started.append(Daemon(project.root, *args))
         return started[-1]
 
+    killed = []
     try:
         yield start
     finally:
         for daemon in started:
             code = daemon.stop()
             print(f"--- daemon {daemon.proc.pid} (exit {code}) printed:\n{daemon.transcript()}")
+            if code == -signal.SIGKILL:
+                killed.append(daemon.proc.pid)
+    # A daemon must stop when asked (SIGTERM): one that had to be killed lost its stop.
+    assert not killed, f"daemons {killed} did not stop on SIGTERM within their stop timeout"
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 FLUSH_SLICE_SECONDS = 0.1  # how often a stop's final flush looks at the signals received
 FLUSH_NOTICE_SECONDS = 1.0  # a flush taking longer says what it is waiting for
 STOPS_TO_INSIST = 3  # the stop signal that exits at once, without waiting for pending writes
+STOP_CHECK_SECONDS = 0.25  # idle: how often the stop count is looked at (a Stop can be lost)
 LOAD_WATCH_SECONDS = 0.25  # a load this long watches the user's modules imported so far
 # How long the main thread keeps the GIL while another thread waits for it (Python's default is
 # 5 ms): the event thread sends a reactor's result to clients while the run goes on, and the
@@ -303,13 +304,11 @@ class Engine:
 
     # -- the loop ---------------------------------------------------------------------------
     def _next_work(self) -> set[Path] | Command:
-        if self._stopping:
-            raise Stop()
         self._idle = True
         try:
             if self.inbox.empty():
                 self.settle()
-            work = self.inbox.get()
+            work = self._wait_for_work()
         finally:
             self._idle = False
         if isinstance(work, Command):
@@ -323,6 +322,18 @@ class Engine:
                 self.inbox.put(more)  # after this change's run
                 return work
             work |= more
+
+    def _wait_for_work(self) -> set[Path] | Command:
+        """The next change or command. The stop handler raises Stop here, but a signal that
+        lands inside a finalizer or a weakref callback (the collection `settle` runs, say)
+        has its exception printed and dropped: so the stop count is looked at too, often."""
+        while True:
+            if self._stopping:
+                raise Stop()
+            try:
+                return self.inbox.get(timeout=STOP_CHECK_SECONDS)
+            except queue.Empty:
+                continue
 
     def _handle(self, work: set[Path] | Command) -> None:
         if isinstance(work, set):
