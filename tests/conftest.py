@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,13 @@ from pyplantd import reactor
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 60
+
+# A suite started in the background by a non-interactive shell (`bash .ci/run &`, a CI runner)
+# inherits Ctrl-C ignored, and an ignored signal stays ignored in every process it starts: the
+# tests of what Ctrl-C does would wait for a signal that no process hears. Handled here, each
+# process the tests start gets Ctrl-C's default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -59,6 +59,7 @@ class Daemon:
     """A real `pyplantd watch pipeline.py` in `root`, its output collected line by line."""
 
     def __init__(self, root: Path, *args: str) -> None:
+        self.killed_at_stop = False  # stop() had to SIGKILL it: it did not stop when asked
         env = {**os.environ, "PYTHONPATH": PYTHONPATH, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyplantd.cli", "watch", "pipeline.py", *args],
@@ -143,6 +144,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self.killed_at_stop = True
         self._reader.join(timeout)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
@@ -165,7 +167,7 @@ def start_daemon(project: Project) -> Iterator[Callable[..., Daemon]]:
         for daemon in started:
             code = daemon.stop()
             print(f"--- daemon {daemon.proc.pid} (exit {code}) printed:\n{daemon.transcript()}")
-            if code == -signal.SIGKILL:
+            if daemon.killed_at_stop:
                 killed.append(daemon.proc.pid)
     # A daemon must stop when asked (SIGTERM): one that had to be killed lost its stop.
     assert not killed, f"daemons {killed} did not stop on SIGTERM within their stop timeout"
