@@ -99,7 +99,8 @@ def test_status_says_where_the_load_hangs_and_a_fixing_save_cancels_it(
 ) -> None:
     hanging_project(project)
     daemon = start_daemon()
-    line = status_line_matching(project, r"loading pipeline\.py for \d+\.\d s")
+    # polled until the load is inside slow.py (just after start it is still at pipeline.py:1)
+    line = status_line_matching(project, r"loading pipeline\.py for \d+\.\d s \(at slow\.py:")
     loop = textwrap.dedent(HANGING).lstrip("\n").splitlines().index("    time.sleep(0.01)") + 1
     assert re.fullmatch(
         rf"state: loading pipeline\.py for \d+\.\d s \(at slow\.py:{loop}\), run 1 \(start\)", line
