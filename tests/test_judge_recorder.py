@@ -66,3 +66,23 @@ def test_the_recorder_commits_what_a_reactor_sent_once_it_is_durable(plant_dir: 
         assert Judge(store, config(3), SignatureComputer()).static_reasons(reactor()) == []
     finally:
         store.close()
+
+
+def test_param_values_of_plain_data_are_written_by_the_one_canonical_form() -> None:
+    """One canonicalizer: the judge writes plain data as code signatures do, and adds only what
+    plain data cannot hold (here a function, by name, whose code then counts)."""
+    import numpy as np
+
+    from pyplantd.run.judge import _canonical
+    from pyplantd.signatures.canonical import canonical_text
+
+    plain = [3, 3.0, True, "3", None, (1, "a"), [1, [2.5]], {"k": {1, 2}}, frozenset({"x"}),
+             np.arange(4.0), np.float32(1.5)]  # fmt: skip
+    for value in plain:
+        named: list = []
+        assert _canonical(value, named) == canonical_text(value) and named == [], value
+    assert len({_canonical(v, []) for v in plain}) == len(plain)  # unequal values, unequal texts
+    named = []
+    text = _canonical([1, canonical_text], named)
+    assert text == "list[int:1,function:pyplantd.signatures.canonical.canonical_text]"
+    assert named == [canonical_text]

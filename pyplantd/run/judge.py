@@ -28,6 +28,7 @@ from ..fingerprint import (
 )
 from ..pickler import dumps
 from ..reactor import find_subreactor
+from ..signatures.canonical import canonical_text
 from ..signatures.explain import describe_changes
 from ..signatures.signature import CodeSignature, SignatureComputer
 from ..signatures.value_code import ValueCode
@@ -210,18 +211,21 @@ _PLAIN = (*_SCALARS, list, tuple, set, frozenset, dict, np.ndarray)
 
 def _canonical(value: Any, named: list[Any]) -> str:
     """A text that is equal exactly when two parameter values are equal, across processes;
-    collects in `named` the classes and functions whose code the value's behaviour depends on."""
+    collects in `named` the classes and functions whose code the value's behaviour depends on.
+    Plain data is written by the one canonical form of signatures (`canonical_text`); this adds
+    containers holding other things, and the things themselves."""
+    plain = canonical_text(value)
+    if plain is not None:
+        return plain
     kind = type(value)
-    if kind in _SCALARS:
-        return repr(value)
     if kind is list or kind is tuple:
         inner = ",".join(_canonical(v, named) for v in value)
         return f"{kind.__name__}[{inner}]"
     if kind is set or kind is frozenset:  # set order varies with the hash seed
-        return "set{" + ",".join(sorted(_canonical(v, named) for v in value)) + "}"
+        return f"{kind.__name__}[" + ",".join(sorted(_canonical(v, named) for v in value)) + "]"
     if kind is dict:
         inner = ",".join(f"{_canonical(k, named)}:{_canonical(v, named)}" for k, v in value.items())
-        return "{" + inner + "}"
+        return f"dict[{inner}]"
     if kind is np.ndarray:
         return "array:" + array_fingerprint(value)
     if isinstance(value, type) or inspect.isfunction(value):  # by name (a repr has an address)
