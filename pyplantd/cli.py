@@ -159,14 +159,12 @@ MemoryOpt = Annotated[
         "--memory", help="Memory budget of the warm tier, e.g. 512MB, 4GiB (default: 1/4 of RAM)."
     ),
 ]
+EXECUTOR_FORMS = ["inline", "threads:2", "threads:4", "local:2", "local:4"]  # offered
 ExecutorOpt = Annotated[
     str | None,
     typer.Option(
         "--executor", help="Where reactors run: inline (default), threads:N, local:N.",
-        autocompletion=lambda incomplete: [
-            form for form in ("inline", "threads:2", "threads:4", "local:2", "local:4")
-            if form.startswith(incomplete)
-        ],
+        autocompletion=lambda incomplete: completion.matching(EXECUTOR_FORMS, incomplete),
     ),
 ]  # fmt: skip
 ClusterOpt = Annotated[
