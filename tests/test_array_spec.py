@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 
 import h5py
 import numpy as np
@@ -118,28 +119,29 @@ def test_a_failed_write_or_fsync_names_the_ingredient_and_leaves_no_file(
     assert not final.exists()
 
 
-def test_fsync_while_returns_the_work_and_raises_its_error(tmp_path):
-    with open(tmp_path / "f", "wb") as handle:
-        assert rawio.fsync_while(handle.fileno(), lambda: 7) == 7
+def test_background_work_returns_its_result_and_raises_its_error():
+    assert rawio.Background(lambda: 7, "test").result() == 7
 
-        def fail() -> None:
-            raise ValueError("hash failed")
+    def fail() -> None:
+        raise ValueError("hash failed")
 
-        with pytest.raises(ValueError, match="hash failed"):
-            rawio.fsync_while(handle.fileno(), fail)
+    with pytest.raises(ValueError, match="hash failed"):
+        rawio.Background(fail, "test").result()
 
 
-def test_only_arrays_of_several_slices_overlap_hash_and_fsync(tmp_path, small_slices, monkeypatch):
-    overlapped: list[int] = []
-    fsync_while = rawio.fsync_while
+def test_only_arrays_of_several_slices_are_hashed_while_they_are_written(
+    tmp_path, small_slices, monkeypatch
+):
+    hashed_on: list[str] = []
+    digest = specs._digest
 
-    def counting(fd, work):  # type: ignore[no-untyped-def]
-        overlapped.append(fd)
-        return fsync_while(fd, work)
+    def recording(source):  # type: ignore[no-untyped-def]
+        hashed_on.append(threading.current_thread().name)
+        return digest(source)
 
-    monkeypatch.setattr(specs, "fsync_while", counting)
+    monkeypatch.setattr(specs, "_digest", recording)
     ArraySpec().write(ARRAYS["bool"], str(tmp_path / "small.h5"))  # 333 bytes: one slice
-    assert overlapped == []  # the payload layer's own fsync is enough
+    assert hashed_on == [threading.current_thread().name]  # no thread for it
     written = ArraySpec().write(ARRAYS["float32 1-d"], str(tmp_path / "big.h5"))
-    assert len(overlapped) == 1
+    assert hashed_on[1:] == ["pyplantd-hash"]
     assert written.checksum == array_fingerprint(ARRAYS["float32 1-d"])

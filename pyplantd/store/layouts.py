@@ -1,18 +1,23 @@
 """HDF5 headers of contiguous array payloads, reused: the bytes before an array's data depend
-only on its dtype and shape, so once a payload of that dtype and shape was laid out (by h5py in
-this process, or by a stored payload still as its commit wrote it), writing another needs no
-h5py, whose import alone costs ~40 ms a process. Depends on nothing in pyplantd.
+only on its dtype and shape, so writing a payload needs no h5py (whose import alone costs ~40 ms
+a process, on the writer thread, before the first byte is written) when the header is known: made
+from a template for the dtype and rank (store.layout_templates, the shape patched in), or laid
+out by h5py in this process, or read from a stored payload still as its commit wrote it.
+Depends on nothing in pyplantd but its templates.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import os
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+DATASET = "data"  # the one dataset of an array payload
 _KEPT = 256  # headers kept per process, at most (each ~2 KiB)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -25,8 +30,44 @@ def _key(dtype: np.dtype[Any], shape: tuple[int, ...]) -> Key:
 
 
 def header(dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes | None:
-    """The bytes before the data of a payload of this dtype and shape, if one was seen."""
-    return _headers.get(_key(dtype, shape))
+    """The bytes before the data of a payload of this dtype and shape, if known."""
+    key = _key(dtype, shape)
+    known = _headers.get(key)
+    if known is None:
+        known = _from_template(*key)
+        if known is not None:
+            remember(dtype, shape, known)
+    return known
+
+
+def _from_template(code: str, shape: tuple[int, ...]) -> bytes | None:
+    """A template's header with this shape patched in (see store.layout_maker)."""
+    from .layout_templates import TEMPLATES
+
+    found = TEMPLATES.get(f"{code}/{len(shape)}")
+    if found is None:
+        return None
+    packed, *fields = found
+    return patch(zlib.decompress(base64.b64decode(packed)), fields, shape, np.dtype(code).itemsize)
+
+
+def patch(data: bytes, fields: list[int], shape: tuple[int, ...], itemsize: int) -> bytes:
+    """A header with `shape` written into its shape-dependent fields, at the byte offsets
+    `fields` = [end of file address, dims, max dims, data size] (-1: none, for rank 0)."""
+    eof_at, dims_at, maxdims_at, size_at = fields
+    out = bytearray(data)
+    nbytes = math.prod(shape) * itemsize
+    out[eof_at : eof_at + 8] = _u64(len(data) + nbytes)
+    for i, n in enumerate(shape):
+        out[dims_at + 8 * i : dims_at + 8 * i + 8] = _u64(n)
+        out[maxdims_at + 8 * i : maxdims_at + 8 * i + 8] = _u64(n)
+    if size_at >= 0:
+        out[size_at : size_at + 8] = _u64(nbytes)
+    return bytes(out)
+
+
+def _u64(value: int) -> bytes:
+    return int(value).to_bytes(8, "little")
 
 
 def remember(dtype: np.dtype[Any], shape: tuple[int, ...], data: bytes) -> None:

@@ -1,9 +1,10 @@
-"""Raw writes of large buffers: no copies, writeback started early, the final fsync overlapped.
+"""Raw writes of large buffers: no copies, writeback started early, other work alongside.
 
 A plain write-then-fsync copies everything into the page cache first and only then has the disk
 write it, one after the other. Asking the kernel to start writeback after each slice (Linux's
 sync_file_range) lets the disk work while the next slices are copied, so the fsync only waits for
-the tail; and since fsync releases the GIL, the caller can do CPU work (hashing) while it runs.
+the tail. CPU work the write needs besides (hashing: xxhash, like write and fsync, releases the
+GIL) runs on a helper thread meanwhile, so the write's time is the longer of the two, not the sum.
 Durability still comes from fsync alone: the writeback requests are hints, their result ignored.
 """
 
@@ -14,7 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -53,23 +54,24 @@ def start_writeback(fd: int, offset: int, nbytes: int) -> None:
         _sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)  # ctypes drops the GIL
 
 
-def fsync_while(fd: int, work: Callable[[], T]) -> T:
-    """Run `work` on this thread while `fd` is fsynced on a helper thread; return its result
-    once both are done. An fsync error is raised (after `work`'s own, if any)."""
-    errors: list[OSError] = []
+class Background(Generic[T]):
+    """`work` running on a helper thread from now on; `result()` waits for it and returns what
+    it returned or raises what it raised."""
 
-    def flush() -> None:
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self._outcome: list[tuple[bool, Any]] = []
+        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], T]) -> None:
         try:
-            os.fsync(fd)
-        except OSError as err:
-            errors.append(err)
+            self._outcome.append((True, work()))
+        except BaseException as err:  # handed to the thread that asks for the result
+            self._outcome.append((False, err))
 
-    thread = threading.Thread(target=flush, name="pyplantd-fsync", daemon=True)
-    thread.start()
-    try:
-        result = work()
-    finally:
-        thread.join()  # the caller closes fd next: the fsync must be over
-    if errors:
-        raise errors[0]
-    return result
+    def result(self) -> T:
+        self._thread.join()
+        ok, value = self._outcome[0]
+        if not ok:
+            raise value
+        return cast(T, value)

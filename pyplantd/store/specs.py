@@ -37,12 +37,12 @@ from .frozen import (
     pickled,
 )
 from .mapped import contiguous_layout
-from .rawio import fsync_while, start_writeback, write_all
+from .rawio import Background, start_writeback, write_all
 
 if TYPE_CHECKING:
     import h5py
 
-DATASET = "data"
+DATASET = layouts.DATASET
 
 
 def hdf5() -> Any:
@@ -437,12 +437,13 @@ def _slices(array: Any) -> Any:
 
 
 def _write_contiguous(array: np.ndarray, path: str) -> tuple[str, int]:
-    """Numbers straight into an HDF5 file: h5py lays out the file and a contiguous dataset
-    (allocated at once, never filled), then the bytes go to its offset with plain writes, the
-    disk starting on each slice as soon as it is written. An array of several slices is fsynced
-    here, its content hash computed meanwhile; a smaller one is left to the payload layer's
-    fsync, as there is no hashing time to hide. Several times faster than h5py's own write
-    path, same file."""
+    """Numbers straight into an HDF5 file: the header (see _create_layout) and a contiguous
+    dataset's bytes at its offset, with plain writes, the disk starting on each slice as soon as
+    it is written. An array of several slices is fsynced here, its content hash computed on a
+    helper thread meanwhile (from memory: the file was written from it, and sent values are
+    never changed); a smaller one is left to the payload layer's fsync, as there is no hashing
+    time to hide. Several times faster than h5py's own write path, same file."""
+    hashing = Background(lambda: _digest(array), "pyplantd-hash") if _sliced(array) else None
     start = offset = _create_layout(array, path)
     fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0))
     try:
@@ -452,13 +453,16 @@ def _write_contiguous(array: np.ndarray, path: str) -> tuple[str, int]:
             write_all(fd, data.data)
             start_writeback(fd, offset, data.nbytes)
             offset += data.nbytes
-        if array.nbytes <= _SLICE_BYTES:  # no fsync thread (and no second fsync) for it
+        if hashing is None:
             return _digest(array), start
-        # Hashing the array in memory gives what the file holds (it was just written from it,
-        # and sent values are never changed), so the hash can overlap the disk's flush.
-        return fsync_while(fd, lambda: _digest(array)), start
+        os.fsync(fd)
     finally:
         os.close(fd)
+    return hashing.result(), start
+
+
+def _sliced(array: np.ndarray) -> bool:
+    return array.nbytes > _SLICE_BYTES
 
 
 def _create_layout(array: np.ndarray, path: str) -> int:
@@ -473,15 +477,9 @@ def _create_layout(array: np.ndarray, path: str) -> int:
         finally:
             os.close(fd)
         return len(known)
-    h5py = hdf5()
-    with new_hdf5(path) as handle:
-        create = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-        create.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-        create.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-        space = h5py.h5s.create_simple(array.shape)
-        file_type = h5py.h5t.py_create(array.dtype)
-        dataset = h5py.h5d.create(handle.id, DATASET.encode(), file_type, space, dcpl=create)
-        offset: int = dataset.get_offset()
+    from .layout_maker import lay_out  # imports h5py: only for dtypes with no template
+
+    offset = lay_out(path, array.dtype, array.shape)
     with open(path, "rb") as written:
         layouts.remember(array.dtype, array.shape, written.read(offset))
     return offset
