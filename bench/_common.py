@@ -119,14 +119,18 @@ def run_timed(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     warm_gib: float = WARM_GIB,
+    sync: bool = False,
 ) -> RunResult:
     """Run `cmd` to completion in a new process and time it; never raises for the child's failure.
 
-    Memory is warmed before the clock starts. CPU time is the growth of this process's
+    Memory is warmed before the clock starts, and with `sync` dirty pages are flushed first
+    (the run then pays for no earlier process's writes). CPU time is the growth of this process's
     waited-for children's rusage, exact as long as runs are sequential. `env` defaults to
     `child_env()`.
     """
     env = child_env() if env is None else env
+    if sync:
+        os.sync()
     warm_memory(warm_gib)
     cpu_before = _children_cpu_seconds()
     start = time.perf_counter()

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from _common import (
     FLOAT32,
     GIB,
+    WARM_GIB,
     RunResult,
     child_env,
     fmt_seconds,
@@ -90,6 +91,9 @@ FLOOR_CODE = "import numpy; compile(open('pipeline.py').read(), 'pipeline.py', '
 
 
 class Pipeline(Protocol):
+    @property
+    def gib(self) -> float: ...  # the largest array it makes
+
     def script(self, module: str) -> str: ...
     def expected(self, name: str) -> float: ...
     def edited(self, scenario: str, rep: int) -> Pipeline: ...
@@ -141,6 +145,7 @@ class Chained:
     """r0 -> r1 -> ... (bench_chain's script)."""
 
     chain: Chain
+    gib = 0.0
 
     def script(self, module: str) -> str:
         return chain_script(self.chain, module)
@@ -187,7 +192,11 @@ class Workspace:
         ran_log = self.root / "ran.log"
         ran_log.write_text("")
         cmd = [sys.executable, str(self.root / "pipeline.py")]
-        result = run_timed(cmd, self.timeout, cwd=self.root, env=self.engine.env())
+        # What the run needs fresh: its arrays, their page cache and a margin (see warm_memory).
+        warm = max(WARM_GIB, 3 * self.pipeline.gib + 1)
+        result = run_timed(
+            cmd, self.timeout, cwd=self.root, env=self.engine.env(), warm_gib=warm, sync=True
+        )
         entries = [line.split() for line in ran_log.read_text().splitlines()]
         executed = [e[0] for e in entries if len(e) == 2]
         wrong = [

@@ -100,7 +100,9 @@ def test_a_stored_payload_changed_since_its_commit_lends_no_header(project: Proj
 def test_another_shape_or_dtype_is_laid_out_by_h5py(project: Project) -> None:
     project.write("pipeline.py", SCRIPT)
     assert project.python().returncode == 0
-    project.edit("pipeline.py", "reshape(3, 4) * SCALE).astype(DTYPE)", "reshape(4, 3)).astype('>f4')")
+    project.edit(
+        "pipeline.py", "reshape(3, 4) * SCALE).astype(DTYPE)", "reshape(4, 3)).astype('>f4')"
+    )
     again = project.python()
     assert again.returncode == 0, again.stderr
     assert "h5py imported: True" in again.stdout, again.stdout
@@ -110,7 +112,13 @@ def test_another_shape_or_dtype_is_laid_out_by_h5py(project: Project) -> None:
     assert os.path.getsize(path) > expected.nbytes
 
 
-SHAPES = {0: [()], 1: [(1,), (4099,)], 2: [(1, 1), (16384, 16384)], 3: [(2, 3, 5)], 4: [(7, 1, 2, 9)]}
+SHAPES = {
+    0: [()],
+    1: [(1,), (4099,)],
+    2: [(1, 1), (16384, 16384)],
+    3: [(2, 3, 5)],
+    4: [(7, 1, 2, 9)],
+}
 
 
 @pytest.mark.parametrize("code", layout_maker.TEMPLATE_DTYPES)
