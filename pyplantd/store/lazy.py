@@ -11,35 +11,28 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-class _Row:
-    """A row still in its stored form (a distinct type: a record is never mistaken for one)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-
 class LazyRecords(MutableMapping[str, R], Generic[R]):
     """Keys are known at once; a value is decoded the first time it is read, then kept.
 
-    Decoding replaces the value in place (never adds or removes a key), so a thread that
-    iterates while another reads sees no change of size."""
+    A stored row is told from a record by its type (`row_type`: str for a JSON body, tuple
+    for columns), which no record has. Decoding replaces the value in place (never adds or
+    removes a key), so a thread that iterates while another reads sees no change of size."""
 
-    def __init__(self, rows: dict[str, Any], decode: Callable[[Any], R]) -> None:
-        self._items: dict[str, Any] = {key: _Row(row) for key, row in rows.items()}
+    def __init__(self, rows: dict[str, Any], row_type: type, decode: Callable[[Any], R]) -> None:
+        self._items: dict[str, Any] = rows
+        self._row_type = row_type
         self._decode = decode
 
     def __getitem__(self, key: str) -> R:
         value = self._items[key]
-        if type(value) is _Row:
-            value = self._items[key] = self._decode(value.data)
+        if type(value) is self._row_type:
+            value = self._items[key] = self._decode(value)
         return value  # type: ignore[no-any-return]
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._items.get(key, default)
-        if type(value) is _Row:
-            value = self._items[key] = self._decode(value.data)
+        if type(value) is self._row_type:
+            value = self._items[key] = self._decode(value)
         return value
 
     def __setitem__(self, key: str, value: R) -> None:
@@ -60,7 +53,7 @@ class LazyRecords(MutableMapping[str, R], Generic[R]):
     def each(self, of_record: Callable[[R], T], of_row: Callable[[Any], T]) -> list[T]:
         """A field of every value, read from the stored row of those not decoded yet."""
         return [
-            of_row(value.data) if type(value) is _Row else of_record(value)
+            of_row(value) if type(value) is self._row_type else of_record(value)
             for value in list(self._items.values())
         ]
 

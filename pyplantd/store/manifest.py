@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -190,16 +190,16 @@ class Manifest:
     @_serialized
     def reactors(self) -> LazyRecords[ReactorRecord]:
         rows = self.db.execute("SELECT id, body FROM reactors")
-        return LazyRecords(dict(rows.fetchall()), _reactor_record)
+        return LazyRecords(dict(rows.fetchall()), str, _reactor_record)
 
     @_serialized
     def ingredients(self) -> LazyRecords[IngredientRecord]:
         columns = "name, producer, type, fingerprint, path, size, meta, created_at, checksum"
         rows = self.db.execute(f"SELECT {columns} FROM ingredients").fetchall()
-        return LazyRecords({row[0]: row for row in rows}, _ingredient_record)
+        return LazyRecords({row[0]: row for row in rows}, tuple, _ingredient_record)
 
     @_serialized
-    def versions(self) -> list[Row]:
+    def versions(self) -> Iterator[Row]:
         """Every kept version, without its body (see version_body): read from an index that
         holds all the rest, so that none of the bodies' pages is read."""
         rows = self.db.execute(
@@ -209,10 +209,10 @@ class Manifest:
             payloads: list[Payloads] = json.loads("[" + ",".join(row[3] for row in rows) + "]")
         except ValueError:
             payloads = [self._payloads(reactor_id, key, text) for reactor_id, key, _, text in rows]
-        return [
+        return (
             (reactor_id, key, used_at, outputs)
             for (reactor_id, key, used_at, _), outputs in zip(rows, payloads, strict=True)
-        ]
+        )
 
     def _payloads(self, reactor_id: str, key: str, text: str) -> Payloads:
         """The payloads column of one version, or (damaged) what its body says."""

@@ -60,8 +60,19 @@ class VersionIndex:
     def from_rows(cls, rows: Iterable[Row], body: Body) -> VersionIndex:
         """An index of stored versions, each decoded (from `body`) when first asked for."""
         index = cls(body=body)
-        for reactor_id, key, used_at, payloads in rows:
-            index._index(_Kept(reactor_id, key, used_at, payloads, None))
+        kept_by_key, by_reactor, refs = index._kept, index._by_reactor, index._refs
+        stored = 0
+        for reactor_id, key, used_at, payloads in rows:  # unique keys: nothing replaced
+            kept = kept_by_key[(reactor_id, key)] = _Kept(reactor_id, key, used_at, payloads, None)
+            by_reactor.setdefault(reactor_id, {})[key] = kept
+            for path, size in payloads:
+                counted = refs.get(path)
+                if counted is None:
+                    refs[path] = [size, 1]
+                    stored += size
+                else:
+                    counted[1] += 1
+        index.stored_bytes = stored
         return index
 
     def __getitem__(self, key: Key) -> Version:
