@@ -157,3 +157,37 @@ def test_a_damaged_payloads_column_is_read_from_the_body_instead(plant_dir):
         expected = {o["path"] for body in bodies.values() for o in json.loads(body)["outputs"]}
         assert plant.store.versions.paths() == expected
     assert run(plant_dir, 1, ran) == 0 and ran == ["total"]
+
+
+def test_status_names_warm_values_of_kept_versions_decoding_only_those(plant_dir):
+    ran: list[str] = []
+    for n in (1, 2, 3):
+        run(plant_dir, n, ran)  # kept: load's and total's results for n=1 and n=2
+    with Plant(plant_dir) as plant:
+        plant.add_reactors(*pipeline(ran))
+        for n in (2, 4):  # n=2 is restored, then n=4 runs: n=2's values stay warm
+            plant.set_config({"n": n})
+            plant.run_reactor("total")
+        plant.store.flush()
+        kept = plant.store.versions._kept
+        decoded = {key for key, k in kept.items() if k._version is not None}
+        rows = {(row["name"], row["why"]) for row in plant.store.warm_contents()}
+        decoded_for_it = {key for key, k in kept.items() if k._version is not None} - decoded
+    assert ("data", "current value") in rows and ("total", "current value") in rows
+    assert ("data", "earlier version, kept for an undo until the budget needs its room") in rows
+    assert len(kept) == 8 and len(decoded_for_it) <= 2  # at most n=2's two, which are warm
+
+
+def test_status_decodes_no_kept_version_when_no_warm_value_is_only_theirs(plant_dir):
+    ran: list[str] = []
+    for n in (1, 2, 3):
+        run(plant_dir, n, ran)
+    with Plant(plant_dir) as plant:
+        plant.add_reactors(*pipeline(ran))
+        plant.set_config({"n": 3})
+        plant.run_reactor("total")  # load is served, the target runs
+        plant.store.flush()
+        rows = plant.store.warm_contents()
+        decoded = [k for k in plant.store.versions._kept.values() if k._version is not None]
+    assert {row["why"] for row in rows} == {"current value"}
+    assert len(decoded) <= 1  # at most the target's own new version, made in this run

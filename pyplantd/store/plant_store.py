@@ -540,9 +540,15 @@ class PlantStore:
         """Every warm value, most recently used first: its ingredient, bytes and why it is in
         memory (status shows it)."""
         writing = {p.path: p.name for p in self.writer.pending()}
+        warm = {entry.key for entry in self.warm.entries()}
         with self._state:
             current = {r.path: r.name for r in self.ingredients.values()}
-            kept = {o.path: o.name for key in self.versions for o in self.versions[key].outputs}
+            # the names of warm values only earlier versions hold (those versions decoded)
+            kept = {
+                o.path: o.name
+                for key in self.versions.using(warm - set(current))
+                for o in self.versions[key].outputs
+            }
         rows = []
         for entry in reversed(self.warm.entries()):
             name = current.get(entry.key) or kept.get(entry.key) or writing.get(entry.key, "?")
