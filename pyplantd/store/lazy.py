@@ -1,12 +1,14 @@
 """A mapping of records read from the manifest and decoded on first use: opening a plant dir
-reads its rows but builds only the records a run asks for. Plain data; no I/O, no locking.
+reads its rows but builds only the records a run asks for. Plain data; no I/O.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
+_GONE = object()
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -16,30 +18,45 @@ class LazyRecords(MutableMapping[str, R], Generic[R]):
 
     A stored row is told from a record by its type (`row_type`: str for a JSON body, tuple
     for columns), which no record has. Decoding replaces the value in place (never adds or
-    removes a key), so a thread that iterates while another reads sees no change of size."""
+    removes a key), so a thread that iterates while another reads sees no change of size; and
+    only if it is still that row, so that a record another thread stored meanwhile (a commit)
+    is never overwritten by the older one decoded."""
 
     def __init__(self, rows: dict[str, Any], row_type: type, decode: Callable[[Any], R]) -> None:
         self._items: dict[str, Any] = rows
         self._row_type = row_type
         self._decode = decode
+        self._lock = threading.Lock()  # a decoded row is put back only if still there
 
     def __getitem__(self, key: str) -> R:
         value = self._items[key]
         if type(value) is self._row_type:
-            value = self._items[key] = self._decode(value)
+            value = self._decoded(key, value)
         return value  # type: ignore[no-any-return]
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._items.get(key, default)
         if type(value) is self._row_type:
-            value = self._items[key] = self._decode(value)
+            value = self._decoded(key, value)
         return value
 
+    def _decoded(self, key: str, row: Any) -> Any:
+        record = self._decode(row)
+        with self._lock:
+            now = self._items.get(key, _GONE)
+            if now is row:
+                self._items[key] = record
+            elif now is not _GONE and type(now) is not self._row_type:
+                return now  # stored meanwhile (a commit): that is the record now
+        return record
+
     def __setitem__(self, key: str, value: R) -> None:
-        self._items[key] = value
+        with self._lock:
+            self._items[key] = value
 
     def __delitem__(self, key: str) -> None:
-        del self._items[key]
+        with self._lock:
+            del self._items[key]
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
@@ -58,7 +75,8 @@ class LazyRecords(MutableMapping[str, R], Generic[R]):
         ]
 
     def clear(self) -> None:
-        self._items.clear()
+        with self._lock:
+            self._items.clear()
 
     def __repr__(self) -> str:
         return f"LazyRecords({len(self._items)} records)"
