@@ -430,3 +430,47 @@ def test_a_group_of_your_own_may_write_as_user_private_groups_make_it(plant_dir)
     plant_dir.chmod(0o770)
     with Plant(plant_dir):
         pass
+
+
+def test_exporting_ingredients_refuses_another_users_payload_and_copies_nothing(
+    plant_dir, other_user, tmp_path
+):
+    """utils.store_ingredients_to_dir copies payload files apart from any load: the copy is
+    checked as a load would be, or another user's pickle would become one of yours."""
+    from pyplantd import utils
+
+    marker, export = tmp_path / "code-ran", tmp_path / "export"
+
+    @ReactorFunc
+    def load(pipe):
+        pipe.send("data", {"rows": 3})
+
+    with Plant(plant_dir) as plant:
+        plant.run_reactor(load)
+        payload = plant_dir / plant.store.ingredients["data"].path
+    stage_evil_payload(payload, marker, other_user)
+
+    refused = pytest.raises(PlantDirError, match=rf"Payload file {payload} is owned by {OTHER}")
+    with refused, Plant(plant_dir) as plant:
+        utils.store_ingredients_to_dir(plant, ["data"], export)
+    copied = list((export / "payloads").iterdir()) if (export / "payloads").exists() else []
+    assert copied == [] and not marker.exists()
+
+
+def test_importing_an_hdf_array_refuses_another_users_file(plant_dir, other_user):
+    """An hdf_array is opened apart from the store's loads: it is checked all the same."""
+    from pyplantd import Ingredient, utils
+
+    @ReactorFunc
+    def make(pipe):
+        grid = pipe.allocate("grid", Ingredient.Type.hdf_array, shape=(4, 4), dtype="f8")
+        grid[:] = 1.0
+        pipe.send("grid", grid, Ingredient.Type.hdf_array)
+
+    with Plant(plant_dir) as plant:
+        plant.run_reactor(make)
+        payload = plant_dir / plant.store.ingredients["grid"].path
+    os.chown(payload, other_user.pw_uid, other_user.pw_gid)
+
+    with pytest.raises(PlantDirError, match=rf"Payload file {payload} is owned by {OTHER}"):
+        utils.load_ingredients_from_dir(plant_dir, ["grid"])

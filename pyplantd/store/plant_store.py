@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import PlantError, StoreError
+from ..errors import PayloadDamagedError, PlantError, StoreError
 from ..sizes import disk_budget, format_size, memory_budget
 from ..suggest import unknown
 from . import layouts
@@ -451,6 +451,17 @@ class PlantStore:
 
     def payload_path(self, record: IngredientRecord) -> Path:
         """The payload file of a stored ingredient (which may not be written yet)."""
+        return self.payloads.resolve(record.path)
+
+    def checked_payload_path(self, record: IngredientRecord) -> Path:
+        """The payload file of a stored ingredient, for a reader that opens it apart from the
+        store: refused if it is not a plain file of yours (PlantDirError), or is missing or
+        of another size (PayloadDamagedError)."""
+        if not self.payloads.intact(record.path, record.size):
+            raise PayloadDamagedError(
+                f"Payload of ingredient '{record.name}' ({record.path}) is missing or has the "
+                "wrong size. Run the pipeline again: its producer re-runs."
+            )
         return self.payloads.resolve(record.path)
 
     def on_disk(self, record: IngredientRecord) -> bool:
