@@ -359,7 +359,7 @@ class Manifest:
             )
             self.db.executemany(
                 "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, e.reactor, e.status, e.duration, json.dumps(e.reasons), e.started_at)
+                [(run_id, e.reactor, e.status, e.duration, _reasons_json(e.reasons), e.started_at)
                  for e in entries],
             )  # fmt: skip
 
@@ -380,6 +380,11 @@ class _Transaction:
         elif self.db.in_transaction:  # SQLite may have rolled back already (a full disk)
             with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
                 self.db.execute("ROLLBACK")
+
+
+def _reasons_json(reasons: list[str]) -> str:
+    """Most entries of a run (the cached reactors) give no reason: no json.dumps for those."""
+    return json.dumps(reasons) if reasons else "[]"
 
 
 def _reactor_record(body: str) -> ReactorRecord:
