@@ -191,3 +191,19 @@ def test_status_decodes_no_kept_version_when_no_warm_value_is_only_theirs(plant_
         decoded = [k for k in plant.store.versions._kept.values() if k._version is not None]
     assert {row["why"] for row in rows} == {"current value"}
     assert len(decoded) <= 1  # at most the target's own new version, made in this run
+
+
+def test_a_kept_version_whose_payloads_and_body_are_both_damaged_is_left_out(plant_dir):
+    ran: list[str] = []
+    run(plant_dir, 1, ran)
+    run(plant_dir, 2, ran)  # n=1 is kept
+    db = sqlite3.connect(plant_dir / DB_NAME)
+    db.execute(
+        "UPDATE versions SET payloads = 'not json', body = 'not json either' "
+        "WHERE reactor LIKE '%load' AND "
+        "used_at = (SELECT min(used_at) FROM versions WHERE reactor LIKE '%load')"
+    )
+    db.commit()
+    db.close()
+    assert run(plant_dir, 2, ran) == 1 and ran == ["total"]
+    assert run(plant_dir, 1, ran) == 0 and ran == ["load 1", "total"]  # not restored: re-run

@@ -206,21 +206,29 @@ class Manifest:
             "SELECT reactor, key, used_at, payloads FROM versions INDEXED BY versions_kept"
         ).fetchall()
         try:  # one decode for all (each is a short JSON list)
-            payloads: list[Payloads] = json.loads("[" + ",".join(row[3] for row in rows) + "]")
+            payloads: list[Payloads | None] = json.loads(
+                "[" + ",".join(row[3] for row in rows) + "]"
+            )
         except ValueError:
             payloads = [self._payloads(reactor_id, key, text) for reactor_id, key, _, text in rows]
         return (
             (reactor_id, key, used_at, outputs)
             for (reactor_id, key, used_at, _), outputs in zip(rows, payloads, strict=True)
+            if outputs is not None
         )
 
-    def _payloads(self, reactor_id: str, key: str, text: str) -> Payloads:
-        """The payloads column of one version, or (damaged) what its body says."""
+    def _payloads(self, reactor_id: str, key: str, text: str) -> Payloads | None:
+        """The payloads column of one version, or (damaged) what its body says; None if
+        neither can be read (that version is left out: it only served undos)."""
         try:
             return list(json.loads(text))
         except ValueError:
+            pass
+        try:
             body = self.version_body(reactor_id, key)
             return payloads_of(Version.from_json(key, json.loads(body), 0.0))
+        except (ValueError, TypeError, KeyError):
+            return None
 
     @_serialized
     def version_body(self, reactor_id: str, key: str) -> str:
