@@ -98,7 +98,7 @@ def load_ingredients_from_dir(
 
 
 def _copy_ingredient(source: PlantStore, target: PlantStore, record: IngredientRecord) -> None:
-    origin = source.payload_path(record)
+    origin = source.checked_payload_path(record)  # never another user's file, nor a link
     temp = target.payloads.temp_path(record.name, origin.suffix)
     import shutil  # here: loaded by every `from pyplantd import *`, used by few
 
@@ -113,6 +113,6 @@ def _copy_ingredient(source: PlantStore, target: PlantStore, record: IngredientR
 
 def _loaded(store: PlantStore, record: IngredientRecord) -> Any:
     if record.type == "hdf_array":  # opened apart from the store, which closes its own files
-        path = store.payload_path(record)
+        path = store.checked_payload_path(record)
         return hdf5().File(path, "r")[DATASET]
     return own_copy(store.load(record))

@@ -89,8 +89,9 @@ def test_open_plant_checks_every_value_before_loading_it(project: Path) -> None:
         with pytest.raises(PayloadDamagedError, match="does not match its recorded checksum"):
             plant.fetch("model")
     os.chmod(model_file, 0o666)  # a payload another user could rewrite is never read
-    with pytest.raises(PlantDirError, match=r"Payload file .* writable by others"):
-        open_plant(plant_dir)
+    refused = pytest.raises(PlantDirError, match=r"Payload file .* writable by others")
+    with refused, open_plant(plant_dir) as plant:  # checked where it is used
+        plant.fetch("model")
 
 
 # Runs the notebook in a real kernel, from a child process: jupyter's client keeps threads.

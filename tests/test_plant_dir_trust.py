@@ -233,7 +233,80 @@ def test_a_file_of_another_user_inside_your_plant_dir_is_refused(plant_dir, othe
         plant.fetch_ingredient("data")
 
     assert f"{target} is owned by {OTHER}" in str(refused.value)
-    assert snapshot(plant_dir) == before
+    after = snapshot(plant_dir)
+    if planted == "payload":  # refused where it is used: the plant opened, its lock has our pid
+        before.pop(".lock"), after.pop(".lock")
+    assert after == before
+
+
+def stage_evil_payload(path: Path, marker: Path, other_user: pwd.struct_passwd) -> None:
+    """Put a pickle that runs code when loaded in place of a payload, as the other user's."""
+    path.write_bytes(pickle.dumps(Evil(marker)))
+    os.chown(path, other_user.pw_uid, other_user.pw_gid)
+
+
+def test_another_users_payload_is_refused_where_a_run_would_check_it(
+    plant_dir, other_user, tmp_path
+):
+    """Payloads are checked where they are used (not all at open): the input check of a
+    consumer refuses a payload of another user before anything loads it."""
+    marker, ran = tmp_path / "code-ran", tmp_path / "count-ran"
+
+    @ReactorFunc
+    def load(pipe):
+        pipe.send("data", {"rows": 3})
+
+    @ReactorFunc
+    def count(pipe):
+        data = yield pipe.receive("data")
+        ran.write_text("ran")
+        pipe.send("count", len(data))
+
+    with Plant(plant_dir) as plant:
+        plant.run_reactor(count)
+        payload = plant_dir / plant.store.ingredients["data"].path
+    ran.unlink()
+    stage_evil_payload(payload, marker, other_user)
+
+    with pytest.raises(PlantDirError) as refused, Plant(plant_dir) as plant:
+        plant.run_reactor(count)
+
+    assert f"Payload file {payload} is owned by {OTHER}" in str(refused.value)
+    assert not marker.exists(), "the other user's pickle was executed"
+    assert not ran.exists() and payload.stat().st_uid == other_user.pw_uid
+
+
+def test_another_users_payload_in_a_kept_version_is_refused_when_an_undo_would_serve_it(
+    plant_dir, other_user, tmp_path
+):
+    marker = tmp_path / "code-ran"
+
+    @ReactorFunc
+    def load(pipe):
+        pipe.send("data", {"n": pipe.read_config("n")})
+
+    @ReactorFunc
+    def show(pipe):  # the target, which always runs: `load` is what an undo restores
+        data = yield pipe.receive("data")
+        pipe.send("shown", dict(data))
+
+    def run(n: int) -> dict[str, int]:
+        with Plant(plant_dir) as plant:
+            plant.set_config({"n": n})
+            plant.run_reactor(show)
+            return plant.fetch_ingredient("shown")
+
+    assert run(1) == {"n": 1}
+    with Plant(plant_dir) as plant:
+        kept = plant_dir / plant.store.ingredients["data"].path
+    assert run(2) == {"n": 2}  # n=1 is kept for an undo
+    stage_evil_payload(kept, marker, other_user)
+
+    with Plant(plant_dir) as plant:  # nothing uses it yet
+        assert plant.fetch_ingredient("data") == {"n": 2}
+    with pytest.raises(PlantDirError, match=rf"Payload file {kept} is owned by {OTHER}"):
+        run(1)  # the undo would restore it
+    assert not marker.exists(), "the other user's pickle was executed"
 
 
 def test_a_payload_others_can_write_is_refused_and_listing_refuses_too(plant_dir):
@@ -245,8 +318,9 @@ def test_a_payload_others_can_write_is_refused_and_listing_refuses_too(plant_dir
         plant.run_reactor(load)
         payload = plant_dir / plant.store.ingredients["data"].path
     payload.chmod(0o666)
-    with pytest.raises(PlantDirError, match=rf"{payload} is writable by others"):
-        Plant(plant_dir)
+    refused = pytest.raises(PlantDirError, match=rf"{payload} is writable by others")
+    with refused, Plant(plant_dir) as plant:  # checked where it is used
+        plant.fetch_ingredient("data")
     plant_dir.chmod(0o777)
     with pytest.raises(PlantDirError, match=rf"Plant dir {plant_dir} is writable by others"):
         list_ingredients(plant_dir)  # `pyplantd ls` reads the manifest: refused as well
@@ -356,3 +430,47 @@ def test_a_group_of_your_own_may_write_as_user_private_groups_make_it(plant_dir)
     plant_dir.chmod(0o770)
     with Plant(plant_dir):
         pass
+
+
+def test_exporting_ingredients_refuses_another_users_payload_and_copies_nothing(
+    plant_dir, other_user, tmp_path
+):
+    """utils.store_ingredients_to_dir copies payload files apart from any load: the copy is
+    checked as a load would be, or another user's pickle would become one of yours."""
+    from pyplantd import utils
+
+    marker, export = tmp_path / "code-ran", tmp_path / "export"
+
+    @ReactorFunc
+    def load(pipe):
+        pipe.send("data", {"rows": 3})
+
+    with Plant(plant_dir) as plant:
+        plant.run_reactor(load)
+        payload = plant_dir / plant.store.ingredients["data"].path
+    stage_evil_payload(payload, marker, other_user)
+
+    refused = pytest.raises(PlantDirError, match=rf"Payload file {payload} is owned by {OTHER}")
+    with refused, Plant(plant_dir) as plant:
+        utils.store_ingredients_to_dir(plant, ["data"], export)
+    copied = list((export / "payloads").iterdir()) if (export / "payloads").exists() else []
+    assert copied == [] and not marker.exists()
+
+
+def test_importing_an_hdf_array_refuses_another_users_file(plant_dir, other_user):
+    """An hdf_array is opened apart from the store's loads: it is checked all the same."""
+    from pyplantd import Ingredient, utils
+
+    @ReactorFunc
+    def make(pipe):
+        grid = pipe.allocate("grid", Ingredient.Type.hdf_array, shape=(4, 4), dtype="f8")
+        grid[:] = 1.0
+        pipe.send("grid", grid, Ingredient.Type.hdf_array)
+
+    with Plant(plant_dir) as plant:
+        plant.run_reactor(make)
+        payload = plant_dir / plant.store.ingredients["grid"].path
+    os.chown(payload, other_user.pw_uid, other_user.pw_gid)
+
+    with pytest.raises(PlantDirError, match=rf"Payload file {payload} is owned by {OTHER}"):
+        utils.load_ingredients_from_dir(plant_dir, ["grid"])

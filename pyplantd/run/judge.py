@@ -128,7 +128,7 @@ class Judge:
         current_key = version_key(current) if current is not None else None
         found = []
         for version in self.store.versions_of(reactor.id):
-            if version.key == current_key and self.outputs_current(version):
+            if version.key == current_key and self.outputs_current(version.record):
                 continue  # that is `current`, checked first
             code = self.code(reactor, version.record.subreactors)
             with self._signing:
@@ -139,13 +139,12 @@ class Judge:
                 found.append(version)
         return found
 
-    def outputs_current(self, version: Version) -> bool:
-        """Are the version's outputs still its reactor's? (Not once another reactor, since
-        renamed or deleted, sent one of them.)"""
-        reactor_id = version.record.id
+    def outputs_current(self, record: ReactorRecord) -> bool:
+        """Are the outputs of this result (a version's record) still its reactor's? (Not once
+        another reactor, since renamed or deleted, sent one of them.)"""
         return all(
-            (current := self.store.ingredient(o.name)) is None or current.producer == reactor_id
-            for o in version.outputs
+            (current := self.store.ingredient(name)) is None or current.producer == record.id
+            for name in record.outputs
         )
 
     def param_states(self, names: list[str]) -> dict[str, list[str]]:

@@ -632,9 +632,8 @@ class Run:
             self._start_run(reactor, task.reasons or input_reasons)
             return
         reasons = self._early_cutoff(match)
-        version = store.version(reactor.id, version_key(match))
-        if store.reactor(reactor.id) is not match or not self.judge.outputs_current(version):
-            store.restore(version)
+        if store.reactor(reactor.id) is not match or not self.judge.outputs_current(match):
+            store.restore(store.version(reactor.id, version_key(match)))  # decoded only here
             why = "; ".join(task.reasons) or "inputs changed back"
             reasons = [f"restored an earlier result ({why})"]
         self.status[reactor.id] = "cached"

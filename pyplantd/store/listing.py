@@ -40,7 +40,7 @@ def list_ingredients(plant_dir: Path, warm: set[str] | None = None) -> list[Ingr
     try:
         ingredients = manifest.ingredients()
         reactors = manifest.reactors()
-        versions = manifest.versions()
+        kept = manifest.version_counts()
     finally:
         manifest.close()
     files = PayloadFiles(plant_dir, create=False)
@@ -50,9 +50,11 @@ def list_ingredients(plant_dir: Path, warm: set[str] | None = None) -> list[Ingr
         in_memory = warm is not None and record.path in warm
         tier = tier_name(in_memory, on_disk)
         producer = reactors[record.producer].name if record.producer in reactors else "?"
-        kept = sum(1 for v in versions if v.record.id == record.producer)
         shape = describe_shape(record.meta)
         age = now - record.created_at
-        row = IngredientRow(record.name, producer, record.type, shape, record.size, tier, age, kept)
+        row = IngredientRow(
+            record.name, producer, record.type, shape, record.size, tier, age,
+            kept.get(record.producer, 0),
+        )  # fmt: skip
         rows.append(row)
     return rows

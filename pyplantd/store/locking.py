@@ -1,6 +1,7 @@
 """Whether a directory may be used as a plant dir, and the lock that gives it to one process.
 
-Nothing in a directory is read, written or deleted before it has passed these checks.
+Nothing in a directory is read, written or deleted before it has passed these checks. Payload
+files are checked where they are used: each use stats its file anyway (see payloads.present).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _LOCK_TEXT = re.compile(rb"(pid \d+ since \d\d:\d\d:\d\d)?")  # what acquire_loc
 
 def check_plant_dir(plant_dir: Path, create: bool = True) -> None:
     """Refuse a directory another user could change, or one that holds files pyplantd did not
-    make; create a missing one (mode 0700)."""
+    make; create a missing one (mode 0700). Its payload files are checked when used."""
     secure_plant_dir(plant_dir, create)
     with os.scandir(plant_dir) as entries:
         found = {entry.name: entry.stat(follow_symlinks=False) for entry in entries}
@@ -35,17 +36,6 @@ def check_plant_dir(plant_dir: Path, create: bool = True) -> None:
     for name in (*MANIFEST_FILES, LOCK_NAME, PAYLOAD_DIR):  # what pyplantd reads or writes
         if name in found:
             check_own(plant_dir / name, found[name], "Plant file", plant_dir)
-    if PAYLOAD_DIR in found:
-        _check_payloads(plant_dir / PAYLOAD_DIR, plant_dir)
-
-
-def _check_payloads(root: Path, plant_dir: Path) -> None:
-    """Every payload file must be a regular file of this user only they can write (not a link
-    planted there, not another user's pickle)."""
-    with os.scandir(root) as entries:
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            check_own(root / entry.name, st, "Payload file", plant_dir)
 
 
 def _check_new(plant_dir: Path, found: dict[str, os.stat_result]) -> None:

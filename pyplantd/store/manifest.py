@@ -15,18 +15,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import PlantDirError, StoreError
 from .failures import explain_os_error, explain_sqlite
+from .lazy import LazyRecords
 from .records import HistoryEntry, IngredientRecord, ReactorRecord, Version
+from .versions import Payloads, Row, payloads_of
 
 T = TypeVar("T")
 DB_NAME = "pyplantd.db"
 MANIFEST_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal")
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+# Formats this pyplantd opens: an older one is brought up to date once, on its first writable open
+# (1: kept versions without their payloads column).
+READABLE_FORMATS = ("1", FORMAT_VERSION)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +42,9 @@ CREATE TABLE IF NOT EXISTS ingredients (
     checksum TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
     reactor TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, used_at REAL NOT NULL,
-    PRIMARY KEY (reactor, key));
+    payloads TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (reactor, key));
+-- what opening a plant reads of its kept versions, without their bodies (a covering index)
+CREATE INDEX IF NOT EXISTS versions_kept ON versions (reactor, key, used_at, payloads);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,
     targets TEXT NOT NULL, status TEXT NOT NULL);
@@ -85,7 +92,8 @@ class Manifest:
             if created or self._empty():
                 self._create()
             else:
-                self._check_version(path)
+                if self._check_version(path) != FORMAT_VERSION:
+                    self._upgrade()
                 self.db.executescript(_SCHEMA)  # tables added since this plant was made
         except sqlite3.DatabaseError as err:
             raise self._open_failure(err) from err
@@ -138,14 +146,39 @@ class Manifest:
             raise manifest._open_failure(err) from err
         return manifest
 
-    def _check_version(self, path: Path) -> None:
+    def _check_version(self, path: Path) -> str:
         found = self.db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
-        if found is None or found[0] != FORMAT_VERSION:
+        if found is None or found[0] not in READABLE_FORMATS:
             version = found[0] if found else "unknown"
             raise PlantDirError(
                 f"{path} has plant format version {version}, this pyplantd reads version "
                 f"{FORMAT_VERSION}. Use another plant dir (or remove this one to start over); "
                 "nothing was deleted."
+            )
+        return str(found[0])
+
+    def _upgrade(self) -> None:
+        """Format 1 to 2, all or nothing: each kept version gets the paths and sizes of its
+        payloads in a column of their own, so that opening the plant decodes no version. A
+        version whose body cannot be read is forgotten (it only served undos; its payloads go
+        at the next sweep)."""
+        with self._transaction():
+            self.db.execute("ALTER TABLE versions ADD COLUMN payloads TEXT NOT NULL DEFAULT '[]'")
+            rows = self.db.execute("SELECT reactor, key, body, used_at FROM versions").fetchall()
+            filled, unreadable = [], []
+            for reactor_id, key, body, used_at in rows:
+                try:
+                    version = Version.from_json(key, json.loads(body), used_at)
+                except (ValueError, TypeError, KeyError):
+                    unreadable.append((reactor_id, key))
+                    continue
+                filled.append((json.dumps(payloads_of(version)), reactor_id, key))
+            self.db.executemany(
+                "UPDATE versions SET payloads = ? WHERE reactor = ? AND key = ?", filled
+            )
+            self.db.executemany("DELETE FROM versions WHERE reactor = ? AND key = ?", unreadable)
+            self.db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION,)
             )
 
     @_serialized
@@ -153,27 +186,68 @@ class Manifest:
         self.db.close()
 
     # -- reading ----------------------------------------------------------------------------
+    # Records are read whole but decoded only when asked for (see lazy.LazyRecords).
     @_serialized
-    def reactors(self) -> dict[str, ReactorRecord]:
-        rows = self.db.execute("SELECT body FROM reactors")
-        records = (ReactorRecord.from_json(json.loads(body)) for (body,) in rows)
-        return {record.id: record for record in records}
+    def reactors(self) -> LazyRecords[ReactorRecord]:
+        rows = self.db.execute("SELECT id, body FROM reactors")
+        return LazyRecords(dict(rows.fetchall()), str, _reactor_record)
 
     @_serialized
-    def ingredients(self) -> dict[str, IngredientRecord]:
+    def ingredients(self) -> LazyRecords[IngredientRecord]:
         columns = "name, producer, type, fingerprint, path, size, meta, created_at, checksum"
-        rows = self.db.execute(f"SELECT {columns} FROM ingredients")
-        return {
-            name: IngredientRecord(
-                name, producer, kind, fingerprint, path, size, json.loads(meta), created, checksum
-            )
-            for name, producer, kind, fingerprint, path, size, meta, created, checksum in rows
-        }
+        rows = self.db.execute(f"SELECT {columns} FROM ingredients").fetchall()
+        return LazyRecords({row[0]: row for row in rows}, tuple, _ingredient_record)
 
     @_serialized
-    def versions(self) -> list[Version]:
-        rows = self.db.execute("SELECT key, body, used_at FROM versions ORDER BY used_at")
-        return [Version.from_json(key, json.loads(body), used) for key, body, used in rows]
+    def versions(self) -> Iterator[Row]:
+        """Every kept version, without its body (see version_body): read from an index that
+        holds all the rest, so that none of the bodies' pages is read."""
+        rows = self.db.execute(
+            "SELECT reactor, key, used_at, payloads FROM versions INDEXED BY versions_kept"
+        ).fetchall()
+        try:  # one decode for all (each is a short JSON list)
+            payloads: list[Payloads | None] = json.loads(
+                "[" + ",".join(row[3] for row in rows) + "]"
+            )
+        except ValueError:
+            payloads = [self._payloads(reactor_id, key, text) for reactor_id, key, _, text in rows]
+        return (
+            (reactor_id, key, used_at, outputs)
+            for (reactor_id, key, used_at, _), outputs in zip(rows, payloads, strict=True)
+            if outputs is not None
+        )
+
+    def _payloads(self, reactor_id: str, key: str, text: str) -> Payloads | None:
+        """The payloads column of one version, or (damaged) what its body says; None if
+        neither can be read (that version is left out: it only served undos)."""
+        try:
+            return list(json.loads(text))
+        except ValueError:
+            pass
+        try:
+            body = self.version_body(reactor_id, key)
+            return payloads_of(Version.from_json(key, json.loads(body), 0.0))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    @_serialized
+    def version_body(self, reactor_id: str, key: str) -> str:
+        """The JSON body of a kept version (Version.to_json)."""
+        row = self.db.execute(
+            "SELECT body FROM versions WHERE reactor = ? AND key = ?", (reactor_id, key)
+        ).fetchone()
+        if row is None:
+            raise StoreError(
+                f"Version {key} of reactor {reactor_id} is no longer in the manifest "
+                f"{self.path}: was the plant dir changed by hand? Run again."
+            )
+        return str(row[0])
+
+    @_serialized
+    def version_counts(self) -> dict[str, int]:
+        """How many versions of each reactor are kept."""
+        rows = self.db.execute("SELECT reactor, count(*) FROM versions GROUP BY reactor")
+        return dict(rows.fetchall())
 
     @_serialized
     def last_durations(self) -> dict[str, float]:
@@ -244,9 +318,11 @@ class Manifest:
 
     def _put_version(self, version: Version) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?)",
-            (version.record.id, version.key, json.dumps(version.to_json()), time.time()),
-        )
+            "INSERT OR REPLACE INTO versions (reactor, key, body, used_at, payloads) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (version.record.id, version.key, json.dumps(version.to_json()), time.time(),
+             json.dumps(payloads_of(version))),
+        )  # fmt: skip
 
     @_serialized
     def forget_versions(self, keys: list[tuple[str, str]]) -> None:
@@ -291,7 +367,7 @@ class Manifest:
             )
             self.db.executemany(
                 "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, e.reactor, e.status, e.duration, json.dumps(e.reasons), e.started_at)
+                [(run_id, e.reactor, e.status, e.duration, _reasons_json(e.reasons), e.started_at)
                  for e in entries],
             )  # fmt: skip
 
@@ -312,6 +388,27 @@ class _Transaction:
         elif self.db.in_transaction:  # SQLite may have rolled back already (a full disk)
             with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
                 self.db.execute("ROLLBACK")
+
+
+def _reasons_json(reasons: list[str]) -> str:
+    """Most entries of a run (the cached reactors) give no reason: no json.dumps for those."""
+    return json.dumps(reasons) if reasons else "[]"
+
+
+def _reactor_record(body: str) -> ReactorRecord:
+    return ReactorRecord.from_json(json.loads(body))
+
+
+def _ingredient_record(row: tuple[Any, ...]) -> IngredientRecord:
+    name, producer, kind, fingerprint, path, size, meta, created, checksum = row
+    return IngredientRecord(
+        name, producer, kind, fingerprint, path, size, json.loads(meta), created, checksum
+    )
+
+
+def ingredient_path(row: tuple[Any, ...]) -> str:
+    """The payload path of an ingredient row not decoded yet."""
+    return str(row[4])
 
 
 def _create_exclusively(path: Path) -> bool:

@@ -87,6 +87,7 @@ class PayloadFiles:
     def __init__(self, plant_dir: Path, create: bool = True) -> None:
         self.plant_dir = plant_dir
         self.root = plant_dir / PAYLOAD_DIR
+        self._root = str(self.root)
         self._renamed = False  # a payload was renamed into place since the last sync_names
         try:
             check_own(self.root, os.lstat(self.root), "Payload dir", plant_dir)
@@ -201,16 +202,33 @@ class PayloadFiles:
         return self.root / parts[1]
 
     def intact(self, rel: str, size: int) -> bool:
-        """Cheap check: a regular file of ours is there (never a link), with the size recorded."""
+        """Cheap check: a regular file of ours is there (never a link), with the size recorded.
+        Raises PlantDirError for a file another user could have put or changed there."""
         return self.present(rel, size) is not None
 
     def present(self, rel: str, size: int) -> os.stat_result | None:
-        """The lstat of a payload that passes `intact`, else None."""
+        """The lstat of a payload that passes `intact`, else None (missing, or another size).
+        This stat is the payload's trust check: a link, or a file of another user or that
+        others can write, is refused (PlantDirError) here, where it would be used."""
         try:
-            st = os.lstat(self.resolve(rel))
+            path = self._path(rel)
+            st = os.lstat(path)
         except (OSError, PayloadDamagedError):
             return None
-        return st if _ours(st) and st.st_size == size else None
+        if st.st_mode & _SUSPECT_MODE != stat.S_IFREG or st.st_uid != os.geteuid():
+            # raises, but for a directory of ours (missing, as before) or a regular file a
+            # private group of yours may write (see trust.others_can_write)
+            check_own(Path(path), st, "Payload file", self.plant_dir)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+        return st if st.st_size == size else None
+
+    def _path(self, rel: str) -> str:
+        """resolve() as a string: the same checks, without building Path objects."""
+        head, sep, name = rel.partition("/")
+        if head != PAYLOAD_DIR or not sep or name in ("", ".", "..") or "/" in name:
+            raise PayloadDamagedError(f"Payload path {rel!r} points outside {self.root}.")
+        return f"{self._root}/{name}"
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(OSError, PayloadDamagedError):
@@ -226,10 +244,14 @@ class PayloadFiles:
     def remove_unreferenced(self, referenced: set[str]) -> list[str]:
         """Delete temporary files and payloads no manifest row points to; return their names.
         Only files pyplantd made: named as it names them, regular (a link is never followed
-        nor removed) and this user's."""
+        nor removed) and this user's. A link or other special file found here is refused
+        (PlantDirError): pyplantd never makes one."""
         removed = []
         with os.scandir(self.root) as entries:
             for entry in entries:
+                if not entry.is_file(follow_symlinks=False):  # the listing tells: no stat
+                    st = entry.stat(follow_symlinks=False)
+                    check_own(self.root / entry.name, st, "Payload file", self.plant_dir)
                 if f"{PAYLOAD_DIR}/{entry.name}" in referenced or not _OURS.fullmatch(entry.name):
                     continue
                 with contextlib.suppress(OSError):
@@ -237,6 +259,11 @@ class PayloadFiles:
                         os.unlink(self.root / entry.name)
                         removed.append(entry.name)
         return removed
+
+
+# Mode bits that need a closer look: the file type (a regular file is expected) and write bits
+# for anyone but the owner.
+_SUSPECT_MODE = 0o170000 | stat.S_IWGRP | stat.S_IWOTH
 
 
 def _ours(st: os.stat_result) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import PlantError, StoreError
+from ..errors import PayloadDamagedError, PlantError, StoreError
 from ..sizes import disk_budget, format_size, memory_budget
 from ..suggest import unknown
 from . import layouts
@@ -26,7 +26,7 @@ from .failures import explain_os_error
 from .frozen import thaw
 from .index_cache import ManifestIndexCache
 from .locking import acquire_lock, check_plant_dir
-from .manifest import Manifest
+from .manifest import Manifest, ingredient_path
 from .mapped import OFFSET, mappable
 from .payload_store import ARRAY, CodeOf, PayloadStore
 from .payloads import STAT, Payload, stat_key
@@ -68,7 +68,7 @@ class PlantStore:
         self.payloads = self.payload_store.files
         self.reactors = self.manifest.reactors()
         self.ingredients = self.manifest.ingredients()
-        self.versions = VersionIndex(self.manifest.versions())
+        self.versions = VersionIndex.from_rows(self.manifest.versions(), self.manifest.version_body)
         self.warm = WarmTier(memory_budget(memory))
         self.disk_budget = disk_budget(disk, self.plant_dir)
         self.writer = Writer(self._written)
@@ -256,7 +256,7 @@ class PlantStore:
         self.manifest.commit_reactor(version)
         replaced = self._make_current(version)
         if replaced is not None:  # same inputs again: the older copy is no longer reachable
-            self._remove_unreferenced([o.path for o in replaced.outputs])
+            self._remove_unreferenced(replaced)
         self.enforce_disk_budget()
 
     def enforce_disk_budget(self) -> list[Version]:
@@ -264,8 +264,7 @@ class PlantStore:
         if self.versions.stored_bytes <= self.disk_budget:  # the common case costs nothing
             return []
         with self._state:
-            current = {o.path for o in self.ingredients.values()}
-            evicted = self.versions.over_budget(current, self.disk_budget)
+            evicted = self.versions.over_budget(self._current_paths(), self.disk_budget)
         self._forget_versions(evicted)
         return evicted
 
@@ -314,7 +313,8 @@ class PlantStore:
         self.manifest.restore_version(version)
         self._make_current(version)
 
-    def _make_current(self, version: Version) -> Version | None:
+    def _make_current(self, version: Version) -> list[str] | None:
+        """Returns the payload paths of the kept version this one replaces, if any."""
         with self._state:
             self.reactors[version.record.id] = version.record
             for out in version.outputs:
@@ -366,7 +366,7 @@ class PlantStore:
                 self.manifest.forget_reactor(reactor_id)
             self.reactors.clear()
         with self._state:
-            old = self.versions.not_current({o.path for o in self.ingredients.values()})
+            old = self.versions.not_current(self._current_paths())
         self._forget_versions(old)
         self.sweep()
         return before - self._payload_bytes()
@@ -400,7 +400,11 @@ class PlantStore:
 
     def referenced_paths(self) -> set[str]:
         with self._state:
-            return {i.path for i in self.ingredients.values()} | self.versions.paths()
+            return self._current_paths() | self.versions.paths()
+
+    def _current_paths(self) -> set[str]:
+        """The payloads of the current ingredients (none decoded for it)."""
+        return set(self.ingredients.each(lambda record: record.path, ingredient_path))
 
     # -- what the plant dir holds (the store's face: callers ask, they do not reach in) -----
     def reactor(self, reactor_id: str) -> ReactorRecord | None:
@@ -447,6 +451,17 @@ class PlantStore:
 
     def payload_path(self, record: IngredientRecord) -> Path:
         """The payload file of a stored ingredient (which may not be written yet)."""
+        return self.payloads.resolve(record.path)
+
+    def checked_payload_path(self, record: IngredientRecord) -> Path:
+        """The payload file of a stored ingredient, for a reader that opens it apart from the
+        store: refused if it is not a plain file of yours (PlantDirError), or is missing or
+        of another size (PayloadDamagedError)."""
+        if not self.payloads.intact(record.path, record.size):
+            raise PayloadDamagedError(
+                f"Payload of ingredient '{record.name}' ({record.path}) is missing or has the "
+                "wrong size. Run the pipeline again: its producer re-runs."
+            )
         return self.payloads.resolve(record.path)
 
     def on_disk(self, record: IngredientRecord) -> bool:
@@ -536,9 +551,15 @@ class PlantStore:
         """Every warm value, most recently used first: its ingredient, bytes and why it is in
         memory (status shows it)."""
         writing = {p.path: p.name for p in self.writer.pending()}
+        warm = {entry.key for entry in self.warm.entries()}
         with self._state:
             current = {r.path: r.name for r in self.ingredients.values()}
-            kept = {o.path: o.name for key in self.versions for o in self.versions[key].outputs}
+            # the names of warm values only earlier versions hold (those versions decoded)
+            kept = {
+                o.path: o.name
+                for key in self.versions.using(warm - set(current))
+                for o in self.versions[key].outputs
+            }
         rows = []
         for entry in reversed(self.warm.entries()):
             name = current.get(entry.key) or kept.get(entry.key) or writing.get(entry.key, "?")

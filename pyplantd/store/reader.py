@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,8 @@ class PlantReader:
         self._open: list[Any] = []  # HDF5 files behind hdf_array datasets handed out
 
     # -- listing ----------------------------------------------------------------------------
-    def records(self) -> dict[str, IngredientRecord]:
-        """The current ingredient records, as committed now."""
+    def records(self) -> Mapping[str, IngredientRecord]:
+        """The current ingredient records, as committed now (each decoded when read)."""
         return self._manifest.ingredients()
 
     def names(self) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...config import ConfigBase
-from ...errors import RunCancelled
+from ...errors import PayloadDamagedError, RunCancelled
 from ...reactor import start_reactor
 from ...signatures.origins import is_user_file
 from ...store.payload_store import PayloadStore
@@ -361,6 +361,10 @@ def _load(ref: IngredientRef, payloads: PayloadStore, budget: int) -> Any:
         ref.checksum or "",
     )  # fmt: skip
     if ref.type == "file":  # a file ingredient is its path, as the plant gives it
+        if payloads.files.present(ref.path, ref.size) is None:  # (refuses another user's)
+            raise PayloadDamagedError(
+                f"Payload of ingredient '{ref.name}' ({ref.path}) is missing or has the wrong size."
+            )
         return str(payloads.files.resolve(ref.path))
     return payloads.load(record, budget)
 
