@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -17,8 +16,6 @@ from typing import Any
 REACTOR_MARKER = "__pyplantd_reactor__"
 MAIN_THREAD_MARKER = "__pyplantd_main_thread__"
 SUBREACTOR_MARKER = "__pyplantd_subreactor__"
-
-logger = logging.getLogger(__name__)
 
 # Latest function per reactor id, in decoration order. Re-executing a script (the daemon does)
 # or a notebook cell replaces the old function objects instead of piling them up.
@@ -93,7 +90,9 @@ def _tell_redefined(reactor_id: str, func: Callable[..., Any]) -> None:
         return
     if reactor_id not in _told_redefined:
         _told_redefined.add(reactor_id)
-        logger.warning(
+        import logging  # here: rarely needed, and a module of reactors need not load it
+
+        logging.getLogger(__name__).warning(
             "Reactor '%s' was defined again: from now on its latest definition runs, in every "
             "Plant (this is said once per reactor).",
             func.__qualname__,
