@@ -120,6 +120,37 @@ def test_a_one_shot_run_loads_nothing_it_does_not_use(tmp_path):
     assert "h5py" not in again  # no HDF5 payload was written or read
 
 
+BROKEN_ENGINE = """
+import os, sys
+sys.modules["sqlite3"] = None  # an interpreter built without it: the store cannot load
+from pyplantd import *
+
+@ReactorFunc
+def make(pipe):
+    print("make ran")
+    pipe.send("x", 1)
+
+print("imported")
+try:
+    Plant(sys.argv[1])
+except ImportError as err:
+    print("Plant:", type(err).__name__, err.name, os.path.exists(sys.argv[1]))
+"""
+
+
+def test_an_engine_that_cannot_load_fails_at_plant_with_the_import_error(tmp_path):
+    """The engine loads at `Plant(...)`: an import it needs that fails is Python's own error
+    there, before any reactor runs or the plant dir is made, not a later, stranger failure."""
+    script = tmp_path / "pipeline.py"
+    script.write_text(BROKEN_ENGINE)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "plant")], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=SUBPROCESS_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["imported", "Plant: ModuleNotFoundError sqlite3 False"]
+
+
 SCRIPT = """
 import sys
 from pyplantd.signatures import sources
