@@ -31,8 +31,14 @@ def function_id(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None) or "?"
     if module == "__main__":
         script = _script_file(func)
-        module = os.path.splitext(os.path.basename(script))[0] if script else "__main__"
+        module = _script_module(script) if script else "__main__"
     return f"{module}:{func.__qualname__}"
+
+
+@functools.lru_cache(maxsize=64)
+def _script_module(script: str) -> str:
+    # asked for every reactor, several times a run: one script's name is worked out once
+    return os.path.splitext(os.path.basename(script))[0]
 
 
 def _script_file(func: Callable[..., Any]) -> str | None:
