@@ -114,9 +114,14 @@ def test_a_one_shot_run_loads_nothing_it_does_not_use(tmp_path):
     result, again = one_shot_modules(script)  # nothing changed: only the target runs
     assert result == "total 90.0 ['cached', 'cached', 'ran']"
     assert not {m for m in cold if m in UNUSED_PARTS or m.startswith("pyplantd.daemon.")}
-    # (The first run on a machine may also fill the package-version cache, reading installed
-    # distributions' metadata: the stdlib is checked on the run after it.)
-    assert not {m for m in again if m in UNUSED_PARTS | UNUSED_STDLIB}
+    # The first run on a machine fills the package-version cache, reading installed packages'
+    # metadata (importlib.metadata needs email and socket, the cache file tempfile): the stdlib
+    # is checked on the run after it, unless a folder of sys.path changed too recently to be
+    # cached (a package installed in the last 2 seconds), when it is read again.
+    unused = UNUSED_PARTS | UNUSED_STDLIB
+    if "importlib.metadata" in again:
+        unused -= {"email", "socket", "tempfile"}
+    assert not {m for m in again if m in unused}
     assert "h5py" not in again  # no HDF5 payload was written or read
 
 
