@@ -1,8 +1,9 @@
 """pyplantd: PyPlant-compatible function pipelines that re-run only what a change affected.
 
 `import pyplantd` installs the import hook that records what user modules are compiled from (see
-sources) and nothing else; each public name imports its module on first use, so a module that
-only defines reactors does not load the engine, and `from pyplantd import *` loads all of it.
+sources) and nothing else; each public name imports its module on first use. Those modules
+import the engine (store, scheduler, signatures) only where they use it, so even
+`from pyplantd import *` does not load it: the first `Plant(...)` does.
 """
 
 from importlib import import_module

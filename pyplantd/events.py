@@ -9,14 +9,11 @@ nothing when there are none. Depends on nothing.
 from __future__ import annotations
 
 import inspect
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 
 class EventType(Enum):

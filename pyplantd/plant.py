@@ -5,7 +5,6 @@ It owns one run at a time (see scheduler.Run) over a PlantStore. Never imports t
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,29 +19,27 @@ from .errors import (
     RunCancelled,
 )
 from .events import EventBus, EventType, PlantEvent
-from .hosting.host import current_host
-from .hosting.signals import flushing, graceful_sigterm, release_sigterm
 from .ingredient import Ingredient
 from .reactor import function_id, is_reactor, latest_definition, visible_reactors
 from .run import history
-from .run.executors import ExecutorChoice, as_choice, open_executor
 from .run.history import ExecutionRecord, print_history
-from .run.judge import Decision, code_signature
-from .run.planner import PlannedStep, Planner
-from .run.scheduler import Reactor, Run, RunContext
-from .run.walk import reached
-from .signatures.signature import SignatureComputer
 from .sizes import script_budget
-from .store.plant_store import PlantStore
-from .store.records import HistoryEntry
-from .store.specs import IngredientTypeSpec
 from .suggest import unknown
 
+# The engine (store, scheduler, signatures) is imported when a Plant is made, not with this
+# module: `from pyplantd import *` in a script, or a module of reactors, does not pay for it.
 if TYPE_CHECKING:
-    from .compat.warehouse import PlantWarehouse as Warehouse
-    from .run.executors.base import Executor
+    import logging
 
-logger = logging.getLogger(__name__)
+    from .compat.warehouse import PlantWarehouse as Warehouse
+    from .run.executors import ExecutorChoice
+    from .run.executors.base import Executor
+    from .run.judge import Decision
+    from .run.planner import PlannedStep
+    from .run.scheduler import Reactor, Run, RunContext
+    from .signatures.signature import SignatureComputer
+    from .store.plant_store import PlantStore
+    from .store.specs import IngredientTypeSpec
 
 ReactorRef = Callable[..., Any] | str
 
@@ -75,6 +72,13 @@ class Plant:
         string_hash: Callable[[str], str] | None = None,
         executor: str | ExecutorChoice | None = None,
     ) -> None:
+        import logging
+
+        from .hosting.host import current_host
+        from .hosting.signals import graceful_sigterm
+        from .run.executors import as_choice
+        from .store.plant_store import PlantStore
+
         if string_hash is not None:
             unused_string_hash()
         self._logger = logger or logging.getLogger("pyplantd")
@@ -117,6 +121,8 @@ class Plant:
         if self._closed:
             return
         self._closed = True
+        from .hosting.signals import flushing, release_sigterm
+
         try:
             if self._host is not None:
                 self._host.on_close(self)
@@ -132,6 +138,8 @@ class Plant:
     # -- registration -----------------------------------------------------------------------
     def add_reactors(self, *funcs: Callable[..., Any] | Iterable[Callable[..., Any]]) -> None:
         """Register reactor functions (a list works too)."""
+        from .run.scheduler import Reactor
+
         for item in funcs:
             group: Iterable[Any] = item if isinstance(item, list | tuple | set) else [item]
             for func in group:
@@ -152,6 +160,8 @@ class Plant:
 
     def register_ingredient_specs(self, specs: Iterable[IngredientTypeSpec]) -> None:
         """Add custom ingredient types (see IngredientTypeSpec; PyPlant's interface works too)."""
+        from .store.specs import IngredientTypeSpec
+
         specs = list(specs)
         if not all(isinstance(spec, IngredientTypeSpec) for spec in specs):
             from .compat.spec_adapter import as_native  # a PyPlant-interface spec
@@ -199,6 +209,8 @@ class Plant:
         ReactorFailedError instead of ending the process (the daemon).
         """
         self._ensure_registered()
+        from .run.executors import open_executor
+
         targets = [self._resolve(r) for r in reactors]
         executor = open_executor(self.executor)  # opened per run: nothing outlives it idle
         try:
@@ -218,6 +230,8 @@ class Plant:
         should_stop: Callable[[], bool] | None,
         exits_are_failures: bool,
     ) -> list[Decision]:
+        from .run.scheduler import Run
+
         ctx = self._context(forced)
         ctx.exits_are_failures = exits_are_failures
         ctx.executor = executor
@@ -241,6 +255,8 @@ class Plant:
 
     def downstream_of(self, reactor: ReactorRef) -> list[str]:
         """The reactor and every reactor that receives, directly or not, what it sends."""
+        from .run.walk import reached
+
         self._ensure_registered()
         start = self._resolve(reactor).id
         records = self._store.reactor_records()
@@ -267,6 +283,8 @@ class Plant:
         ]
 
     def _context(self, forced: set[str]) -> RunContext:
+        from .run.scheduler import RunContext
+
         signatures = self._signatures()
         return RunContext(
             self._store, self._config, self._reactors, signatures, self._events, forced,
@@ -274,6 +292,8 @@ class Plant:
         )  # fmt: skip
 
     def _end_run(self, run: Run, run_id: int, status: str) -> None:
+        from .store.records import HistoryEntry
+
         decisions = list(run.decisions.values())
         self.last_run = decisions
         self.runs.append(decisions)
@@ -294,10 +314,14 @@ class Plant:
         self._index_cache.flush()  # after the run is reported: new code indexes for next time
 
     def _signatures(self) -> SignatureComputer:
+        from .signatures.signature import SignatureComputer
+
         return SignatureComputer(self._function_hash, self.track_versions, self._index_cache)
 
     def _ensure_registered(self) -> None:
         # As in PyPlant: with nothing added explicitly, every visible @ReactorFunc joins.
+        from .run.scheduler import Reactor
+
         if not self._reactors:
             self.add_all_visible_reactors()
         for reactor_id, reactor in list(self._reactors.items()):
@@ -331,6 +355,8 @@ class Plant:
         self, reactors: Iterable[ReactorRef], *, targets_always_run: bool = True
     ) -> list[PlannedStep]:
         """What `run_reactors(reactors)` would do and why, running nothing (a dry run)."""
+        from .run.planner import Planner
+
         self._ensure_registered()
         targets = [self._resolve(r) for r in reactors]
         steps = Planner(self._context(set())).plan(targets, targets_always_run)
@@ -362,6 +388,8 @@ class Plant:
     def accept(self, reactor: ReactorRef) -> None:
         """Record the reactor's current code as matching its stored outputs (after a harmless
         refactor), so it does not re-run for that change."""
+        from .run.judge import code_signature
+
         self._ensure_registered()
         target = self._resolve(reactor)
         record = self._store.reactor(target.id)

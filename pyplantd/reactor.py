@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -17,8 +16,6 @@ from typing import Any
 REACTOR_MARKER = "__pyplantd_reactor__"
 MAIN_THREAD_MARKER = "__pyplantd_main_thread__"
 SUBREACTOR_MARKER = "__pyplantd_subreactor__"
-
-logger = logging.getLogger(__name__)
 
 # Latest function per reactor id, in decoration order. Re-executing a script (the daemon does)
 # or a notebook cell replaces the old function objects instead of piling them up.
@@ -34,8 +31,14 @@ def function_id(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None) or "?"
     if module == "__main__":
         script = _script_file(func)
-        module = os.path.splitext(os.path.basename(script))[0] if script else "__main__"
+        module = _script_module(script) if script else "__main__"
     return f"{module}:{func.__qualname__}"
+
+
+@functools.lru_cache(maxsize=64)
+def _script_module(script: str) -> str:
+    # asked for every reactor, several times a run: one script's name is worked out once
+    return os.path.splitext(os.path.basename(script))[0]
 
 
 def _script_file(func: Callable[..., Any]) -> str | None:
@@ -93,7 +96,9 @@ def _tell_redefined(reactor_id: str, func: Callable[..., Any]) -> None:
         return
     if reactor_id not in _told_redefined:
         _told_redefined.add(reactor_id)
-        logger.warning(
+        import logging  # here: rarely needed, and a module of reactors need not load it
+
+        logging.getLogger(__name__).warning(
             "Reactor '%s' was defined again: from now on its latest definition runs, in every "
             "Plant (this is said once per reactor).",
             func.__qualname__,

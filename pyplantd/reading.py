@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .store.reader import PlantReader
 from .store.specs import IngredientTypeSpec
+
+if TYPE_CHECKING:
+    from .store.reader import PlantReader  # imported when a plant is opened
 
 
 def open_plant(
@@ -31,6 +34,8 @@ def open_plant(
     >>> with open_plant("pipeline.py") as plant:                    # doctest: +SKIP
     ...     model = plant["model"]
     """
+    from .store.reader import PlantReader
+
     path = Path(path_or_pipeline).expanduser()
     plant_dir = _plant_dir_of(path) if path.suffix == ".py" or path.is_file() else path
     return PlantReader(plant_dir, exclusive=not readonly, specs=specs)

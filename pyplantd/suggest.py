@@ -3,12 +3,13 @@ Depends on nothing else in pyplantd."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """` Did you mean plot or plots?` (with its leading space), or '' if nothing is close."""
+    import difflib  # here: only a message about an unknown name needs it
+
     close = difflib.get_close_matches(name, sorted(set(known)), n=3, cutoff=0.6)
     if not close:
         lowered = name.lower()  # a prefix or a part of a name counts too: 'plo' -> plot

@@ -7,7 +7,6 @@ can fetch them too); payload files are copied as they are, nothing is re-seriali
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -16,15 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from .compat.names import pyplant_keywords, unknown_ingredient
 from .errors import PlantDirError, ReactorNotFoundError, also
-from .run.judge import version_key
-from .store.manifest import DB_NAME
-from .store.payload_store import own_copy
-from .store.plant_store import PlantStore
-from .store.records import IngredientRecord, ReactorRecord, Version
 from .store.specs import DATASET, hdf5
 
+# The store is imported by the functions that use it: `from pyplantd import *` loads this
+# module (PyPlant's star import gives `utils`), and most scripts never call it.
 if TYPE_CHECKING:
+    import logging
+
     from .plant import Plant
+    from .store.plant_store import PlantStore
+    from .store.records import IngredientRecord
 
 __all__ = ["load_ingredients_from_dir", "store_ingredients_to_dir", "store_reactor_inputs_to_dir"]
 
@@ -34,6 +34,8 @@ EXPORTED = "pyplantd.utils:exported"  # the producer recorded for exported ingre
 @pyplant_keywords(ingredientNames="names", dirPath="directory")
 def store_ingredients_to_dir(plant: Plant, names: Iterable[str], directory: str | Path) -> None:
     """Copy the named ingredients of `plant` into the plant dir `directory`."""
+    from .store.plant_store import PlantStore
+
     names = list(names)
     missing = [n for n in names if not plant.is_ingredient_known(n)]
     if missing:
@@ -76,6 +78,9 @@ def load_ingredients_from_dir(
 ) -> dict[str, Any]:
     """The ingredients stored in `directory` (all, or the named ones), by name. Arrays are
     writable copies; an hdf_array is an h5py Dataset that stays open after this returns."""
+    from .store.manifest import DB_NAME
+    from .store.plant_store import PlantStore
+
     if not (Path(directory) / DB_NAME).is_file():
         raise PlantDirError(
             f"{directory} holds no stored ingredients (no {DB_NAME}). Export some first with "
@@ -98,9 +103,13 @@ def load_ingredients_from_dir(
 
 
 def _copy_ingredient(source: PlantStore, target: PlantStore, record: IngredientRecord) -> None:
+    import shutil
+
+    from .run.judge import version_key
+    from .store.records import ReactorRecord, Version
+
     origin = source.checked_payload_path(record)  # never another user's file, nor a link
     temp = target.payloads.temp_path(record.name, origin.suffix)
-    import shutil  # here: loaded by every `from pyplantd import *`, used by few
 
     shutil.copyfile(origin, temp)
     final = target.payloads.commit(temp, record.name)
@@ -112,6 +121,8 @@ def _copy_ingredient(source: PlantStore, target: PlantStore, record: IngredientR
 
 
 def _loaded(store: PlantStore, record: IngredientRecord) -> Any:
+    from .store.payload_store import own_copy
+
     if record.type == "hdf_array":  # opened apart from the store, which closes its own files
         path = store.checked_payload_path(record)
         return hdf5().File(path, "r")[DATASET]

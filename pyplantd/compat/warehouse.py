@@ -7,12 +7,13 @@ anything itself: the plant's store does.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import logging
+
     from ..plant import Plant
 
 
@@ -28,7 +29,11 @@ class Warehouse:
 
     def __init__(self, baseDir: str | os.PathLike[str], logger: logging.Logger | None = None):  # noqa: N803
         self.baseDir = os.fspath(baseDir)
-        self.logger = logger or logging.getLogger("pyplantd")
+        if logger is None:
+            import logging  # here: `from pyplantd import *` names this class
+
+            logger = logging.getLogger("pyplantd")
+        self.logger = logger
         self.ingredientSpecs: dict[str, Any] = {}
 
     def register_ingredient_specs(self, specs: Iterable[Any]) -> None:

@@ -13,10 +13,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from ..store.plant_store import PlantStore
-
 if TYPE_CHECKING:
     from ..plant import Plant
+    from ..store.plant_store import PlantStore
 
 
 class Host(Protocol):

@@ -13,21 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..compat.allocation import Allocation
 from ..compat.names import pyplant_keywords
-from ..compat.warehouse import spec_name
 from ..config import ConfigBase
 from ..errors import AllocationError, RunCancelled, UnknownTypeError, also
 from ..fingerprint import file_fingerprint
 from ..ingredient import Ingredient
 from ..store.specs import IngredientTypeSpec, infer_type
-from ..store.writer import PendingWrite
-from .progress import ProgressMeter, ProgressReport
 
+# Allocations, progress reports and the writer's types are imported where they are used: a
+# script's `from pyplantd import *` (which names Pipework) does not load them.
 if TYPE_CHECKING:
     import h5py
 
+    from ..compat.allocation import Allocation
     from ..store.plant_store import PlantStore
+    from ..store.writer import PendingWrite
+    from .progress import ProgressMeter, ProgressReport
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class Pipework:
                 f"Reactor '{self.reactor_name}' sent ingredient '{name}' twice. Send it once."
             )
         if name in self.touched.allocated:
+            from ..compat.allocation import Allocation
+
             type_name, allocated = self.touched.allocated[name]
             if isinstance(allocated, Allocation):  # stored when the reactor ends (_seal)
                 del self.touched.allocated[name]
@@ -265,6 +268,8 @@ class Pipework:
             return type_arg.value
         if isinstance(type_arg, str):
             return self._store.spec(type_arg).name
+        from ..compat.warehouse import spec_name
+
         return spec_name(type_arg)  # a spec or spec class, of either interface
 
     def _note_param(self, name: str) -> None:
@@ -314,6 +319,8 @@ class Pipework:
         if done != total and _monotonic() < self._progress_due:
             return
         if self._progress_meter is None:
+            from .progress import ProgressMeter
+
             self._progress_meter = ProgressMeter(lambda report: self.on_progress(report))
         self._progress_due = self._progress_meter.report(done, total, note)
 
@@ -362,6 +369,8 @@ class Pipework:
 def _stored_at_end(name: str) -> PendingWrite:
     """The payload of a sent allocation before its reactor ends: none yet (waiting for it
     would wait for ever, so it is an error)."""
+    from ..store.writer import PendingWrite
+
     pending = PendingWrite(name, "", 0)
     pending._finish(None, AllocationError(f"Ingredient '{name}' is stored when its reactor ends."))
     return pending
@@ -369,6 +378,8 @@ def _stored_at_end(name: str) -> PendingWrite:
 
 def _delete_allocation(handle: Any) -> None:
     """Close and delete an allocated file (a path), HDF5 dataset or PyPlant-spec allocation."""
+    from ..compat.allocation import Allocation
+
     if isinstance(handle, Allocation):
         handle.discard()
         return

@@ -37,7 +37,6 @@ from ..signatures.signature import SignatureComputer
 from ..store.plant_store import PlantStore
 from ..store.records import IngredientRecord, ReactorRecord
 from ..store.writer import PendingWrite
-from . import remote
 from .executors.base import (
     MAIN,
     Failed,
@@ -57,7 +56,6 @@ from .executors.inline import InlineExecutor
 from .judge import TARGET, Decision, Judge, version_key
 from .pipework import Pipework, Sent
 from .recorder import Recorder
-from .remote import print_as
 
 __all__ = ["Reactor", "Run", "RunContext", "failure_message", "running_reactor"]
 
@@ -278,6 +276,8 @@ class Run:
             available = self.available.get(name)
             if available is None or name in task.job.prefetch:
                 continue
+            from . import remote  # a reactor in another process
+
             try:
                 ref = remote.ref_for(self.ctx.store, name, available.sent, available.record)
             except PayloadDamagedError:
@@ -319,6 +319,8 @@ class Run:
                 self.executor.answer(event.job_id, answers)
         elif isinstance(event, SentRemotely):
             assert task.pipe is not None
+            from . import remote  # a reactor in another process
+
             remote.note_params(task.pipe, event.params)
             for name in event.received:  # from its prefetch, by then (for provenance)
                 if name in task.prefetched:
@@ -348,6 +350,8 @@ class Run:
         for name in event.touched[0].inputs:  # received from its prefetch
             if name in task.prefetched:
                 task.pipe._note_input(name, task.prefetched[name])
+        from . import remote  # a reactor in another process
+
         unsent = remote.note_finished(task.pipe, event.touched)
         if unsent:  # (the worker deleted them)
             self._fail(task, _unsent_allocations(task.reactor, unsent))
@@ -366,10 +370,14 @@ class Run:
         elif isinstance(event, Subreactor):
             name = event.subreactor_id.rpartition(":")[2].rpartition(".")[2]
             if not task.here and task.pipe is not None:
+                from . import remote  # a reactor in another process
+
                 remote.note_subreactor(task.pipe, event.subreactor_id)
             self._emit(EventType.subreactor_started, task.reactor, subreactor=name)
         elif isinstance(event, Output):  # printed on a worker: out here, as the reactor's
-            print_as(task.reactor.name, event.stream, event.text)
+            from . import remote  # a reactor in another process
+
+            remote.print_as(task.reactor.name, event.stream, event.text)
 
     def _step_check(self, task: _Task) -> None:
         """Drive a check task: it awaits fingerprints of recorded inputs, here."""
@@ -435,6 +443,8 @@ class Run:
         if name in task.pipe.touched.sent:
             own = task.pipe.touched.sent[name]
             if not task.here:
+                from . import remote  # a reactor in another process
+
                 return True, remote.ref_for(self.ctx.store, name, own, None)
             return True, self._value_of(_Available(sent=own))
         available = self.available.get(name)
@@ -444,6 +454,8 @@ class Run:
             if task.here:
                 value = self._value_of(available)
             else:  # a reactor in another process reads the payload itself
+                from . import remote  # a reactor in another process
+
                 value = remote.ref_for(self.ctx.store, name, available.sent, available.record)
         except PayloadDamagedError as err:
             self._repair(name, err)
