@@ -52,9 +52,15 @@ CREATE TABLE IF NOT EXISTS history (
     run_id INTEGER NOT NULL, reactor TEXT NOT NULL, status TEXT NOT NULL, duration REAL NOT NULL,
     reasons TEXT NOT NULL, started_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS history_by_reactor ON history (reactor, run_id);
+CREATE INDEX IF NOT EXISTS history_by_run ON history (run_id);
 CREATE TABLE IF NOT EXISTS code_index (
     content_hash TEXT PRIMARY KEY, body TEXT NOT NULL, used_at REAL NOT NULL);
 """
+# History: every run adds a row per reactor (a daemon, one per save), so only the last runs' are
+# kept, and of older ones each reactor's latest entry and latest real run (plans use its
+# duration); pruned once every PRUNE_EVERY runs, so that a run pays for it rarely.
+HISTORY_RUNS = 100
+PRUNE_EVERY = 20
 # Indexes of source files (see code_index.py), one per content: each save in a watched session
 # adds one, so keep only those used in the last 30 days, and at most the 200 last used.
 CODE_INDEX_DAYS = 30
@@ -370,6 +376,20 @@ class Manifest:
                 [(run_id, e.reactor, e.status, e.duration, _reasons_json(e.reasons), e.started_at)
                  for e in entries],
             )  # fmt: skip
+            if run_id % PRUNE_EVERY == 0:
+                self._prune_history(run_id - HISTORY_RUNS)
+
+    def _prune_history(self, last_old_run: int) -> None:
+        self.db.execute(
+            "DELETE FROM history WHERE run_id <= ? AND rowid NOT IN ("
+            " SELECT MAX(rowid) FROM history GROUP BY reactor UNION"
+            " SELECT MAX(rowid) FROM history WHERE status = 'ran' GROUP BY reactor)",
+            (last_old_run,),
+        )
+        self.db.execute(
+            "DELETE FROM runs WHERE id <= ? AND id NOT IN (SELECT run_id FROM history)",
+            (last_old_run,),
+        )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
