@@ -29,7 +29,7 @@ DefKey = str  # "qualname#n": the n-th definition of qualname in the file; "<lam
 Stamp = tuple[int, int, int, int, int]  # see file_stamp
 
 # Bump FORMAT whenever the index or the hashed text changes; the AST itself varies by Python.
-FORMAT = 2
+FORMAT = 3
 _PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -88,7 +88,7 @@ class ModuleIndex:
         self.source, self.filename, self.content_hash = source, filename, content_hash
         self.cached = False  # in an IndexCache already (loaded from one, or put into one)
         self.defs: dict[str, list[int]] = defaultdict(list)  # qualname -> first lines, in order
-        self.lines: dict[int, list[DefKey]] = defaultdict(list)
+        self._lines_index: dict[int, list[DefKey]] | None = defaultdict(list)  # see lines
         self._analyses: dict[DefKey, Analysis | None] = {}
         # module-level name -> the statements that define it, in source order
         self._statements: dict[str, tuple[Statement, ...]] = {}
@@ -104,6 +104,9 @@ class ModuleIndex:
         self._lines: list[bytes] | None = None
         # analyses made or reused by text here (kept for the next version of the file)
         self._by_text: dict[str, dict[str, Analysis | None]] = {"definitions": {}, "units": {}}
+        # from JSON: the entries not decoded yet (a run asks for a few of a big file's)
+        self._raw: _RawIndex | None = None
+        self.on_repair: Callable[[ModuleIndex], None] | None = None  # a corrupt entry was met
 
     @classmethod
     def parse(cls, source: Source, filename: str, content_hash: str | None = None) -> ModuleIndex:
@@ -143,6 +146,17 @@ class ModuleIndex:
         _strip_docstring(node)
         return qualname + ("." if isinstance(node, ast.ClassDef) else ".<locals>.")
 
+    @property
+    def lines(self) -> dict[int, list[DefKey]]:
+        """First line -> the keys of the definitions starting there (made when first asked)."""
+        if self._lines_index is None:
+            found: dict[int, list[DefKey]] = defaultdict(list)
+            for qualname, first_lines in self.defs.items():
+                for i, first in enumerate(first_lines):
+                    found[first].append(f"{qualname}#{i}")
+            self._lines_index = found
+        return self._lines_index
+
     def find(self, qualname: str, name: str, line: int | None = None) -> DefKey | None:
         first_lines = self.defs.get(qualname, [])
         keys = [(f"{qualname}#{i}", first) for i, first in enumerate(first_lines)]
@@ -156,10 +170,19 @@ class ModuleIndex:
         return at_line[0] if len(at_line) == 1 else None
 
     def analysis(self, key: DefKey) -> Analysis | None:
+        if key not in self._analyses and self._raw is not None and self._is_def_key(key):
+            try:  # every definition of the file has an entry
+                self._analyses[key] = self._raw.analysis(key)
+            except _CORRUPT:
+                self._repair()
         if key not in self._analyses:
             node = self._node(key)
             self._analyses[key] = self._analyze_definition(node) if node is not None else None
         return self._analyses[key]
+
+    def _is_def_key(self, key: DefKey) -> bool:
+        qualname, _, number = key.rpartition("#")
+        return number.isdigit() and int(number) < len(self.defs.get(qualname, ()))
 
     def _analyze_definition(self, node: ast.AST) -> Analysis | None:
         """Analyses by the definition's own text: after an edit of one function of a file,
@@ -188,6 +211,11 @@ class ModuleIndex:
     def class_chains(self, key: DefKey) -> set[Chain] | None:
         """Names the class statement itself evaluates: bases, decorators, class attributes;
         None if `key` is not a class."""
+        if key not in self._class_chains and self._raw is not None and key in self._raw.classes:
+            try:
+                self._class_chains[key] = self._raw.class_chains(key)
+            except _CORRUPT:
+                self._repair()
         if key not in self._class_chains:
             node = self._nodes.get(key)  # from JSON, every class is in _class_chains already
             if not isinstance(node, ast.ClassDef):
@@ -205,6 +233,11 @@ class ModuleIndex:
 
     def statements(self, name: str) -> tuple[Statement, ...]:
         """The module-level statements that define `name` (see bindings), in source order."""
+        if name not in self._statements and self._raw is not None and name in self._raw.statements:
+            try:
+                self._statements[name] = self._raw.statements_of(name)
+            except _CORRUPT:
+                self._repair()
         if name not in self._statements:  # from JSON, every defined name is there already
             self._statements[name] = tuple(
                 self._statement(self._units[number], strong)
@@ -282,11 +315,30 @@ class ModuleIndex:
             parsed._nodes[key] = at_line[0]
         return key
 
+    def _repair(self) -> None:
+        """A corrupt entry in the JSON form: answer from a parse of the source from now on,
+        and let the owner store a sound index in place of the corrupt one."""
+        self._raw = None
+        try:
+            parsed = ModuleIndex.parse(self.source, self.filename, self.content_hash)
+        except (SyntaxError, ValueError):
+            self._analyses, self._statements, self._class_chains = {}, {}, {}
+            self.defs, self._lines_index, self._stars = defaultdict(list), None, ()
+            return
+        repair = self.on_repair
+        vars(self).update(vars(parsed))  # this object is what callers hold: it becomes the parse
+        if repair is not None:
+            repair(self)
+
     # -- the JSON form ----------------------------------------------------------------------
     def _analyze_all(self) -> tuple[list[DefKey], list[str]]:
         """Analyse every definition and defined name (once); their keys and names."""
         keys = [f"{q}#{i}" for q, lines in self.defs.items() for i in range(len(lines))]
-        names = list(self._names.keys() if self.tree is not None else self._statements.keys())
+        if self.tree is not None:
+            names = list(self._names.keys())
+        else:
+            raw = self._raw.statements.keys() if self._raw is not None else ()
+            names = list(dict.fromkeys([*self._statements.keys(), *raw]))
         for key in keys:
             self.analysis(key)
         for name in names:
@@ -294,22 +346,37 @@ class ModuleIndex:
         return keys, names
 
     def to_json(self) -> str:
-        """Everything the common paths need, every definition analysed: no tree required."""
+        """Everything the common paths need, every definition analysed: no tree required.
+        Analyses share their names by number (`shapes`): most definitions of a file use the
+        same few names, so the form is small and a loaded index shares the decoded tuples."""
         keys, names = self._analyze_all()
         classes = {k: self.class_chains(k) for k in keys}
-        return json.dumps(
-            {
-                "format": FORMAT,
-                "python": _PYTHON,
-                "content_hash": self.content_hash,
-                "defs": self.defs,
-                "analyses": {k: _analysis_to_json(self.analysis(k)) for k in keys},
-                "statements": {n: list(map(_statement_to_json, self.statements(n))) for n in names},
-                "stars": self._stars,
-                "classes": {k: sorted(c) for k, c in classes.items() if c is not None},
-            },
-            separators=(",", ":"),
-        )
+        shapes: dict[str, int] = {}
+
+        def shape(*parts: object) -> int:
+            text = json.dumps(parts, separators=(",", ":"))
+            return shapes.setdefault(text, len(shapes))
+
+        def analysis(a: Analysis | None) -> list[Any] | None:
+            if a is None:
+                return None
+            return [a.digest, shape(a.chains, sorted(a.header), sorted(a.declared_global), a.imports)]
+
+        def statement(s: Statement) -> list[Any]:
+            return [s.digest, shape(s.chains, [], [], s.imports), s.kind, s.strong]
+
+        body = {
+            "format": FORMAT,
+            "python": _PYTHON,
+            "content_hash": self.content_hash,
+            "defs": self.defs,
+            "analyses": {k: analysis(self.analysis(k)) for k in keys},
+            "statements": {n: list(map(statement, self.statements(n))) for n in names},
+            "stars": self._stars,
+            "classes": {k: sorted(c) for k, c in classes.items() if c is not None},
+        }
+        text = json.dumps(body, separators=(",", ":"))
+        return text[:-1] + ',"shapes":[' + ",".join(shapes) + "]}"
 
     def analyses_json(self) -> str:
         """The analyses of every definition and module-level statement of this file, by their
@@ -324,7 +391,8 @@ class ModuleIndex:
     @classmethod
     def from_json(cls, body: str, source: Source, filename: str) -> ModuleIndex | None:
         """The index of `source` from its JSON form; None if the body does not fit `source`
-        (corrupt, another format or Python, another content)."""
+        (another format or Python, another content, not an index). Entries are decoded when
+        first asked for; a corrupt one then makes the index parse the source (see _repair)."""
         content_hash = source_digest(source)
         try:
             data = json.loads(body)
@@ -332,25 +400,87 @@ class ModuleIndex:
                 FORMAT, _PYTHON, content_hash,
             ):  # fmt: skip
                 return None
+            raw = _RawIndex(data)
             index = cls(source, filename, content_hash)
-            for qualname, first_lines in data["defs"].items():
-                for i, first in enumerate(first_lines):
-                    index.defs[qualname].append(int(first))
-                    index.lines[int(first)].append(f"{qualname}#{i}")
-            index._analyses = {k: _analysis_from_json(a) for k, a in data["analyses"].items()}
-            index._statements = {
-                str(n): tuple(_statement_from_json(s) for s in found)
-                for n, found in data["statements"].items()
-            }
+            index.defs, index._lines_index = raw.defs(), None
             index._stars = tuple((str(m), None, int(level)) for m, _, level in data["stars"])
-            index._class_chains = {
-                str(k): frozenset(tuple(map(str, c)) for c in chains)
-                for k, chains in data["classes"].items()
-            }
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except _CORRUPT:
             return None
+        index._raw = raw
         index.cached = True
         return index
+
+
+_CORRUPT = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+class _RawIndex:
+    """The entries of an index's JSON form, decoded one at a time when asked for."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.analyses: dict[str, Any] = _checked(data["analyses"], dict)
+        self.statements: dict[str, Any] = _checked(data["statements"], dict)
+        self.classes: dict[str, Any] = _checked(data["classes"], dict)
+        self._shapes: list[Any] = _checked(data["shapes"], list)
+        self._decoded: dict[int, tuple[tuple[Chain, ...], frozenset[str], frozenset[str], dict[str, Import]]] = {}
+
+    def defs(self) -> defaultdict[str, list[int]]:
+        defs: defaultdict[str, list[int]] = defaultdict(list)
+        for qualname, first_lines in _checked(self.data["defs"], dict).items():
+            if not isinstance(first_lines, list) or not all(type(n) is int for n in first_lines):
+                raise TypeError(f"not a definition: {qualname!r}")
+            defs[qualname] = first_lines
+        return defs
+
+    def _shape(self, number: object) -> tuple[tuple[Chain, ...], frozenset[str], frozenset[str], dict[str, Import]]:
+        if type(number) is not int or number < 0:
+            raise TypeError(f"not a shape: {number!r}")
+        if number not in self._decoded:  # shared by every entry with these names
+            chains, header, declared, imports = self._shapes[number]
+            self._decoded[number] = (
+                tuple(tuple(map(str, c)) for c in chains),
+                frozenset(map(str, header)),
+                frozenset(map(str, declared)),
+                _imports_from_json(imports),
+            )
+        return self._decoded[number]
+
+    def analysis(self, key: str) -> Analysis | None:
+        data = self.analyses[key]
+        if data is None:
+            return None
+        digest, number = data
+        chains, header, declared, imports = self._shape(number)
+        return Analysis(_str(digest), chains, header, declared, imports)
+
+    def statements_of(self, name: str) -> tuple[Statement, ...]:
+        found = []
+        for digest, number, kind, strong in _checked(self.statements[name], list):
+            if kind not in ("import", "def", "code") or not isinstance(strong, bool):
+                raise TypeError(f"not a statement of {name!r}")
+            chains, _, _, imports = self._shape(number)
+            found.append(Statement(_str(digest), chains, imports, kind, strong))
+        return tuple(found)
+
+    def class_chains(self, key: str) -> frozenset[Chain]:
+        return frozenset(tuple(map(str, c)) for c in _checked(self.classes[key], list))
+
+
+def _checked(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _imports_from_json(imports: dict[str, Any]) -> dict[str, Import]:
+    return {str(k): (str(m), _optional_str(a), int(level)) for k, (m, a, level) in imports.items()}
 
 
 def _cookie_lines(lines: list[bytes]) -> list[bytes]:
@@ -375,24 +505,7 @@ def _analysis_from_json(data: list[Any] | None) -> Analysis | None:
         tuple(tuple(map(str, c)) for c in chains),
         frozenset(map(str, header)),
         frozenset(map(str, declared)),
-        {str(k): (str(m), _optional_str(a), int(level)) for k, (m, a, level) in imports.items()},
-    )
-
-
-def _statement_to_json(s: Statement) -> list[Any]:
-    return [s.digest, s.chains, s.imports, s.kind, s.strong]
-
-
-def _statement_from_json(data: list[Any]) -> Statement:
-    digest, chains, imports, kind, strong = data
-    if kind not in ("import", "def", "code") or not isinstance(strong, bool):
-        raise TypeError(f"not a statement: {data!r}")
-    return Statement(
-        str(digest),
-        tuple(tuple(map(str, c)) for c in chains),
-        {str(k): (str(m), _optional_str(a), int(level)) for k, (m, a, level) in imports.items()},
-        kind,
-        strong,
+        _imports_from_json(imports),
     )
 
 
@@ -550,6 +663,8 @@ def _index_of(
     body = cache.get(content_hash) if cache is not None else None
     index = ModuleIndex.from_json(body, source, path) if body is not None else None
     if index is not None:
+        if cache is not None:  # a corrupt entry met later: store the parse in its place
+            index.on_repair = lambda repaired: _put(cache, path, repaired)
         return index
     if cache is not None and previous is None:  # a new version, in a new process
         seed_analyses(path, cache)
