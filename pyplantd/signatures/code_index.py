@@ -159,6 +159,8 @@ class ModuleIndex:
 
     def find(self, qualname: str, name: str, line: int | None = None) -> DefKey | None:
         first_lines = self.defs.get(qualname, [])
+        if len(first_lines) == 1:  # the common case, answered as below
+            return qualname + "#0"
         keys = [(f"{qualname}#{i}", first) for i, first in enumerate(first_lines)]
         if len(keys) > 1 and line is not None:
             keys = [(key, first) for key, first in keys if first == line]
@@ -360,7 +362,8 @@ class ModuleIndex:
         def analysis(a: Analysis | None) -> list[Any] | None:
             if a is None:
                 return None
-            return [a.digest, shape(a.chains, sorted(a.header), sorted(a.declared_global), a.imports)]
+            names = shape(a.chains, sorted(a.header), sorted(a.declared_global), a.imports)
+            return [a.digest, names]
 
         def statement(s: Statement) -> list[Any]:
             return [s.digest, shape(s.chains, [], [], s.imports), s.kind, s.strong]
@@ -412,6 +415,8 @@ class ModuleIndex:
 
 
 _CORRUPT = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+# the names an analysis uses: chains, header, declared global, imports (see to_json)
+_Shape = tuple[tuple[Chain, ...], frozenset[str], frozenset[str], dict[str, Import]]
 
 
 class _RawIndex:
@@ -423,7 +428,7 @@ class _RawIndex:
         self.statements: dict[str, Any] = _checked(data["statements"], dict)
         self.classes: dict[str, Any] = _checked(data["classes"], dict)
         self._shapes: list[Any] = _checked(data["shapes"], list)
-        self._decoded: dict[int, tuple[tuple[Chain, ...], frozenset[str], frozenset[str], dict[str, Import]]] = {}
+        self._decoded: dict[int, _Shape] = {}
 
     def defs(self) -> defaultdict[str, list[int]]:
         defs: defaultdict[str, list[int]] = defaultdict(list)
@@ -433,7 +438,7 @@ class _RawIndex:
             defs[qualname] = first_lines
         return defs
 
-    def _shape(self, number: object) -> tuple[tuple[Chain, ...], frozenset[str], frozenset[str], dict[str, Import]]:
+    def _shape(self, number: object) -> _Shape:
         if type(number) is not int or number < 0:
             raise TypeError(f"not a shape: {number!r}")
         if number not in self._decoded:  # shared by every entry with these names

@@ -57,6 +57,8 @@ class NameMap:
         return self._importers.get(id(namespace), [])
 
     def _update(self) -> None:
+        if not self._added and len(sys.modules) == self._modules_seen:
+            return  # asked once per signature: nothing new to map
         found = [n for n in self._added if id(n) not in self._mapped]
         self._added.clear()
         if len(sys.modules) != self._modules_seen:
