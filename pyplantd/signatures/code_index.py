@@ -14,13 +14,22 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import xxhash
 
-from .bindings import Unit, module_units
+from .bindings import (
+    Body,
+    Unit,
+    body_writes,
+    collect_units,
+    function_writes,
+    module_units,
+    shadowed_readers,
+    with_writes,
+)
 
 Chain = tuple[str, ...]  # `name` or `name.attr.attr`
 Source = bytes | str  # a file's bytes, or text decoded already
@@ -107,6 +116,9 @@ class ModuleIndex:
         # from JSON: the entries not decoded yet (a run asks for a few of a big file's)
         self._raw: _RawIndex | None = None
         self.on_repair: Callable[[ModuleIndex], None] | None = None  # a corrupt entry was met
+        # the file's top-level statements in groups (see _Chunk): kept for the next version
+        self._top: list[ast.stmt] = []  # as parsed, docstring included
+        self._chunks: _Chunks | None = None
 
     @classmethod
     def parse(cls, source: Source, filename: str, content_hash: str | None = None) -> ModuleIndex:
@@ -114,6 +126,7 @@ class ModuleIndex:
         decoded already (what a runner compiled, a notebook cell)."""
         index = cls(source, filename, content_hash or source_digest(source))
         index.tree = ast.parse(source, filename=filename)
+        index._top = list(index.tree.body)
         _strip_docstring(index.tree)
         index._index_units(module_units(index.tree))
         stack: list[tuple[ast.AST, str]] = [(index.tree, "")]
@@ -191,10 +204,7 @@ class ModuleIndex:
         the file's other definitions are not walked again (each walk costs ~0.1 ms)."""
         if not isinstance(node, _SCOPES):
             return _analyze(node)
-        lines = self._source_lines()
-        # the first two lines can hold an encoding cookie, which changes what the bytes mean
-        text = b"".join([*lines[:2], b"\0", *lines[_first_line(node) - 1 : node.end_lineno]])
-        key = content_digest(text)
+        key = _definition_key(self._source_lines(), node)
         if key not in _DEFINITIONS:
             known, seeded = _seeded("definitions", key)
             _DEFINITIONS[key] = seeded if known else _analyze(node)
@@ -267,17 +277,9 @@ class ModuleIndex:
 
     def _analyze_unit(self, unit: Unit) -> Analysis | None:
         """Analyses by the text of the unit's statement and headers, as definitions are."""
-        lines = self._source_lines()
-        texts = [*_cookie_lines(lines), b"\0"]
-        for label, nodes in unit.parts:
-            texts.append(label.encode() + b"\1")
-            for node in nodes:
-                start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
-                if start is None or end is None:
-                    return _analyze_parts(unit)  # no position to key it by: not kept
-                columns = f"{node.col_offset}:{node.end_col_offset}\2".encode()  # type: ignore[attr-defined]
-                texts += [columns, *lines[start - 1 : end], b"\3"]
-        key = content_digest(b"".join(texts))
+        key = _unit_key(self._source_lines(), unit)
+        if key is None:
+            return _analyze_parts(unit)  # no position to key it by: not kept
         if key not in _UNITS:
             known, seeded = _seeded("units", key)
             _UNITS[key] = seeded if known else _analyze_parts(unit)
@@ -389,7 +391,23 @@ class ModuleIndex:
             kind: {key: _analysis_to_json(a) for key, a in found.items()}
             for kind, found in self._by_text.items()
         }
-        return json.dumps({"format": FORMAT, "python": _PYTHON, **by_text}, separators=(",", ":"))
+        chunks = self.chunks()
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "python": _PYTHON,
+                **by_text,
+                "chunks": _chunks_to_json(chunks) if chunks is not None else None,
+            },
+            separators=(",", ":"),
+        )
+
+    def chunks(self) -> _Chunks | None:
+        """The file's top-level statements in groups, each with what the index takes from it
+        (see _Chunk); None for text (not bytes) or a file whose units depend on the whole."""
+        if self._chunks is None and self.tree is not None and isinstance(self.source, bytes):
+            self._chunks = _tree_chunks(self)
+        return self._chunks
 
     @classmethod
     def from_json(cls, body: str, source: Source, filename: str) -> ModuleIndex | None:
@@ -488,6 +506,29 @@ def _imports_from_json(imports: dict[str, Any]) -> dict[str, Import]:
     return {str(k): (str(m), _optional_str(a), int(level)) for k, (m, a, level) in imports.items()}
 
 
+def _definition_key(lines: list[bytes], node: ast.AST) -> str:
+    """The key of a definition's analysis: its text (and a cookie that says what it means)."""
+    end = node.end_lineno  # type: ignore[attr-defined]
+    return content_digest(
+        b"".join([*_cookie_lines(lines), b"\0", *lines[_first_line(node) - 1 : end]])
+    )
+
+
+def _unit_key(lines: list[bytes], unit: Unit) -> str | None:
+    """The key of a module-level statement's analysis: the text of its parts; None if a part
+    has no position."""
+    texts = [*_cookie_lines(lines), b"\0"]
+    for label, nodes in unit.parts:
+        texts.append(label.encode() + b"\1")
+        for node in nodes:
+            start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+            if start is None or end is None:
+                return None
+            columns = f"{node.col_offset}:{node.end_col_offset}\2".encode()  # type: ignore[attr-defined]
+            texts += [columns, *lines[start - 1 : end], b"\3"]
+    return content_digest(b"".join(texts))
+
+
 def _cookie_lines(lines: list[bytes]) -> list[bytes]:
     """The first two lines if they may hold an encoding cookie (which changes what the bytes
     mean), else none: a line added at the top then keeps the other statements' keys."""
@@ -536,24 +577,28 @@ def _analyses_key(path: str) -> str:
     return "analyses:" + content_digest(path.encode("utf-8", "surrogatepass"))
 
 
-def seed_analyses(path: str, cache: IndexCache) -> None:
+def seed_analyses(path: str, cache: IndexCache) -> _Chunks | None:
     """Make the analyses of the last version of `path` indexed (by an earlier process) known
     by their text: an analysis depends on the text analysed alone, so a definition the edit
-    left as it was is not analysed again."""
+    left as it was is not analysed again. Returns that version's chunks (see _splice)."""
     body = cache.get(_analyses_key(path))
     if body is None:
-        return
+        return None
     try:
         data = json.loads(body)
         if (data["format"], data["python"]) != (FORMAT, _PYTHON):
-            return
+            return None
         found = {kind: dict(data[kind]) for kind in _SEEDED}
     except (ValueError, KeyError, TypeError, AttributeError):
-        return  # a corrupt entry costs only the analyses
+        return None  # a corrupt entry costs only the analyses
     for kind, analyses in found.items():  # read when asked for (most are, but not all)
         _SEEDED[kind].update(analyses)
         while len(_SEEDED[kind]) > _DEFINITIONS_KEPT:
             del _SEEDED[kind][next(iter(_SEEDED[kind]))]
+    try:
+        return _chunks_from_json(data.get("chunks"))
+    except _CORRUPT:
+        return None  # a corrupt entry costs a parse
 
 
 def _seeded(kind: str, key: str) -> tuple[bool, Analysis | None]:
@@ -671,8 +716,13 @@ def _index_of(
         if cache is not None:  # a corrupt entry met later: store the parse in its place
             index.on_repair = lambda repaired: _put(cache, path, repaired)
         return index
-    if cache is not None and previous is None:  # a new version, in a new process
-        seed_analyses(path, cache)
+    chunks = previous.chunks() if previous is not None else None
+    if cache is not None and (previous is None or chunks is None):  # e.g. in a new process
+        chunks = seed_analyses(path, cache) or chunks
+    if chunks is not None:
+        spliced = _splice(source, path, chunks)
+        if spliced is not None:
+            return spliced
     try:
         return ModuleIndex.parse(source, path, content_hash)
     except (SyntaxError, ValueError):
@@ -798,3 +848,432 @@ def _is_lambda_at(node: ast.AST, line: int) -> bool:
 
 def _def_name(key: DefKey) -> str:
     return key.rpartition("#")[0].rpartition(".")[2]
+
+
+# -- an edited file, indexed from the last version's chunks -------------------------------------
+#
+# A chunk is a run of top-level statements (no two chunks share a line) with the comment and
+# blank lines after them, and what the index takes from it, independent of where it sits in
+# the file: its definitions, classes and module-level statements, keyed by their text. After
+# an edit, the chunks the new bytes start and end with are taken as they were; only the bytes
+# between are parsed. That is sound because a chunk starts a top-level statement at a line
+# start and ends where its statements are complete: the same bytes there tokenize alike, and
+# bytes between that parse alone (anything left open - a bracket, a string, a backslash, a
+# block's header, a decorator, an `else:` of the statement before - fails to) are whole
+# statements in the file too.
+
+
+@dataclass(frozen=True)
+class _UnitRow:
+    """A module-level statement of a chunk, as collect_units made it (see bindings)."""
+
+    kind: str  # "def", "import" or "code", as Statement.kind
+    key: str  # the text key of its analysis (a def's: the definition's)
+    bound: frozenset[str]
+    passed: frozenset[str]
+    calls: frozenset[str]
+    star: Import | None  # `from module import *`
+    function: str | None  # the name of a def of a function (whose body may write names)
+    writes: Body | None = None  # that body's writes and calls, when they were asked for
+    # the def itself while its tree is at hand (not kept in JSON): its writes when asked for
+    definition: ast.AST | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    length: int  # bytes
+    digest: str  # content_digest of the bytes
+    lines: int  # how many lines it spans (the tokenizer's: \n, \r\n and \r end one)
+    defs: tuple[tuple[str, int, str], ...]  # (qualname, first line - the chunk's, text key)
+    classes: dict[int, frozenset[Chain]]  # number in defs -> class_chains
+    units: tuple[_UnitRow, ...]
+
+
+@dataclass(frozen=True)
+class _Chunks:
+    cookie: str  # content_digest of _cookie_lines: the text keys depend on it
+    chunks: tuple[_Chunk, ...]
+
+
+def _groups(top: list[ast.stmt]) -> list[list[ast.stmt]]:
+    """Top-level statements, grouped so that no two groups share a line."""
+    groups: list[list[ast.stmt]] = []
+    last = 0
+    for statement in top:
+        if groups and _first_line(statement) <= last:
+            groups[-1].append(statement)
+        else:
+            groups.append([statement])
+        last = max(last, statement.end_lineno or 0)
+    return groups
+
+
+def _scopes(statements: list[ast.stmt]) -> Iterator[tuple[ast.AST, str]]:
+    """Every def and class in these statements with its qualname, in the order of
+    ModuleIndex.parse; a caller may strip a docstring when one is yielded (before its body is
+    walked)."""
+    stack: list[tuple[ast.AST, str]] = [(s, "") for s in reversed(statements)]
+    while stack:
+        node, prefix = stack.pop()
+        if isinstance(node, _SCOPES):
+            qualname = prefix + node.name
+            yield node, qualname
+            prefix = qualname + ("." if isinstance(node, ast.ClassDef) else ".<locals>.")
+        blocks = [c for f in _BLOCKS for c in getattr(node, f, None) or ()]
+        stack.extend((child, prefix) for child in reversed(blocks))
+
+
+def _known(kind: str, key: str) -> tuple[bool, Analysis | None]:
+    """The analysis of a text analysed before, in this process or (seeded) an earlier one."""
+    store = _DEFINITIONS if kind == "definitions" else _UNITS
+    if key in store:
+        return True, store[key]
+    known, seeded = _seeded(kind, key)
+    if known:
+        _keep(store, key, seeded)
+    return known, seeded
+
+
+def _keep(store: dict[str, Analysis | None], key: str, analysis: Analysis | None) -> None:
+    store[key] = analysis
+    if len(store) > _DEFINITIONS_KEPT:
+        del store[next(iter(store))]  # the oldest
+
+
+def _class_chains_of(node: ast.ClassDef) -> frozenset[Chain]:
+    nodes = [*node.bases, *node.keywords, *node.decorator_list]
+    nodes += [s for s in node.body if not isinstance(s, _SCOPES)]  # methods: as objects
+    found = [_analyze(n) for n in nodes]
+    return frozenset(c for a in found if a is not None for c in a.chains)
+
+
+def _chunk(
+    statements: list[ast.stmt],
+    raw: bytes,
+    lines: list[bytes],
+    first: int,
+    end: int,
+    start: int,
+    stop: int,
+    strip: bool,
+    writes_of: set[str],
+) -> _Chunk | None:
+    """The chunk of lines first..end-1 (bytes start..stop) holding `statements`, their
+    analyses made or found by text; None if one cannot be keyed by text. `strip`: the
+    docstrings of its definitions are still there (not stripped by a parse)."""
+    defs: list[tuple[str, int, str]] = []
+    classes: dict[int, frozenset[Chain]] = {}
+    for node, qualname in _scopes(statements):
+        if strip:
+            _strip_docstring(node)  # type: ignore[arg-type]
+        key = _definition_key(lines, node)
+        known, _ = _known("definitions", key)
+        if not known:
+            _keep(_DEFINITIONS, key, _analyze(node))
+        if isinstance(node, ast.ClassDef):
+            classes[len(defs)] = _class_chains_of(node)
+        defs.append((qualname, _first_line(node) - first, key))
+    units = []
+    for unit in collect_units(statements):
+        node, definition = unit.node, unit.definition
+        if definition is not None:
+            key, kind = _definition_key(lines, definition), "def"
+        else:
+            found = _unit_key(lines, unit)
+            if found is None:
+                return None
+            key = found
+            kind = "import" if isinstance(node, ast.Import | ast.ImportFrom) else "code"
+            if not _known("units", key)[0]:
+                _keep(_UNITS, key, _analyze_parts(unit))
+        star = None
+        if isinstance(node, ast.ImportFrom) and "*" in unit.bound:
+            star = (node.module or "", None, node.level)
+        function, writes, tree = None, None, None
+        if isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+            function, tree = definition.name, definition
+            writes = body_writes(definition) if function in writes_of else None
+        units.append(_UnitRow(
+            kind, key, unit.bound, unit.passed, unit.calls, star, function, writes, tree,
+        ))  # fmt: skip
+    body = raw[start:stop]
+    return _Chunk(
+        stop - start, content_digest(body), end - first, tuple(defs), classes, tuple(units)
+    )
+
+
+def _line_starts(lines: list[bytes]) -> list[int]:
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    return starts
+
+
+def _tree_chunks(index: ModuleIndex) -> _Chunks | None:
+    """The chunks of a parsed file (see _Chunk); None if its units depend on the whole file
+    (it binds a reader builtin) or a statement cannot be keyed by text."""
+    raw = index.source
+    assert isinstance(raw, bytes)
+    lines = index._source_lines()
+    if shadowed_readers(index._units):
+        return None
+    definitions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+    for unit in index._units:
+        if isinstance(unit.definition, ast.FunctionDef | ast.AsyncFunctionDef):
+            definitions.setdefault(unit.definition.name, []).append(unit.definition)
+    called: set[str] = set()  # the functions that run at import time: their writes are kept
+
+    def bodies(name: str) -> list[Body]:
+        called.add(name)
+        return [body_writes(node) for node in definitions[name]]
+
+    function_writes(index._units, definitions.keys(), bodies)
+    starts = _line_starts(lines)
+    groups = _groups(index._top)
+    chunks = []
+    for number, group in enumerate(groups):
+        first = 1 if number == 0 else _first_line(group[0])
+        end = _first_line(groups[number + 1][0]) if number + 1 < len(groups) else len(lines) + 1
+        chunk = _chunk(
+            group, raw, lines, first, end, starts[first - 1], starts[end - 1], False, called
+        )
+        if chunk is None:
+            return None
+        chunks.append(chunk)
+    if not groups and raw:
+        chunks.append(_Chunk(len(raw), content_digest(raw), len(lines), (), {}, ()))
+    return _Chunks(content_digest(b"".join(_cookie_lines(lines))), tuple(chunks))
+
+
+def _line_end(raw: bytes, offset: int) -> bool:
+    """Whether `offset` starts a line (or the end): the byte before ends one."""
+    if offset == 0 or offset == len(raw):
+        return True
+    before = raw[offset - 1 : offset]
+    return before == b"\n" or (before == b"\r" and raw[offset : offset + 1] != b"\n")
+
+
+def _splice(source: Source, path: str, previous: _Chunks) -> ModuleIndex | None:
+    """The index of `source` from the chunks of an earlier version of the file, parsing only
+    the bytes between the chunks it starts and ends with; None where that is not sound or
+    not known to give what a parse of the whole file gives (then the caller parses it)."""
+    if not isinstance(source, bytes) or b"barry_as_FLUFL" in source:
+        return None  # text (no bytes to match), or a future import that changes the grammar
+    lines = source.splitlines(keepends=True)
+    if content_digest(b"".join(_cookie_lines(lines))) != previous.cookie:
+        return None  # another encoding, or text keys that moved
+    old = previous.chunks
+    head, start, head_lines = 0, 0, 0
+    while head < len(old) and _matches(source, start, old[head]):
+        start, head_lines = start + old[head].length, head_lines + old[head].lines
+        head += 1
+    tail, stop = len(old), len(source)
+    while tail > head and stop - old[tail - 1].length >= start:
+        if not _matches(source, stop - old[tail - 1].length, old[tail - 1]):
+            break
+        stop -= old[tail - 1].length
+        tail -= 1
+    middle = _parse_middle(source, path, lines, start, stop, head_lines + 1)
+    if middle is None and (head > 0 or tail < len(old)):
+        # a line added at the end of a block (or an `else:`) continues the chunk before:
+        # parse it with its neighbours
+        if head > 0:
+            head -= 1
+            start, head_lines = start - old[head].length, head_lines - old[head].lines
+        if tail < len(old):
+            stop, tail = stop + old[tail].length, tail + 1
+        middle = _parse_middle(source, path, lines, start, stop, head_lines + 1)
+    if middle is None:
+        return None
+    return _assemble(source, path, lines, previous.cookie, [*old[:head], *middle, *old[tail:]])
+
+
+def _matches(source: bytes, start: int, chunk: _Chunk) -> bool:
+    stop = start + chunk.length
+    if stop > len(source) or not (_line_end(source, start) and _line_end(source, stop)):
+        return False
+    return content_digest(source[start:stop]) == chunk.digest
+
+
+def _parse_middle(
+    source: bytes, path: str, lines: list[bytes], start: int, stop: int, first: int
+) -> list[_Chunk] | None:
+    """The chunks of the bytes start..stop (lines from `first`), parsed alone."""
+    if start == stop:
+        return []
+    try:
+        encoding = _encoding(source)
+        text = source[start:stop].decode(encoding if start == 0 else encoding.replace("-sig", ""))
+        tree = ast.parse("\n" * (first - 1) + text, filename=path)
+    except (SyntaxError, ValueError, LookupError):
+        return None  # the parse of the whole file says what is wrong, if anything
+    groups = _groups(tree.body)  # a module docstring makes no definition and no unit
+    end_line = first + len(source[start:stop].splitlines())
+    starts = _line_starts(lines)
+    if starts[first - 1] != start or starts[end_line - 1] != stop:
+        return None  # not at line starts: not what the chunks said
+    chunks = []
+    for number, group in enumerate(groups):
+        low = first if number == 0 else _first_line(groups[number][0])
+        high = _first_line(groups[number + 1][0]) if number + 1 < len(groups) else end_line
+        chunk = _chunk(
+            group, source, lines, low, high, starts[low - 1], starts[high - 1], True, set()
+        )
+        if chunk is None:
+            return None
+        chunks.append(chunk)
+    if not groups:
+        chunks.append(
+            _Chunk(stop - start, content_digest(source[start:stop]), end_line - first, (), {}, ())
+        )
+    return chunks
+
+
+def _encoding(source: bytes) -> str:
+    """The encoding Python reads a file's bytes in (a BOM, a cookie, else UTF-8)."""
+    import io
+    import tokenize
+
+    return tokenize.detect_encoding(io.BytesIO(source).readline)[0]
+
+
+def _assemble(
+    source: bytes, path: str, lines: list[bytes], cookie: str, chunks: list[_Chunk]
+) -> ModuleIndex | None:
+    """The index made of these chunks (the whole file, in order): every table as from_json
+    fills it; None if an analysis is not known by its text or the units need the whole file."""
+    index = ModuleIndex(source, path, source_digest(source))
+    index._lines_index = None
+    rows: list[_UnitRow] = []
+    line = 1
+    for chunk in chunks:
+        for qualname, first, key in chunk.defs:
+            def_key = f"{qualname}#{len(index.defs[qualname])}"
+            index.defs[qualname].append(line + first)
+            known, analysis = _known("definitions", key)
+            if not known:
+                return None
+            index._analyses[def_key] = analysis
+            index._by_text["definitions"][key] = analysis
+        for number, chains in chunk.classes.items():
+            qualname = chunk.defs[number][0]
+            index._class_chains[f"{qualname}#{len(index.defs[qualname]) - 1}"] = chains
+        rows.extend(chunk.units)
+        line += chunk.lines
+    if line != len(lines) + 1:
+        return None  # the chunks do not cover the file line by line
+    units = [Unit((), r.bound, r.passed, None, r.calls) for r in rows]
+    if shadowed_readers(units):
+        return None
+    definitions: dict[str, list[_UnitRow]] = {}
+    for row in rows:
+        if row.function is not None:
+            definitions.setdefault(row.function, []).append(row)
+
+    def bodies(name: str) -> list[Body]:
+        found = []
+        for row in definitions[name]:
+            if row.writes is not None:
+                found.append(row.writes)
+            elif isinstance(row.definition, ast.FunctionDef | ast.AsyncFunctionDef):
+                found.append(body_writes(row.definition))
+            else:  # runs at import time, and its body was not walked: parse the file
+                raise _NeedsParseError(name)
+        return found
+
+    try:
+        units = with_writes(units, function_writes(units, definitions.keys(), bodies))
+    except _NeedsParseError:
+        return None
+    names: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for number, unit in enumerate(units):
+        for name in unit.bound | unit.passed:
+            names[name].append((number, name in unit.bound))
+    statements: dict[str, tuple[Statement, ...]] = {}
+    made: dict[tuple[int, bool], Statement] = {}
+    for name, found in names.items():
+        for number, strong in found:
+            if (number, strong) not in made:
+                statement = _row_statement(index, rows[number], strong)
+                if statement is None:
+                    return None
+                made[number, strong] = statement
+        statements[name] = tuple(made[n, strong] for n, strong in found)
+    index._statements = statements
+    index._stars = tuple(r.star for r in rows if r.star is not None)
+    index._chunks = _Chunks(cookie, tuple(chunks))
+    return index
+
+
+class _NeedsParseError(Exception):
+    """What a splice needs is known only from a parse of the whole file."""
+
+
+def _row_statement(index: ModuleIndex, row: _UnitRow, strong: bool) -> Statement | None:
+    if row.kind == "def":
+        known, analysis = _known("definitions", row.key)
+        if not known or analysis is None:
+            return None  # too deeply nested to analyse: its dump needs the tree
+        index._by_text["definitions"][row.key] = analysis
+        header = tuple((n,) for n in sorted(analysis.header))
+        return Statement(analysis.digest, header, {}, "def", strong)
+    known, analysis = _known("units", row.key)
+    if not known or analysis is None:
+        return None
+    index._by_text["units"][row.key] = analysis
+    return Statement(analysis.digest, analysis.chains, analysis.imports, row.kind, strong)
+
+
+def _chunks_to_json(chunks: _Chunks) -> list[Any]:
+    return [
+        chunks.cookie,
+        [
+            [
+                c.length, c.digest, c.lines, c.defs,
+                [[n, sorted(chains)] for n, chains in c.classes.items()],
+                [
+                    [u.kind, u.key, sorted(u.bound), sorted(u.passed), sorted(u.calls), u.star,
+                     u.function, [sorted(u.writes[0]), sorted(u.writes[1])] if u.writes else None]
+                    for u in c.units
+                ],
+            ]
+            for c in chunks.chunks
+        ],
+    ]  # fmt: skip
+
+
+def _chunks_from_json(data: Any) -> _Chunks | None:
+    if data is None:
+        return None
+    cookie, rows = data
+    chunks = []
+    for length, digest, lines, defs, classes, units in rows:
+        chunks.append(_Chunk(
+            _int(length), _str(digest), _int(lines),
+            tuple((_str(q), _int(first), _str(key)) for q, first, key in defs),
+            {_int(n): frozenset(tuple(map(_str, c)) for c in chains) for n, chains in classes},
+            tuple(_row_from_json(u) for u in units),
+        ))  # fmt: skip
+    return _Chunks(_str(cookie), tuple(chunks))
+
+
+def _row_from_json(data: list[Any]) -> _UnitRow:
+    kind, key, bound, passed, calls, star, function, writes = data
+    if kind not in ("def", "import", "code"):
+        raise TypeError(f"not a unit: {data!r}")
+    return _UnitRow(
+        kind,
+        _str(key),
+        frozenset(map(_str, bound)),
+        frozenset(map(_str, passed)),
+        frozenset(map(_str, calls)),
+        (_str(star[0]), None, _int(star[2])) if star is not None else None,
+        _optional_str(function),
+        (set(map(_str, writes[0])), set(map(_str, writes[1]))) if writes is not None else None,
+    )
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
