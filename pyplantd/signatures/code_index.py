@@ -9,6 +9,7 @@ reads.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import sys
@@ -355,11 +356,16 @@ class ModuleIndex:
         same few names, so the form is small and a loaded index shares the decoded tuples."""
         keys, names = self._analyze_all()
         classes = {k: self.class_chains(k) for k in keys}
-        shapes: dict[str, int] = {}
+        shapes: dict[tuple[object, ...], int] = {}
+        texts: list[str] = []
 
-        def shape(*parts: object) -> int:
-            text = json.dumps(parts, separators=(",", ":"))
-            return shapes.setdefault(text, len(shapes))
+        def shape(chains: tuple[Chain, ...], header: list[str], declared: list[str],
+                  imports: dict[str, Import]) -> int:  # fmt: skip
+            key = (chains, *header, "", *declared, "", *sorted(imports.items()))
+            if key not in shapes:  # written once
+                shapes[key] = len(texts)
+                texts.append(json.dumps((chains, header, declared, imports), separators=(",", ":")))
+            return shapes[key]
 
         def analysis(a: Analysis | None) -> list[Any] | None:
             if a is None:
@@ -381,7 +387,7 @@ class ModuleIndex:
             "classes": {k: sorted(c) for k, c in classes.items() if c is not None},
         }
         text = json.dumps(body, separators=(",", ":"))
-        return text[:-1] + ',"shapes":[' + ",".join(shapes) + "]}"
+        return text[:-1] + ',"shapes":[' + ",".join(texts) + "]}"
 
     def analyses_json(self) -> str:
         """The analyses of every definition and module-level statement of this file, by their
@@ -887,6 +893,8 @@ class _Chunk:
     defs: tuple[tuple[str, int, str], ...]  # (qualname, first line - the chunk's, text key)
     classes: dict[int, frozenset[Chain]]  # number in defs -> class_chains
     units: tuple[_UnitRow, ...]
+    # its JSON form, as read (a file's chunks are mostly written again as they were read)
+    data: list[Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -1003,10 +1011,7 @@ def _chunk(
 
 
 def _line_starts(lines: list[bytes]) -> list[int]:
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
-    return starts
+    return list(itertools.accumulate(map(len, lines), initial=0))
 
 
 def _tree_chunks(index: ModuleIndex) -> _Chunks | None:
@@ -1228,7 +1233,7 @@ def _chunks_to_json(chunks: _Chunks) -> list[Any]:
     return [
         chunks.cookie,
         [
-            [
+            c.data or [
                 c.length, c.digest, c.lines, c.defs,
                 [[n, sorted(chains)] for n, chains in c.classes.items()],
                 [
@@ -1247,12 +1252,14 @@ def _chunks_from_json(data: Any) -> _Chunks | None:
         return None
     cookie, rows = data
     chunks = []
-    for length, digest, lines, defs, classes, units in rows:
+    for row in rows:
+        length, digest, lines, defs, classes, units = row
         chunks.append(_Chunk(
             _int(length), _str(digest), _int(lines),
             tuple((_str(q), _int(first), _str(key)) for q, first, key in defs),
             {_int(n): frozenset(tuple(map(_str, c)) for c in chains) for n, chains in classes},
             tuple(_row_from_json(u) for u in units),
+            row,
         ))  # fmt: skip
     return _Chunks(_str(cookie), tuple(chunks))
 
