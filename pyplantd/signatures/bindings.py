@@ -8,7 +8,7 @@ Pure syntax: depends on nothing in pyplantd.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 Part = tuple[str, tuple[ast.AST, ...]]  # a label (which block, which header) and its nodes
@@ -21,7 +21,7 @@ _CHAIN_LINKS = (ast.Attribute, ast.Subscript, ast.Starred)
 _READER_NAMES = """abs all any ascii bool bytes callable dict enumerate float format frozenset
 getattr hasattr hash id int isinstance issubclass iter len list max min print range repr reversed
 round set sorted str sum tuple type zip"""
-_READERS = frozenset(_READER_NAMES.split())
+READERS = frozenset(_READER_NAMES.split())
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,11 @@ def module_units(module: ast.Module) -> list[Unit]:
     units = collect_units(module.body)
     shadowed = shadowed_readers(units)
     if shadowed:  # a module that binds its own `print` may mutate what it prints
-        units = collect_units(module.body, _READERS - shadowed)
+        units = collect_units(module.body, READERS - shadowed)
     return with_writes(units, _function_writes(units))
 
 
-def collect_units(statements: list[ast.stmt], readers: frozenset[str] = _READERS) -> list[Unit]:
+def collect_units(statements: list[ast.stmt], readers: frozenset[str] = READERS) -> list[Unit]:
     """The units of these module-level statements, before calls of the module's functions
     count (see with_writes); calls of `readers` change nothing."""
     return _Collector(readers).units(statements)
@@ -65,7 +65,7 @@ def collect_units(statements: list[ast.stmt], readers: frozenset[str] = _READERS
 
 def shadowed_readers(units: list[Unit]) -> frozenset[str]:
     """The reader builtins the module binds itself: its units must be collected without them."""
-    return _READERS & frozenset().union(*[u.bound for u in units])
+    return READERS & frozenset().union(*[u.bound for u in units])
 
 
 def with_writes(units: list[Unit], writes: dict[str, frozenset[str]]) -> list[Unit]:
@@ -210,21 +210,24 @@ def _function_writes(units: list[Unit]) -> dict[str, frozenset[str]]:
     for unit in units:
         if isinstance(unit.definition, ast.FunctionDef | ast.AsyncFunctionDef):
             defs.setdefault(unit.definition.name, []).append(unit.definition)
-    return function_writes(units, defs.keys(), lambda name: [body_writes(n) for n in defs[name]])
+    calls = [u.calls for u in units]
+    return function_writes(calls, defs.keys(), lambda name: [body_writes(n) for n in defs[name]])
 
 
 Body = tuple[set[str], set[str]]  # (global names a function body writes, names it calls)
 
 
 def function_writes(
-    units: list[Unit], functions: Collection[str], bodies: Callable[[str], list[Body]]
+    calls_of_units: Iterable[frozenset[str]],
+    functions: Collection[str],
+    bodies: Callable[[str], list[Body]],
 ) -> dict[str, frozenset[str]]:
     """What each of the module's `functions` called at module level writes, directly or
     through the others it calls; `bodies` gives a function's bodies (one per def), asked only
     for the functions that run at import time (most are never looked at)."""
     writes: dict[str, set[str]] = {}
     calls: dict[str, set[str]] = {}
-    todo = [c for u in units for c in u.calls if c in functions]
+    todo = [c for unit_calls in calls_of_units for c in unit_calls if c in functions]
     while todo:
         name = todo.pop()
         if name not in writes:

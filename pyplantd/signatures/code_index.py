@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import xxhash
 
 from .bindings import (
+    READERS,
     Body,
     Unit,
     body_writes,
@@ -29,7 +30,6 @@ from .bindings import (
     function_writes,
     module_units,
     shadowed_readers,
-    with_writes,
 )
 
 Chain = tuple[str, ...]  # `name` or `name.attr.attr`
@@ -356,57 +356,40 @@ class ModuleIndex:
         same few names, so the form is small and a loaded index shares the decoded tuples."""
         keys, names = self._analyze_all()
         classes = {k: self.class_chains(k) for k in keys}
-        shapes: dict[tuple[object, ...], int] = {}
-        texts: list[str] = []
-
-        def shape(chains: tuple[Chain, ...], header: list[str], declared: list[str],
-                  imports: dict[str, Import]) -> int:  # fmt: skip
-            key = (chains, *header, "", *declared, "", *sorted(imports.items()))
-            if key not in shapes:  # written once
-                shapes[key] = len(texts)
-                texts.append(json.dumps((chains, header, declared, imports), separators=(",", ":")))
-            return shapes[key]
-
-        def analysis(a: Analysis | None) -> list[Any] | None:
-            if a is None:
-                return None
-            names = shape(a.chains, sorted(a.header), sorted(a.declared_global), a.imports)
-            return [a.digest, names]
+        shapes = _ShapeWriter()
 
         def statement(s: Statement) -> list[Any]:
-            return [s.digest, shape(s.chains, [], [], s.imports), s.kind, s.strong]
+            return [s.digest, shapes.number(s.chains, [], [], s.imports), s.kind, s.strong]
 
         body = {
             "format": FORMAT,
             "python": _PYTHON,
             "content_hash": self.content_hash,
             "defs": self.defs,
-            "analyses": {k: analysis(self.analysis(k)) for k in keys},
+            "analyses": {k: shapes.analysis(self.analysis(k)) for k in keys},
             "statements": {n: list(map(statement, self.statements(n))) for n in names},
             "stars": self._stars,
             "classes": {k: sorted(c) for k, c in classes.items() if c is not None},
         }
-        text = json.dumps(body, separators=(",", ":"))
-        return text[:-1] + ',"shapes":[' + ",".join(texts) + "]}"
+        return shapes.with_shapes(json.dumps(body, separators=(",", ":")))
 
     def analyses_json(self) -> str:
         """The analyses of every definition and module-level statement of this file, by their
         text (see `seed_analyses`), as JSON."""
         self._analyze_all()
+        shapes = _ShapeWriter()
         by_text = {
-            kind: {key: _analysis_to_json(a) for key, a in found.items()}
+            kind: {key: shapes.analysis(a) for key, a in found.items()}
             for kind, found in self._by_text.items()
         }
         chunks = self.chunks()
-        return json.dumps(
-            {
-                "format": FORMAT,
-                "python": _PYTHON,
-                **by_text,
-                "chunks": _chunks_to_json(chunks) if chunks is not None else None,
-            },
-            separators=(",", ":"),
-        )
+        body = {
+            "format": FORMAT,
+            "python": _PYTHON,
+            **by_text,
+            "chunks": _chunks_to_json(chunks) if chunks is not None else None,
+        }
+        return shapes.with_shapes(json.dumps(body, separators=(",", ":")))
 
     def chunks(self) -> _Chunks | None:
         """The file's top-level statements in groups, each with what the index takes from it
@@ -439,6 +422,53 @@ class ModuleIndex:
 
 
 _CORRUPT = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+class _ShapeWriter:
+    """Writes the names analyses use once each, by number: most definitions of a file use
+    the same few, so the JSON is small and what reads it decodes each once."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[tuple[object, ...], int] = {}
+        self._texts: list[str] = []
+
+    def number(
+        self,
+        chains: tuple[Chain, ...],
+        header: list[str],
+        declared: list[str],
+        imports: dict[str, Import],
+    ) -> int:
+        key = (chains, *header, "", *declared, "", *sorted(imports.items()))
+        if key not in self._numbers:
+            self._numbers[key] = len(self._texts)
+            parts = (chains, header, declared, imports)
+            self._texts.append(json.dumps(parts, separators=(",", ":")))
+        return self._numbers[key]
+
+    def analysis(self, a: Analysis | None) -> list[Any] | None:
+        if a is None:
+            return None
+        return [
+            a.digest,
+            self.number(a.chains, sorted(a.header), sorted(a.declared_global), a.imports),
+        ]
+
+    def with_shapes(self, body: str) -> str:
+        """A JSON object with `shapes` added."""
+        return body[:-1] + ',"shapes":[' + ",".join(self._texts) + "]}"
+
+
+def _shape_from_json(data: Any) -> _Shape:
+    chains, header, declared, imports = data
+    return (
+        tuple(tuple(map(str, c)) for c in chains),
+        frozenset(map(str, header)),
+        frozenset(map(str, declared)),
+        _imports_from_json(imports),
+    )
+
+
 # the names an analysis uses: chains, header, declared global, imports (see to_json)
 _Shape = tuple[tuple[Chain, ...], frozenset[str], frozenset[str], dict[str, Import]]
 
@@ -466,13 +496,7 @@ class _RawIndex:
         if type(number) is not int or number < 0:
             raise TypeError(f"not a shape: {number!r}")
         if number not in self._decoded:  # shared by every entry with these names
-            chains, header, declared, imports = self._shapes[number]
-            self._decoded[number] = (
-                tuple(tuple(map(str, c)) for c in chains),
-                frozenset(map(str, header)),
-                frozenset(map(str, declared)),
-                _imports_from_json(imports),
-            )
+            self._decoded[number] = _shape_from_json(self._shapes[number])
         return self._decoded[number]
 
     def analysis(self, key: str) -> Analysis | None:
@@ -541,26 +565,6 @@ def _cookie_lines(lines: list[bytes]) -> list[bytes]:
     return lines[:2] if any(b"coding" in line for line in lines[:2]) else []
 
 
-def _analysis_to_json(analysis: Analysis | None) -> list[Any] | None:
-    if analysis is None:
-        return None
-    a = analysis
-    return [a.digest, a.chains, sorted(a.header), sorted(a.declared_global), a.imports]
-
-
-def _analysis_from_json(data: list[Any] | None) -> Analysis | None:
-    if data is None:
-        return None
-    digest, chains, header, declared, imports = data
-    return Analysis(
-        str(digest),
-        tuple(tuple(map(str, c)) for c in chains),
-        frozenset(map(str, header)),
-        frozenset(map(str, declared)),
-        _imports_from_json(imports),
-    )
-
-
 def _optional_str(value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"expected a string or null, got {value!r}")
@@ -594,11 +598,12 @@ def seed_analyses(path: str, cache: IndexCache) -> _Chunks | None:
         data = json.loads(body)
         if (data["format"], data["python"]) != (FORMAT, _PYTHON):
             return None
-        found = {kind: dict(data[kind]) for kind in _SEEDED}
-    except (ValueError, KeyError, TypeError, AttributeError):
+        shapes = [_shape_from_json(shape) for shape in data["shapes"]]
+        found = {kind: _checked(data[kind], dict) for kind in _SEEDED}
+    except _CORRUPT:
         return None  # a corrupt entry costs only the analyses
     for kind, analyses in found.items():  # read when asked for (most are, but not all)
-        _SEEDED[kind].update(analyses)
+        _SEEDED[kind].update((key, (entry, shapes)) for key, entry in analyses.items())
         while len(_SEEDED[kind]) > _DEFINITIONS_KEPT:
             del _SEEDED[kind][next(iter(_SEEDED[kind]))]
     try:
@@ -612,9 +617,15 @@ def _seeded(kind: str, key: str) -> tuple[bool, Analysis | None]:
     data = _SEEDED[kind].pop(key, _UNKNOWN)
     if data is _UNKNOWN:
         return False, None
+    entry, shapes = data
+    if entry is None:
+        return True, None
     try:
-        return True, _analysis_from_json(data)
-    except (ValueError, KeyError, TypeError, AttributeError):
+        digest, number = entry
+        if type(number) is not int or number < 0:
+            raise TypeError(f"not a shape: {number!r}")
+        return True, Analysis(_str(digest), *shapes[number])
+    except _CORRUPT:
         return False, None  # a corrupt entry: analysed again
 
 
@@ -1032,7 +1043,7 @@ def _tree_chunks(index: ModuleIndex) -> _Chunks | None:
         called.add(name)
         return [body_writes(node) for node in definitions[name]]
 
-    function_writes(index._units, definitions.keys(), bodies)
+    function_writes([u.calls for u in index._units], definitions.keys(), bodies)
     starts = _line_starts(lines)
     groups = _groups(index._top)
     chunks = []
@@ -1167,9 +1178,8 @@ def _assemble(
         line += chunk.lines
     if line != len(lines) + 1:
         return None  # the chunks do not cover the file line by line
-    units = [Unit((), r.bound, r.passed, None, r.calls) for r in rows]
-    if shadowed_readers(units):
-        return None
+    if READERS & frozenset().union(*[r.bound for r in rows]):
+        return None  # units collected without the readers it binds: see module_units
     definitions: dict[str, list[_UnitRow]] = {}
     for row in rows:
         if row.function is not None:
@@ -1187,13 +1197,16 @@ def _assemble(
         return found
 
     try:
-        units = with_writes(units, function_writes(units, definitions.keys(), bodies))
+        writes = function_writes([r.calls for r in rows], definitions.keys(), bodies)
     except _NeedsParseError:
         return None
     names: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-    for number, unit in enumerate(units):
-        for name in unit.bound | unit.passed:
-            names[name].append((number, name in unit.bound))
+    for number, row in enumerate(rows):
+        bound = row.bound
+        if writes and row.calls & writes.keys():  # as with_writes
+            bound = bound.union(*(writes[c] for c in row.calls if c in writes))
+        for name in bound | row.passed:
+            names[name].append((number, name in bound))
     statements: dict[str, tuple[Statement, ...]] = {}
     made: dict[tuple[int, bool], Statement] = {}
     for name, found in names.items():
