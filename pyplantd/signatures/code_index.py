@@ -976,6 +976,7 @@ def _chunk(
     stop: int,
     strip: bool,
     writes_of: set[str],
+    class_chains: Callable[[ast.ClassDef], frozenset[Chain]] = lambda node: _class_chains_of(node),
 ) -> _Chunk | None:
     """The chunk of lines first..end-1 (bytes start..stop) holding `statements`, their
     analyses made or found by text; None if one cannot be keyed by text. `strip`: the
@@ -990,7 +991,7 @@ def _chunk(
         if not known:
             _keep(_DEFINITIONS, key, _analyze(node))
         if isinstance(node, ast.ClassDef):
-            classes[len(defs)] = _class_chains_of(node)
+            classes[len(defs)] = class_chains(node)
         defs.append((qualname, _first_line(node) - first, key))
     units = []
     for unit in collect_units(statements):
@@ -1046,12 +1047,26 @@ def _tree_chunks(index: ModuleIndex) -> _Chunks | None:
     function_writes([u.calls for u in index._units], definitions.keys(), bodies)
     starts = _line_starts(lines)
     groups = _groups(index._top)
+    keys = {id(node): key for key, node in index._nodes.items()}
+
+    def class_chains(node: ast.ClassDef) -> frozenset[Chain]:  # as the index has them
+        return frozenset(index.class_chains(keys[id(node)]) or ())
+
     chunks = []
     for number, group in enumerate(groups):
         first = 1 if number == 0 else _first_line(group[0])
         end = _first_line(groups[number + 1][0]) if number + 1 < len(groups) else len(lines) + 1
         chunk = _chunk(
-            group, raw, lines, first, end, starts[first - 1], starts[end - 1], False, called
+            group,
+            raw,
+            lines,
+            first,
+            end,
+            starts[first - 1],
+            starts[end - 1],
+            False,
+            called,
+            class_chains,
         )
         if chunk is None:
             return None
