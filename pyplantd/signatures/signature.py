@@ -182,7 +182,7 @@ class SignatureComputer:
             item = stack.pop()
             if isinstance(item, _Subtree):  # its last component is out
                 open_.pop()
-                if item.whole:
+                if item.whole and item.key[0] != "code":  # a reactor is signed once a run
                     reached = frozenset(order[item.seen :])
                     self._subtrees[item.key] = (tuple(out[item.out :]), reached)
                 continue
