@@ -1,14 +1,15 @@
 """Parsed source files: each definition indexed by qualname, hashed as its normalized AST, with
 the names it uses. A file's index has a JSON form keyed by the file's content hash, so that an
 unchanged file costs no parse in a new process; and the analyses of a file's definitions and
-statements are kept by their own text, so that after an edit a new process analyses only what
-the edit changed. Depends on nothing else in pyplantd, and never imports or runs the code it
-reads.
+statements are kept by their own text, with its top-level statements in chunks, so that after
+an edit a new process parses and analyses only what the edit changed (see _splice). Depends on
+nothing in pyplantd but bindings, and never imports or runs the code it reads.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import itertools
 import json
 import os
@@ -927,15 +928,16 @@ def _groups(top: list[ast.stmt]) -> list[list[ast.stmt]]:
     return groups
 
 
-def _scopes(statements: list[ast.stmt]) -> Iterator[tuple[ast.AST, str]]:
+def _scopes(statements: list[ast.stmt], strip: bool) -> Iterator[tuple[ast.AST, str]]:
     """Every def and class in these statements with its qualname, in the order of
-    ModuleIndex.parse; a caller may strip a docstring when one is yielded (before its body is
-    walked)."""
+    ModuleIndex.parse, each docstring stripped first if `strip` (as that parse does)."""
     stack: list[tuple[ast.AST, str]] = [(s, "") for s in reversed(statements)]
     while stack:
         node, prefix = stack.pop()
         if isinstance(node, _SCOPES):
             qualname = prefix + node.name
+            if strip:
+                _strip_docstring(node)
             yield node, qualname
             prefix = qualname + ("." if isinstance(node, ast.ClassDef) else ".<locals>.")
         blocks = [c for f in _BLOCKS for c in getattr(node, f, None) or ()]
@@ -983,9 +985,8 @@ def _chunk(
     docstrings of its definitions are still there (not stripped by a parse)."""
     defs: list[tuple[str, int, str]] = []
     classes: dict[int, frozenset[Chain]] = {}
-    for node, qualname in _scopes(statements):
-        if strip:
-            _strip_docstring(node)  # type: ignore[arg-type]
+    scopes = list(_scopes(statements, strip))  # every docstring stripped before any analysis
+    for node, qualname in scopes:
         key = _definition_key(lines, node)
         known, _ = _known("definitions", key)
         if not known:
@@ -1162,8 +1163,7 @@ def _parse_middle(
 
 def _encoding(source: bytes) -> str:
     """The encoding Python reads a file's bytes in (a BOM, a cookie, else UTF-8)."""
-    import io
-    import tokenize
+    import tokenize  # ~1 ms to import, and only an edit needs it
 
     return tokenize.detect_encoding(io.BytesIO(source).readline)[0]
 
