@@ -319,6 +319,10 @@ PAIRS = {
     "everything removed": (b"A = 1\n\n\ndef f():\n    return A\n", b""),
     "from nothing": (b"", b"A = 1\n"),
     "comments only": (b"# one\n# two\n", b"# one\nA = 1\n# two\n"),
+    "one class twice in one statement": (
+        b"X = 1\nif X:\n    class A(int):\n        pass\nelse:\n    class A(str):\n        pass\n",
+        b"X = 2\nif X:\n    class A(int):\n        pass\nelse:\n    class A(str):\n        pass\n",
+    ),
 }
 
 

@@ -1178,7 +1178,7 @@ def _assemble(
     rows: list[_UnitRow] = []
     line = 1
     for chunk in chunks:
-        for qualname, first, key in chunk.defs:
+        for number, (qualname, first, key) in enumerate(chunk.defs):
             def_key = f"{qualname}#{len(index.defs[qualname])}"
             index.defs[qualname].append(line + first)
             known, analysis = _known("definitions", key)
@@ -1186,9 +1186,8 @@ def _assemble(
                 return None
             index._analyses[def_key] = analysis
             index._by_text["definitions"][key] = analysis
-        for number, chains in chunk.classes.items():
-            qualname = chunk.defs[number][0]
-            index._class_chains[f"{qualname}#{len(index.defs[qualname]) - 1}"] = chains
+            if number in chunk.classes:
+                index._class_chains[def_key] = chunk.classes[number]
         rows.extend(chunk.units)
         line += chunk.lines
     if line != len(lines) + 1:
