@@ -104,3 +104,22 @@ def test_a_shared_computer_signs_reactors_with_subreactors_as_fresh_ones(
         computer = SignatureComputer()
         for number in order:
             assert sign(computer, *cases[number]) == fresh[number]
+
+
+def test_a_namespace_added_and_imported_is_mapped_once() -> None:
+    """A script's globals are added by the computer and are also __main__'s: each name of
+    them is one name, not two."""
+    import types
+
+    from pyplantd.signatures.namespaces import NameMap
+
+    module = types.ModuleType("script_for_names")
+    module.__file__ = __file__  # a user's file
+    module.CFG = {}
+    sys.modules["script_for_names"] = module
+    try:
+        names = NameMap()
+        names.add(vars(module))
+        assert [name for _, name in names.names_of(module.CFG)] == ["CFG"]
+    finally:
+        del sys.modules["script_for_names"]

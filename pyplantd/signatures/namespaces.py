@@ -65,8 +65,9 @@ class NameMap:
             self._modules_seen = len(sys.modules)
             found += [vars(m) for m in user_modules() if id(vars(m)) not in self._mapped]
         for namespace in found:
-            self._mapped[id(namespace)] = namespace
-            self._map(namespace)
+            if id(namespace) not in self._mapped:  # a script's globals are also __main__'s
+                self._mapped[id(namespace)] = namespace
+                self._map(namespace)
 
     def _map(self, namespace: Namespace) -> None:
         names, importers = self._names, self._importers
