@@ -411,3 +411,24 @@ def test_plant_keeps_code_indexes_in_its_manifest_and_sees_edits(
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(code_index).failed == 0
+
+
+def test_a_corrupt_entry_met_after_loading_makes_the_index_parse_and_store_a_sound_one(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries of the JSON form are decoded when first asked for: one found corrupt then is
+    answered from a parse of the file, and the parse replaces the cached body."""
+    source = sample.path.read_bytes()
+    fresh = sample.signatures()
+    cache = DictCache()
+    good = json.loads(ModuleIndex.parse(source, "x").to_json())
+    good["statements"]["TABLE"] = [["not", "a", "statement"]]
+    cache.bodies[content_digest(source)] = json.dumps(good)
+    sample.new_process(monkeypatch)
+    sample.parses = 0
+    assert sample.signatures(cache) == fresh
+    assert sample.parses == 1 and cache.puts == 1  # parsed once, and the body replaced
+    repaired = ModuleIndex.from_json(cache.bodies[content_digest(source)], source, "x")
+    assert repaired is not None and repaired.statements("TABLE") == ModuleIndex.parse(
+        source, "x"
+    ).statements("TABLE")

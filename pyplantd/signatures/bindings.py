@@ -8,7 +8,7 @@ Pure syntax: depends on nothing in pyplantd.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 Part = tuple[str, tuple[ast.AST, ...]]  # a label (which block, which header) and its nodes
@@ -21,7 +21,7 @@ _CHAIN_LINKS = (ast.Attribute, ast.Subscript, ast.Starred)
 _READER_NAMES = """abs all any ascii bool bytes callable dict enumerate float format frozenset
 getattr hasattr hash id int isinstance issubclass iter len list max min print range repr reversed
 round set sorted str sum tuple type zip"""
-_READERS = frozenset(_READER_NAMES.split())
+READERS = frozenset(_READER_NAMES.split())
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,26 @@ def module_units(module: ast.Module) -> list[Unit]:
     """Every module-level statement and block header that binds, mutates or passes a name, in
     source order. Bodies of functions and classes are not module-level code: a def is one unit,
     but calling a function of the module counts as the writes its body makes to module names."""
-    units = _Collector(_READERS).units(module.body)
-    shadowed = _READERS & frozenset().union(*[u.bound for u in units])
+    units = collect_units(module.body)
+    shadowed = shadowed_readers(units)
     if shadowed:  # a module that binds its own `print` may mutate what it prints
-        units = _Collector(_READERS - shadowed).units(module.body)
-    writes = _function_writes(units)
+        units = collect_units(module.body, READERS - shadowed)
+    return with_writes(units, _function_writes(units))
+
+
+def collect_units(statements: list[ast.stmt], readers: frozenset[str] = READERS) -> list[Unit]:
+    """The units of these module-level statements, before calls of the module's functions
+    count (see with_writes); calls of `readers` change nothing."""
+    return _Collector(readers).units(statements)
+
+
+def shadowed_readers(units: list[Unit]) -> frozenset[str]:
+    """The reader builtins the module binds itself: its units must be collected without them."""
+    return READERS & frozenset().union(*[u.bound for u in units])
+
+
+def with_writes(units: list[Unit], writes: dict[str, frozenset[str]]) -> list[Unit]:
+    """The units, each also binding what the module's functions it calls write."""
     return [
         replace(u, bound=u.bound.union(*(writes[c] for c in u.calls if c in writes)))
         if u.calls & writes.keys()
@@ -195,17 +210,31 @@ def _function_writes(units: list[Unit]) -> dict[str, frozenset[str]]:
     for unit in units:
         if isinstance(unit.definition, ast.FunctionDef | ast.AsyncFunctionDef):
             defs.setdefault(unit.definition.name, []).append(unit.definition)
+    calls = [u.calls for u in units]
+    return function_writes(calls, defs.keys(), lambda name: [body_writes(n) for n in defs[name]])
+
+
+Body = tuple[set[str], set[str]]  # (global names a function body writes, names it calls)
+
+
+def function_writes(
+    calls_of_units: Iterable[frozenset[str]],
+    functions: Collection[str],
+    bodies: Callable[[str], list[Body]],
+) -> dict[str, frozenset[str]]:
+    """What each of the module's `functions` called at module level writes, directly or
+    through the others it calls; `bodies` gives a function's bodies (one per def), asked only
+    for the functions that run at import time (most are never looked at)."""
     writes: dict[str, set[str]] = {}
     calls: dict[str, set[str]] = {}
-    todo = [c for u in units for c in u.calls if c in defs]
-    while todo:  # only functions that run at import time: most are never looked at
+    todo = [c for unit_calls in calls_of_units for c in unit_calls if c in functions]
+    while todo:
         name = todo.pop()
         if name not in writes:
             writes[name], calls[name] = set(), set()
-            for node in defs[name]:
-                body_writes, body_calls = _body_writes(node)
-                writes[name] |= body_writes
-                calls[name] |= body_calls & defs.keys()
+            for written, body_calls in bodies(name):
+                writes[name] |= written
+                calls[name] |= {c for c in body_calls if c in functions}
             todo.extend(calls[name])
     changed = True
     while changed:  # through the calls between them, to a fixed point
@@ -218,7 +247,7 @@ def _function_writes(units: list[Unit]) -> dict[str, frozenset[str]]:
     return {name: frozenset(found) for name, found in writes.items()}
 
 
-def _body_writes(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[set[str], set[str]]:
+def body_writes(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[set[str], set[str]]:
     """(global names the body binds or mutates, names it calls), for one function body."""
     args = func.args
     params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}

@@ -57,14 +57,17 @@ class NameMap:
         return self._importers.get(id(namespace), [])
 
     def _update(self) -> None:
+        if not self._added and len(sys.modules) == self._modules_seen:
+            return  # asked once per signature: nothing new to map
         found = [n for n in self._added if id(n) not in self._mapped]
         self._added.clear()
         if len(sys.modules) != self._modules_seen:
             self._modules_seen = len(sys.modules)
             found += [vars(m) for m in user_modules() if id(vars(m)) not in self._mapped]
         for namespace in found:
-            self._mapped[id(namespace)] = namespace
-            self._map(namespace)
+            if id(namespace) not in self._mapped:  # a script's globals are also __main__'s
+                self._mapped[id(namespace)] = namespace
+                self._map(namespace)
 
     def _map(self, namespace: Namespace) -> None:
         names, importers = self._names, self._importers

@@ -43,6 +43,8 @@ from .origins import (
 )
 
 Kind = Literal["code", "helper", "class", "subreactor", "global"]
+# what a walk from one object finds: the components, in order, and the identities reached
+_Reach = tuple[tuple[tuple[str, str], ...], frozenset[object]]
 Scope = Literal["module", "cell", "default"]
 
 _MARKER = "__pyplantd_subreactor__"
@@ -70,27 +72,46 @@ class _Home:
     package: str | None = field(default=None, compare=False, hash=False)
 
 
-@dataclass(frozen=True, eq=False)
 class _Global:
-    """A module-level name whose value is counted by the statements that define it."""
+    """A module-level name whose value is counted by the statements that define it.
+    (A plain class: one is made per reactor, and a frozen dataclass costs ~1 us to make.)"""
 
-    name: str
-    home: _Home
-    value: object
-    keep_definition: bool = True  # False: the def/class statement is counted as code already
-    shared: bool = False  # another name for a value reached elsewhere (see _sharers)
+    __slots__ = ("home", "keep_definition", "key", "name", "shared", "value")
 
-    @property
-    def key(self) -> tuple[str, str, int, bool, bool]:
+    def __init__(
+        self,
+        name: str,
+        home: _Home,
+        value: object,
+        keep_definition: bool = True,  # False: the def/class statement is counted as code already
+        shared: bool = False,  # another name for a value reached elsewhere (see _sharers)
+    ) -> None:
+        self.name, self.home, self.value = name, home, value
+        self.keep_definition, self.shared = keep_definition, shared
         # how it is counted is part of what it is: a visit reached as another name of a value
         # (shared) must not stand in, from the cache, for the visit of the name itself
-        return self.home.path, self.name, id(self.home.namespace), self.shared, self.keep_definition
+        self.key = (home.path, name, id(home.namespace), shared, keep_definition)
 
 
-@dataclass
+@dataclass(slots=True)
+class _Subtree:
+    """A node whose follows are being walked: where its components and reached nodes start
+    in the walk's lists; `whole` while it met nothing the walk saw before it."""
+
+    key: tuple[Kind, object]
+    out: int
+    seen: int
+    whole: bool = True
+
+
 class _Found:
-    parts: dict[str, str] = field(default_factory=dict)
-    follow: list[tuple[Kind, Any]] = field(default_factory=list)
+    """What a visit found: components, and what to visit next."""
+
+    __slots__ = ("follow", "parts")
+
+    def __init__(self) -> None:
+        self.parts: dict[str, str] = {}
+        self.follow: list[tuple[Kind, Any]] = []
 
 
 class SignatureComputer:
@@ -115,7 +136,11 @@ class SignatureComputer:
         self._names = NameMap(also_under=_subreactor_original)  # who else binds a value
         self._roots: dict[int, _Home] = {}  # the reactors' globals: scripts are no modules
         self._indexes: dict[str, ModuleIndex | None] = {}
-        self._resolved: dict[tuple[int, Chain, _Home], tuple[object, _Found]] = {}
+        self._resolved: dict[tuple[int, Chain, str, str, str], tuple[object, _Found]] = {}
+        self._module_homes: dict[tuple[int, str, object], _Home] = {}
+        self._components: dict[tuple[Kind, object], str] = {}  # (kind, identity) -> its key
+        # (kind, identity) -> the components of all it reaches, in order, and what it reaches
+        self._subtrees: dict[tuple[Kind, object], _Reach] = {}
 
     def signature(self, func: Callable, extra: Iterable[Callable] = ()) -> CodeSignature:
         """Signature of `func` plus the closure of everything it references; `extra` are more
@@ -135,18 +160,64 @@ class SignatureComputer:
                 self._roots[id(root.__globals__)] = _module_home(root)
                 self._names.add(root.__globals__)
         parts: dict[str, str] = {}
-        seen: set[object] = set()
-        while todo:
-            kind, obj = todo.pop()
-            if _identity(obj) not in seen:
-                seen.add(_identity(obj))
-                digest, found = self._visit(obj)
-                own = [(_component_key(kind, obj), digest)] if digest is not None else []
-                for key, value in [*own, *found.parts.items()]:
-                    _merge(parts, key, value)
-                todo.extend(reversed(found.follow))
+        for key, value in self._walk_closure(todo):
+            if key in parts:
+                _merge(parts, key, value)
+            else:
+                parts[key] = value
         text = "\n".join(f"{key}\t{value}" for key, value in sorted(parts.items()))
         return CodeSignature(hash_text(text), parts)
+
+    def _walk_closure(self, todo: list[tuple[Kind, Any]]) -> list[tuple[str, str]]:
+        """The components of everything reachable from `todo`, depth first, each object once,
+        in the order they count. What a helper reaches is walked once per run: the reactors of
+        a file share their helpers, so the components of a subtree that shares nothing with
+        what the walk saw before are taken as they were found the first time."""
+        out: list[tuple[str, str]] = []
+        seen: dict[object, int] = {}  # identity -> when it was seen (see _Subtree)
+        order: list[object] = []
+        open_: list[_Subtree] = []  # subtrees being walked, outermost first
+        stack: list[tuple[Kind, Any] | _Subtree] = list(todo)
+        while stack:
+            item = stack.pop()
+            if isinstance(item, _Subtree):  # its last component is out
+                open_.pop()
+                if item.whole and item.key[0] != "code":  # a reactor is signed once a run
+                    reached = frozenset(order[item.seen :])
+                    self._subtrees[item.key] = (tuple(out[item.out :]), reached)
+                continue
+            kind, obj = item
+            identity = obj.key if type(obj) is _Global else id(obj)  # _identity, inlined
+            if identity in seen:
+                when = seen[identity]
+                for subtree in reversed(open_):  # reached from outside it: not its own
+                    if subtree.seen <= when:
+                        break
+                    subtree.whole = False
+                continue
+            known = self._subtrees.get((kind, identity))
+            if known is not None and seen.keys().isdisjoint(known[1]):
+                out.extend(known[0])
+                for other in known[1]:
+                    seen[other] = len(order)
+                    order.append(other)
+                continue
+            seen[identity] = len(order)
+            order.append(identity)
+            digest, found = self._visit(obj)
+            if digest is not None:
+                component = self._components.get((kind, identity))
+                if component is None:
+                    component = self._components[kind, identity] = _component_key(kind, obj)
+                out.append((component, digest))
+            out.extend(found.parts.items())
+            if found.follow:  # a leaf is as cheap to visit again (from _visited) as to recall
+                start = len(out) - len(found.parts) - (digest is not None)
+                subtree = _Subtree((kind, identity), start, len(order) - 1)
+                open_.append(subtree)
+                stack.append(subtree)
+                stack.extend(reversed(found.follow))
+        return out
 
     def _index(self, path: str | None) -> ModuleIndex | None:
         """The index of what the code from `path` was compiled from (one view per run)."""
@@ -196,6 +267,8 @@ class SignatureComputer:
         """Default values are what they were when the def ran: simple ones count by value (a
         name they read may have been bound again since); those of a function made by other code
         (a factory) all count, by value, code, or type."""
+        if not func.__defaults__ and not func.__kwdefaults__:
+            return
         nested = _is_nested(func)
         code, owner = func.__code__, _qualname(func)
         defaults = func.__defaults__ or ()
@@ -236,7 +309,7 @@ class SignatureComputer:
         """Every module-level name bound to `value` in the user's modules, and every
         `module.name` through which a module that imports its module may change it."""
         found = []
-        keep = not isinstance(value, FunctionType | type) or _is_nested(value)
+        keep = not isinstance(value, (FunctionType, type)) or _is_nested(value)
         for namespace, name in self._names.names_of(value):
             home = self._home_of(namespace)
             found.append(_Global(name, home, value, keep, shared=True))
@@ -244,7 +317,25 @@ class SignatureComputer:
                 found.append(
                     _Global(f"{alias}.{name}", self._home_of(importer), value, shared=True)
                 )
-        return found
+        # most are a def statement counted with the code already: nothing to visit (cheaper
+        # than a visit that finds nothing, and what any walk finds is the same)
+        return [g for g in found if self._counted_statements(g)]
+
+    def _counted_statements(self, item: _Global) -> list[Statement]:
+        """The statements defining `item` that count for it (see _visit_global): an import
+        names the module the name comes from; a def is counted as code already unless kept;
+        passing a function or class to a call does not change it."""
+        index = self._statements_index(item.home)
+        statements = _statements_of(index, item.name) if index else ()
+        if not statements:
+            return []
+        is_definition = isinstance(item.value, (FunctionType, type))
+        return [
+            s
+            for s in statements
+            if (item.name in s.imports if s.kind == "import" else
+                (item.keep_definition or s.kind != "def") and (s.strong or not is_definition))
+        ]  # fmt: skip
 
     def _home_of(self, namespace: dict[str, Any]) -> _Home:
         home = self._roots.get(id(namespace))
@@ -287,15 +378,10 @@ class SignatureComputer:
         is_definition = isinstance(item.value, FunctionType | type)
         statements = _statements_of(index, name) if index else ()
         digests = []
-        for statement in statements:
-            if statement.kind == "import":
-                if name in statement.imports:  # the name's home is the module it comes from
-                    self._resolve_import(statement.imports[name], (name,), home.package, found)
+        for statement in self._counted_statements(item):
+            if statement.kind == "import":  # the name's home is the module it comes from
+                self._resolve_import(statement.imports[name], (name,), home.package, found)
                 continue
-            if statement.kind == "def" and not item.keep_definition:
-                continue
-            if is_definition and not statement.strong:
-                continue  # passing a function or class to a call does not change it
             digests.append(statement.digest)
             for chain in statement.chains:
                 root = chain[0]
@@ -366,16 +452,26 @@ class SignatureComputer:
         if analysis is None:  # no source: every global name, but no attribute chains
             analysis = Analysis("", tuple((n,) for n in sorted(names | cells.keys())))
         names = (names | analysis.header) - analysis.declared_global
-        module_home = _module_home(func)
-        cell_home = _Home(code.co_filename, "cell", _qualname(func))
+        module_home = self._module_home(func)
+        cell_home = _Home(code.co_filename, "cell", _qualname(func)) if cells else module_home
+        imports, namespace = analysis.imports, func.__globals__
         for chain in analysis.chains:
             root = chain[0]
-            if root in analysis.imports:
-                self._resolve_import(analysis.imports[root], chain, module_home.package, found)
+            if root in imports:
+                self._resolve_import(imports[root], chain, module_home.package, found)
             elif root in cells:
                 self._resolve(cells[root], chain, cell_home, found)
-            elif root in names and root in func.__globals__:
-                self._resolve(func.__globals__[root], chain, module_home, found)
+            elif root in names and root in namespace:
+                self._resolve(namespace[root], chain, module_home, found)
+
+    def _module_home(self, func: FunctionType) -> _Home:
+        """`_module_home(func)`, one object per module for the run."""
+        namespace = func.__globals__
+        key = (id(namespace), _globals_file(func), namespace.get("__package__"))
+        home = self._module_homes.get(key)
+        if home is None:  # keeps the namespace alive: its id stays unique
+            home = self._module_homes[key] = _module_home(func)
+        return home
 
     def _resolve_import(self, imp: Import, chain: Chain, package: object, found: _Found) -> None:
         name, attr, level = imp
@@ -395,13 +491,15 @@ class SignatureComputer:
         self._resolve(module, (chain[0], *rest), _module_home_of(module), found)
 
     def _resolve(self, value: object, chain: Chain, home: _Home, found: _Found) -> None:
-        key = (id(value), chain, home)
-        if key not in self._resolved:  # the reactors of a file mostly use the same globals
-            self._resolved[key] = (value, _Found())
-            self._walk(value, chain, home, self._resolved[key][1])
-        resolved = self._resolved[key][1]
-        found.parts.update(resolved.parts)
-        found.follow.extend(resolved.follow)
+        # the fields a _Home compares by, as a tuple: hashing the dataclass runs Python code
+        key = (id(value), chain, home.path, home.scope, home.owner)
+        resolved = self._resolved.get(key)
+        if resolved is None:  # the reactors of a file mostly use the same globals
+            resolved = self._resolved[key] = (value, _Found())
+            self._walk(value, chain, home, resolved[1])
+        if resolved[1].parts:
+            found.parts.update(resolved[1].parts)
+        found.follow.extend(resolved[1].follow)
 
     def _walk(self, value: object, chain: Chain, home: _Home, found: _Found) -> None:
         """Follow `a.b.c` through the user's own modules, then classify what it lands on."""
@@ -585,7 +683,7 @@ def _statements_of(index: ModuleIndex, name: str) -> tuple[Statement, ...]:
 
 
 def _identity(obj: object) -> object:
-    return obj.key if isinstance(obj, _Global) else id(obj)
+    return obj.key if type(obj) is _Global else id(obj)
 
 
 def _is_nested(obj: object) -> bool:

@@ -93,6 +93,8 @@ def cell_source(filename: str) -> str | None:
 def check(code: CodeType) -> None:
     """Raise SourceChangedError if `code` was not compiled from the source known for its file
     (a file read after it was loaded, and edited in between)."""
+    if not _LATE:  # nothing was read after it was loaded (the common case)
+        return
     path = code.co_filename
     late = _LATE.get(_key(path))
     if late is None:
