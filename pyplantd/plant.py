@@ -5,8 +5,10 @@ It owns one run at a time (see scheduler.Run) over a PlantStore. Never imports t
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import events
@@ -244,7 +246,8 @@ class Plant:
         )
         status = "failed"
         try:
-            decisions = run.execute()
+            with _older_objects_frozen():
+                decisions = run.execute()
             status = "ok"
             return decisions
         except RunCancelled:
@@ -466,3 +469,20 @@ class Plant:
         if self._warehouse is None:
             self._warehouse = PlantWarehouse(self)
         return self._warehouse
+
+
+@contextlib.contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """During a run, the objects that existed before it (modules, the script's functions, the
+    store's records) are left out of garbage collection: a full collection in the middle of a
+    run would walk them all for nothing (20-30 ms in a run of 1000 reactors). Undone when the
+    run ends, so garbage made before it is still collected; left to a host that freezes objects
+    itself (the daemon, between saves)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
