@@ -50,6 +50,9 @@ FLUSH_NOTICE_SECONDS = 1.0  # a flush taking longer says what it is waiting for
 STOPS_TO_INSIST = 3  # the stop signal that exits at once, without waiting for pending writes
 STOP_CHECK_SECONDS = 0.25  # idle: how often the stop count is looked at (a Stop can be lost)
 LOAD_WATCH_SECONDS = 0.25  # a load this long watches the user's modules imported so far
+# Idle, the engine lets the event thread hand every event to clients before it collects garbage
+# (which holds the interpreter lock for tens of milliseconds); this long at most.
+EVENTS_OUT_SECONDS = 1.0
 # How long the main thread keeps the GIL while another thread waits for it (Python's default is
 # 5 ms): the event thread sends a reactor's result to clients while the run goes on, and the
 # watcher reads a save while a run is cancelled; a few more switches cost the run little.
@@ -209,7 +212,7 @@ class Engine:
 
         server = Server(
             runtime, Control(self).handlers(), self.pipeline, self.options.tcp,
-            on_notice=self.console.notice,
+            on_notice=self.console.notice, quiet_handlers=self._quiet_handlers(),
         )  # fmt: skip
         printed = self.console.printed
 
@@ -221,6 +224,11 @@ class Engine:
         self.server = server
         server.start()
         return server
+
+    def _quiet_handlers(self) -> list[object]:
+        """The daemon's own signal handlers (installed by now): they raise only into the
+        user's code or while the engine is idle, never while it publishes an event."""
+        return [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)]
 
     def _publish_line(self, reactor: str | None, text: str) -> None:
         """A line a reactor printed (the console's reactor output), for clients."""
@@ -307,6 +315,8 @@ class Engine:
         self._idle = True
         try:
             if self.inbox.empty():
+                self._let_events_out()
+            if self.inbox.empty():
                 self.settle()
             work = self._wait_for_work()
         finally:
@@ -322,6 +332,12 @@ class Engine:
                 self.inbox.put(more)  # after this change's run
                 return work
             work |= more
+
+    def _let_events_out(self) -> None:
+        """Wait for the events of the run that just ended to leave for clients: the reactor's
+        result a client waits for must not wait for the collection `settle` runs."""
+        if self.server is not None:
+            self.server.wait_sent(EVENTS_OUT_SECONDS)
 
     def _wait_for_work(self) -> set[Path] | Command:
         """The next change or command. The stop handler raises Stop here, but a signal that
