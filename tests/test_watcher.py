@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from watchdog.observers import Observer
 
+from pyplantd.daemon import inotify
+from pyplantd.daemon.inotify import InotifyObserver
 from pyplantd.daemon.watcher import Watcher
 
 DEADLINE = 5.0
@@ -502,7 +504,9 @@ def test_os_watch_failure_falls_back_to_polling(files, tmp_path, when) -> None:
 def test_inotify_queue_overflow_falls_back_to_polling(files) -> None:
     target, sentinel = files
     recorder = Recorder()
-    watcher = Watcher(recorder, poll_interval=0.05, on_notice=recorder.notices.append)
+    watcher = Watcher(
+        recorder, poll_interval=0.05, on_notice=recorder.notices.append, observer_factory=Observer
+    )
     try:
         watcher.watch([target, sentinel])
         watcher.start()
@@ -516,6 +520,56 @@ def test_inotify_queue_overflow_falls_back_to_polling(files) -> None:
         save_in_place(target, "x = 1\n")
         settle(recorder, sentinel, [{target}])
     finally:
+        watcher.stop()
+
+
+class StalledInotify(InotifyObserver):
+    """Our own inotify reader, held after its first read until released: meanwhile the
+    kernel's event queue fills up, as when the daemon is starved of CPU."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def _hand_on(self, raw: list[tuple[int, int, int, str]]) -> None:
+        if not self.release.is_set():
+            self.held.set()
+            self.release.wait(DEADLINE)
+        super()._hand_on(raw)
+
+
+@pytest.mark.skipif(not inotify.available(), reason="inotify is Linux's")
+def test_a_real_overflow_of_the_kernel_queue_falls_back_to_polling(files, tmp_path) -> None:
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 200_000:
+        pytest.skip(f"fs.inotify.max_queued_events is {limit}: too many events to make")
+    target, sentinel = files
+    recorder, observer = Recorder(), StalledInotify()
+    watcher = Watcher(
+        recorder, poll_interval=0.05, on_notice=recorder.notices.append,
+        observer_factory=lambda: observer,
+    )  # fmt: skip
+    try:
+        watcher.watch([target, sentinel])
+        watcher.start()
+        assert watcher.mode == "native"
+        (tmp_path / "noise.txt").write_text("")
+        assert observer.held.wait(DEADLINE)
+        one, two = (os.open(tmp_path / n, os.O_WRONLY | os.O_CREAT) for n in ("a.tmp", "b.tmp"))
+        try:
+            for _ in range(limit // 2 + 100):  # alternating: the kernel merges no two
+                os.write(one, b".")
+                os.write(two, b".")
+        finally:
+            os.close(one)
+            os.close(two)
+        observer.release.set()
+        assert "overflowed" in recorder.wait_notice("polling")
+        assert watcher.mode == "polling"
+        save_in_place(target, "x = 1\n")
+        settle(recorder, sentinel, [{target}])
+    finally:
+        observer.release.set()
         watcher.stop()
 
 
