@@ -445,8 +445,10 @@ def test_watch_adds_and_removes_files_while_running(make_watcher, files, tmp_pat
 def test_snapshot_records_the_content_a_run_read(make_watcher, files) -> None:
     target, sentinel = files
     watcher, recorder = make_watcher([target, sentinel], debounce=0.3)
-    target.write_text("x = 1\n")
-    watcher.snapshot([target])  # within the quiet window, as the engine does after a run
+    with open(target, "w") as handle:  # open for writing: nothing is read before its close
+        handle.write("x = 1\n")
+        handle.flush()
+        watcher.snapshot([target])  # a run read these bytes: their save is no change
     settle(recorder, sentinel, [])
     save_in_place(target, "x = 2\n")
     assert recorder.wait_calls(2) == [{sentinel}, {target}]

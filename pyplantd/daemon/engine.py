@@ -51,8 +51,10 @@ STOPS_TO_INSIST = 3  # the stop signal that exits at once, without waiting for p
 STOP_CHECK_SECONDS = 0.25  # idle: how often the stop count is looked at (a Stop can be lost)
 LOAD_WATCH_SECONDS = 0.25  # a load this long watches the user's modules imported so far
 # Idle, the engine lets the event thread hand every event to clients before it collects garbage
-# (which holds the interpreter lock for tens of milliseconds); this long at most.
+# (which holds the interpreter lock for tens of milliseconds); this long at most, and looking
+# for new work (a save) every slice meanwhile.
 EVENTS_OUT_SECONDS = 1.0
+EVENTS_OUT_SLICE_SECONDS = 0.002
 # How long the main thread keeps the GIL while another thread waits for it (Python's default is
 # 5 ms): the event thread sends a reactor's result to clients while the run goes on, and the
 # watcher reads a save while a run is cancelled; a few more switches cost the run little.
@@ -336,8 +338,12 @@ class Engine:
     def _let_events_out(self) -> None:
         """Wait for the events of the run that just ended to leave for clients: the reactor's
         result a client waits for must not wait for the collection `settle` runs."""
-        if self.server is not None:
-            self.server.wait_sent(EVENTS_OUT_SECONDS)
+        if self.server is None:
+            return
+        deadline = time.monotonic() + EVENTS_OUT_SECONDS
+        while not self.server.wait_sent(EVENTS_OUT_SLICE_SECONDS):
+            if not self.inbox.empty() or self._stopping or time.monotonic() > deadline:
+                return  # new work waits for no queued printed line to reach clients
 
     def _wait_for_work(self) -> set[Path] | Command:
         """The next change or command. The stop handler raises Stop here, but a signal that
@@ -485,10 +491,10 @@ class Engine:
     def _load(self, trigger: str, run_id: int, started: float, after_save: bool = False) -> bool:
         """Execute the script; False if it did not load (reported) or was cancelled."""
         self.session.begin_load()
-        self._forget_reloaded_definitions()
         self.state.load_began(run_id, trigger, self.pipeline)
         with self._watch_lock:
-            self.loader.purge()
+            reloaded = self.loader.purge()
+        self._forget_reloaded_definitions(reloaded)
         self._loading.set()
         try:
             with hosting(self.session):
@@ -515,11 +521,11 @@ class Engine:
             raise Stop()
         return True
 
-    def _forget_reloaded_definitions(self) -> None:
-        """Reactors and subreactors of the script and the user's modules are defined afresh by
-        the reload; one the new code no longer defines (deleted, renamed) must not run again.
-        Its stored results stay: an undo serves them."""
-        reloaded = {"__main__", *self.loader.user_modules()}
+    def _forget_reloaded_definitions(self, modules: set[str]) -> None:
+        """Reactors and subreactors of the script and the user's modules (`modules`, just
+        purged) are defined afresh by the reload; one the new code no longer defines (deleted,
+        renamed) must not run again. Its stored results stay: an undo serves them."""
+        reloaded = {"__main__", *modules}
 
         def defined_by_reload(func: Callable[..., Any]) -> bool:
             code = getattr(func, "__code__", None)

@@ -221,7 +221,8 @@ class Server:
                 if not self._stop.is_set():
                     self._send_event(frames)
                 self._sent_seq = seq
-                self._sent.notify_all()
+                if seq >= self._queued:  # all out: whoever waits for that (not per event)
+                    self._sent.notify_all()
         with self._sent:  # stopped: nobody waits for the rest
             self._sent.notify_all()
 
