@@ -128,6 +128,7 @@ class Engine:
         self._main = threading.main_thread().ident
         self.interrupter = Interrupter()
         self._loading = threading.Event()
+        self._load_began = 0.0  # time.monotonic() when the load in progress began
         self._watch_lock = threading.Lock()  # one thread at a time computes the watched files
         self._watched: set[Path] = {self.pipeline}
 
@@ -495,6 +496,7 @@ class Engine:
         with self._watch_lock:
             reloaded = self.loader.purge()
         self._forget_reloaded_definitions(reloaded)
+        self._load_began = time.monotonic()
         self._loading.set()
         try:
             with hosting(self.session):
@@ -559,14 +561,17 @@ class Engine:
 
     def _stop_load_watch(self) -> None:
         if getattr(self, "_load_watch", None) is not None:
-            self._load_watch_stop.set()
-            self._loading.set()  # wakes it
+            self._load_watch_stop.set()  # wakes it
             self._load_watch.join()
 
     def _watch_while_loading(self) -> None:
-        while self._loading.wait() and not self._load_watch_stop.is_set():
-            if self._load_watch_stop.wait(LOAD_WATCH_SECONDS):
-                return
+        """Every LOAD_WATCH_SECONDS, a load going on for that long has what it imported so
+        far watched. It looks rather than being woken when a load begins: woken, it would
+        take the interpreter lock from the load of every save."""
+        while not self._load_watch_stop.wait(LOAD_WATCH_SECONDS):
+            began = self._load_began
+            if not self._loading.is_set() or time.monotonic() - began < LOAD_WATCH_SECONDS:
+                continue
             with self._watch_lock:
                 if self._loading.is_set():
                     with contextlib.suppress(RuntimeError):  # a dict changed under us: later
