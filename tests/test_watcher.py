@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -600,3 +601,28 @@ def test_one_file_hasher_for_the_watcher_the_code_index_and_the_store(tmp_path: 
     assert content_hash(str(path)) == file_fingerprint(str(path))
     assert content_hash(str(path)) == content_digest(path.read_bytes())
     assert content_hash(str(tmp_path / "gone.py")) is None
+
+
+@pytest.mark.skipif(not inotify.available(), reason="inotify is Linux's")
+def test_events_waiting_in_the_kernel_are_seen_whatever_the_descriptor_number(tmp_path) -> None:
+    """A save is read at once only while no other event waits; a daemon with many files open
+    gets an inotify descriptor above 1023, which select() cannot look at."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"at most {hard} open files: no descriptor above 1023 to be had")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    observer = None
+    try:
+        observer = InotifyObserver()
+        observer.schedule(Recorder(), str(tmp_path))  # never started: events stay queued
+        assert observer._fd > 1023
+        assert observer.event_queue.empty()
+        (tmp_path / "pipeline.py").write_text("x = 1\n")
+        assert not observer.event_queue.empty()
+    finally:
+        if observer is not None:
+            observer.stop()
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -96,10 +96,7 @@ class _Pending:
         """No event read and waiting, none in the kernel's queue."""
         if self.count:
             return False
-        try:
-            return not select.select([self.fd], [], [], 0)[0]
-        except (OSError, ValueError):  # closed: nothing more comes
-            return True
+        return not _readable(self.fd, 0)
 
 
 @dataclass
@@ -203,7 +200,7 @@ class InotifyObserver:
             self._close()
 
     def _read(self, wait_ms: int = 0) -> bytes | None:
-        if wait_ms and not select.select([self._fd], [], [], wait_ms / 1000)[0]:
+        if wait_ms and not _readable(self._fd, wait_ms):
             return None
         try:
             return os.read(self._fd, _READ_SIZE)
@@ -261,6 +258,14 @@ class InotifyObserver:
     def _emit(watch: FolderWatch, event: events.FileSystemEvent | None) -> None:
         if event is not None and isinstance(event, watch.kinds):
             watch.handler.dispatch(event)
+
+
+def _readable(fd: int, wait_ms: int) -> bool:
+    """Whether `fd` has data within `wait_ms` (poll, not select: any descriptor number); a
+    closed one has none."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return any(mask & select.POLLIN for _, mask in poller.poll(wait_ms))
 
 
 def _event(mask: int, path: str) -> events.FileSystemEvent | None:
