@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -124,3 +125,73 @@ def test_mark_is_published_after_every_event_published_before_the_request(server
     assert [e["type"] for e in received] == ["log"] * 100 + ["mark"]
     assert received[-1]["token"] == "ab12"
     assert [e["seq"] for e in received] == list(range(received[0]["seq"], received[0]["seq"] + 101))
+
+
+def test_events_sent_at_once_never_overtake_queued_ones(server, context):
+    """A result event is sent by its publisher when nothing waits before it; printed lines
+    always queue: published together from many threads, they still arrive complete and in
+    `seq` order, each thread's in its own order."""
+    socket = subscriber(context, server)
+
+    def publish(name: str) -> None:
+        for i in range(100):
+            server.publish("log", {"reactor": name, "text": str(i)})
+            server.publish("reactor_finished", {"reactor": name, "result": str(i)})
+
+    threads = [threading.Thread(target=publish, args=(f"t{k}",)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    received = events(socket, server.key.encode(), 800)
+    seqs = [event["seq"] for event in received]
+    assert seqs == list(range(seqs[0], seqs[0] + 800))
+    for k in range(4):
+        theirs = [e for e in received if e["reactor"] == f"t{k}"]
+        mine = [(e["type"], e.get("text", e.get("result"))) for e in theirs]
+        assert mine == [(kind, str(i)) for i in range(100) for kind in ("log", "reactor_finished")]
+
+
+class AlarmError(Exception):
+    pass
+
+
+def test_a_signal_handler_raising_while_events_are_sent_never_cuts_a_message(server, context):
+    """The main thread sends result events itself: a Python signal handler that raises (the
+    user's alarm, say) can stop it between any two instructions, never between the frames
+    of a message, whose remainder would then be glued to the next one."""
+    socket = subscriber(context, server)
+    key = server.key.encode()
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise AlarmError
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    published = interruptions = 0
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+        while published < 400:
+            try:
+                server.publish("reactor_finished", {"reactor": "r", "result": "ran"})
+                published += 1
+            except AlarmError:
+                interruptions += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert interruptions > 0  # the handler did run in the middle of publishing
+    messages = []
+    while socket.poll(500):
+        messages.append(socket.recv_multipart())
+    assert len(messages) >= published
+    for frames in messages:  # each one whole: three frames, signed, decodable
+        assert protocol.decode_event(key, frames)["type"] == "reactor_finished"
+
+
+def test_wait_sent_returns_once_every_event_published_has_left(server, context):
+    socket = subscriber(context, server)
+    for i in range(600):  # printed lines: all queued for the event thread (fewer than HWM)
+        server.publish("log", {"reactor": "r", "text": str(i)})
+    assert server.wait_sent(30)
+    received = events(socket, server.key.encode(), 600)
+    assert [e["text"] for e in received] == [str(i) for i in range(600)]

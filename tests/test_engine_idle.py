@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from pyplantd.daemon.bus import Kind
 from pyplantd.daemon.console import Console
-from pyplantd.daemon.engine import Engine, WatchOptions
+from pyplantd.daemon.engine import Command, Engine, WatchOptions
+from pyplantd.daemon.runtime import runtime_dir
 
 PIPELINE = """
 from pyplantd import Plant, ReactorFunc
@@ -73,3 +75,24 @@ def test_a_cycle_after_settling_runs_normally(engine: Engine) -> None:
     (engine.pipeline).write_text(PIPELINE.replace("n + 1", "n + 2"))
     decisions = engine.cycle("saved pipeline.py", targets_always_run=False)
     assert {d.reactor: d.status for d in decisions} == {"make": "cached", "show": "ran"}
+
+
+def test_the_idle_collection_waits_until_every_event_has_left_for_clients(engine: Engine) -> None:
+    """The collection holds the interpreter lock for tens of milliseconds: run first, it would
+    keep the event thread from sending the run's last events, a reactor's result among them."""
+    engine.cycle("start", targets_always_run=True)
+    server = engine._start_server(runtime_dir(engine.pipeline))
+    try:
+        for i in range(600):  # printed lines: queued for the event thread
+            engine.bus.publish(Kind.log, {"run_id": 1, "reactor": "show", "text": str(i)})
+        out_when_settling = []
+
+        def settle() -> None:
+            out_when_settling.append(server.wait_sent(0))
+            engine.inbox.put(Command("run", [], 7))  # then the engine has work: _next_work returns
+
+        engine.settle = settle  # type: ignore[method-assign]
+        assert engine._next_work() == Command("run", [], 7)
+        assert out_when_settling == [True]
+    finally:
+        server.stop()

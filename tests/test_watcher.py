@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 from watchdog.observers import Observer
 
+from pyplantd.daemon import inotify
+from pyplantd.daemon.inotify import InotifyObserver
 from pyplantd.daemon.watcher import Watcher
 
 DEADLINE = 5.0
@@ -443,8 +446,10 @@ def test_watch_adds_and_removes_files_while_running(make_watcher, files, tmp_pat
 def test_snapshot_records_the_content_a_run_read(make_watcher, files) -> None:
     target, sentinel = files
     watcher, recorder = make_watcher([target, sentinel], debounce=0.3)
-    target.write_text("x = 1\n")
-    watcher.snapshot([target])  # within the quiet window, as the engine does after a run
+    with open(target, "w") as handle:  # open for writing: nothing is read before its close
+        handle.write("x = 1\n")
+        handle.flush()
+        watcher.snapshot([target])  # a run read these bytes: their save is no change
     settle(recorder, sentinel, [])
     save_in_place(target, "x = 2\n")
     assert recorder.wait_calls(2) == [{sentinel}, {target}]
@@ -502,7 +507,9 @@ def test_os_watch_failure_falls_back_to_polling(files, tmp_path, when) -> None:
 def test_inotify_queue_overflow_falls_back_to_polling(files) -> None:
     target, sentinel = files
     recorder = Recorder()
-    watcher = Watcher(recorder, poll_interval=0.05, on_notice=recorder.notices.append)
+    watcher = Watcher(
+        recorder, poll_interval=0.05, on_notice=recorder.notices.append, observer_factory=Observer
+    )
     try:
         watcher.watch([target, sentinel])
         watcher.start()
@@ -516,6 +523,56 @@ def test_inotify_queue_overflow_falls_back_to_polling(files) -> None:
         save_in_place(target, "x = 1\n")
         settle(recorder, sentinel, [{target}])
     finally:
+        watcher.stop()
+
+
+class StalledInotify(InotifyObserver):
+    """Our own inotify reader, held after its first read until released: meanwhile the
+    kernel's event queue fills up, as when the daemon is starved of CPU."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def _hand_on(self, raw: list[tuple[int, int, int, str]]) -> None:
+        if not self.release.is_set():
+            self.held.set()
+            self.release.wait(DEADLINE)
+        super()._hand_on(raw)
+
+
+@pytest.mark.skipif(not inotify.available(), reason="inotify is Linux's")
+def test_a_real_overflow_of_the_kernel_queue_falls_back_to_polling(files, tmp_path) -> None:
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 200_000:
+        pytest.skip(f"fs.inotify.max_queued_events is {limit}: too many events to make")
+    target, sentinel = files
+    recorder, observer = Recorder(), StalledInotify()
+    watcher = Watcher(
+        recorder, poll_interval=0.05, on_notice=recorder.notices.append,
+        observer_factory=lambda: observer,
+    )  # fmt: skip
+    try:
+        watcher.watch([target, sentinel])
+        watcher.start()
+        assert watcher.mode == "native"
+        (tmp_path / "noise.txt").write_text("")
+        assert observer.held.wait(DEADLINE)
+        one, two = (os.open(tmp_path / n, os.O_WRONLY | os.O_CREAT) for n in ("a.tmp", "b.tmp"))
+        try:
+            for _ in range(limit // 2 + 100):  # alternating: the kernel merges no two
+                os.write(one, b".")
+                os.write(two, b".")
+        finally:
+            os.close(one)
+            os.close(two)
+        observer.release.set()
+        assert "overflowed" in recorder.wait_notice("polling")
+        assert watcher.mode == "polling"
+        save_in_place(target, "x = 1\n")
+        settle(recorder, sentinel, [{target}])
+    finally:
+        observer.release.set()
         watcher.stop()
 
 
@@ -544,3 +601,28 @@ def test_one_file_hasher_for_the_watcher_the_code_index_and_the_store(tmp_path: 
     assert content_hash(str(path)) == file_fingerprint(str(path))
     assert content_hash(str(path)) == content_digest(path.read_bytes())
     assert content_hash(str(tmp_path / "gone.py")) is None
+
+
+@pytest.mark.skipif(not inotify.available(), reason="inotify is Linux's")
+def test_events_waiting_in_the_kernel_are_seen_whatever_the_descriptor_number(tmp_path) -> None:
+    """A save is read at once only while no other event waits; a daemon with many files open
+    gets an inotify descriptor above 1023, which select() cannot look at."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"at most {hard} open files: no descriptor above 1023 to be had")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    observer = None
+    try:
+        observer = InotifyObserver()
+        observer.schedule(Recorder(), str(tmp_path))  # never started: events stay queued
+        assert observer._fd > 1023
+        assert observer.event_queue.empty()
+        (tmp_path / "pipeline.py").write_text("x = 1\n")
+        assert not observer.event_queue.empty()
+    finally:
+        if observer is not None:
+            observer.stop()
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -50,6 +50,11 @@ FLUSH_NOTICE_SECONDS = 1.0  # a flush taking longer says what it is waiting for
 STOPS_TO_INSIST = 3  # the stop signal that exits at once, without waiting for pending writes
 STOP_CHECK_SECONDS = 0.25  # idle: how often the stop count is looked at (a Stop can be lost)
 LOAD_WATCH_SECONDS = 0.25  # a load this long watches the user's modules imported so far
+# Idle, the engine lets the event thread hand every event to clients before it collects garbage
+# (which holds the interpreter lock for tens of milliseconds); this long at most, and looking
+# for new work (a save) every slice meanwhile.
+EVENTS_OUT_SECONDS = 1.0
+EVENTS_OUT_SLICE_SECONDS = 0.002
 # How long the main thread keeps the GIL while another thread waits for it (Python's default is
 # 5 ms): the event thread sends a reactor's result to clients while the run goes on, and the
 # watcher reads a save while a run is cancelled; a few more switches cost the run little.
@@ -123,6 +128,7 @@ class Engine:
         self._main = threading.main_thread().ident
         self.interrupter = Interrupter()
         self._loading = threading.Event()
+        self._load_began = 0.0  # time.monotonic() when the load in progress began
         self._watch_lock = threading.Lock()  # one thread at a time computes the watched files
         self._watched: set[Path] = {self.pipeline}
 
@@ -209,7 +215,7 @@ class Engine:
 
         server = Server(
             runtime, Control(self).handlers(), self.pipeline, self.options.tcp,
-            on_notice=self.console.notice,
+            on_notice=self.console.notice, quiet_handlers=self._quiet_handlers(),
         )  # fmt: skip
         printed = self.console.printed
 
@@ -221,6 +227,11 @@ class Engine:
         self.server = server
         server.start()
         return server
+
+    def _quiet_handlers(self) -> list[object]:
+        """The daemon's own signal handlers (installed by now): they raise only into the
+        user's code or while the engine is idle, never while it publishes an event."""
+        return [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)]
 
     def _publish_line(self, reactor: str | None, text: str) -> None:
         """A line a reactor printed (the console's reactor output), for clients."""
@@ -307,6 +318,8 @@ class Engine:
         self._idle = True
         try:
             if self.inbox.empty():
+                self._let_events_out()
+            if self.inbox.empty():
                 self.settle()
             work = self._wait_for_work()
         finally:
@@ -322,6 +335,16 @@ class Engine:
                 self.inbox.put(more)  # after this change's run
                 return work
             work |= more
+
+    def _let_events_out(self) -> None:
+        """Wait for the events of the run that just ended to leave for clients: the reactor's
+        result a client waits for must not wait for the collection `settle` runs."""
+        if self.server is None:
+            return
+        deadline = time.monotonic() + EVENTS_OUT_SECONDS
+        while not self.server.wait_sent(EVENTS_OUT_SLICE_SECONDS):
+            if not self.inbox.empty() or self._stopping or time.monotonic() > deadline:
+                return  # new work waits for no queued printed line to reach clients
 
     def _wait_for_work(self) -> set[Path] | Command:
         """The next change or command. The stop handler raises Stop here, but a signal that
@@ -469,10 +492,11 @@ class Engine:
     def _load(self, trigger: str, run_id: int, started: float, after_save: bool = False) -> bool:
         """Execute the script; False if it did not load (reported) or was cancelled."""
         self.session.begin_load()
-        self._forget_reloaded_definitions()
         self.state.load_began(run_id, trigger, self.pipeline)
         with self._watch_lock:
-            self.loader.purge()
+            reloaded = self.loader.purge()
+        self._forget_reloaded_definitions(reloaded)
+        self._load_began = time.monotonic()
         self._loading.set()
         try:
             with hosting(self.session):
@@ -499,11 +523,11 @@ class Engine:
             raise Stop()
         return True
 
-    def _forget_reloaded_definitions(self) -> None:
-        """Reactors and subreactors of the script and the user's modules are defined afresh by
-        the reload; one the new code no longer defines (deleted, renamed) must not run again.
-        Its stored results stay: an undo serves them."""
-        reloaded = {"__main__", *self.loader.user_modules()}
+    def _forget_reloaded_definitions(self, modules: set[str]) -> None:
+        """Reactors and subreactors of the script and the user's modules (`modules`, just
+        purged) are defined afresh by the reload; one the new code no longer defines (deleted,
+        renamed) must not run again. Its stored results stay: an undo serves them."""
+        reloaded = {"__main__", *modules}
 
         def defined_by_reload(func: Callable[..., Any]) -> bool:
             code = getattr(func, "__code__", None)
@@ -537,14 +561,17 @@ class Engine:
 
     def _stop_load_watch(self) -> None:
         if getattr(self, "_load_watch", None) is not None:
-            self._load_watch_stop.set()
-            self._loading.set()  # wakes it
+            self._load_watch_stop.set()  # wakes it
             self._load_watch.join()
 
     def _watch_while_loading(self) -> None:
-        while self._loading.wait() and not self._load_watch_stop.is_set():
-            if self._load_watch_stop.wait(LOAD_WATCH_SECONDS):
-                return
+        """Every LOAD_WATCH_SECONDS, a load going on for that long has what it imported so
+        far watched. It looks rather than being woken when a load begins: woken, it would
+        take the interpreter lock from the load of every save."""
+        while not self._load_watch_stop.wait(LOAD_WATCH_SECONDS):
+            began = self._load_began
+            if not self._loading.is_set() or time.monotonic() - began < LOAD_WATCH_SECONDS:
+                continue
             with self._watch_lock:
                 if self._loading.is_set():
                     with contextlib.suppress(RuntimeError):  # a dict changed under us: later

@@ -91,11 +91,13 @@ class ScriptLoader:
             return Path(str(path)).absolute()
         return None
 
-    def purge(self) -> None:
-        """Forget the user's modules so the next run imports their current code."""
-        for name in self.user_modules():
+    def purge(self) -> set[str]:
+        """Forget the user's modules so the next run imports their current code; their names."""
+        names = set(self.user_modules())
+        for name in names:
             del sys.modules[name]
             del self._seen[name]
+        return names
 
     def watched_files(self) -> set[Path]:
         """The script and the user's modules it imported, also those whose import failed. After

@@ -3,8 +3,11 @@ streaming events, both on loopback only, each served by its own thread so that c
 answers while reactors compute on the main thread.
 
 The request thread blocks in the ROUTER's receive itself (no poller), so that a request's path
-is receive, verify, dispatch, send. Events from any thread are signed where they are published
-and queued for the event thread, the only one that touches the PUB socket.
+is receive, verify, dispatch, send. Events from any thread are signed where they are published,
+in order, and sent from there when nothing waits to be sent before them and no signal handler
+can cut the message in two (a reactor's result reaches clients without waiting for another
+thread to be scheduled); otherwise they are queued for the event thread. The PUB socket is used
+under one lock, by one thread at a time.
 
 Only the engine changes plant state: commands that act (run, cancel, invalidate, shutdown) go
 to the engine's inbox; the others read what the engine publishes. Messages: see
@@ -17,8 +20,9 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,13 @@ logger = logging.getLogger(__name__)
 _MAX_IPC_PATH_BYTES = 103
 _STOP_CHECK_MS = 100  # the request thread looks at the stop flag this often when idle
 _MAX_QUEUED_EVENTS = 10_000  # beyond, events are dropped (as PUB drops for slow subscribers)
+# Printed lines come in floods: they always go through the event thread, which sends them
+# while the run goes on; other events are few, and a client may be waiting for each.
+_ALWAYS_QUEUED = frozenset({Kind.log.value})
+# Python runs signal handlers in the main thread, between instructions and inside pyzmq's
+# send: one that raises there leaves a message cut, and its rest glued to the next one.
+_SIGNALS = tuple(sorted(set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}))
+_NOT_PYTHON = (signal.SIG_DFL, signal.SIG_IGN, None)  # handlers that run no Python code
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | tuple[dict[str, Any], list[bytes]]]
@@ -45,7 +56,11 @@ class Server:
     def __init__(
         self, runtime: Path, handlers: dict[str, Handler], pipeline: Path, tcp: bool = False,
         limit: int = protocol.MAX_MESSAGE_BYTES, on_notice: Callable[[str], None] | None = None,
+        quiet_handlers: Iterable[object] = (),
     ) -> None:  # fmt: skip
+        """`quiet_handlers`: signal handlers that never raise in pyplantd's own code (the
+        daemon's); while only they and no other Python handler are installed, the main thread
+        sends events itself."""
         self.runtime, self.limit = runtime, limit
         self.handlers = {**handlers, "mark": self._mark}
         self._notice = on_notice or logger.warning
@@ -71,10 +86,16 @@ class Server:
         self._key_bytes = self.key.encode()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        # Signed event frames, in `seq` order; None tells the event thread to end.
-        self._events: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
-        self._seq_lock = threading.Lock()
+        # Signed event frames with their `seq`, in that order; None tells the event thread to end.
+        self._events: queue.SimpleQueue[tuple[int, list[bytes]] | None] = queue.SimpleQueue()
+        # Guards `seq`, what was queued and sent, and the PUB socket itself.
+        self._pub_lock = threading.Lock()
+        self._sent = threading.Condition(self._pub_lock)  # notified as events leave
         self._seq = 0
+        self._queued = 0  # the `seq` of the last event queued or sent, and of the last one sent
+        self._sent_seq = 0
+        self._quiet = frozenset([*_NOT_PYTHON, *quiet_handlers])
+        self._main = threading.main_thread().ident
 
     def _bind(self, tcp: bool) -> tuple[str, str]:
         """Unix sockets in the runtime dir; tcp on 127.0.0.1 when asked, or, saying why, when
@@ -125,12 +146,14 @@ class Server:
             self._threads.append(thread)
 
     def stop(self) -> None:
-        self._stop.set()
+        with self._pub_lock:  # no event is being sent from another thread meanwhile
+            self._stop.set()
         self._events.put(None)
         for thread in self._threads:
             thread.join(5)
-        for socket in (self.router, self.pub):
-            socket.close(0)
+        with self._pub_lock:
+            for socket in (self.router, self.pub):
+                socket.close(0)
         self.context.term()
         self.connection_file.unlink(missing_ok=True)
         for name in ("request.sock", "events.sock"):
@@ -138,22 +161,52 @@ class Server:
 
     # -- events (any thread) ----------------------------------------------------------------
     def publish(self, kind: str, fields: dict[str, Any]) -> None:
-        """Sign the event here, in publishing order, and queue it for the event thread: a
-        ZeroMQ socket belongs to one thread, and a queue's put cannot be cut half-way by a
-        signal the way a multi-frame send can. Never blocks the caller (the engine)."""
-        if self._stop.is_set():
-            return
-        with self._seq_lock:
+        """Sign the event here, in publishing order, and send it at once if every earlier
+        event has left (never a printed line: see _ALWAYS_QUEUED), else queue it for the event
+        thread. Never blocks the caller (the engine) for longer than a non-blocking send."""
+        with self._pub_lock:
+            if self._stop.is_set():
+                return
             try:
                 frames = protocol.encode_event(self._key_bytes, self._seq + 1, kind, fields)
             except (TypeError, ValueError):  # not JSON: a bug to report, never the run's end
                 logger.exception("event %s", kind)
                 return
             self._seq += 1  # a dropped event leaves a gap in `seq` that subscribers can see
+            if self._sent_seq == self._queued and kind not in _ALWAYS_QUEUED and self._uncut():
+                self._queued = self._sent_seq = self._seq
+                self._send_event(frames)
+                return
             if self._events.qsize() >= _MAX_QUEUED_EVENTS:
                 self.events_dropped += 1
                 return
-            self._events.put(frames)
+            self._queued = self._seq
+            self._events.put((self._seq, frames))
+
+    def _uncut(self) -> bool:
+        """Whether this thread can send a message with no signal handler raising half-way:
+        any thread but the main one, and the main one while every Python handler installed
+        is a quiet one (only the main thread can install one, so none comes meanwhile)."""
+        return threading.get_ident() != self._main or self._quiet.issuperset(
+            map(signal.getsignal, _SIGNALS)
+        )
+
+    def _send_event(self, frames: list[bytes]) -> None:
+        """Send one event's frames (caller holds _pub_lock)."""
+        try:
+            send_frames(self.pub, frames, NOBLOCK)
+        except zmq.ZMQError as err:  # PUB drops rather than blocks; this is unexpected
+            logger.warning("event stream: %s", err)
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Wait until every event published so far is handed to the PUB socket (or the
+        server stops); False if `timeout` passed first. The engine calls it before work that
+        holds the interpreter lock for long (a full garbage collection), which would
+        otherwise keep a reactor's result from clients."""
+        with self._sent:
+            return self._sent.wait_for(
+                lambda: self._sent_seq >= self._queued or self._stop.is_set(), timeout
+            )
 
     def _mark(self, args: dict[str, Any]) -> dict[str, Any]:
         """Publish a `mark` event with the caller's token: a subscriber that sees it knows its
@@ -162,11 +215,16 @@ class Server:
         return {}
 
     def _stream(self) -> None:
-        while (frames := self._events.get()) is not None:
-            try:
-                send_frames(self.pub, frames, NOBLOCK)
-            except zmq.ZMQError as err:  # PUB drops rather than blocks; this is unexpected
-                logger.warning("event stream: %s", err)
+        while (queued := self._events.get()) is not None:
+            seq, frames = queued
+            with self._sent:
+                if not self._stop.is_set():
+                    self._send_event(frames)
+                self._sent_seq = seq
+                if seq >= self._queued:  # all out: whoever waits for that (not per event)
+                    self._sent.notify_all()
+        with self._sent:  # stopped: nobody waits for the rest
+            self._sent.notify_all()
 
     # -- the request thread -----------------------------------------------------------------
     def _serve(self) -> None:

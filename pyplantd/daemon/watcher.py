@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from watchdog import events
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from ..fingerprint import file_fingerprint, stream_fingerprint
+from . import inotify
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ _F_SETSIG = getattr(fcntl, "F_SETSIG", None)
 # watchdog reports a kernel queue overflow only as a warning on this logger.
 _INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 StatKey = tuple[int, int, int, int]
+# A watchdog observer, or an InotifyObserver: the same interface, as far as it is used here.
+ObserverLike = Any
 Seen = tuple[StatKey | None, str | None]  # what a file looked like, and its content hash
 
 
@@ -156,7 +159,7 @@ class Watcher:
         poll_interval: float = 0.5,
         force_polling: bool = False,
         on_notice: Callable[[str], None] | None = None,
-        observer_factory: Callable[[], BaseObserver] = Observer,
+        observer_factory: Callable[[], ObserverLike] | None = None,
         on_unchanged: Callable[[set[Path]], None] | None = None,
         on_burst: Callable[[], object] | None = None,
     ) -> None:
@@ -166,7 +169,7 @@ class Watcher:
         self._on_notice = on_notice or logger.warning
         self._debounce = debounce
         self._poll_interval = poll_interval
-        self._observer_factory = observer_factory
+        self._observer_factory = observer_factory  # None: our own inotify reader, or watchdog's
         self._mode = "polling" if force_polling else "native"
         # _cond guards the state below it. It is never held while calling into watchdog, whose
         # observer holds its own lock while it calls our handler.
@@ -185,8 +188,8 @@ class Watcher:
         self._stopping = False
         # _sync serializes changes to the observer and its watches (watch, tick, fallback, stop).
         self._sync = threading.RLock()
-        self._observer: BaseObserver | None = None
-        self._watches: dict[str, tuple[ObservedWatch, int]] = {}  # folder -> (watch, inode)
+        self._observer: ObserverLike | None = None
+        self._watches: dict[str, tuple[Any, int]] = {}  # folder -> (watch, inode)
         self._thread: threading.Thread | None = None
         self._handler = _Handler(self._on_event)
 
@@ -244,7 +247,7 @@ class Watcher:
         with self._sync:
             if self._mode == "native":
                 try:
-                    self._observer = self._observer_factory()
+                    self._observer = self._new_observer()
                     self._observer.start()
                 except OSError as err:
                     self._fall_back(f"the OS file watcher could not start ({err})")
@@ -264,6 +267,19 @@ class Watcher:
         logging.getLogger(_INOTIFY_LOGGER).removeFilter(self._spot_overflow)
 
     # -- the observer (callers hold _sync) --------------------------------------------------
+    def _new_observer(self) -> ObserverLike:
+        """On Linux, our own inotify reader (a save reaches us through one thread instead of
+        watchdog's four); elsewhere, or when asked for another, watchdog's."""
+        if self._observer_factory is not None:
+            observer = self._observer_factory()
+        elif inotify.available():
+            observer = inotify.InotifyObserver()
+        else:
+            return Observer()
+        if isinstance(observer, inotify.InotifyObserver):
+            observer.on_overflow = self._note_overflow
+        return observer
+
     def _sync_dirs(self) -> None:
         """Watch each folder holding a watched file, once; missing ones when they appear."""
         if self._observer is None or self._mode != "native":
@@ -321,10 +337,14 @@ class Watcher:
     def _spot_overflow(self, record: logging.LogRecord) -> bool:
         """A logging filter: notes watchdog's overflow warning, lets every record through."""
         if "overflow" in str(record.msg).lower():
-            with self._cond:
-                self._overflowed = True
-                self._cond.notify_all()
+            self._note_overflow()
         return True
+
+    def _note_overflow(self) -> None:
+        """The OS event queue overflowed: events were lost (the next tick falls back)."""
+        with self._cond:
+            self._overflowed = True
+            self._cond.notify_all()
 
     def _note_writing(self, key: str, modified: bool) -> None:
         """A file modified in place is still being written until its writer closes it (a
