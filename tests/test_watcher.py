@@ -50,9 +50,17 @@ class Recorder:
             time.sleep(0.002)
 
 
-@pytest.fixture(params=["native", "polling"])
+# native: pyplantd's own inotify reader on Linux; watchdog: watchdog's observer, which other
+# systems use; polling: the fallback.
+@pytest.fixture(params=["native", "watchdog", "polling"])
 def mode(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+def mode_options(mode: str) -> dict[str, object]:
+    if mode == "watchdog":
+        return {"observer_factory": Observer}
+    return {"force_polling": mode == "polling"}
 
 
 @pytest.fixture
@@ -62,12 +70,12 @@ def make_watcher(mode: str) -> Iterator[Callable[..., tuple[Watcher, Recorder]]]
 
     def make(paths: list[Path], **options: object) -> tuple[Watcher, Recorder]:
         recorder = Recorder()
-        options = {"force_polling": mode == "polling", "poll_interval": 0.05, **options}
+        options = {**mode_options(mode), "poll_interval": 0.05, **options}
         watcher = Watcher(recorder, on_notice=recorder.notices.append, **options)  # type: ignore[arg-type]
         started.append(watcher)
         watcher.watch(paths)
         watcher.start()
-        assert watcher.mode == mode
+        assert watcher.mode == ("polling" if mode == "polling" else "native")
         return watcher, recorder
 
     yield make
@@ -223,7 +231,7 @@ def test_burst_of_saves_within_the_quiet_window_is_one_call_after_the_first(file
         seen.append(target.read_text())
         recorder(paths)
 
-    watcher = Watcher(on_change, debounce=0.3, force_polling=mode == "polling", poll_interval=0.05)
+    watcher = Watcher(on_change, debounce=0.3, poll_interval=0.05, **mode_options(mode))  # type: ignore[arg-type]
     watcher.watch([target, sentinel])
     watcher.start()
     try:
@@ -231,7 +239,7 @@ def test_burst_of_saves_within_the_quiet_window_is_one_call_after_the_first(file
         for i, save in enumerate(saves):
             save(target, f"x = {i + 1}\n")
             time.sleep(0.01)  # saves 10 ms apart: well inside the 300 ms window
-        expected = [{target}] * (2 if mode == "native" else 1)
+        expected = [{target}] * (1 if mode == "polling" else 2)
         settle(recorder, sentinel, expected)
         assert seen[len(expected) - 1] == f"x = {len(saves)}\n"
     finally:
@@ -428,7 +436,7 @@ def test_watch_adds_and_removes_files_while_running(make_watcher, files, tmp_pat
     added.parent.mkdir()
     added.write_text("y = 0\n")
     # Natively, watch() itself must add the folder's watch: no periodic tick to rely on.
-    interval = 60.0 if mode == "native" else 0.05
+    interval = 0.05 if mode == "polling" else 60.0
     watcher, recorder = make_watcher([target, sentinel], poll_interval=interval)
     save_in_place(added, "y = 1\n")
     added.write_text("y = 2\n")
