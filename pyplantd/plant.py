@@ -201,6 +201,7 @@ class Plant:
         targets_always_run: bool = True,
         should_stop: Callable[[], bool] | None = None,
         exits_are_failures: bool = False,
+        freeze_older_objects: bool = True,
     ) -> list[Decision]:
         """One run with several targets.
 
@@ -208,7 +209,9 @@ class Plant:
         targets are skipped like any other reactor when nothing they depend on changed (the
         daemon after a save); `should_stop()` is polled between steps to cancel the run;
         `exits_are_failures` makes a reactor's sys.exit() or KeyboardInterrupt a
-        ReactorFailedError instead of ending the process (the daemon).
+        ReactorFailedError instead of ending the process (the daemon); `freeze_older_objects`
+        leaves what existed before the run out of garbage collection during it (a host that
+        freezes objects itself, the daemon, passes False).
         """
         self._ensure_registered()
         from .run.executors import open_executor
@@ -216,10 +219,11 @@ class Plant:
         targets = [self._resolve(r) for r in reactors]
         executor = open_executor(self.executor)  # opened per run: nothing outlives it idle
         try:
-            return self._run_with(
-                executor, targets, set(forced), targets_always_run, should_stop,
-                exits_are_failures,
-            )  # fmt: skip
+            with _older_objects_frozen() if freeze_older_objects else contextlib.nullcontext():
+                return self._run_with(
+                    executor, targets, set(forced), targets_always_run, should_stop,
+                    exits_are_failures,
+                )  # fmt: skip
         finally:
             executor.close()
 
@@ -246,8 +250,7 @@ class Plant:
         )
         status = "failed"
         try:
-            with _older_objects_frozen():
-                decisions = run.execute()
+            decisions = run.execute()
             status = "ok"
             return decisions
         except RunCancelled:
@@ -476,11 +479,8 @@ def _older_objects_frozen() -> Iterator[None]:
     """During a run, the objects that existed before it (modules, the script's functions, the
     store's records) are left out of garbage collection: a full collection in the middle of a
     run would walk them all for nothing (20-30 ms in a run of 1000 reactors). Undone when the
-    run ends, so garbage made before it is still collected; left to a host that freezes objects
-    itself (the daemon, between saves)."""
-    if gc.get_freeze_count():
-        yield
-        return
+    run ends, so garbage made before it is still collected. (Not gc.get_freeze_count() to see
+    whether a host froze objects: it walks every frozen object.)"""
     gc.freeze()
     try:
         yield

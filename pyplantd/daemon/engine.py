@@ -455,6 +455,7 @@ class Engine:
                 decisions = plant.run_reactors(
                     chosen, forced, targets_always_run=targets_always_run,
                     should_stop=self._cancel.is_set, exits_are_failures=True,
+                    freeze_older_objects=False,  # settle() freezes what survives each run
                 )  # fmt: skip
         except Stop:
             status = "cancelled"
