@@ -25,7 +25,7 @@ FLOAT32 = 4  # bytes
 WARM_GIB = 2.0
 STDERR_TAIL_LINES = 4
 # Set in some sandboxes; they would make every child re-compile whatever it imports from source
-# (the editable pyplantd, not pip-installed PyPlant), which no user's machine does.
+# (an earlier pyplantd put on PYTHONPATH by --baseline-rev), which no user's machine does.
 UNSET_IN_CHILDREN = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
 
 
