@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from ..waits import SIGNAL_CHECK_SECONDS
+
 MISSING: Any = object()  # `get`'s answer for a key that is not warm (a value may be None)
 
 
@@ -104,7 +106,7 @@ class WarmTier:
                 if self._bytes + size <= self.budget or not self._writing:
                     return waited
                 started = time.monotonic()
-                self._changed.wait()  # signals still interrupt it (Ctrl-C, cancel)
+                self._changed.wait(SIGNAL_CHECK_SECONDS)  # a stop signal is heard meanwhile
                 elapsed = time.monotonic() - started
                 waited += elapsed
                 self.waited_seconds += elapsed

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StoreError
+from ..waits import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class PendingWrite:
         return self._done.is_set() and self._error is not None
 
     def wait(self, timeout: float | None = None) -> Any:
-        if not self._done.wait(timeout):
+        if not wait_event(self._done, timeout):  # in slices: a stop signal is heard meanwhile
             raise TimeoutError(f"Ingredient '{self.name}' is still being written.")
         if self._error is not None:
             raise self._error
