@@ -639,11 +639,12 @@ def spill_lines(part: Part, nbytes: int) -> list[str]:
     if h5:
         lines.append(
             f"Plain h5py, contiguous dataset then fsync (the format pyplantd writes, without a "
-            f"content hash): {fmt_median_min(h5)}. pyplantd has h5py lay out the file and an "
-            "allocated, unfilled dataset, writes the array's bytes at its offset in 64 MiB slices "
-            "and asks the kernel to start writing each slice to disk at once "
-            "(`sync_file_range`), so the disk works while later slices are copied; the content "
-            "hash is computed while the final fsync runs, then the file is renamed."
+            f"content hash): {fmt_median_min(h5)}. pyplantd writes the file's HDF5 header "
+            "from a template for the array's dtype and rank (no h5py), writes the array's bytes "
+            "at its offset in 64 MiB slices and asks the kernel to start writing each slice to "
+            "disk at once (`sync_file_range`), so the disk works while later slices are copied; "
+            "the content hash is computed on a helper thread meanwhile; then the fsync, and the "
+            "file is renamed."
         )
     lines.append(
         "Without fsync `np.save` only copies into the page cache; pyplantd's durability "
