@@ -181,8 +181,16 @@ def parsed_texts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def test_a_spliced_index_answers_as_a_parse_of_the_whole_file(
     edit: Callable[[str], str], crlf: bool
 ) -> None:
-    before = _encode(BASE, crlf)
-    after = _encode(edit(BASE), crlf)
+    spliced = _spliced_as_whole(_encode(BASE, crlf), _encode(edit(BASE), crlf))
+    if spliced is not None:
+        again = _splice(_encode(edit(edit(BASE)), crlf), "m.py", spliced.chunks())  # type: ignore[arg-type]
+        if again is not None:
+            assert _tables(again) == _whole(_encode(edit(edit(BASE)), crlf))
+
+
+def _spliced_as_whole(before: bytes, after: bytes) -> ModuleIndex | None:
+    """Splice `after` onto the chunks of `before`; whatever it gives must be what a parse of
+    the whole file gives (and nothing where the file does not parse)."""
     chunks = ModuleIndex.parse(before, "m.py").chunks()
     assert chunks is not None
     spliced = _splice(after, "m.py", chunks)
@@ -190,12 +198,10 @@ def test_a_spliced_index_answers_as_a_parse_of_the_whole_file(
         whole = _whole(after)
     except SyntaxError:
         assert spliced is None
-        return
+        return None
     if spliced is not None:
         assert _tables(spliced) == whole
-        again = _splice(_encode(edit(edit(BASE)), crlf), "m.py", spliced.chunks())  # type: ignore[arg-type]
-        if again is not None:
-            assert _tables(again) == _whole(_encode(edit(edit(BASE)), crlf))
+    return spliced
 
 
 SPLICED = [
@@ -328,13 +334,4 @@ PAIRS = {
 
 @pytest.mark.parametrize(("before", "after"), PAIRS.values(), ids=PAIRS.keys())
 def test_small_edits_splice_as_a_parse_of_the_whole_file(before: bytes, after: bytes) -> None:
-    chunks = ModuleIndex.parse(before, "m.py").chunks()
-    assert chunks is not None
-    spliced = _splice(after, "m.py", chunks)
-    try:
-        whole = _whole(after)
-    except SyntaxError:
-        assert spliced is None
-        return
-    if spliced is not None:
-        assert _tables(spliced) == whole
+    _spliced_as_whole(before, after)

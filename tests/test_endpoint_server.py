@@ -6,7 +6,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,18 @@ def events(socket: zmq.Socket[bytes], key: bytes, count: int) -> list[dict[str, 
     return received
 
 
+def published_from_threads(
+    publish: Callable[[str], None], socket: zmq.Socket[bytes], server: Server, count: int
+) -> list[dict[str, Any]]:
+    """`publish(name)` run by four threads at once (t0..t3); the `count` events received."""
+    threads = [threading.Thread(target=publish, args=(f"t{k}",)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return events(socket, server.key.encode(), count)
+
+
 def test_events_from_many_threads_arrive_signed_and_in_seq_order(server, context):
     socket = subscriber(context, server)
 
@@ -63,12 +75,7 @@ def test_events_from_many_threads_arrive_signed_and_in_seq_order(server, context
         for i in range(200):
             server.publish("log", {"reactor": name, "text": str(i)})
 
-    threads = [threading.Thread(target=publish, args=(f"t{k}",)) for k in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    received = events(socket, server.key.encode(), 800)
+    received = published_from_threads(publish, socket, server, 800)
     seqs = [event["seq"] for event in received]
     assert seqs == sorted(seqs) and len(set(seqs)) == 800
     for k in range(4):  # each thread's events in the order it published them
@@ -138,12 +145,7 @@ def test_events_sent_at_once_never_overtake_queued_ones(server, context):
             server.publish("log", {"reactor": name, "text": str(i)})
             server.publish("reactor_finished", {"reactor": name, "result": str(i)})
 
-    threads = [threading.Thread(target=publish, args=(f"t{k}",)) for k in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    received = events(socket, server.key.encode(), 800)
+    received = published_from_threads(publish, socket, server, 800)
     seqs = [event["seq"] for event in received]
     assert seqs == list(range(seqs[0], seqs[0] + 800))
     for k in range(4):

@@ -212,15 +212,21 @@ def test_a_link_to_the_plant_dir_counts_only_if_its_owner_is_trusted(shared, tmp
         Plant(theirs)
 
 
-@pytest.mark.parametrize("planted", ["manifest", "payload", "payload dir"])
-def test_a_file_of_another_user_inside_your_plant_dir_is_refused(plant_dir, other_user, planted):
+def stored_payload(plant_dir: Path) -> Path:
+    """Run a reactor that stores one small ingredient, `data`; the path of its payload."""
+
     @ReactorFunc
     def load(pipe):
         pipe.send("data", {"rows": 3})
 
     with Plant(plant_dir) as plant:
         plant.run_reactor(load)
-        payload = plant_dir / plant.store.ingredients["data"].path
+        return plant_dir / plant.store.ingredients["data"].path
+
+
+@pytest.mark.parametrize("planted", ["manifest", "payload", "payload dir"])
+def test_a_file_of_another_user_inside_your_plant_dir_is_refused(plant_dir, other_user, planted):
+    payload = stored_payload(plant_dir)
     target = {
         "manifest": plant_dir / "pyplantd.db",
         "payload": payload,
@@ -441,13 +447,7 @@ def test_exporting_ingredients_refuses_another_users_payload_and_copies_nothing(
 
     marker, export = tmp_path / "code-ran", tmp_path / "export"
 
-    @ReactorFunc
-    def load(pipe):
-        pipe.send("data", {"rows": 3})
-
-    with Plant(plant_dir) as plant:
-        plant.run_reactor(load)
-        payload = plant_dir / plant.store.ingredients["data"].path
+    payload = stored_payload(plant_dir)
     stage_evil_payload(payload, marker, other_user)
 
     refused = pytest.raises(PlantDirError, match=rf"Payload file {payload} is owned by {OTHER}")
