@@ -41,6 +41,21 @@ def _private_cache_dir(tmp_path_factory):
         os.environ["PYPLANTD_CACHE_DIR"] = saved
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_bytecode_caches():
+    """The processes tests start write no .pyc: Python keys its own by whole-second mtime and
+    size, so a same-size edit within a second (what tests make) would run the old module from a
+    stale .pyc, in the run under test and in the fresh run the oracle makes alike. What pyplantd
+    does about a stale .pyc is tested with ones the tests write themselves (py_compile)."""
+    saved = os.environ.get("PYTHONDONTWRITEBYTECODE")
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    yield
+    if saved is None:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _isolated_registry():
     reactor.forget_visible()

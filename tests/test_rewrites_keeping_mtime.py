@@ -21,15 +21,6 @@ from pyplantd.signatures import code_index
 HOUR_NS = 3600 * 10**9
 
 
-@pytest.fixture(autouse=True)
-def no_bytecode_caches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Python's own .pyc files are keyed by size and mtime: a module imported before pyplantd
-    and rewritten keeping both runs from its stale .pyc, in the fresh run the oracle makes too
-    (tests/test_change_detection.py checks what pyplantd does about that). These tests are about
-    pyplantd's caches, so their processes write no .pyc."""
-    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
-
-
 def rewrite_keeping_stamp(path: Path, old: str, new: str) -> None:
     """Replace `old` by `new` (same length) in place, then restore atime and mtime."""
     assert len(old) == len(new)
