@@ -207,13 +207,24 @@ class ModuleIndex:
         if not isinstance(node, _SCOPES):
             return _analyze(node)
         key = _definition_key(self._source_lines(), node)
-        if key not in _DEFINITIONS:
-            known, seeded = _seeded("definitions", key)
-            _DEFINITIONS[key] = seeded if known else _analyze(node)
-            if len(_DEFINITIONS) > _DEFINITIONS_KEPT:
-                del _DEFINITIONS[next(iter(_DEFINITIONS))]  # the oldest
-        self._by_text["definitions"][key] = _DEFINITIONS[key]
-        return _DEFINITIONS[key]
+        return self._by_text_kept("definitions", _DEFINITIONS, key, lambda: _analyze(node))
+
+    def _by_text_kept(
+        self,
+        kind: str,
+        kept: dict[str, Analysis | None],
+        key: str,
+        analyze: Callable[[], Analysis | None],
+    ) -> Analysis | None:
+        """The analysis of the text `key` of this kind: kept by this process, else seeded by an
+        earlier one, else made now; recorded as this file's (see analyses_json)."""
+        if key not in kept:
+            known, seeded = _seeded(kind, key)
+            kept[key] = seeded if known else analyze()
+            if len(kept) > _DEFINITIONS_KEPT:
+                del kept[next(iter(kept))]  # the oldest
+        self._by_text[kind][key] = kept[key]
+        return kept[key]
 
     def _source_lines(self) -> list[bytes]:
         if self._lines is None:  # the tokenizer's lines: \n, \r\n and \r end one
@@ -282,13 +293,7 @@ class ModuleIndex:
         key = _unit_key(self._source_lines(), unit)
         if key is None:
             return _analyze_parts(unit)  # no position to key it by: not kept
-        if key not in _UNITS:
-            known, seeded = _seeded("units", key)
-            _UNITS[key] = seeded if known else _analyze_parts(unit)
-            if len(_UNITS) > _DEFINITIONS_KEPT:
-                del _UNITS[next(iter(_UNITS))]  # the oldest
-        self._by_text["units"][key] = _UNITS[key]
-        return _UNITS[key]
+        return self._by_text_kept("units", _UNITS, key, lambda: _analyze_parts(unit))
 
     def _analysis_of(self, node: ast.AST) -> Analysis | None:
         if id(node) not in self._by_id:
