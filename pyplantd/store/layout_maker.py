@@ -32,10 +32,10 @@ TEMPLATE_DTYPES = tuple(
 _MARKERS = (1021, 1019, 1013, 1009)
 
 
-def lay_out(path: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> int:
+def lay_out(path: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes:
     """Create an HDF5 file at `path` (exclusively, owner-only) holding one contiguous dataset of
-    this dtype and shape, allocated but never filled; returns the byte offset of its data. No
-    modification time is recorded, so the bytes before the data depend on dtype and shape alone."""
+    this dtype and shape, allocated but never filled; returns its header, the bytes before the
+    data. No modification time is recorded, so they depend on dtype and shape alone."""
     with h5py.File(path, "x") as handle:
         os.chmod(path, 0o600)
         create = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -46,16 +46,14 @@ def lay_out(path: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> int:
         file_type = h5py.h5t.py_create(dtype)
         dataset = h5py.h5d.create(handle.id, DATASET.encode(), file_type, space, dcpl=create)
         offset: int = dataset.get_offset()
-    return offset
+    with open(path, "rb") as laid_out:
+        return laid_out.read(offset)
 
 
 def header_of(dtype: np.dtype[Any], shape: tuple[int, ...]) -> bytes:
     """The bytes h5py writes before the data of such a payload."""
     with tempfile.TemporaryDirectory(prefix="pyplantd-layout-") as folder:
-        path = os.path.join(folder, "payload.h5")
-        offset = lay_out(path, dtype, shape)
-        with open(path, "rb") as laid_out:
-            return laid_out.read(offset)
+        return lay_out(os.path.join(folder, "payload.h5"), dtype, shape)
 
 
 def _u64(value: int) -> bytes:

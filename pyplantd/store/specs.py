@@ -479,10 +479,9 @@ def _create_layout(array: np.ndarray, path: str) -> int:
         return len(known)
     from .layout_maker import lay_out  # imports h5py: only for dtypes with no template
 
-    offset = lay_out(path, array.dtype, array.shape)
-    with open(path, "rb") as written:
-        layouts.remember(array.dtype, array.shape, written.read(offset))
-    return offset
+    laid_out = lay_out(path, array.dtype, array.shape)
+    layouts.remember(array.dtype, array.shape, laid_out)
+    return len(laid_out)
 
 
 def _hdf5_holds(dtype: np.dtype[Any]) -> bool:
