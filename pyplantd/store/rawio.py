@@ -19,7 +19,6 @@ unaligned ends, at most a page each, are written through the page cache.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import sys
 import threading
@@ -113,10 +112,11 @@ def _write_aligned(
         while start < end:
             try:
                 written = os.pwrite(direct, view[start : min(end, start + step)], offset + start)
-            except OSError as err:
-                if err.errno != errno.EINVAL:  # a full disk, an I/O error: the caller's to see
-                    raise
-                return start  # alignment the device does not take: the rest goes buffered
+            except OSError:
+                # Alignment the device does not take (EINVAL), memory it cannot reach directly
+                # (EFAULT), or a real fault: the rest goes buffered, which writes it or meets
+                # the same fault (a full disk, an I/O error) and raises it to the caller.
+                return start
             start += written
             if written <= 0 or written % DIRECT_ALIGNMENT:  # a short write breaks alignment
                 return start
