@@ -298,7 +298,10 @@ class Plant:
         )  # fmt: skip
 
     def _end_run(self, run: Run, run_id: int, status: str) -> None:
+        from .signatures.changes import CHANGES
         from .store.records import HistoryEntry
+
+        CHANGES.run_ended()  # what the run did to values itself never counts
 
         decisions = list(run.decisions.values())
         self.last_run = decisions
@@ -320,8 +323,10 @@ class Plant:
         self._index_cache.flush()  # after the run is reported: new code indexes for next time
 
     def _signatures(self) -> SignatureComputer:
+        from .signatures.changes import CHANGES
         from .signatures.signature import SignatureComputer
 
+        CHANGES.run_starts()  # what the script's own code changed in place since the last run
         return SignatureComputer(self._function_hash, self.track_versions, self._index_cache)
 
     def _ensure_registered(self) -> None:

@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
@@ -18,6 +17,7 @@ from typing import Any, Literal
 
 from . import sources
 from .canonical import canonical_text, code_text, frozen_text
+from .changes import CHANGES
 from .code_index import (
     Analysis,
     Chain,
@@ -359,7 +359,7 @@ class SignatureComputer:
         key = index.find(cls.__qualname__, cls.__name__) if index else None
         chains = index.class_chains(key) if index and key else None
         if not (index and key and path and module and chains is not None):
-            return _with_class_state(_methods_digest(methods), cls), found
+            return _with_class_state(_methods_digest(methods), cls, has_source=False), found
         home = _Home(path, "module", namespace=vars(module), package=module.__package__)
         for chain in chains:
             if chain[0] in vars(module):
@@ -367,7 +367,7 @@ class SignatureComputer:
         self._note_bindings(cls, found)
         analysis = index.analysis(key)
         digest = analysis.digest if analysis else index.dump_digest(key)
-        return _with_class_state(digest or _methods_digest(methods), cls), found
+        return _with_class_state(digest or _methods_digest(methods), cls, has_source=True), found
 
     def _visit_global(self, item: _Global) -> tuple[str | None, _Found]:
         """A module-level name by the statements that define it, and what they use in turn;
@@ -396,7 +396,12 @@ class SignatureComputer:
         if not any(s.strong for s in statements) and not self._follow_star(item, found):
             text = canonical_text(item.value)  # no source says how it was made: its value
             return (hash_text(text) if text is not None else _by_type(item.value)), found
-        return (_by_code(item.value, digests) if digests else None), found  # None: imported
+        digest = _by_code(item.value, digests) if digests else None  # None: imported
+        module = _module_owning(namespace)
+        now = CHANGES.changed(module, name, item.value) if module is not None else None
+        if now is not None:  # set by the process's own code between runs (see changes.py)
+            digest = hash_text(f"{digest}\nset between runs:{now}")
+        return digest, found
 
     def _follow_star(self, item: _Global, found: _Found) -> bool:
         """A name that came with `from module import *`: followed to that module."""
@@ -599,25 +604,35 @@ def _load_module(name: str) -> ModuleType | None:
         return None
 
 
-def _with_class_state(digest: str, cls: type) -> str:
-    """A class's digest and the values of its attributes that cannot change in place, as they
-    are now: `pkg.tools.C.SCALE = 78` anywhere (a path no statement scan follows) changes what
-    its methods compute, so it counts by value. Mutable attributes are left to the statements
-    that define them: a cache a class fills as the pipeline runs must not re-run its users."""
-    state = _CLASS_STATE.get(cls)
-    if state is None:  # as first seen: a counter the pipeline bumps as it runs is no change
-        texts = []
-        for name, value in sorted(vars(cls).items()):
-            text = None if name.startswith("__") else frozen_text(value)
-            if text is not None:
-                texts.append(f"{name}={text}")
-        state = _CLASS_STATE[cls] = "\n".join(texts)
-    return hash_text(digest + "\n" + state) if state else digest
+def _with_class_state(digest: str, cls: type, has_source: bool) -> str:
+    """A class's digest and the values of its plain attributes as they are now. One that
+    cannot change in place counts by value: `pkg.tools.C.SCALE = 78` anywhere (a path no
+    statement scan follows) changes what its methods compute. A list, dict, set or array
+    counts by value too where no source says what it holds (a class defined in a notebook),
+    else only as the process's own code set it between runs (see changes.py): the class
+    body's text says what it was made with."""
+    texts = []
+    for name, value in sorted(vars(cls).items()):
+        if name.startswith("__") or isinstance(value, _CODE_MEMBERS):
+            continue
+        text = frozen_text(value)
+        if text is None and not has_source:
+            text = canonical_text(value)
+        elif text is None:
+            text = CHANGES.changed(cls, name, value)
+        if text is not None:
+            texts.append(f"{name}={text}")
+    return hash_text(digest + "\n" + "\n".join(texts)) if texts else digest
 
 
-# A class's plain attributes as its first signature in this process saw them: the module-level
-# code that set them has run by then (each daemon reload makes new class objects).
-_CLASS_STATE: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+# Members that are code, counted as code by the class's visit.
+_CODE_MEMBERS = (FunctionType, staticmethod, classmethod, property, type)
+
+
+def _module_owning(namespace: dict[str, Any]) -> ModuleType | None:
+    """The imported module whose globals `namespace` is, if any."""
+    module = sys.modules.get(str(namespace.get("__name__")))
+    return module if module is not None and vars(module) is namespace else None
 
 
 def _methods_digest(methods: list[FunctionType]) -> str:
