@@ -37,14 +37,20 @@ class Model:
     STEPS = [1, 2]
 
 
+class Params:
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+
 CFG = {"k": 1}
+PARAMS = Params(0.5)
 SEEN = []
 
 
 def direct():
     return float(
         Model.SCALE * sum(Model.STEPS) + CFG["k"] + helpers.SETTINGS["offset"]
-        + helpers.WEIGHTS.sum()
+        + helpers.WEIGHTS.sum() + PARAMS.alpha
     )
 
 
@@ -67,8 +73,10 @@ CHANGES = [
     "CFG['k'] = 5",
     "helpers.SETTINGS['offset'] = 7",
     "helpers.WEIGHTS[0] = 4.0",
+    "PARAMS.alpha = 0.25",
     "Model.STEPS.remove(10)",
     "CFG['k'] = 1; Model.SCALE = 2; helpers.SETTINGS['offset'] = 1; helpers.WEIGHTS[0] = 1.0",
+    "PARAMS.alpha = 0.5",
     "pass",
 ]
 
@@ -95,16 +103,16 @@ def test_values_changed_in_place_between_runs_are_served_as_they_are_now(
     first = project.python()
     assert first.returncode == 0, first.stdout + first.stderr
     results, ran = served_and_ran(first.stdout)
-    assert len(results) == 9
+    assert len(results) == 11
     assert all(served == direct for served, direct in results), results
     # produce runs for each change (a run's own append to SEEN re-runs nothing); with every
     # value put back as first seen, the first run's result is found again
-    assert ran == ["produce,report"] * 7 + ["report"] * 2, ran
+    assert ran == ["produce,report"] * 9 + ["report"] * 2, ran
     # A new process goes through the same states: each one's result is found, none re-made
     again = project.python()
     results, ran = served_and_ran(again.stdout)
     assert all(served == direct for served, direct in results), results
-    assert ran == ["report"] * 9, ran
+    assert ran == ["report"] * 11, ran
 
 
 def test_what_a_run_does_to_values_itself_re_runs_nothing(project: Project) -> None:
@@ -154,9 +162,10 @@ with Plant("plant") as plant:
 NOTEBOOK_CELLS = [
     "from pyplantd import Plant, ReactorFunc",
     "class C:\n    X = 1\n    ARR = [1, 2]\nCFG = {'k': 1}",
-    "@ReactorFunc\ndef load(pipe):\n    pipe.send('value', [C.X, sum(C.ARR), CFG['k']])\n\n"
+    "def k(cfg):\n    return cfg['k'] if isinstance(cfg, dict) else cfg.k\n\n"
+    "@ReactorFunc\ndef load(pipe):\n    pipe.send('value', [C.X, sum(C.ARR), k(CFG)])\n\n"
     "@ReactorFunc\ndef report(pipe):\n    value = yield pipe.receive('value')\n"
-    "    print('RESULT', value, [C.X, sum(C.ARR), CFG['k']])",
+    "    print('RESULT', value, [C.X, sum(C.ARR), k(CFG)])",
     "plant = Plant('plant')\nplant.run_reactor(report)",
     "C.X = 5",
     "plant.run_reactor(report)",
@@ -167,10 +176,18 @@ NOTEBOOK_CELLS = [
     "plant.close()\nwith Plant('plant') as again:\n    again.run_reactor(report)",
     "class C:\n    X = 5\n    ARR = [1, 2, 10, 20]",  # the class defined again, a list edited
     "with Plant('plant') as again:\n    again.run_reactor(report)",
+    "class Params:\n    def __init__(self, k):\n        self.k = k\nCFG = Params(3)",
+    "with Plant('plant') as again:\n    again.run_reactor(report)",
+    "CFG = Params(4)",  # another instance: by what it holds, not by its type
+    "with Plant('plant') as again:\n    again.run_reactor(report)",
+    "CFG.k = 9",
+    "with Plant('plant') as again:\n    again.run_reactor(report)",
 ]
 
 
-def test_a_notebook_cell_changing_a_class_attribute_or_a_dict_is_seen(tmp_path: Path) -> None:
+def test_a_notebook_cell_changing_a_class_attribute_a_dict_or_an_instance_is_seen(
+    tmp_path: Path,
+) -> None:
     for module in ("nbformat", "nbclient", "ipykernel"):
         pytest.importorskip(module, reason=f"needs {module} (in the test extra)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -184,5 +201,6 @@ def test_a_notebook_cell_changing_a_class_attribute_or_a_dict_is_seen(tmp_path: 
     served = [re.findall(r"\[[^\]]*\]", line) for line in lines]
     assert [s[0] for s in served] == [
         "[1, 3, 1]", "[5, 3, 1]", "[5, 13, 1]", "[5, 13, 7]", "[5, 13, 7]", "[5, 33, 7]",
+        "[5, 33, 3]", "[5, 33, 4]", "[5, 33, 9]",
     ]  # fmt: skip
     assert all(received == direct for received, direct in served), served

@@ -4,7 +4,8 @@ Most values count in a signature by the code that made them: the statements that
 change them. That describes a fresh process, where the module code has just run. A process
 that keeps running (a notebook, a script that runs the pipeline, changes a setting and runs it
 again) can change a value between runs with no new statement to show for it: `C.ARR.append(3)`
-in a later cell, `CFG["k"] = 2` between two `run_reactor` calls. Such a change must count.
+in a later cell, `CFG["k"] = 2` or `params.alpha = 2` between two `run_reactor` calls. Such a
+change must count.
 
 Changes a run makes itself must not: a list a reactor appends to, a cache a helper fills. A
 run's reactors cannot depend on what they are about to do to a value, and counting it would
@@ -21,6 +22,8 @@ import threading
 import weakref
 from typing import Any
 
+from ..fingerprint import hash_bytes
+from ..pickler import dumps
 from .canonical import canonical_text
 from .code_index import hash_text
 
@@ -88,12 +91,24 @@ class ChangesBetweenRuns:
         ]
 
 
+def content_text(value: object) -> str | None:
+    """A digest of what a value holds: its canonical text (plain data, arrays), else its
+    pickle (an instance's attributes, a data frame); None for a value pickle cannot write."""
+    text = canonical_text(value)
+    if text is not None:
+        return hash_text(text)
+    try:
+        data, _ = dumps(value)
+    except Exception:  # a lock, an open connection, a lambda: nothing to compare
+        return None
+    return hash_bytes(data)
+
+
 def _text(value: object) -> str:
-    """A digest of the value's canonical text; one for every value that has none."""
+    """`content_text` of the value; one text for every value that has none."""
     if value is _MISSING:
         return "missing"
-    text = canonical_text(value)
-    return "unwritable" if text is None else hash_text(text)
+    return content_text(value) or "unwritable"
 
 
 CHANGES = ChangesBetweenRuns()

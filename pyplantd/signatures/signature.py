@@ -16,8 +16,8 @@ from types import CodeType, FunctionType, ModuleType
 from typing import Any, Literal
 
 from . import sources
-from .canonical import canonical_text, code_text, frozen_text
-from .changes import CHANGES
+from .canonical import code_text, frozen_text
+from .changes import CHANGES, content_text
 from .code_index import (
     Analysis,
     Chain,
@@ -394,8 +394,8 @@ class SignatureComputer:
         self._follow_contained(item.value, found)
         self._note_bindings(item.value, found)  # other names of it: `ALIAS = CFG`, imports
         if not any(s.strong for s in statements) and not self._follow_star(item, found):
-            text = canonical_text(item.value)  # no source says how it was made: its value
-            return (hash_text(text) if text is not None else _by_type(item.value)), found
+            content = content_text(item.value)  # no source says how it was made: its value
+            return (content if content is not None else _by_type(item.value)), found
         digest = _by_code(item.value, digests) if digests else None  # None: imported
         module = _module_owning(namespace)
         now = CHANGES.changed(module, name, item.value) if module is not None else None
@@ -607,8 +607,8 @@ def _load_module(name: str) -> ModuleType | None:
 def _with_class_state(digest: str, cls: type, has_source: bool) -> str:
     """A class's digest and the values of its plain attributes as they are now. One that
     cannot change in place counts by value: `pkg.tools.C.SCALE = 78` anywhere (a path no
-    statement scan follows) changes what its methods compute. A list, dict, set or array
-    counts by value too where no source says what it holds (a class defined in a notebook),
+    statement scan follows) changes what its methods compute. Any other value counts by what
+    it holds too where no source says what that is (a class defined in a notebook),
     else only as the process's own code set it between runs (see changes.py): the class
     body's text says what it was made with."""
     texts = []
@@ -617,7 +617,7 @@ def _with_class_state(digest: str, cls: type, has_source: bool) -> str:
             continue
         text = frozen_text(value)
         if text is None and not has_source:
-            text = canonical_text(value)
+            text = content_text(value)
         elif text is None:
             text = CHANGES.changed(cls, name, value)
         if text is not None:
