@@ -204,3 +204,35 @@ def test_a_notebook_cell_changing_a_class_attribute_a_dict_or_an_instance_is_see
         "[5, 33, 3]", "[5, 33, 4]", "[5, 33, 9]",
     ]  # fmt: skip
     assert all(received == direct for received, direct in served), served
+
+
+FACTORY_CELLS = [
+    "from pyplantd import Plant, ReactorFunc",
+    "def make(cfg, scale=[1]):\n    @ReactorFunc\n    def load(pipe):\n"
+    "        pipe.send('value', [cfg['k'], scale[0]])\n    return load\n\n"
+    "@ReactorFunc\ndef report(pipe):\n    value = yield pipe.receive('value')\n"
+    "    print('RESULT', value)",
+    "load = make({'k': 1})\nwith Plant('plant') as plant:\n    plant.run_reactor(report)",
+    "load = make({'k': 2})\nwith Plant('plant') as plant:\n    plant.run_reactor(report)",
+    "load = make({'k': 2}, [5])\nwith Plant('plant') as plant:\n    plant.run_reactor(report)",
+    "load = make({'k': 1})\nwith Plant('plant') as plant:\n    plant.run_reactor(report)\n"
+    "    print('RAN', [d.reactor for d in plant.last_run if d.status == 'ran'])",
+]
+
+
+def test_a_reactor_a_notebook_makes_again_with_other_closure_values_runs_with_them(
+    tmp_path: Path,
+) -> None:
+    """No statement in a file says how a notebook's factory-made reactor was made: its closure
+    variables and defaults count by what they hold."""
+    for module in ("nbformat", "nbclient", "ipykernel"):
+        pytest.importorskip(module, reason=f"needs {module} (in the test extra)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK_DRIVER, str(tmp_path), json.dumps(FACTORY_CELLS)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = "".join(json.loads(run.stdout.splitlines()[-1]))
+    assert re.findall(r"RESULT (\[.*\])", text) == ["[1, 1]", "[2, 1]", "[2, 5]", "[1, 1]"]
+    assert "RAN ['report']" in text  # the first closure values again: their result is found

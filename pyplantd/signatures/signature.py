@@ -234,9 +234,7 @@ class SignatureComputer:
     def _statements_index(self, home: _Home) -> ModuleIndex | None:
         """Where the module-level statements of `home` are; none for a notebook or console,
         whose cells run in any order: there, values count by what they are."""
-        if home.namespace is not None and "__file__" not in home.namespace:
-            return None
-        return self._index(home.path)
+        return None if _in_a_notebook(home) else self._index(home.path)
 
     def _visit(self, obj: Any) -> tuple[str | None, _Found]:
         key = _identity(obj)
@@ -282,7 +280,8 @@ class SignatureComputer:
         ]
         for param, value in named:
             if nested or frozen_text(value) is not None:
-                self._resolve(value, (param,), _Home(code.co_filename, "default", owner), found)
+                home = _Home(code.co_filename, "default", owner, namespace=func.__globals__)
+                self._resolve(value, (param,), home, found)
 
     def _follow_enclosing(self, func: FunctionType, found: _Found) -> None:
         """The outermost function or class whose code holds `func`'s definition: followed as
@@ -458,7 +457,11 @@ class SignatureComputer:
             analysis = Analysis("", tuple((n,) for n in sorted(names | cells.keys())))
         names = (names | analysis.header) - analysis.declared_global
         module_home = self._module_home(func)
-        cell_home = _Home(code.co_filename, "cell", _qualname(func)) if cells else module_home
+        cell_home = (
+            _Home(code.co_filename, "cell", _qualname(func), namespace=func.__globals__)
+            if cells
+            else module_home
+        )
         imports, namespace = analysis.imports, func.__globals__
         for chain in analysis.chains:
             root = chain[0]
@@ -539,10 +542,17 @@ class SignatureComputer:
     def _classify_value(self, value: object, name: str, home: _Home, found: _Found) -> None:
         """Values that cannot change (numbers, strings, tuples of them) count by value; anything
         else by its type, and by the code that made it: the module-level statements defining
-        it, or for a closure cell or default value, the function that made its owner."""
+        it, or for a closure cell or default value, the function that made its owner, and the
+        statements binding that (in a notebook, where no statements say how a function was
+        made, a closure cell or default counts by what it holds)."""
         text, inner = frozen_text(value), _inner_function(value)
         if home.scope != "module":
-            digest = hash_text(text) if text is not None else _by_type(value)
+            if text is not None:
+                digest = hash_text(text)
+            elif _in_a_notebook(home):
+                digest = content_text(value) or _by_type(value)
+            else:
+                digest = _by_type(value)
             found.parts[f"{home.scope}:{home.owner}:{name}@{os.path.basename(home.path)}"] = digest
         elif text is None:  # a wrapper's own def statement is counted with the code it wraps
             wraps_def = _qualname(inner) == name if inner is not None else False
@@ -627,6 +637,11 @@ def _with_class_state(digest: str, cls: type, has_source: bool) -> str:
 
 # Members that are code, counted as code by the class's visit.
 _CODE_MEMBERS = (FunctionType, staticmethod, classmethod, property, type)
+
+
+def _in_a_notebook(home: _Home) -> bool:
+    """Is `home` in a notebook's or console's namespace (no file: cells run in any order)?"""
+    return home.namespace is not None and "__file__" not in home.namespace
 
 
 def _module_owning(namespace: dict[str, Any]) -> ModuleType | None:
