@@ -9,11 +9,12 @@ change must count.
 
 Changes a run makes itself must not: a list a reactor appends to, a cache a helper fills. A
 run's reactors cannot depend on what they are about to do to a value, and counting it would
-re-run them at every run of a long-lived process. So each value is recorded as the process
-first signed it and as each run left it; when the next run starts, a value that differs from
-how the last run left it was changed by the process's own code, and from then on it counts by
-what it was at that run's start (until it is put back as first seen). A fresh process signs
-every value as before: its module code decides them.
+re-run them at every run of a long-lived process. So each value a signature reaches is noted
+as each run left it (the first such note stands for the value as first seen); when the next run
+starts, a value that differs from how the last run left it was changed by the process's own
+code, and from then on it counts by what it was at that run's start (until it is put back as
+first seen). A fresh process signs every value as before: its module code decides them. The
+cost: a digest of each such value at the start and end of each run (an array's: a read of it).
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ _MISSING = object()
 
 
 class _Entry:
-    """One value's texts (as digests): at its first signature, as the last run left it, and
-    as the process's own code set it between runs (None: never, or put back)."""
+    """One value's texts (as digests): as first noted, as the last run left it, and as the
+    process's own code set it between runs (None: never, or put back). First noted when the
+    run that first signed it ends: one digest less for a process that runs once (a digest
+    reads all of an array)."""
 
     __slots__ = ("first", "left", "set_between_runs")
 
-    def __init__(self, text: str) -> None:
-        self.first = self.left = text
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.left: str | None = None
         self.set_between_runs: str | None = None
 
 
@@ -61,7 +65,7 @@ class ChangesBetweenRuns:
                 return None
             entry = entries.get(name)
             if entry is None:
-                entries[name] = _Entry(_text(value))
+                entries[name] = _Entry()
                 return None
             return entry.set_between_runs
 
@@ -70,7 +74,9 @@ class ChangesBetweenRuns:
         current = self._current()
         with self._lock:
             for entry, now in current:
-                if now != entry.left:
+                if entry.first is None:  # signed outside a run: as it is now
+                    entry.first = entry.left = now
+                elif now != entry.left:
                     entry.set_between_runs = None if now == entry.first else now
                     entry.left = now
 
@@ -80,6 +86,8 @@ class ChangesBetweenRuns:
         with self._lock:
             for entry, now in current:
                 entry.left = now
+                if entry.first is None:
+                    entry.first = now
 
     def _current(self) -> list[tuple[_Entry, str]]:
         with self._lock:
