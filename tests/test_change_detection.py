@@ -507,18 +507,24 @@ print(json.dumps(texts))
 """
 
 
-def test_notebook_runs_the_latest_definition_of_a_reactor_and_the_current_values(
-    tmp_path: Path,
-) -> None:
+def run_notebook(folder: Path, cells: list[str]) -> list[str]:
+    """Each cell's printed text, the cells run in order in a real kernel in `folder`."""
     for module in ("nbformat", "nbclient", "ipykernel"):
         pytest.importorskip(module, reason=f"needs {module} (in the test extra)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
-        [sys.executable, "-c", NOTEBOOK_DRIVER, str(tmp_path), json.dumps(NOTEBOOK)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", NOTEBOOK_DRIVER, str(folder), json.dumps(cells)],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
-    outputs = json.loads(run.stdout.splitlines()[-1])
+    outputs: list[str] = json.loads(run.stdout.splitlines()[-1])
+    return outputs
+
+
+def test_notebook_runs_the_latest_definition_of_a_reactor_and_the_current_values(
+    tmp_path: Path,
+) -> None:
+    outputs = run_notebook(tmp_path, NOTEBOOK)
     results = [m[1] for text in outputs for line in text.splitlines() if (m := RESULT.search(line))]
     assert results == [
         "[1, 2, 1]", "[10, 2, 1]", "[10, 2, 1]", "[10, 3, 5]", "[100, 3, 5, [1]]",

@@ -5,16 +5,11 @@ appends to, a cache it fills) re-runs nothing. Real processes, real plant dirs, 
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from conftest import Project
-from test_change_detection import NOTEBOOK_DRIVER, REPO
+from test_change_detection import run_notebook
 
 HELPERS = """
 import numpy as np
@@ -188,15 +183,7 @@ NOTEBOOK_CELLS = [
 def test_a_notebook_cell_changing_a_class_attribute_a_dict_or_an_instance_is_seen(
     tmp_path: Path,
 ) -> None:
-    for module in ("nbformat", "nbclient", "ipykernel"):
-        pytest.importorskip(module, reason=f"needs {module} (in the test extra)")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run(
-        [sys.executable, "-c", NOTEBOOK_DRIVER, str(tmp_path), json.dumps(NOTEBOOK_CELLS)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    outputs = json.loads(run.stdout.splitlines()[-1])
+    outputs = run_notebook(tmp_path, NOTEBOOK_CELLS)
     lines = [line for text in outputs for line in text.splitlines() if line.startswith("RESULT")]
     served = [re.findall(r"\[[^\]]*\]", line) for line in lines]
     assert [s[0] for s in served] == [
@@ -225,14 +212,6 @@ def test_a_reactor_a_notebook_makes_again_with_other_closure_values_runs_with_th
 ) -> None:
     """No statement in a file says how a notebook's factory-made reactor was made: its closure
     variables and defaults count by what they hold."""
-    for module in ("nbformat", "nbclient", "ipykernel"):
-        pytest.importorskip(module, reason=f"needs {module} (in the test extra)")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run(
-        [sys.executable, "-c", NOTEBOOK_DRIVER, str(tmp_path), json.dumps(FACTORY_CELLS)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    text = "".join(json.loads(run.stdout.splitlines()[-1]))
+    text = "".join(run_notebook(tmp_path, FACTORY_CELLS))
     assert re.findall(r"RESULT (\[.*\])", text) == ["[1, 1]", "[2, 1]", "[2, 5]", "[1, 1]"]
     assert "RAN ['report']" in text  # the first closure values again: their result is found
