@@ -19,12 +19,13 @@ cost: a digest of each such value at the start and end of each run (an array's: 
 
 from __future__ import annotations
 
+import pickle
 import threading
 import weakref
 from typing import Any
 
-from ..fingerprint import hash_bytes
-from ..pickler import dumps
+import xxhash
+
 from .canonical import canonical_text
 from .code_index import hash_text
 
@@ -101,15 +102,25 @@ class ChangesBetweenRuns:
 
 def content_text(value: object) -> str | None:
     """A digest of what a value holds: its canonical text (plain data, arrays), else its
-    pickle (an instance's attributes, a data frame); None for a value pickle cannot write."""
+    pickle (an instance's attributes, a data frame); None for a value pickle cannot write.
+    Big buffers (arrays inside) are hashed where they are, never copied into the pickle."""
     text = canonical_text(value)
     if text is not None:
         return hash_text(text)
+    hasher = xxhash.xxh3_128()
+
+    def hash_buffer(buffer: pickle.PickleBuffer) -> None:
+        try:
+            hasher.update(buffer.raw())
+        except BufferError:  # not contiguous: its bytes, copied
+            hasher.update(memoryview(buffer).tobytes())
+
     try:
-        data, _ = dumps(value)
+        data = pickle.dumps(value, protocol=5, buffer_callback=hash_buffer)
     except Exception:  # a lock, an open connection, a lambda: nothing to compare
         return None
-    return hash_bytes(data)
+    hasher.update(data)
+    return hasher.hexdigest()
 
 
 def _text(value: object) -> str:
