@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +135,9 @@ class Plant:
                     self._store.close()  # flushes pending writes first
             if self._graceful:
                 release_sigterm()
+            changes = sys.modules.get("pyplantd.signatures.changes")
+            if changes is not None:  # what the specs' close() did is the plant's own doing
+                changes.CHANGES.run_ended()
 
     close = shutdown
 

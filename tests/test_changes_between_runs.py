@@ -111,8 +111,8 @@ def test_values_changed_in_place_between_runs_are_served_as_they_are_now(
 
 
 def test_what_a_run_does_to_values_itself_re_runs_nothing(project: Project) -> None:
-    """A reactor that appends to a module's list or fills a class's cache at every run: a
-    process running the pipeline again and again runs it once."""
+    """A reactor that appends to a module's list, fills a class's cache or bumps its counter at
+    every run: a process running the pipeline again and again runs it once."""
     project.write(
         "pipeline.py",
         """
@@ -123,12 +123,14 @@ LOG = []
 
 class Memo:
     table = {}
+    calls = 0
 
 
 @ReactorFunc
 def produce(pipe):
     LOG.append(len(LOG))
     Memo.table[len(Memo.table)] = 1.0
+    Memo.calls += 1
     pipe.send("value", 7)
 
 

@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
@@ -615,24 +616,42 @@ def _load_module(name: str) -> ModuleType | None:
 
 
 def _with_class_state(digest: str, cls: type, has_source: bool) -> str:
-    """A class's digest and the values of its plain attributes as they are now. One that
-    cannot change in place counts by value: `pkg.tools.C.SCALE = 78` anywhere (a path no
-    statement scan follows) changes what its methods compute. Any other value counts by what
-    it holds too where no source says what that is (a class defined in a notebook),
-    else only as the process's own code set it between runs (see changes.py): the class
-    body's text says what it was made with."""
-    texts = []
-    for name, value in sorted(vars(cls).items()):
-        if name.startswith("__") or isinstance(value, _CODE_MEMBERS):
-            continue
-        text = frozen_text(value)
-        if text is None and not has_source:
-            text = content_text(value)
-        elif text is None:
-            text = CHANGES.changed(cls, name, value)
-        if text is not None:
-            texts.append(f"{name}={text}")
-    return hash_text(digest + "\n" + "\n".join(texts)) if texts else digest
+    """A class's digest and its plain attributes as its first signature in this process saw
+    them, and as the process's own code set them between runs since (see changes.py). One
+    that cannot change in place counts by value: `pkg.tools.C.SCALE = 78` anywhere (a path no
+    statement scan follows) changes what its methods compute. Any other counts by what it
+    holds where no source says what that is (a class defined in a notebook); else the class
+    body's text says what it was made with. What a run does to them (a counter it bumps, a
+    cache it fills) is no change."""
+    state = _CLASS_STATE.get(cls)
+    if state is None:
+        texts = []
+        for name, value in _plain_attributes(cls):
+            text = frozen_text(value)
+            if text is None and not has_source:
+                text = content_text(value)
+            if text is not None:
+                texts.append(f"{name}={text}")
+        state = _CLASS_STATE[cls] = "\n".join(texts)
+    changed = [
+        f"{name} set between runs: {now}"
+        for name, value in _plain_attributes(cls)
+        if (now := CHANGES.changed(cls, name, value)) is not None
+    ]
+    return hash_text("\n".join([digest, state, *changed])) if state or changed else digest
+
+
+def _plain_attributes(cls: type) -> list[tuple[str, object]]:
+    return [
+        (name, value)
+        for name, value in sorted(vars(cls).items())
+        if not name.startswith("__") and not isinstance(value, _CODE_MEMBERS)
+    ]
+
+
+# A class's plain attributes as its first signature in this process saw them: the module-level
+# code that set them has run by then (each daemon reload makes new class objects).
+_CLASS_STATE: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
 
 
 # Members that are code, counted as code by the class's visit.
