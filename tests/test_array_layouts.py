@@ -13,7 +13,7 @@ import pytest
 from conftest import Project
 
 from pyplantd import Plant
-from pyplantd.store import layout_maker, layouts, rawio
+from pyplantd.store import layout_maker, layouts
 from pyplantd.store.layout_templates import TEMPLATES
 from pyplantd.store.payloads import STAT
 from pyplantd.store.specs import ArraySpec
@@ -146,36 +146,3 @@ def test_a_payload_written_from_a_template_reads_back_through_h5py(tmp_path, cod
             assert dataset.dtype == array.dtype and dataset.shape == array.shape
             assert np.array_equal(dataset[()], array)
             assert written.fingerprint == ArraySpec().write(array, path + ".again").fingerprint
-
-
-@pytest.mark.parametrize("code", layout_maker.TEMPLATE_DTYPES)
-def test_a_header_with_its_data_moved_for_a_direct_write_reads_back_through_h5py(
-    tmp_path, code: str
-) -> None:
-    """The data of a big payload starts where a direct write of the array's memory can put it
-    (see rawio.aligned_offset): zeros between the header and the data, the layout's address and
-    the end of file moved, for every dtype with a template, at every page residue kind."""
-    rng = np.random.default_rng(3)
-    for rank in (1, 2, 3, 4):
-        shape = (3, 4, 2, 5)[:rank]
-        array = (rng.random(shape) * 100).astype(code)
-        header = layouts.header(array.dtype, array.shape)
-        assert header is not None
-        for residue in (0, 16, len(header) % 4096, 4095):
-            at = rawio.aligned_offset(len(header), residue)
-            assert at % 4096 == residue and len(header) <= at < len(header) + 4096
-            moved = layouts.with_data_at(header, array.nbytes, at)
-            assert moved is not None and len(moved) == at
-            path = tmp_path / f"{rank}-{residue}.h5"
-            path.write_bytes(moved + np.ascontiguousarray(array).tobytes())
-            with h5py.File(path, "r") as handle:
-                dataset = handle["data"]
-                assert dataset.id.get_offset() == at
-                assert np.array_equal(dataset[()], array), (code, shape, residue)
-
-
-def test_a_header_whose_fields_are_not_found_once_is_not_moved() -> None:
-    header = layouts.header(np.dtype("<f4"), (4,))
-    assert header is not None
-    assert layouts.with_data_at(header, 999, len(header) + 16) is None  # wrong size: not found
-    assert layouts.with_data_at(header, 16, len(header)) == header  # nothing to move

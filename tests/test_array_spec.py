@@ -4,7 +4,6 @@ that equals the in-memory fingerprint and catches damage; write and fsync errors
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import threading
 
@@ -146,87 +145,3 @@ def test_only_arrays_of_several_slices_are_hashed_while_they_are_written(
     written = ArraySpec().write(ARRAYS["float32 1-d"], str(tmp_path / "big.h5"))
     assert hashed_on[1:] == ["pyplantd-hash"]
     assert written.checksum == array_fingerprint(ARRAYS["float32 1-d"])
-
-
-def direct_io_taken(path) -> bool:
-    """Does the file system under `path` take O_DIRECT opens (most local ones do)?"""
-    probe = os.path.join(path, "probe")
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | getattr(os, "O_DIRECT", 0)))
-    except OSError:
-        return False
-    return hasattr(os, "O_DIRECT")
-
-
-def record_pwrites(monkeypatch) -> list[tuple[bool, int]]:
-    """Every pwrite from now on, as (through a direct descriptor?, bytes written)."""
-    seen: list[tuple[bool, int]] = []
-    real_pwrite = os.pwrite
-
-    def pwrite(fd, data, offset):  # type: ignore[no-untyped-def]
-        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0))
-        written = real_pwrite(fd, data, offset)
-        seen.append((direct, written))
-        return written
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    return seen
-
-
-def test_the_bulk_of_a_big_array_goes_from_memory_straight_to_the_disk(
-    tmp_path, small_slices, monkeypatch
-):
-    """Not through the page cache (no copy, next to no CPU): all but the ends of the array's
-    memory that fall outside whole pages is written through a direct descriptor."""
-    if not direct_io_taken(tmp_path):
-        pytest.skip("this file system refuses O_DIRECT")
-    array = rng.random(200_000)  # 1.6 MB: many 1 KiB slices, many pages
-    seen = record_pwrites(monkeypatch)
-    path = tmp_path / "a.h5"
-    checksum = write(array, path)
-    direct = sum(n for through_direct, n in seen if through_direct)
-    assert array.nbytes - 2 * rawio.DIRECT_ALIGNMENT < direct <= array.nbytes
-    assert sum(n for _, n in seen) == array.nbytes  # and every other byte once, buffered
-    with h5py.File(path, "r") as handle:
-        offset = handle[DATASET].id.get_offset()
-    assert offset % rawio.DIRECT_ALIGNMENT == array.ctypes.data % rawio.DIRECT_ALIGNMENT
-    assert os.path.getsize(path) == offset + array.nbytes
-    assert np.array_equal(ArraySpec().load(str(path), True), array)
-    assert checksum == array_fingerprint(array) and ArraySpec().verify(str(path), checksum)
-
-
-@pytest.mark.parametrize("refusal", ["every direct write", "after a short one"])
-def test_where_direct_writes_are_refused_the_rest_is_written_through_the_page_cache(
-    tmp_path, small_slices, monkeypatch, refusal
-):
-    """A file system or device that refuses a direct write (EINVAL: alignment it does not take)
-    or writes part of one loses nothing: what is left goes the buffered way."""
-    real_pwrite = os.pwrite
-    calls = [0]
-
-    def pwrite(fd, data, offset):  # type: ignore[no-untyped-def]
-        if not fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
-            return real_pwrite(fd, data, offset)
-        calls[0] += 1
-        if refusal == "every direct write" or calls[0] > 1:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, memoryview(data)[: rawio.DIRECT_ALIGNMENT], offset)
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    array = rng.random(50_000)
-    path = tmp_path / "a.h5"
-    checksum = write(array, path)
-    assert np.array_equal(ArraySpec().load(str(path), False), array)
-    assert checksum == array_fingerprint(array) and ArraySpec().verify(str(path), checksum)
-
-
-def test_a_full_disk_during_a_direct_write_names_the_ingredient_and_leaves_no_file(
-    tmp_path, small_slices, monkeypatch
-):
-    monkeypatch.setattr(os, "pwrite", full_disk)
-    files = PayloadFiles(tmp_path)
-    final = files.final_path("big", ArraySpec.suffix)
-    with pytest.raises(StoreError, match="No space left on device"):
-        files.write_to(final, "big", ArraySpec(), rng.random(50_000))
-    assert not [p for p in files.root.iterdir() if p.name.startswith(TEMP_PREFIX)]
-    assert not final.exists()

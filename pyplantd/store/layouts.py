@@ -66,28 +66,6 @@ def patch(data: bytes, fields: list[int], shape: tuple[int, ...], itemsize: int)
     return bytes(out)
 
 
-def with_data_at(data: bytes, nbytes: int, offset: int) -> bytes | None:
-    """This header (of a payload of `nbytes` data bytes) with its data moved to `offset` >= its
-    length: zeros up to there, the layout's data address and the end of file address changed.
-    None if those two fields are not each found exactly once."""
-    if offset == len(data):
-        return data
-    address_then_size = _u64(len(data)) + _u64(nbytes)  # the contiguous layout message's
-    address_at = _found_once(data, address_then_size)
-    eof_at = _found_once(data, _u64(len(data) + nbytes))
-    if address_at < 0 or eof_at < 0 or offset < len(data):
-        return None
-    out = bytearray(data) + bytes(offset - len(data))
-    out[address_at : address_at + 8] = _u64(offset)
-    out[eof_at : eof_at + 8] = _u64(offset + nbytes)
-    return bytes(out)
-
-
-def _found_once(data: bytes, pattern: bytes) -> int:
-    at = data.find(pattern)
-    return at if at >= 0 and data.find(pattern, at + 1) < 0 else -1
-
-
 def _u64(value: int) -> bytes:
     return int(value).to_bytes(8, "little")
 

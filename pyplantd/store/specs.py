@@ -37,7 +37,7 @@ from .frozen import (
     pickled,
 )
 from .mapped import contiguous_layout
-from .rawio import Background, aligned_offset, start_writeback, write_all, write_direct
+from .rawio import Background, start_writeback, write_all
 
 if TYPE_CHECKING:
     import h5py
@@ -444,20 +444,15 @@ def _write_contiguous(array: np.ndarray, path: str) -> tuple[str, int]:
     never changed); a smaller one is left to the payload layer's fsync, as there is no hashing
     time to hide. Several times faster than h5py's own write path, same file."""
     hashing = Background(lambda: _digest(array), "pyplantd-hash") if _sliced(array) else None
-    direct = hashing is not None and array.flags.c_contiguous  # see rawio.write_direct
-    start = offset = _create_layout(array, path, array.ctypes.data if direct else None)
+    start = offset = _create_layout(array, path)
     fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0))
     try:
-        if direct:
-            raw = _raw_bytes(array)
-            write_direct(path, fd, raw.data, raw.ctypes.data, offset, _SLICE_BYTES)
-        else:
-            os.lseek(fd, offset, os.SEEK_SET)
-            for _index, block in _slices(array):
-                data = _raw_bytes(block)
-                write_all(fd, data.data)
-                start_writeback(fd, offset, data.nbytes)
-                offset += data.nbytes
+        os.lseek(fd, offset, os.SEEK_SET)
+        for _index, block in _slices(array):
+            data = _raw_bytes(block)
+            write_all(fd, data.data)
+            start_writeback(fd, offset, data.nbytes)
+            offset += data.nbytes
         if hashing is None:
             return _digest(array), start
         os.fsync(fd)
@@ -470,14 +465,10 @@ def _sliced(array: np.ndarray) -> bool:
     return array.nbytes > _SLICE_BYTES
 
 
-def _create_layout(array: np.ndarray, path: str, address: int | None) -> int:
+def _create_layout(array: np.ndarray, path: str) -> int:
     """Create the HDF5 file with an allocated, unfilled contiguous dataset; its byte offset.
-    A header known for this dtype and shape (see store.layouts) is written as is, or with the
-    data moved to an offset aligned as the array's `address` is, for a direct write."""
+    A header known for this dtype and shape (see store.layouts) is written as is."""
     known = layouts.header(array.dtype, array.shape)
-    if known is not None and address is not None:
-        at = aligned_offset(len(known), address)
-        known = layouts.with_data_at(known, array.nbytes, at) or known
     if known is not None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
