@@ -124,10 +124,14 @@ def content_text(value: object) -> str | None:
 
 
 def _text(value: object) -> str:
-    """`content_text` of the value; one text for every value that has none."""
+    """`content_text` of the value; one text for every value that has none. Never raises: it
+    runs as a run starts and ends, where a value's odd pickling must not fail the run."""
     if value is _MISSING:
         return "missing"
-    return content_text(value) or "unwritable"
+    try:
+        return content_text(value) or "unwritable"
+    except Exception:  # e.g. a container whose items raise when compared or iterated
+        return "unwritable"
 
 
 CHANGES = ChangesBetweenRuns()
