@@ -135,8 +135,10 @@ class Plant:
                     self._store.close()  # flushes pending writes first
             if self._graceful:
                 release_sigterm()
+            # What custom specs' close() did is the plant's own doing; with none, no code of
+            # the user's ran since the run ended noted every value.
             changes = sys.modules.get("pyplantd.signatures.changes")
-            if changes is not None:  # what the specs' close() did is the plant's own doing
+            if changes is not None and self._store.custom_specs:
                 changes.CHANGES.run_ended()
 
     close = shutdown
